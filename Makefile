@@ -1,0 +1,66 @@
+# stratopt: every target installs what it needs (Python venv, Go plugins, npm packages).
+SHELL := /bin/bash
+PY_VERSION ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.bin:$(PATH)
+
+.PHONY: install serve test test-fast lint generate check-generated breaking bench bench-optimize clean js-deps
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+js-deps:
+	cd generated/js && npm ci --no-audit --no-fund --loglevel=error
+	cd examples/js && npm ci --no-audit --no-fund --loglevel=error
+
+## Start the service with embedded defaults: SQLite + sample data under ./var, Envoy REST/gRPC-Web gateway.
+serve: install
+	$(VENV)/bin/stratopt serve --dev --gateway
+
+## Regenerate the Envoy descriptor and the Python/Go/JS stubs from protos/.
+generate: install
+	bash scripts/generate.sh
+
+## Fail when the committed stubs differ from what `make generate` writes.
+check-generated: generate
+	@git add -N generated deploy/envoy third_party >/dev/null 2>&1 || true
+	@git diff --exit-code --stat -- generated deploy/envoy third_party || (echo "generated code is stale: run make generate" && exit 1)
+
+## buf breaking against main (skipped until main has protos).
+breaking: install
+	@if git rev-parse --verify -q main:protos >/dev/null; then \
+	  buf breaking protos --against '.git#branch=main,subdir=protos'; \
+	else echo "main has no protos yet: skipping buf breaking"; fi
+
+lint: install
+	buf lint protos
+	buf format -d --exit-code protos
+	$(VENV)/bin/ruff check src tests bench examples/python
+	$(VENV)/bin/ruff format --check src tests bench examples/python
+	$(VENV)/bin/mypy
+
+## The whole suite: lint, contract drift, unit + integration + Go/JS client + Envoy e2e tests.
+test: install check-generated lint js-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not client and not e2e and not postgres"
+
+bench: install
+	$(PY) -m pip install -q -e '.[bench]' || echo "peers unavailable: benchmarking stratopt alone"
+	$(PY) bench/bench_backtest.py
+	$(PY) bench/bench_data.py
+
+bench-optimize: install
+	$(PY) -m pip install -q -e '.[bench]' || echo "peers unavailable"
+	$(PY) bench/bench_optimize.py
+
+clean:
+	rm -rf build var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,84 @@
+"""Outermost interceptor: every failure leaves as a proper status, and every call is logged.
+
+Domain errors become rich statuses; anything else is a bug, logged with a stack trace under a
+reference id and answered INTERNAL without detail (never a Python traceback on the wire).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from grpc_interceptor import AsyncServerInterceptor
+
+from stratopt.api.context import optional_principal
+from stratopt.api.status import internal_status, to_grpc_status
+from stratopt.errors import StratoptError
+
+log = logging.getLogger("stratopt.rpc")
+
+
+class ErrorInterceptor(AsyncServerInterceptor):
+    async def intercept(
+        self,
+        method: Callable[..., Any],
+        request_or_iterator: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        start = time.perf_counter()
+        try:
+            result = method(request_or_iterator, context)
+            if hasattr(result, "__aiter__"):
+                return self._stream(result, context, method_name, start)
+            response = await result
+        except Exception as exc:  # noqa: BLE001 - this is the one place that maps everything
+            await self._abort(exc, context, method_name, start)
+            raise  # unreachable: abort raises
+        _log_call(method_name, "OK", start)
+        return response
+
+    async def _stream(
+        self,
+        gen: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+        start: float,
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in gen:
+                yield item
+        except Exception as exc:  # noqa: BLE001
+            await self._abort(exc, context, method_name, start)
+        _log_call(method_name, "OK", start)
+
+    async def _abort(
+        self, exc: BaseException, context: grpc.aio.ServicerContext, method_name: str, start: float
+    ) -> None:
+        if isinstance(exc, StratoptError):
+            _log_call(method_name, exc.code_name, start, detail=exc.message)
+            await context.abort_with_status(to_grpc_status(exc))
+        code = context.code() if hasattr(context, "code") else None
+        if isinstance(exc, grpc.aio.AbortError) or (code not in (None, grpc.StatusCode.OK)):
+            # Already aborted deliberately (e.g. by a nested abort): let it through as is.
+            raise exc
+        log.exception("unhandled error in %s", method_name)
+        _log_call(method_name, "INTERNAL", start)
+        await context.abort_with_status(internal_status())
+
+
+def _log_call(method: str, outcome: str, start: float, detail: str = "") -> None:
+    p = optional_principal()
+    log.info(
+        "rpc",
+        extra={
+            "rpc": method,
+            "outcome": outcome,
+            "ms": round((time.perf_counter() - start) * 1000, 2),
+            "user": p.username if p else "",
+            "detail": detail,
+        },
+    )

@@ -1,0 +1,180 @@
+"""StrategyService messages <-> catalog records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratopt.api.convert import (
+    CATEGORY_TO_PB,
+    KIND_TO_PB,
+    RISK_TO_PB,
+    enum_from_pb,
+    execution_from_pb,
+    execution_to_pb,
+    fill_params,
+    param_to_pb,
+    params_from_pb,
+    ts_to_pb,
+)
+from stratopt.catalog.strategies import etag_of
+from stratopt.catalog.validation import StrategyFields
+from stratopt.store import models
+from stratopt.strategies.base import StrategyType
+from stratopt.v1 import common_pb2 as c
+from stratopt.v1 import strategy_pb2 as pb
+
+STATUS_TO_PB = {
+    "draft": pb.STRATEGY_STATUS_DRAFT,
+    "active": pb.STRATEGY_STATUS_ACTIVE,
+    "archived": pb.STRATEGY_STATUS_ARCHIVED,
+}
+STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
+RUN_STATE_TO_PB = {
+    "stopped": pb.RUN_STATE_STOPPED,
+    "running": pb.RUN_STATE_RUNNING,
+    "failed": pb.RUN_STATE_FAILED,
+}
+ENSEMBLE_TO_PB = {
+    "weighted_vote": pb.ENSEMBLE_METHOD_WEIGHTED_VOTE,
+    "unanimous": pb.ENSEMBLE_METHOD_UNANIMOUS,
+    "majority": pb.ENSEMBLE_METHOD_MAJORITY,
+}
+ENSEMBLE_FROM_PB = {v: k for k, v in ENSEMBLE_TO_PB.items()}
+SEVERITY_TO_PB = {
+    "info": pb.ALERT_SEVERITY_INFO,
+    "warning": pb.ALERT_SEVERITY_WARNING,
+    "critical": pb.ALERT_SEVERITY_CRITICAL,
+}
+SEVERITY_FROM_PB = {v: k for k, v in SEVERITY_TO_PB.items()}
+HISTORY_TO_PB = {
+    "created": pb.HISTORY_ACTION_CREATED,
+    "updated": pb.HISTORY_ACTION_UPDATED,
+    "deleted": pb.HISTORY_ACTION_DELETED,
+    "started": pb.HISTORY_ACTION_STARTED,
+    "stopped": pb.HISTORY_ACTION_STOPPED,
+    "shared": pb.HISTORY_ACTION_SHARED,
+    "unshared": pb.HISTORY_ACTION_UNSHARED,
+}
+
+
+def fields_from_pb(s: pb.Strategy) -> StrategyFields:
+    return StrategyFields(
+        name=s.name,
+        description=s.description,
+        strategy_type=s.strategy_type.strip(),
+        parameters=params_from_pb(s.parameters, "strategy.parameters"),
+        symbols=list(s.symbols),
+        timeframe=s.timeframe,
+        tags=list(s.tags),
+        status=enum_from_pb(s.status, STATUS_FROM_PB, "strategy.status") or "draft",
+        execution=execution_from_pb(s.execution, "strategy.execution"),
+        ensemble_members=[
+            {"strategy_id": m.strategy_id, "weight": m.weight or 1.0} for m in s.ensemble_members
+        ],
+        ensemble_method=enum_from_pb(s.ensemble_method, ENSEMBLE_FROM_PB, "strategy.ensemble_method"),
+        alert_rules=[
+            {
+                "metric": r.metric,
+                "op": r.op,
+                "threshold": r.threshold,
+                "severity": enum_from_pb(r.severity, SEVERITY_FROM_PB, "strategy.alert_rules.severity")
+                or "warning",
+            }
+            for r in s.alert_rules
+        ],
+    )
+
+
+def strategy_to_pb(row: models.Strategy, owner_username: str = "") -> pb.Strategy:
+    return strategy_dict_to_pb(
+        {
+            "id": row.id,
+            "owner_id": row.owner_id,
+            "name": row.name,
+            "description": row.description,
+            "strategy_type": row.strategy_type,
+            "category": row.category,
+            "risk_level": row.risk_level,
+            "parameters": row.parameters,
+            "symbols": row.symbols,
+            "timeframe": row.timeframe,
+            "tags": row.tags,
+            "status": row.status,
+            "execution": row.execution,
+            "ensemble_members": row.ensemble_members,
+            "ensemble_method": row.ensemble_method,
+            "alert_rules": row.alert_rules,
+            "run_state": row.run_state,
+            "version": row.version,
+        },
+        owner_username,
+        row,
+    )
+
+
+def strategy_dict_to_pb(
+    d: dict[str, Any], owner_username: str = "", row: models.Strategy | None = None
+) -> pb.Strategy:
+    s = pb.Strategy(
+        id=d["id"],
+        name=d["name"],
+        description=d.get("description", ""),
+        strategy_type=d["strategy_type"],
+        category=CATEGORY_TO_PB.get(d.get("category", ""), 0),  # type: ignore[arg-type]
+        risk_level=RISK_TO_PB.get(d.get("risk_level", ""), 0),  # type: ignore[arg-type]
+        symbols=d.get("symbols", []),
+        timeframe=d.get("timeframe", ""),
+        tags=d.get("tags", []),
+        status=STATUS_TO_PB.get(d.get("status", ""), 0),  # type: ignore[arg-type]
+        execution=execution_to_pb(d.get("execution", {})),
+        ensemble_method=ENSEMBLE_TO_PB.get(d.get("ensemble_method", ""), 0),  # type: ignore[arg-type]
+        run_state=RUN_STATE_TO_PB.get(d.get("run_state", ""), 0),  # type: ignore[arg-type]
+        owner_id=d.get("owner_id", ""),
+        owner_username=owner_username,
+        version=int(d.get("version", 0)),
+        etag=f"v{d.get('version', 0)}",
+    )
+    fill_params(s.parameters, d.get("parameters", {}))
+    for m in d.get("ensemble_members", []):
+        s.ensemble_members.add(strategy_id=m["strategy_id"], weight=float(m.get("weight", 1.0)))
+    for r in d.get("alert_rules", []):
+        s.alert_rules.add(
+            metric=r["metric"],
+            op=r["op"],
+            threshold=float(r["threshold"]),
+            severity=SEVERITY_TO_PB.get(r.get("severity", ""), 0),  # type: ignore[arg-type]
+        )
+    if row is not None:
+        s.create_time.CopyFrom(ts_to_pb(row.created_at))
+        s.update_time.CopyFrom(ts_to_pb(row.updated_at))
+        s.etag = etag_of(row)
+    return s
+
+
+def strategy_type_to_pb(t: StrategyType) -> pb.StrategyType:
+    out = pb.StrategyType(
+        name=t.name,
+        display_name=t.display_name,
+        description=t.description,
+        category=CATEGORY_TO_PB[t.category],  # type: ignore[arg-type]
+        risk_level=RISK_TO_PB[t.risk_level],  # type: ignore[arg-type]
+    )
+    for p in t.params:
+        spec = out.parameters.add(
+            name=p.name,
+            kind=KIND_TO_PB[p.kind],  # type: ignore[arg-type]
+            min=float(p.low) if p.low is not None else 0.0,
+            max=float(p.high) if p.high is not None else 0.0,
+            step=float(p.step) if p.step is not None else 0.0,
+            choices=list(p.choices),
+            log_scale=bool(p.log),
+            description=p.description,
+        )
+        spec.default_value.CopyFrom(param_to_pb(p.default))
+    for con in t.constraints:
+        out.constraints.add(left=con.left, op=con.op, right=con.right)
+    return out
+
+
+def _unused(_: c.ParameterValue) -> None:  # keeps the common_pb2 import for type readers
+    return None

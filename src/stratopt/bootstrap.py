@@ -1,0 +1,109 @@
+"""First-start setup: the JWT signing key and the first users.
+
+Production never gets a default password or a generated secret: without
+STRATOPT_JWT_SECRET (or key files) and an admin from STRATOPT_ADMIN_USER/PASSWORD or
+`stratopt user create`, the server refuses to start. Development mode (`--dev`) generates a
+secret kept under the data folder and seeds documented demo users.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from stratopt.config import Settings
+from stratopt.security.passwords import check_password_policy, hash_password
+from stratopt.security.roles import Role
+from stratopt.security.tokens import TokenConfig
+from stratopt.store import models
+from stratopt.store.db import Database
+
+log = logging.getLogger("stratopt.bootstrap")
+
+DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
+    ("admin", Role.ADMIN, "blue-harbor-lantern-1"),
+    ("trader", Role.TRADER, "green-meadow-compass-2"),
+    ("analyst", Role.ANALYST, "amber-river-journal-3"),
+    ("viewer", Role.VIEWER, "silver-canyon-window-4"),
+)
+"""Seeded only in development mode; documented in the README."""
+
+
+class BootstrapError(RuntimeError):
+    pass
+
+
+def token_config(s: Settings) -> TokenConfig:
+    if s.jwt_algorithm in ("RS256", "ES256"):
+        if not s.jwt_private_key_file and not s.jwt_public_key_file:
+            raise BootstrapError(f"{s.jwt_algorithm} needs STRATOPT_JWT_PRIVATE_KEY_FILE")
+        return TokenConfig.from_files(
+            s.jwt_algorithm,  # type: ignore[arg-type]
+            private_key_file=s.jwt_private_key_file or None,
+            public_key_file=s.jwt_public_key_file or None,
+        )
+    if s.jwt_secret:
+        return TokenConfig(algorithm="HS256", secret=s.jwt_secret.encode())
+    if not s.dev:
+        raise BootstrapError(
+            "set STRATOPT_JWT_SECRET (32+ bytes) or RS256/ES256 key files; "
+            "or run with --dev for a local development server"
+        )
+    return TokenConfig(algorithm="HS256", secret=_dev_secret(s.data_dir))
+
+
+def _dev_secret(data_dir: Path) -> bytes:
+    """A random secret kept beside the database, so dev tokens survive restarts."""
+    path = data_dir / "dev-jwt-secret"
+    if path.exists():
+        return path.read_bytes().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    return value
+
+
+async def create_user(
+    db: Database, username: str, password: str, role: Role, *, display_name: str = ""
+) -> models.User:
+    problems = check_password_policy(password, username=username)
+    if problems:
+        raise BootstrapError("; ".join(problems))
+    async with db.transaction() as s:
+        user = models.User(
+            username=username,
+            display_name=display_name or username,
+            role=role.value,
+            password_hash=hash_password(password),
+        )
+        s.add(user)
+    return user
+
+
+async def ensure_users(db: Database, s: Settings) -> None:
+    async with db.session() as session:
+        count = (await session.execute(select(func.count()).select_from(models.User))).scalar_one()
+        existing = set((await session.execute(select(models.User.username))).scalars())
+    if s.admin_user and s.admin_user not in existing:
+        if not s.admin_password:
+            raise BootstrapError("STRATOPT_ADMIN_USER needs STRATOPT_ADMIN_PASSWORD")
+        await create_user(db, s.admin_user, s.admin_password, Role.ADMIN)
+        log.info("created admin user from environment", extra={"username": s.admin_user})
+        existing.add(s.admin_user)
+    if s.dev:
+        for username, role, password in DEMO_USERS:
+            if username not in existing:
+                await create_user(db, username, password, role)
+        if count == 0:
+            log.warning("development mode: seeded demo users (see README); never use in production")
+    elif count == 0 and not s.admin_user:
+        log.warning(
+            "no users yet: set STRATOPT_ADMIN_USER/STRATOPT_ADMIN_PASSWORD or run "
+            "`stratopt user create --role admin`"
+        )

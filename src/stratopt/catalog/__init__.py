@@ -1,0 +1,1 @@
+"""User strategies: validation, ownership and sharing, history, listing (store + strategies)."""

@@ -1,0 +1,221 @@
+"""Field-by-field validation of user strategies, returning every problem at once."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratopt.errors import FieldViolation
+from stratopt.strategies import registry
+
+ENSEMBLE_TYPE = "ensemble"
+NAME_MAX = 100
+DESCRIPTION_MAX = 4000
+MAX_SYMBOLS = 50
+MAX_TAGS = 20
+MIN_ENSEMBLE = 2
+MAX_ENSEMBLE = 10
+STATUSES = ("draft", "active", "archived")
+DIRECTIONS = ("long", "short", "both")
+ENSEMBLE_METHODS = ("weighted_vote", "unanimous", "majority")
+ALERT_OPS = ("<", "<=", ">", ">=")
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:/!\-]{0,31}$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+_TIMEFRAME = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d|w)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class StrategyFields:
+    """The user-settable fields of a strategy, in domain form (enums as lower-case words)."""
+
+    name: str = ""
+    description: str = ""
+    strategy_type: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    symbols: list[str] = field(default_factory=list)
+    timeframe: str = ""
+    tags: list[str] = field(default_factory=list)
+    status: str = "draft"
+    execution: dict[str, Any] = field(default_factory=dict)
+    ensemble_members: list[dict[str, Any]] = field(default_factory=list)
+    ensemble_method: str = ""
+    alert_rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+UPDATABLE = (
+    "name",
+    "description",
+    "parameters",
+    "symbols",
+    "timeframe",
+    "tags",
+    "status",
+    "execution",
+    "ensemble_members",
+    "ensemble_method",
+    "alert_rules",
+)
+
+
+def normalize(f: StrategyFields) -> StrategyFields:
+    """Canonical forms users expect: trimmed name, upper-case symbols, lower-case tags."""
+    f.name = f.name.strip()
+    f.symbols = [s.strip().upper() for s in f.symbols]
+    f.tags = sorted({t.strip().lower() for t in f.tags})
+    f.timeframe = f.timeframe.strip().lower()
+    if f.strategy_type == ENSEMBLE_TYPE and not f.ensemble_method:
+        f.ensemble_method = "weighted_vote"
+    return f
+
+
+def validate(f: StrategyFields) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    v += _name(f.name)
+    if len(f.description) > DESCRIPTION_MAX:
+        v.append(FieldViolation("strategy.description", f"at most {DESCRIPTION_MAX} characters"))
+    v += _type_and_parameters(f)
+    v += _symbols(f.symbols)
+    if f.timeframe and not _TIMEFRAME.match(f.timeframe):
+        v.append(
+            FieldViolation("strategy.timeframe", "expected a number and a unit s/m/h/d/w, e.g. 15m")
+        )
+    v += _tags(f.tags)
+    if f.status not in STATUSES:
+        v.append(FieldViolation("strategy.status", f"must be one of {', '.join(STATUSES)}"))
+    v += validate_execution(f.execution, "strategy.execution")
+    v += _alert_rules(f.alert_rules)
+    return v
+
+
+def _name(name: str) -> list[FieldViolation]:
+    if not name:
+        return [FieldViolation("strategy.name", "required")]
+    if len(name) > NAME_MAX:
+        return [FieldViolation("strategy.name", f"at most {NAME_MAX} characters")]
+    if _CONTROL.search(name):
+        return [FieldViolation("strategy.name", "must not contain control characters")]
+    return []
+
+
+def _type_and_parameters(f: StrategyFields) -> list[FieldViolation]:
+    if not f.strategy_type:
+        return [FieldViolation("strategy.strategy_type", "required")]
+    if f.strategy_type == ENSEMBLE_TYPE:
+        return _ensemble(f)
+    try:
+        stype = registry.get(f.strategy_type)
+    except KeyError:
+        return [
+            FieldViolation(
+                "strategy.strategy_type",
+                f"unknown strategy type {f.strategy_type!r}; see ListStrategyTypes",
+            )
+        ]
+    out = [FieldViolation(f"strategy.{x.field}", x.description) for x in stype.validate(f.parameters)]
+    if f.ensemble_members:
+        out.append(FieldViolation("strategy.ensemble_members", "only for ensemble strategies"))
+    return out
+
+
+def _ensemble(f: StrategyFields) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    n = len(f.ensemble_members)
+    if not MIN_ENSEMBLE <= n <= MAX_ENSEMBLE:
+        out.append(
+            FieldViolation(
+                "strategy.ensemble_members", f"an ensemble has {MIN_ENSEMBLE}..{MAX_ENSEMBLE} members"
+            )
+        )
+    ids = [m.get("strategy_id", "") for m in f.ensemble_members]
+    if len(set(ids)) != len(ids):
+        out.append(FieldViolation("strategy.ensemble_members", "members must be distinct"))
+    for i, m in enumerate(f.ensemble_members):
+        if not m.get("strategy_id"):
+            out.append(FieldViolation(f"strategy.ensemble_members[{i}].strategy_id", "required"))
+        w = float(m.get("weight", 1.0))
+        if not math.isfinite(w) or w <= 0:
+            out.append(FieldViolation(f"strategy.ensemble_members[{i}].weight", "must be > 0"))
+    if f.ensemble_method not in ENSEMBLE_METHODS:
+        out.append(
+            FieldViolation("strategy.ensemble_method", f"one of {', '.join(ENSEMBLE_METHODS)}")
+        )
+    if f.parameters:
+        out.append(FieldViolation("strategy.parameters", "an ensemble has no parameters"))
+    return out
+
+
+def _symbols(symbols: list[str]) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    if len(symbols) > MAX_SYMBOLS:
+        out.append(FieldViolation("strategy.symbols", f"at most {MAX_SYMBOLS} symbols"))
+    if len(set(symbols)) != len(symbols):
+        out.append(FieldViolation("strategy.symbols", "duplicate symbols"))
+    for i, s in enumerate(symbols):
+        if not _SYMBOL.match(s):
+            out.append(
+                FieldViolation(
+                    f"strategy.symbols[{i}]",
+                    "1-32 characters: letters, digits and . _ : / ! - (e.g. BTCUSDT, ES1!)",
+                )
+            )
+    return out
+
+
+def _tags(tags: list[str]) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    if len(tags) > MAX_TAGS:
+        out.append(FieldViolation("strategy.tags", f"at most {MAX_TAGS} tags"))
+    for i, t in enumerate(tags):
+        if not _TAG.match(t):
+            out.append(
+                FieldViolation(f"strategy.tags[{i}]", "1-32 characters: a-z, 0-9, _ and -")
+            )
+    return out
+
+
+_EXEC_BOUNDS: Mapping[str, tuple[float, float, bool]] = {
+    # name: (low, high, low_inclusive)
+    "initial_cash": (0.0, 1e12, False),
+    "position_size": (0.0, 1.0, False),
+    "commission": (0.0, 0.1, True),
+    "slippage": (0.0, 0.1, True),
+    "stop_loss": (0.0, 0.99, True),
+    "take_profit": (0.0, 100.0, True),
+    "trailing_stop": (0.0, 0.99, True),
+    "periods_per_year": (0.0, 1e7, True),
+}
+
+
+def validate_execution(ex: Mapping[str, Any], prefix: str) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    for name, (lo, hi, lo_incl) in _EXEC_BOUNDS.items():
+        if name not in ex:
+            continue
+        x = float(ex[name])
+        ok = math.isfinite(x) and (x >= lo if lo_incl else x > lo) and x <= hi
+        if not ok:
+            bound = "[" if lo_incl else "("
+            out.append(FieldViolation(f"{prefix}.{name}", f"must be in {bound}{lo:g}, {hi:g}]"))
+    d = ex.get("direction")
+    if d is not None and d not in DIRECTIONS:
+        out.append(FieldViolation(f"{prefix}.direction", f"one of {', '.join(DIRECTIONS)}"))
+    return out
+
+
+def _alert_rules(rules: list[dict[str, Any]]) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    if len(rules) > 20:
+        out.append(FieldViolation("strategy.alert_rules", "at most 20 rules"))
+    for i, r in enumerate(rules):
+        if not r.get("metric"):
+            out.append(FieldViolation(f"strategy.alert_rules[{i}].metric", "required"))
+        if r.get("op") not in ALERT_OPS:
+            out.append(FieldViolation(f"strategy.alert_rules[{i}].op", "one of < <= > >="))
+        if not math.isfinite(float(r.get("threshold", 0.0))):
+            out.append(FieldViolation(f"strategy.alert_rules[{i}].threshold", "must be finite"))
+    return out

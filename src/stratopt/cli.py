@@ -1,0 +1,130 @@
+"""The `stratopt` command: serve, migrate, user management (more subcommands join later)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stratopt import __version__, config, logs
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    s = config.from_env()
+    return s.with_overrides(
+        grpc_addr=getattr(args, "addr", None),
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        database_url=getattr(args, "database_url", None),
+        dev=True if getattr(args, "dev", False) else None,
+        gateway=True if getattr(args, "gateway", False) else None,
+        gateway_addr=getattr(args, "gateway_addr", None),
+        workers=getattr(args, "workers", None),
+        log_json=False if getattr(args, "text_logs", False) else None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stratopt.bootstrap import BootstrapError
+    from stratopt.server import serve
+
+    s = _settings(args)
+    logs.setup(s.log_level, s.log_json)
+    try:
+        asyncio.run(serve(s))
+    except BootstrapError as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from stratopt.store import migrate
+    from stratopt.store.db import Database
+
+    s = _settings(args)
+    logs.setup(s.log_level, s.log_json)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> None:
+        db = Database(s.resolved_database_url)
+        await migrate.upgrade(db)
+        await db.dispose()
+
+    asyncio.run(run())
+    print("database is at the newest schema")
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from stratopt.bootstrap import BootstrapError, create_user
+    from stratopt.security.roles import parse_role
+    from stratopt.store import migrate
+    from stratopt.store.db import Database
+
+    s = _settings(args)
+    password = os.environ.get("STRATOPT_NEW_PASSWORD") or getpass.getpass("password: ")
+
+    async def run() -> None:
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(s.resolved_database_url)
+        await migrate.upgrade(db)
+        try:
+            await create_user(db, args.username, password, parse_role(args.role))
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except (BootstrapError, ValueError) as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
+    print(f"created {args.role} {args.username}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data folder (env STRATOPT_DATA_DIR, default ./var)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (env STRATOPT_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratopt", description="stratopt service and tools")
+    parser.add_argument("--version", action="version", version=f"stratopt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    _common(p)
+    p.add_argument("--addr", help="listen address (env STRATOPT_GRPC_ADDR, default 127.0.0.1:50051)")
+    p.add_argument("--dev", action="store_true", help="development mode: demo users, dev secret")
+    p.add_argument("--gateway", action="store_true", help="also start the Envoy REST/gRPC-Web gateway")
+    p.add_argument("--gateway-addr", help="gateway listen address (default 127.0.0.1:8080)")
+    p.add_argument("--workers", type=int, help="optimization workers in this process")
+    p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    _common(p)
+    p.set_defaults(func=cmd_migrate)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", required=True)
+    p = user.add_parser("create", help="create a user (password from STRATOPT_NEW_PASSWORD or prompt)")
+    _common(p)
+    p.add_argument("username")
+    p.add_argument("--role", default="trader", help="admin, trader, analyst or viewer")
+    p.set_defaults(func=cmd_user_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

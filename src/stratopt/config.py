@@ -1,0 +1,80 @@
+"""Settings for every entry point, read from flags and ``STRATOPT_*`` environment variables.
+
+One frozen object is built at start and passed down, so nothing reads the environment later
+and tests can build servers with exactly the settings they need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_addr: str = "127.0.0.1:50051"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    # Development mode seeds demo users and sample data and allows a generated JWT secret.
+    dev: bool = False
+    jwt_secret: str = field(default="", repr=False)
+    jwt_algorithm: str = "HS256"
+    jwt_private_key_file: str = ""
+    jwt_public_key_file: str = ""
+    admin_user: str = ""
+    admin_password: str = field(default="", repr=False)
+    gateway: bool = False
+    gateway_addr: str = "127.0.0.1:8080"
+    gateway_admin_port: int = 0
+    workers: int = 1
+    sample_data: bool = True
+    log_level: str = "INFO"
+    log_json: bool = True
+    rate_limits: bool = True
+    max_streams_per_user: int = 16
+    precompile: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'stratopt.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _as_bool(value: str) -> bool:
+    return value.strip().lower() in _TRUE
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Builds settings from ``STRATOPT_*`` variables; unknown variables are ignored."""
+    env = os.environ if env is None else env
+    s = Settings()
+    conv: dict[str, Any] = {}
+    for name, f in Settings.__dataclass_fields__.items():
+        raw = env.get(f"STRATOPT_{name.upper()}")
+        if raw is None:
+            continue
+        default = getattr(s, name)
+        if isinstance(default, bool):
+            conv[name] = _as_bool(raw)
+        elif isinstance(default, int):
+            conv[name] = int(raw)
+        elif isinstance(default, Path):
+            conv[name] = Path(raw)
+        else:
+            conv[name] = raw
+        del f
+    return replace(s, **conv)

@@ -1,0 +1,194 @@
+"""Server assembly: database, domain services, servicers, interceptors, health, reflection.
+
+`Server` is what `stratopt serve` runs and what integration tests start on a free port; both
+go through the same code so the tests exercise the real wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from stratopt import __version__
+from stratopt.api.auth_interceptor import AuthInterceptor
+from stratopt.api.errors_interceptor import ErrorInterceptor
+from stratopt.api.strategy_servicer import StrategyServicer
+from stratopt.api.unimplemented import fill_unimplemented
+from stratopt.catalog.strategies import StrategyCatalog
+from stratopt.config import Settings
+from stratopt import bootstrap
+from stratopt.security.errors import AuthenticationError
+from stratopt.security.principal import Principal
+from stratopt.security.roles import Role
+from stratopt.security.tokens import TokenService
+from stratopt.store import migrate, models
+from stratopt.store.db import Database
+from stratopt.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    backtest_pb2,
+    backtest_pb2_grpc,
+    export_pb2,
+    export_pb2_grpc,
+    market_data_pb2,
+    market_data_pb2_grpc,
+    optimization_pb2,
+    optimization_pb2_grpc,
+    strategy_pb2,
+    system_pb2,
+    system_pb2_grpc,
+)
+
+log = logging.getLogger("stratopt.server")
+
+SERVICES = {
+    "stratopt.v1.AuthService": (auth_pb2, auth_pb2_grpc),
+    "stratopt.v1.MarketDataService": (market_data_pb2, market_data_pb2_grpc),
+    "stratopt.v1.StrategyService": (strategy_pb2, None),
+    "stratopt.v1.BacktestService": (backtest_pb2, backtest_pb2_grpc),
+    "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
+    "stratopt.v1.ExportService": (export_pb2, export_pb2_grpc),
+    "stratopt.v1.SystemService": (system_pb2, system_pb2_grpc),
+}
+HEALTH_INTERVAL_S = 2.0
+
+
+@dataclass
+class Runtime:
+    """The process-wide services the servicers share."""
+
+    settings: Settings
+    db: Database
+    tokens: TokenService
+    catalog: StrategyCatalog
+    started_at: float = field(default_factory=time.time)
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
+        if bearer is None:
+            raise AuthenticationError("no bearer token")
+        claims = self.tokens.verify_access(bearer)
+        async with self.db.session() as s:
+            user = await s.get(models.User, claims.subject)
+        if user is None or user.disabled:
+            raise AuthenticationError("unknown or disabled user")
+        # The role comes from the database, not the token: a demotion takes effect at once.
+        return Principal(user_id=user.id, username=user.username, role=Role(user.role),
+                         via="jwt", session_id=claims.session_id)
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.grpc: grpc.aio.Server | None = None
+        self.runtime: Runtime | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(s.resolved_database_url)
+        await migrate.upgrade(db)
+        tokens = TokenService(bootstrap.token_config(s))
+        self.runtime = rt = Runtime(settings=s, db=db, tokens=tokens, catalog=StrategyCatalog(db))
+        await bootstrap.ensure_users(rt.db, s)
+
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(), AuthInterceptor(rt.authenticate)],
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._add_servicers(server, rt)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        self.port = server.add_insecure_port(s.grpc_addr)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {s.grpc_addr}")
+        await server.start()
+        self.grpc = server
+        await self._set_health(True)
+        self._monitor = asyncio.create_task(self._watch_database())
+        log.info("listening", extra={"addr": s.grpc_addr, "port": self.port, "version": __version__,
+                                     "database": db.backend})
+        return self.port
+
+    def _add_servicers(self, server: grpc.aio.Server, rt: Runtime) -> None:
+        from stratopt.v1 import strategy_pb2_grpc
+
+        strategy_pb2_grpc.add_StrategyServiceServicer_to_server(
+            fill_unimplemented(StrategyServicer(rt.catalog),
+                               strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"]),
+            server,
+        )
+        for full_name, (pb_mod, grpc_mod) in SERVICES.items():
+            if grpc_mod is None:
+                continue
+            short = full_name.rsplit(".", 1)[1]
+            base = getattr(grpc_mod, f"{short}Servicer")
+            servicer = fill_unimplemented(base(), pb_mod.DESCRIPTOR.services_by_name[short])
+            getattr(grpc_mod, f"add_{short}Servicer_to_server")(servicer, server)
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+        for name in SERVICES:
+            await self.health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        assert self.runtime is not None
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            ok = await self.runtime.db.ping()
+            if ok != serving:
+                serving = ok
+                await self._set_health(ok)
+                log.warning("database %s", "reachable again" if ok else "unreachable")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+        if self.grpc is not None:
+            await self.health.enter_graceful_shutdown()
+            await self.grpc.stop(grace)
+        if self.runtime is not None:
+            for t in self.runtime.background:
+                t.cancel()
+            await self.runtime.db.dispose()
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        assert self.grpc is not None
+        await self.grpc.wait_for_termination()
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s."""
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()

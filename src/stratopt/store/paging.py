@@ -1,0 +1,82 @@
+"""Keyset pagination with opaque tokens.
+
+Tokens carry the last row's sort key and id, not an offset, so pages stay correct while rows
+are added or removed; a hash of the query rides along so a token cannot be replayed against a
+different filter.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from stratopt.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def page_size(requested: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
+    if requested < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    return min(requested or default, maximum)
+
+
+def query_hash(**query: Any) -> str:
+    raw = json.dumps(query, sort_keys=True, default=str).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    key: Any
+    id: str
+
+
+def encode_token(cursor: Cursor, qhash: str) -> str:
+    raw = json.dumps({"k": cursor.key, "i": cursor.id, "q": qhash}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, qhash: str) -> Cursor | None:
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if data["q"] != qhash:
+            raise InvalidArgument.field(
+                "page_token", "the page token belongs to a different query; start over"
+            )
+        return Cursor(key=data["k"], id=str(data["i"]))
+    except InvalidArgument:
+        raise
+    except Exception:
+        raise InvalidArgument.field("page_token", "malformed page token") from None
+
+
+def after_cursor(
+    stmt: Select[Any],
+    sort_col: InstrumentedAttribute[Any],
+    id_col: InstrumentedAttribute[Any],
+    cursor: Cursor | None,
+    *,
+    desc: bool,
+) -> Select[Any]:
+    """Adds the keyset condition and the matching ORDER BY (ties broken by id)."""
+    if cursor is not None:
+        key = cursor.key
+        if desc:
+            cond = or_(sort_col < key, and_(sort_col == key, id_col < cursor.id))
+        else:
+            cond = or_(sort_col > key, and_(sort_col == key, id_col > cursor.id))
+        stmt = stmt.where(cond)
+    if desc:
+        return stmt.order_by(sort_col.desc(), id_col.desc())
+    return stmt.order_by(sort_col.asc(), id_col.asc())
