@@ -1,0 +1,155 @@
+"""Shared fixtures: a real `stratopt serve` subprocess on a free port with a real SQLite file.
+
+Tests talk to it over the network exactly as users do. Tokens are obtained by logging in as
+the demo users that development mode seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET = "test-secret-" + "x" * 40
+DEMO_PASSWORDS = {
+    "admin": "blue-harbor-lantern-1",
+    "trader": "green-meadow-compass-2",
+    "analyst": "amber-river-journal-3",
+    "viewer": "silver-canyon-window-4",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    addr: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.addr)
+
+    def token(self, username: str) -> str:
+        """An access token for a demo user (cached per server)."""
+        if username not in self._tokens:
+            self._tokens[username] = login(self.addr, username, DEMO_PASSWORDS[username])
+        return self._tokens[username]
+
+    def md(self, username: str) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token(username)}")]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def login(addr: str, username: str, password: str) -> str:
+    from stratopt.v1 import auth_pb2, auth_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        stub = auth_pb2_grpc.AuthServiceStub(ch)
+        try:
+            return str(stub.Login(auth_pb2.LoginRequest(username=username, password=password)).access_token)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+    return _mint_token(addr, username)
+
+
+def _mint_token(addr: str, username: str) -> str:
+    """Fallback while Login is not served: sign with the shared test secret."""
+    import sqlite3
+
+    from stratopt.security.roles import Role
+    from stratopt.security.tokens import TokenConfig, TokenService
+
+    db = _SERVERS[addr].data_dir / "stratopt.db"
+    uid, role = sqlite3.connect(db).execute(
+        "select id, role from users where username=?", (username,)
+    ).fetchone()
+    ts = TokenService(TokenConfig(algorithm="HS256", secret=JWT_SECRET.encode()))
+    return ts.issue_access(uid, Role(role)).token
+
+
+_SERVERS: dict[str, LiveServer] = {}
+
+
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, dev: bool = True) -> LiveServer:
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "STRATOPT_GRPC_ADDR": addr,
+        "STRATOPT_DATA_DIR": str(tmp),
+        "STRATOPT_JWT_SECRET": JWT_SECRET,
+        "STRATOPT_LOG_LEVEL": "INFO",
+        "STRATOPT_SAMPLE_DATA": "0",
+        "STRATOPT_PRECOMPILE": "0",
+        **(extra_env or {}),
+    }
+    log_path = tmp / "server.log"
+    args = [sys.executable, "-m", "stratopt.cli", "serve"] + (["--dev"] if dev else [])
+    proc = subprocess.Popen(args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    srv = LiveServer(addr, tmp, proc, log_path, env)
+    _SERVERS[addr] = srv
+    wait_serving(srv)
+    return srv
+
+
+def wait_serving(srv: LiveServer, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if srv.proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{srv.logs()}")
+        try:
+            with grpc.insecure_channel(srv.addr) as ch:
+                r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not serving after {timeout}s:\n{srv.logs()}")
+
+
+def stop_server(srv: LiveServer) -> None:
+    if srv.proc.poll() is None:
+        srv.proc.terminate()
+        try:
+            srv.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
+    _SERVERS.pop(srv.addr, None)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the whole session; tests must not depend on each other's data."""
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture()
+def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of its own, for tests that restart it or need an empty database."""
+    srv = start_server(tmp_path)
+    yield srv
+    stop_server(srv)
