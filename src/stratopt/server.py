@@ -20,8 +20,10 @@ from grpc_reflection.v1alpha import reflection
 from stratopt import __version__
 from stratopt.api.auth_interceptor import AuthInterceptor
 from stratopt.api.errors_interceptor import ErrorInterceptor
+from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.unimplemented import fill_unimplemented
+from stratopt.catalog.datasets import DatasetCatalog
 from stratopt.catalog.strategies import StrategyCatalog
 from stratopt.config import Settings
 from stratopt import bootstrap
@@ -51,7 +53,7 @@ log = logging.getLogger("stratopt.server")
 
 SERVICES = {
     "stratopt.v1.AuthService": (auth_pb2, auth_pb2_grpc),
-    "stratopt.v1.MarketDataService": (market_data_pb2, market_data_pb2_grpc),
+    "stratopt.v1.MarketDataService": (market_data_pb2, None),
     "stratopt.v1.StrategyService": (strategy_pb2, None),
     "stratopt.v1.BacktestService": (backtest_pb2, backtest_pb2_grpc),
     "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
@@ -69,6 +71,7 @@ class Runtime:
     db: Database
     tokens: TokenService
     catalog: StrategyCatalog
+    datasets: DatasetCatalog
     started_at: float = field(default_factory=time.time)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -100,7 +103,15 @@ class Server:
         db = Database(s.resolved_database_url)
         await migrate.upgrade(db)
         tokens = TokenService(bootstrap.token_config(s))
-        self.runtime = rt = Runtime(settings=s, db=db, tokens=tokens, catalog=StrategyCatalog(db))
+        self.runtime = rt = Runtime(
+            settings=s,
+            db=db,
+            tokens=tokens,
+            catalog=StrategyCatalog(db),
+            datasets=DatasetCatalog(db, s.data_dir / "datasets"),
+        )
+        if s.sample_data:
+            await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
 
         server = grpc.aio.server(
@@ -134,6 +145,9 @@ class Server:
             fill_unimplemented(StrategyServicer(rt.catalog),
                                strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"]),
             server,
+        )
+        market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
+            MarketDataServicer(rt.datasets), server
         )
         for full_name, (pb_mod, grpc_mod) in SERVICES.items():
             if grpc_mod is None:
