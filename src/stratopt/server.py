@@ -20,9 +20,11 @@ from grpc_reflection.v1alpha import reflection
 from stratopt import __version__
 from stratopt.api.auth_interceptor import AuthInterceptor
 from stratopt.api.errors_interceptor import ErrorInterceptor
+from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.unimplemented import fill_unimplemented
+from stratopt.catalog.backtests import BacktestCatalog
 from stratopt.catalog.datasets import DatasetCatalog
 from stratopt.catalog.strategies import StrategyCatalog
 from stratopt.config import Settings
@@ -55,7 +57,7 @@ SERVICES = {
     "stratopt.v1.AuthService": (auth_pb2, auth_pb2_grpc),
     "stratopt.v1.MarketDataService": (market_data_pb2, None),
     "stratopt.v1.StrategyService": (strategy_pb2, None),
-    "stratopt.v1.BacktestService": (backtest_pb2, backtest_pb2_grpc),
+    "stratopt.v1.BacktestService": (backtest_pb2, None),
     "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
     "stratopt.v1.ExportService": (export_pb2, export_pb2_grpc),
     "stratopt.v1.SystemService": (system_pb2, system_pb2_grpc),
@@ -72,6 +74,7 @@ class Runtime:
     tokens: TokenService
     catalog: StrategyCatalog
     datasets: DatasetCatalog
+    backtests: BacktestCatalog
     started_at: float = field(default_factory=time.time)
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -108,7 +111,8 @@ class Server:
             db=db,
             tokens=tokens,
             catalog=StrategyCatalog(db),
-            datasets=DatasetCatalog(db, s.data_dir / "datasets"),
+            datasets=(datasets := DatasetCatalog(db, s.data_dir / "datasets")),
+            backtests=BacktestCatalog(db, datasets, s.data_dir / "backtests"),
         )
         if s.sample_data:
             await rt.datasets.ensure_samples()
@@ -148,6 +152,9 @@ class Server:
         )
         market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
             MarketDataServicer(rt.datasets), server
+        )
+        backtest_pb2_grpc.add_BacktestServiceServicer_to_server(
+            BacktestServicer(rt.backtests), server
         )
         for full_name, (pb_mod, grpc_mod) in SERVICES.items():
             if grpc_mod is None:
