@@ -88,6 +88,67 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _param_value(text: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """A local backtest of a CSV/Parquet file: the same engine the server runs."""
+    import json
+
+    from stratopt import engine
+    from stratopt.data.errors import DataError
+    from stratopt.data.importers import import_bars
+    from stratopt.data.resample import resample
+    from stratopt.strategies import registry
+
+    params: dict[str, int | float | str] = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"stratopt: -p expects name=value, got {item!r}", file=sys.stderr)
+            return 2
+        params[name.strip()] = _param_value(value.strip())
+    try:
+        stype = registry.get(args.strategy)
+    except KeyError:
+        print(f"stratopt: unknown strategy {args.strategy!r}; one of {', '.join(registry.names())}",
+              file=sys.stderr)
+        return 2
+    try:
+        bars = import_bars(Path(args.data))
+        if args.timeframe:
+            bars = resample(bars, args.timeframe)
+    except (OSError, DataError) as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
+    options = {
+        "commission": args.commission, "slippage": args.slippage, "size": args.size,
+        "direction": args.direction, "stop_loss": args.stop_loss, "take_profit": args.take_profit,
+        "trailing_stop": args.trailing_stop, "fill_on_close": args.fill_on_close,
+        "initial_cash": args.cash,
+    }
+    try:
+        result = engine.backtest(bars, stype, params, **options)
+    except ValueError as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        out = {"strategy": stype.name, "parameters": result.params, "bars": len(bars),
+               "metrics": result.metrics, "final_equity": float(result.equity.iloc[-1])}
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(f"{stype.display_name} {result.params} on {len(bars):,} bars")
+    for name, value in result.metrics.items():
+        print(f"  {name:<24} {value:,.6g}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data folder (env STRATOPT_DATA_DIR, default ./var)")
     p.add_argument("--database-url", help="SQLAlchemy URL (env STRATOPT_DATABASE_URL)")
@@ -107,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="optimization workers in this process")
     p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("backtest", help="backtest a strategy on a CSV/Parquet file, locally")
+    p.add_argument("--data", required=True, help="CSV or Parquet OHLCV file")
+    p.add_argument("--strategy", required=True, help="strategy type, e.g. sma_crossover")
+    p.add_argument("-p", "--param", action="append", default=[], help="name=value (repeat)")
+    p.add_argument("--timeframe", help="resample to this coarser timeframe first")
+    p.add_argument("--cash", type=float, default=10_000.0, help="initial cash")
+    p.add_argument("--commission", type=float, default=0.0, help="fraction per side")
+    p.add_argument("--slippage", type=float, default=0.0, help="fraction against the trader")
+    p.add_argument("--size", type=float, default=1.0, help="fraction of equity per position")
+    p.add_argument("--direction", default="long", choices=["long", "short", "both"])
+    p.add_argument("--stop-loss", type=float, default=0.0)
+    p.add_argument("--take-profit", type=float, default=0.0)
+    p.add_argument("--trailing-stop", type=float, default=0.0)
+    p.add_argument("--fill-on-close", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     _common(p)

@@ -23,6 +23,7 @@ from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.strategy_servicer import StrategyServicer
+from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
 from stratopt.catalog.backtests import BacktestCatalog
 from stratopt.catalog.datasets import DatasetCatalog
@@ -60,9 +61,11 @@ SERVICES = {
     "stratopt.v1.BacktestService": (backtest_pb2, None),
     "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
     "stratopt.v1.ExportService": (export_pb2, export_pb2_grpc),
-    "stratopt.v1.SystemService": (system_pb2, system_pb2_grpc),
+    "stratopt.v1.SystemService": (system_pb2, None),
 }
 HEALTH_INTERVAL_S = 2.0
+ENGINE_HEALTH = "stratopt.engine"
+"""Health service name that turns SERVING once the numba kernels are compiled or loaded."""
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Runtime:
     datasets: DatasetCatalog
     backtests: BacktestCatalog
     started_at: float = field(default_factory=time.time)
+    engine_ready: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
@@ -138,6 +142,7 @@ class Server:
         self.grpc = server
         await self._set_health(True)
         self._monitor = asyncio.create_task(self._watch_database())
+        rt.background.append(asyncio.create_task(self._warm_engine()))
         log.info("listening", extra={"addr": s.grpc_addr, "port": self.port, "version": __version__,
                                      "database": db.backend})
         return self.port
@@ -152,6 +157,10 @@ class Server:
         )
         market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
             MarketDataServicer(rt.datasets), server
+        )
+        system_pb2_grpc.add_SystemServiceServicer_to_server(
+            fill_unimplemented(SystemServicer(rt), system_pb2.DESCRIPTOR.services_by_name["SystemService"]),
+            server,
         )
         backtest_pb2_grpc.add_BacktestServiceServicer_to_server(
             BacktestServicer(rt.backtests), server
@@ -173,6 +182,17 @@ class Server:
         await self.health.set("", status)
         for name in SERVICES:
             await self.health.set(name, status)
+
+    async def _warm_engine(self) -> None:
+        assert self.runtime is not None
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(ENGINE_HEALTH, not_serving)
+        if self.settings.precompile:
+            from stratopt.warmup import warm_up
+
+            await asyncio.to_thread(warm_up)
+        self.runtime.engine_ready = True
+        await self.health.set(ENGINE_HEALTH, health_pb2.HealthCheckResponse.SERVING)
 
     async def _watch_database(self) -> None:
         assert self.runtime is not None
@@ -204,12 +224,17 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s."""
+    from stratopt.gateway import start_gateway
+
     server = Server(settings)
     await server.start()
+    gateway = await start_gateway(settings, server.port) if settings.gateway else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    if gateway is not None:
+        await asyncio.to_thread(gateway.stop)
     await server.stop()
