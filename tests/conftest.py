@@ -66,7 +66,9 @@ def login(addr: str, username: str, password: str) -> str:
     with grpc.insecure_channel(addr) as ch:
         stub = auth_pb2_grpc.AuthServiceStub(ch)
         try:
-            return str(stub.Login(auth_pb2.LoginRequest(username=username, password=password)).access_token)
+            return str(
+                stub.Login(auth_pb2.LoginRequest(username=username, password=password)).access_token
+            )
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNIMPLEMENTED:
                 raise
@@ -81,9 +83,11 @@ def _mint_token(addr: str, username: str) -> str:
     from stratopt.security.tokens import TokenConfig, TokenService
 
     db = _SERVERS[addr].data_dir / "stratopt.db"
-    uid, role = sqlite3.connect(db).execute(
-        "select id, role from users where username=?", (username,)
-    ).fetchone()
+    uid, role = (
+        sqlite3.connect(db)
+        .execute("select id, role from users where username=?", (username,))
+        .fetchone()
+    )
     ts = TokenService(TokenConfig(algorithm="HS256", secret=JWT_SECRET.encode()))
     return ts.issue_access(uid, Role(role)).token
 
@@ -91,7 +95,9 @@ def _mint_token(addr: str, username: str) -> str:
 _SERVERS: dict[str, LiveServer] = {}
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, dev: bool = True) -> LiveServer:
+def start_server(
+    tmp: Path, extra_env: dict[str, str] | None = None, *, dev: bool = True
+) -> LiveServer:
     port = free_port()
     addr = f"127.0.0.1:{port}"
     env = {
@@ -106,7 +112,9 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, dev: boo
     }
     log_path = tmp / "server.log"
     args = [sys.executable, "-m", "stratopt.cli", "serve"] + (["--dev"] if dev else [])
-    proc = subprocess.Popen(args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
+    )
     srv = LiveServer(addr, tmp, proc, log_path, env)
     _SERVERS[addr] = srv
     wait_serving(srv)

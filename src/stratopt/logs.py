@@ -32,7 +32,9 @@ class JsonFormatter(logging.Formatter):
 def setup(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()

@@ -151,15 +151,20 @@ class Server:
         from stratopt.v1 import strategy_pb2_grpc
 
         strategy_pb2_grpc.add_StrategyServiceServicer_to_server(
-            fill_unimplemented(StrategyServicer(rt.catalog),
-                               strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"]),
+            fill_unimplemented(
+                StrategyServicer(rt.catalog),  # type: ignore[abstract]  # unbuilt RPCs are filled in
+                strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"],
+            ),
             server,
         )
         market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
             MarketDataServicer(rt.datasets), server
         )
         system_pb2_grpc.add_SystemServiceServicer_to_server(
-            fill_unimplemented(SystemServicer(rt), system_pb2.DESCRIPTOR.services_by_name["SystemService"]),
+            fill_unimplemented(
+                SystemServicer(rt),  # type: ignore[abstract]  # unbuilt RPCs are filled in
+                system_pb2.DESCRIPTOR.services_by_name["SystemService"],
+            ),
             server,
         )
         backtest_pb2_grpc.add_BacktestServiceServicer_to_server(

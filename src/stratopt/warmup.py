@@ -33,5 +33,7 @@ def warm_up() -> float:
     for stype in registry.all():
         engine.backtest(frame, stype, None, stop_loss=0.05, take_profit=0.1, trailing_stop=0.05)
     seconds = time.perf_counter() - start
-    log.info("engine ready", extra={"seconds": round(seconds, 2), "strategies": len(registry.all())})
+    log.info(
+        "engine ready", extra={"seconds": round(seconds, 2), "strategies": len(registry.all())}
+    )
     return seconds

@@ -9,11 +9,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from stratopt.v1 import strategy_pb2 as pb
+from stratopt.v1 import strategy_pb2_grpc as pbg
 
 from stratopt.config import Settings
 from stratopt.server import SERVICES, Server
-from stratopt.v1 import strategy_pb2 as pb
-from stratopt.v1 import strategy_pb2_grpc as pbg
 from tests.conftest import JWT_SECRET, LiveServer, free_port
 from tests.integration.helpers import call_error
 
@@ -27,23 +27,38 @@ def test_health_per_service_and_reflection(live_server: LiveServer) -> None:
         unknown = call_error(health.Check, health_pb2.HealthCheckRequest(service="nope.Service"))
         assert unknown.code() == grpc.StatusCode.NOT_FOUND
         refl = reflection_pb2_grpc.ServerReflectionStub(ch)
-        resp = next(iter(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))))
+        resp = next(
+            iter(
+                refl.ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+                )
+            )
+        )
         names = {s.name for s in resp.list_services_response.service}
         assert set(SERVICES) <= names
 
 
 def test_unbuilt_rpcs_say_unimplemented_clearly(live_server: LiveServer) -> None:
     with live_server.channel() as ch:
-        err = call_error(pbg.StrategyServiceStub(ch).StopStrategy, pb.StopStrategyRequest(strategy_id="x"),
-                         metadata=live_server.md("admin"))
+        err = call_error(
+            pbg.StrategyServiceStub(ch).StopStrategy,
+            pb.StopStrategyRequest(strategy_id="x"),
+            metadata=live_server.md("admin"),
+        )
     assert err.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
     if err.code() == grpc.StatusCode.UNIMPLEMENTED:
         assert "StopStrategy" in (err.details() or "")
 
 
 async def test_not_serving_while_database_unreachable(tmp_path: Path) -> None:
-    settings = Settings(grpc_addr=f"127.0.0.1:{free_port()}", data_dir=tmp_path, dev=True,
-                        jwt_secret=JWT_SECRET, sample_data=False, precompile=False)
+    settings = Settings(
+        grpc_addr=f"127.0.0.1:{free_port()}",
+        data_dir=tmp_path,
+        dev=True,
+        jwt_secret=JWT_SECRET,
+        sample_data=False,
+        precompile=False,
+    )
     server = Server(settings)
     port = await server.start()
     try:

@@ -24,8 +24,10 @@ EXIT_TO_PB = {
     "trail": c.EXIT_REASON_TRAILING_STOP,
     "end": c.EXIT_REASON_END_OF_DATA,
 }
-MC_TO_PB = {"shuffle": pb.MONTE_CARLO_METHOD_TRADE_SHUFFLE,
-            "block_bootstrap": pb.MONTE_CARLO_METHOD_BLOCK_BOOTSTRAP}
+MC_TO_PB = {
+    "shuffle": pb.MONTE_CARLO_METHOD_TRADE_SHUFFLE,
+    "block_bootstrap": pb.MONTE_CARLO_METHOD_BLOCK_BOOTSTRAP,
+}
 MC_FROM_PB = {v: k for k, v in MC_TO_PB.items()}
 METRIC_FIELDS = [f.name for f in c.Metrics.DESCRIPTOR.fields]
 
@@ -63,7 +65,10 @@ def trades_to_pb(frame: pd.DataFrame) -> list[c.Trade]:
 
 
 def equity_to_pb(points: list[list[float]]) -> list[c.EquityPoint]:
-    return [c.EquityPoint(time=ns_to_pb(int(ts)), equity=float(eq), drawdown=float(dd)) for ts, eq, dd in points]
+    return [
+        c.EquityPoint(time=ns_to_pb(int(ts)), equity=float(eq), drawdown=float(dd))
+        for ts, eq, dd in points
+    ]
 
 
 def backtest_to_pb(row: models.Backtest, *, summary: bool = False) -> pb.Backtest:
@@ -95,9 +100,12 @@ def _monte_carlo(b: pb.Backtest, mc: dict[str, Any]) -> None:
     if not mc:
         return
     b.monte_carlo.simulations = int(mc["simulations"])
-    b.monte_carlo.method = MC_TO_PB.get(mc["method"], 0)  # type: ignore[assignment]
+    b.monte_carlo.method = MC_TO_PB.get(mc["method"], pb.MONTE_CARLO_METHOD_UNSPECIFIED)
     b.monte_carlo.probability_of_loss = finite(mc["probability_of_loss"])
-    for target, key in ((b.monte_carlo.final_return, "final_return"), (b.monte_carlo.max_drawdown, "max_drawdown")):
+    for target, key in (
+        (b.monte_carlo.final_return, "final_return"),
+        (b.monte_carlo.max_drawdown, "max_drawdown"),
+    ):
         for p in (5, 25, 50, 75, 95):
             setattr(target, f"p{p}", finite(mc[key].get(str(p), 0.0)))
 
@@ -111,7 +119,10 @@ def _walk_forward(b: pb.Backtest, wf: dict[str, Any]) -> None:
     names = wf.get("parameters", [])
     for w in wf["windows"]:
         win = b.walk_forward.windows.add()
-        for target, a, z in ((win.in_sample, "train_start", "train_end"), (win.out_of_sample, "test_start", "test_end")):
+        for target, a, z in (
+            (win.in_sample, "train_start", "train_end"),
+            (win.out_of_sample, "test_start", "test_end"),
+        ):
             target.start_time.CopyFrom(ns_to_pb(pd.Timestamp(w[a]).value))
             target.end_time.CopyFrom(ns_to_pb(pd.Timestamp(w[z]).value))
         fill_params(win.parameters, {n: w[n] for n in names if n in w})

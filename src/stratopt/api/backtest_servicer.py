@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 
 from stratopt.api.backtest_convert import MC_FROM_PB, backtest_to_pb, equity_to_pb, trades_to_pb
@@ -12,14 +14,16 @@ from stratopt.errors import InvalidArgument
 from stratopt.v1 import backtest_pb2 as pb
 from stratopt.v1 import backtest_pb2_grpc as pbg
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class BacktestServicer(pbg.BacktestServiceServicer):
     def __init__(self, backtests: BacktestCatalog) -> None:
         self.backtests = backtests
 
-    async def RunBacktest(self, request: pb.RunBacktestRequest, context: Ctx) -> pb.RunBacktestResponse:
+    async def RunBacktest(
+        self, request: pb.RunBacktestRequest, context: Ctx
+    ) -> pb.RunBacktestResponse:
         tr, mc, wf = request.time_range, request.monte_carlo, request.walk_forward
         spec = BacktestSpec(
             strategy_id=request.strategy_id.strip(),
@@ -52,7 +56,9 @@ class BacktestServicer(pbg.BacktestServiceServicer):
             msg.walk_forward.out_of_sample_equity.extend(equity_to_pb(out.walk_forward_equity))
         return pb.RunBacktestResponse(backtest=msg)
 
-    async def GetBacktest(self, request: pb.GetBacktestRequest, context: Ctx) -> pb.GetBacktestResponse:
+    async def GetBacktest(
+        self, request: pb.GetBacktestRequest, context: Ctx
+    ) -> pb.GetBacktestResponse:
         _require(request.backtest_id)
         p = current_principal()
         row = await self.backtests.get(p, request.backtest_id)
@@ -61,9 +67,15 @@ class BacktestServicer(pbg.BacktestServiceServicer):
         msg.trades.extend(trades_to_pb(trades))
         return pb.GetBacktestResponse(backtest=msg)
 
-    async def ListBacktests(self, request: pb.ListBacktestsRequest, context: Ctx) -> pb.ListBacktestsResponse:
-        rows, token = await self.backtests.list(
-            current_principal(), request.strategy_id, request.dataset_id, request.page_size, request.page_token
+    async def ListBacktests(
+        self, request: pb.ListBacktestsRequest, context: Ctx
+    ) -> pb.ListBacktestsResponse:
+        rows, token = await self.backtests.list_page(
+            current_principal(),
+            request.strategy_id,
+            request.dataset_id,
+            request.page_size,
+            request.page_token,
         )
         return pb.ListBacktestsResponse(
             backtests=[backtest_to_pb(r, summary=True) for r in rows], next_page_token=token
@@ -78,7 +90,9 @@ class BacktestServicer(pbg.BacktestServiceServicer):
         )
         return pb.ListBacktestTradesResponse(trades=trades_to_pb(frame), next_page_token=token)
 
-    async def DeleteBacktest(self, request: pb.DeleteBacktestRequest, context: Ctx) -> pb.DeleteBacktestResponse:
+    async def DeleteBacktest(
+        self, request: pb.DeleteBacktestRequest, context: Ctx
+    ) -> pb.DeleteBacktestResponse:
         _require(request.backtest_id)
         await self.backtests.delete(current_principal(), request.backtest_id)
         return pb.DeleteBacktestResponse()

@@ -37,7 +37,9 @@ KIND_TO_PB = {
 }
 
 
-def enum_from_pb(value: int, table: Mapping[int, str], field: str, *, allow_unset: bool = True) -> str:
+def enum_from_pb(
+    value: int, table: Mapping[Any, str], field: str, *, allow_unset: bool = True
+) -> str:
     """Maps a proto enum to its domain word; unknown numbers are a client error, not a crash."""
     if value == 0 and allow_unset:
         return ""
@@ -47,9 +49,7 @@ def enum_from_pb(value: int, table: Mapping[int, str], field: str, *, allow_unse
         raise InvalidArgument.field(field, f"unknown enum value {value}") from None
 
 
-def ts_to_pb(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if dt is None:
-        return None
+def ts_to_pb(dt: datetime) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
     t.FromDatetime(dt.astimezone(UTC))
     return t

@@ -35,7 +35,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
             if hasattr(result, "__aiter__"):
                 return self._stream(result, context, method_name, start)
             response = await result
-        except Exception as exc:  # noqa: BLE001 - this is the one place that maps everything
+        except Exception as exc:
             await self._abort(exc, context, method_name, start)
             raise  # unreachable: abort raises
         _log_call(method_name, "OK", start)
@@ -51,7 +51,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
         try:
             async for item in gen:
                 yield item
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._abort(exc, context, method_name, start)
         _log_call(method_name, "OK", start)
 

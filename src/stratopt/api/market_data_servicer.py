@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from typing import TypeAlias
+
 import grpc
 import numpy as np
 
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ns_to_pb, pb_to_ns, ts_to_pb
-from stratopt.catalog.datasets import DatasetCatalog, DatasetMeta, data_error_to_invalid, validate_meta
+from stratopt.catalog.datasets import (
+    DatasetCatalog,
+    DatasetMeta,
+    data_error_to_invalid,
+    validate_meta,
+)
 from stratopt.data.errors import DataError
 from stratopt.data.importers import BarStreamImporter
 from stratopt.errors import InvalidArgument
@@ -19,13 +26,17 @@ from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import market_data_pb2 as pb
 from stratopt.v1 import market_data_pb2_grpc as pbg
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 SOURCE_TO_PB = {
     "import": pb.DATASET_SOURCE_IMPORT,
     "synthetic": pb.DATASET_SOURCE_SYNTHETIC,
     "sample": pb.DATASET_SOURCE_SAMPLE,
 }
-FORMATS = {pb.IMPORT_FORMAT_ROWS: "rows", pb.IMPORT_FORMAT_CSV: "csv", pb.IMPORT_FORMAT_PARQUET: "parquet"}
+FORMATS = {
+    pb.IMPORT_FORMAT_ROWS: "rows",
+    pb.IMPORT_FORMAT_CSV: "csv",
+    pb.IMPORT_FORMAT_PARQUET: "parquet",
+}
 DEFAULT_PAGE = 5_000
 MAX_PAGE = 50_000
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
@@ -95,38 +106,60 @@ class MarketDataServicer(pbg.MarketDataServiceServicer):
         self, request: pb.GenerateSyntheticDatasetRequest, context: Ctx
     ) -> pb.GenerateSyntheticDatasetResponse:
         meta = DatasetMeta(request.name, request.symbol or "SYNTH", request.timeframe or "1h")
-        start = pb_to_ns(request.start_time) if request.HasField("start_time") else 1_577_836_800 * 10**9
+        start = (
+            pb_to_ns(request.start_time)
+            if request.HasField("start_time")
+            else 1_577_836_800 * 10**9
+        )
         row = await self.datasets.generate(
-            current_principal(), meta, request.bar_count or 10_000, start,
-            request.start_price or 100.0, request.seed,
+            current_principal(),
+            meta,
+            request.bar_count or 10_000,
+            start,
+            request.start_price or 100.0,
+            request.seed,
         )
         return pb.GenerateSyntheticDatasetResponse(dataset=dataset_to_pb(row))
 
-    async def GetDataset(self, request: pb.GetDatasetRequest, context: Ctx) -> pb.GetDatasetResponse:
+    async def GetDataset(
+        self, request: pb.GetDatasetRequest, context: Ctx
+    ) -> pb.GetDatasetResponse:
         _require(request.dataset_id)
         row = await self.datasets.get(current_principal(), request.dataset_id)
         return pb.GetDatasetResponse(dataset=dataset_to_pb(row))
 
-    async def ListDatasets(self, request: pb.ListDatasetsRequest, context: Ctx) -> pb.ListDatasetsResponse:
-        rows, token = await self.datasets.list(
-            current_principal(), request.symbol.strip(), request.timeframe.strip(),
-            request.page_size, request.page_token,
+    async def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: Ctx
+    ) -> pb.ListDatasetsResponse:
+        rows, token = await self.datasets.list_page(
+            current_principal(),
+            request.symbol.strip(),
+            request.timeframe.strip(),
+            request.page_size,
+            request.page_token,
         )
-        return pb.ListDatasetsResponse(datasets=[dataset_to_pb(r) for r in rows], next_page_token=token)
+        return pb.ListDatasetsResponse(
+            datasets=[dataset_to_pb(r) for r in rows], next_page_token=token
+        )
 
-    async def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: Ctx) -> pb.DeleteDatasetResponse:
+    async def DeleteDataset(
+        self, request: pb.DeleteDatasetRequest, context: Ctx
+    ) -> pb.DeleteDatasetResponse:
         _require(request.dataset_id)
         await self.datasets.delete(current_principal(), request.dataset_id)
         return pb.DeleteDatasetResponse()
 
-    async def ReadBars(self, request: pb.ReadBarsRequest, context: Ctx) -> AsyncIterator[pb.ReadBarsResponse]:
+    async def ReadBars(
+        self, request: pb.ReadBarsRequest, context: Ctx
+    ) -> AsyncIterator[pb.ReadBarsResponse]:
         _require(request.dataset_id)
         if request.page_size < 0 or request.page_size > MAX_PAGE:
             raise InvalidArgument.field("page_size", f"0..{MAX_PAGE}")
         size = request.page_size or DEFAULT_PAGE
         tr = request.time_range
         _, bars = await self.datasets.load(
-            current_principal(), request.dataset_id,
+            current_principal(),
+            request.dataset_id,
             pb_to_ns(tr.start_time) if tr.HasField("start_time") else 0,
             pb_to_ns(tr.end_time) if tr.HasField("end_time") else 0,
             request.timeframe.strip(),
@@ -134,14 +167,16 @@ class MarketDataServicer(pbg.MarketDataServiceServicer):
         total = len(bars)
         for offset in range(0, max(total, 1), size):
             page = bars.slice(offset, min(offset + size, total))
-            msg = await asyncio.to_thread(_bars_page, page.ts, page.open, page.high, page.low,
-                                          page.close, page.volume)
+            msg = await asyncio.to_thread(
+                _bars_page, page.ts, page.open, page.high, page.low, page.close, page.volume
+            )
             msg.offset, msg.total = offset, total
             yield msg
 
 
-def _bars_page(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, cl: np.ndarray,
-               v: np.ndarray) -> pb.ReadBarsResponse:
+def _bars_page(
+    ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, cl: np.ndarray, v: np.ndarray
+) -> pb.ReadBarsResponse:
     out = pb.ReadBarsResponse()
     secs, nanos = np.divmod(ts, 1_000_000_000)
     for i in range(len(ts)):
@@ -155,9 +190,13 @@ def _feed_rows(importer: BarStreamImporter, rows: pb.BarRows) -> None:
     n = len(rows.bars)
     if n == 0:
         return
-    ts = np.fromiter((b.time.seconds * 1_000_000_000 + b.time.nanos for b in rows.bars), np.int64, n)
-    cols = [np.fromiter((getattr(b, f) for b in rows.bars), np.float64, n)
-            for f in ("open", "high", "low", "close", "volume")]
+    ts = np.fromiter(
+        (b.time.seconds * 1_000_000_000 + b.time.nanos for b in rows.bars), np.int64, n
+    )
+    cols = [
+        np.fromiter((getattr(b, f) for b in rows.bars), np.float64, n)
+        for f in ("open", "high", "low", "close", "volume")
+    ]
     importer.feed_arrays(ts, *cols)
 
 

@@ -71,13 +71,17 @@ def fields_from_pb(s: pb.Strategy) -> StrategyFields:
         ensemble_members=[
             {"strategy_id": m.strategy_id, "weight": m.weight or 1.0} for m in s.ensemble_members
         ],
-        ensemble_method=enum_from_pb(s.ensemble_method, ENSEMBLE_FROM_PB, "strategy.ensemble_method"),
+        ensemble_method=enum_from_pb(
+            s.ensemble_method, ENSEMBLE_FROM_PB, "strategy.ensemble_method"
+        ),
         alert_rules=[
             {
                 "metric": r.metric,
                 "op": r.op,
                 "threshold": r.threshold,
-                "severity": enum_from_pb(r.severity, SEVERITY_FROM_PB, "strategy.alert_rules.severity")
+                "severity": enum_from_pb(
+                    r.severity, SEVERITY_FROM_PB, "strategy.alert_rules.severity"
+                )
                 or "warning",
             }
             for r in s.alert_rules

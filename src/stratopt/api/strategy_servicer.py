@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 
 from stratopt.api.context import current_principal
@@ -31,7 +33,7 @@ from stratopt.strategies import registry
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class StrategyServicer(pbg.StrategyServiceServicer):
@@ -136,7 +138,7 @@ class StrategyServicer(pbg.StrategyServiceServicer):
             order_by=request.order_by,
             owner_id=request.owner_id,
         )
-        page = await self.catalog.list(
+        page = await self.catalog.list_page(
             current_principal(), q, request.page_size, request.page_token
         )
         names = await usernames(self.catalog.db, [r.owner_id for r in page.rows])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import duration_pb2
@@ -17,27 +17,48 @@ from stratopt.store import models
 from stratopt.v1 import system_pb2 as pb
 from stratopt.v1 import system_pb2_grpc as pbg
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class SystemServicer(pbg.SystemServiceServicer):
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
 
-    async def GetOverview(self, request: pb.GetOverviewRequest, context: Ctx) -> pb.GetOverviewResponse:
+    async def GetOverview(
+        self, request: pb.GetOverviewRequest, context: Ctx
+    ) -> pb.GetOverviewResponse:
         p = current_principal()
         S, D, B = models.Strategy, models.Dataset, models.Backtest
 
         def mine(q: Any, owner: Any, *, shared_samples: bool = False) -> Any:
             if p.is_admin:
                 return q
-            return q.where(or_(owner == p.user_id, owner == "")) if shared_samples else q.where(owner == p.user_id)
+            return (
+                q.where(or_(owner == p.user_id, owner == ""))
+                if shared_samples
+                else q.where(owner == p.user_id)
+            )
 
         async with self.rt.db.session() as s:
-            strategies = (await s.execute(mine(select(func.count()).select_from(S), S.owner_id))).scalar_one()
-            running = (await s.execute(mine(select(func.count()).select_from(S).where(S.run_state == "running"), S.owner_id))).scalar_one()
-            datasets = (await s.execute(mine(select(func.count()).select_from(D), D.owner_id, shared_samples=True))).scalar_one()
-            backtests = (await s.execute(mine(select(func.count()).select_from(B), B.owner_id))).scalar_one()
+            strategies = (
+                await s.execute(mine(select(func.count()).select_from(S), S.owner_id))
+            ).scalar_one()
+            running = (
+                await s.execute(
+                    mine(
+                        select(func.count()).select_from(S).where(S.run_state == "running"),
+                        S.owner_id,
+                    )
+                )
+            ).scalar_one()
+            datasets = (
+                await s.execute(
+                    mine(select(func.count()).select_from(D), D.owner_id, shared_samples=True)
+                )
+            ).scalar_one()
+            backtests = (
+                await s.execute(mine(select(func.count()).select_from(B), B.owner_id))
+            ).scalar_one()
         queued, active = await self._job_counts(p)
         uptime = time.time() - self.rt.started_at
         return pb.GetOverviewResponse(

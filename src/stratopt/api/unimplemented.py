@@ -24,7 +24,7 @@ def fill_unimplemented(servicer: Any, service: ServiceDescriptor) -> Any:
             if m.name in base.__dict__:
                 base_impl = base.__dict__[m.name]
                 break
-        if impl is None or impl is base_impl and m.name not in cls.__dict__:
+        if impl is None or (impl is base_impl and m.name not in cls.__dict__):
             setattr(servicer, m.name, _unimplemented(service.name, m.name))
     return servicer
 

@@ -28,7 +28,7 @@ async def load_strategy(
     s: AsyncSession, principal: Principal, strategy_id: str, need: Access, *, lock: bool = False
 ) -> models.Strategy:
     stmt = select(models.Strategy).where(models.Strategy.id == strategy_id)
-    if lock and s.bind.dialect.name == "postgresql":
+    if lock and s.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = (await s.execute(stmt)).scalar_one_or_none()
     if row is None:

@@ -4,6 +4,7 @@ store a summary row plus the full trades and equity as files beside the datasets
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,14 @@ from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import Cursor, after_cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    after_cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+)
 from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
 
@@ -79,7 +87,9 @@ def sim_config(execution: Mapping[str, Any]) -> SimConfig:
     return SimConfig(**kw)
 
 
-def downsample(ts: npt.NDArray[np.int64], equity: npt.NDArray[np.float64], points: int) -> list[list[float]]:
+def downsample(
+    ts: npt.NDArray[np.int64], equity: npt.NDArray[np.float64], points: int
+) -> list[list[float]]:
     """At most `points` points keeping each bucket's first, minimum and maximum, so peaks and
     troughs (and therefore the drawdown a user sees) survive the reduction."""
     n = len(equity)
@@ -91,7 +101,7 @@ def downsample(ts: npt.NDArray[np.int64], equity: npt.NDArray[np.float64], point
         buckets = max(points // 3, 1)
         edges = np.linspace(0, n, buckets + 1).astype(np.int64)
         keep = [0, n - 1]
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             if b <= a:
                 continue
             seg = equity[a:b]
@@ -159,7 +169,7 @@ class BacktestCatalog:
             raise NotFound("backtest", backtest_id)
         return row
 
-    async def list(
+    async def list_page(
         self, principal: Principal, strategy_id: str, dataset_id: str, requested: int, token: str
     ) -> tuple[list[models.Backtest], str]:
         size = page_size(requested)
@@ -194,7 +204,7 @@ class BacktestCatalog:
         cursor = decode_token(token, qhash)
         start = int(cursor.key) if cursor else 0
         frame = await asyncio.to_thread(self._load_trades, row.id)
-        page = frame.iloc[start:start + size]
+        page = frame.iloc[start : start + size]
         nxt = start + size
         return page, encode_token(Cursor(nxt, row.id), qhash) if nxt < len(frame) else ""
 
@@ -213,8 +223,13 @@ class BacktestCatalog:
     def equity_path(self, backtest_id: str) -> Path:
         return self.root / backtest_id / "equity.npz"
 
-    def _save_files(self, bid: str, trades: pd.DataFrame, ts: npt.NDArray[np.int64],
-                    equity: npt.NDArray[np.float64]) -> None:
+    def _save_files(
+        self,
+        bid: str,
+        trades: pd.DataFrame,
+        ts: npt.NDArray[np.int64],
+        equity: npt.NDArray[np.float64],
+    ) -> None:
         folder = self.root / bid
         folder.mkdir(parents=True, exist_ok=True)
         trades.to_parquet(folder / "trades.parquet", index=False)
@@ -228,7 +243,12 @@ class BacktestCatalog:
 
     async def _resolve(
         self, principal: Principal, spec: BacktestSpec
-    ) -> tuple[StrategyType | None, dict[str, Any], dict[str, Any], list[tuple[StrategyType, dict[str, Any], float]]]:
+    ) -> tuple[
+        StrategyType | None,
+        dict[str, Any],
+        dict[str, Any],
+        list[tuple[StrategyType, dict[str, Any], float]],
+    ]:
         if spec.strategy_id:
             async with self.db.session() as s:
                 strat = await load_strategy(s, principal, spec.strategy_id, Access.READ)
@@ -241,7 +261,9 @@ class BacktestCatalog:
                 for m in strat.ensemble_members:
                     member = await load_strategy(s, principal, m["strategy_id"], Access.READ)
                     mt = registry.get(member.strategy_type)
-                    members.append((mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0))))
+                    members.append(
+                        (mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0)))
+                    )
                 execution["_ensemble_method"] = strat.ensemble_method or "weighted_vote"
                 return None, {}, execution, members
         if not spec.strategy_type:
@@ -249,7 +271,9 @@ class BacktestCatalog:
         try:
             stype = registry.get(spec.strategy_type)
         except KeyError:
-            raise InvalidArgument.field("strategy_type", f"unknown strategy type {spec.strategy_type!r}") from None
+            raise InvalidArgument.field(
+                "strategy_type", f"unknown strategy type {spec.strategy_type!r}"
+            ) from None
         return stype, _valid_params(stype, spec.parameters), dict(spec.execution), []
 
 
@@ -281,7 +305,11 @@ def _check_spec(spec: BacktestSpec) -> None:
     if spec.wf_windows and not 0.1 <= spec.wf_in_sample <= 0.95:
         v.append(FieldViolation("walk_forward.in_sample_fraction", "0.1..0.95"))
     if spec.wf_windows and spec.wf_metric not in engine.METRICS:
-        v.append(FieldViolation("walk_forward.metric", f"unknown metric; one of {', '.join(engine.METRIC_NAMES)}"))
+        v.append(
+            FieldViolation(
+                "walk_forward.metric", f"unknown metric; one of {', '.join(engine.METRIC_NAMES)}"
+            )
+        )
     if spec.wf_windows and not 2 <= spec.wf_grid_points <= 20:
         v.append(FieldViolation("walk_forward.grid_points", "2..20"))
     v += validate_execution(spec.execution, "execution")
@@ -290,7 +318,10 @@ def _check_spec(spec: BacktestSpec) -> None:
 
 
 def _simulate(
-    bars: Bars, stype: StrategyType | None, params: dict[str, Any], cfg: SimConfig,
+    bars: Bars,
+    stype: StrategyType | None,
+    params: dict[str, Any],
+    cfg: SimConfig,
     members: list[tuple[StrategyType, dict[str, Any], float]],
 ) -> tuple[dict[str, float], pd.DataFrame, npt.NDArray[np.float64]]:
     if stype is not None:
@@ -301,8 +332,15 @@ def _simulate(
     method = "weighted_vote"
     combined = combine(targets, [w for *_, w in members], method)
     run = simulate(bars.open, bars.high, bars.low, bars.close, combined, cfg)
-    metrics = compute_metrics(run.equity, run.trades, bars.ts, cfg.periods_per_year, close=bars.close,
-                              position=run.position, initial_cash=cfg.initial_cash)
+    metrics = compute_metrics(
+        run.equity,
+        run.trades,
+        bars.ts,
+        cfg.periods_per_year,
+        close=bars.close,
+        position=run.position,
+        initial_cash=cfg.initial_cash,
+    )
     return metrics, engine.api.trades_frame(run.trades, bars.ts), run.equity
 
 
@@ -312,21 +350,30 @@ def _cfg_kwargs(cfg: SimConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def _monte_carlo(trades: pd.DataFrame, equity: npt.NDArray[np.float64], cfg: SimConfig,
-                 spec: BacktestSpec) -> dict[str, Any]:
+def _monte_carlo(
+    trades: pd.DataFrame, equity: npt.NDArray[np.float64], cfg: SimConfig, spec: BacktestSpec
+) -> dict[str, Any]:
     from stratopt.engine.montecarlo import monte_carlo
 
     method = spec.mc_method
     if method == "shuffle" and len(trades) < 2:
         raise FailedPrecondition("trade-shuffle Monte Carlo needs at least 2 trades")
-    r = monte_carlo(method=method, n_sims=spec.mc_sims, seed=spec.mc_seed,
-                    trade_pnl=trades["pnl"].to_numpy(dtype=np.float64) if len(trades) else np.zeros(0),
-                    equity=equity, initial_cash=cfg.initial_cash,
-                    block_size=spec.mc_block if method == "block_bootstrap" else None)
-    return {"method": method, "simulations": r.n_sims,
-            "final_return": {str(k): float(v) for k, v in r.final_return.items()},
-            "max_drawdown": {str(k): float(v) for k, v in r.max_drawdown.items()},
-            "probability_of_loss": float(r.prob_loss)}
+    r = monte_carlo(
+        method=method,  # type: ignore[arg-type]  # checked by the API enum
+        n_sims=spec.mc_sims,
+        seed=spec.mc_seed,
+        trade_pnl=trades["pnl"].to_numpy(dtype=np.float64) if len(trades) else np.zeros(0),
+        equity=equity,
+        initial_cash=cfg.initial_cash,
+        block_size=spec.mc_block if method == "block_bootstrap" else None,
+    )
+    return {
+        "method": method,
+        "simulations": r.n_sims,
+        "final_return": {str(k): float(v) for k, v in r.final_return.items()},
+        "max_drawdown": {str(k): float(v) for k, v in r.max_drawdown.items()},
+        "probability_of_loss": float(r.prob_loss),
+    }
 
 
 def _grid(stype: StrategyType, points: int) -> dict[str, list[Any]]:
@@ -346,21 +393,40 @@ def _grid(stype: StrategyType, points: int) -> dict[str, list[Any]]:
     return grid
 
 
-def _walk_forward(outcome: Outcome, bars: Bars, stype: StrategyType, params: dict[str, Any],
-                  cfg: SimConfig, spec: BacktestSpec) -> None:
+def _walk_forward(
+    outcome: Outcome,
+    bars: Bars,
+    stype: StrategyType,
+    params: dict[str, Any],
+    cfg: SimConfig,
+    spec: BacktestSpec,
+) -> None:
     grid = _grid(stype, spec.wf_grid_points)
     combos = int(np.prod([len(v) for v in grid.values()]))
     if combos > MAX_WF_COMBOS:
-        raise InvalidArgument.field("walk_forward.grid_points", f"grid has {combos} combinations (max {MAX_WF_COMBOS}); lower it")
+        raise InvalidArgument.field(
+            "walk_forward.grid_points",
+            f"grid has {combos} combinations (max {MAX_WF_COMBOS}); lower it",
+        )
     try:
-        rep = engine.walk_forward(bars, stype, grid, n_windows=spec.wf_windows, train_ratio=spec.wf_in_sample,
-                                  anchored=spec.wf_anchored, metric=spec.wf_metric, **_cfg_kwargs(cfg))
+        rep = engine.walk_forward(
+            bars,
+            stype,
+            grid,
+            n_windows=spec.wf_windows,
+            train_ratio=spec.wf_in_sample,
+            anchored=spec.wf_anchored,
+            metric=spec.wf_metric,
+            **_cfg_kwargs(cfg),
+        )
     except ValueError as e:
         raise FailedPrecondition(f"walk-forward: {e}") from None
     outcome.walk_forward_windows = rep.windows
     eq = rep.equity
     ts = eq.index.as_unit("ns").asi8
-    outcome.walk_forward_equity = downsample(ts, eq.to_numpy(), min(spec.max_equity_points or 1000, 2000))
+    outcome.walk_forward_equity = downsample(
+        ts, eq.to_numpy(), min(spec.max_equity_points or 1000, 2000)
+    )
     outcome.row.walk_forward = {
         "efficiency_ratio": float(rep.efficiency) if np.isfinite(rep.efficiency) else 0.0,
         "metrics": {k: float(v) for k, v in rep.metrics.items()},

@@ -30,7 +30,14 @@ from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import Cursor, after_cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    after_cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+)
 
 log = logging.getLogger("stratopt.datasets")
 MAX_SYNTHETIC_BARS = 5_000_000
@@ -118,8 +125,13 @@ class DatasetCatalog:
         return row
 
     async def generate(
-        self, principal: Principal, meta: DatasetMeta, bar_count: int, start_ns: int,
-        start_price: float, seed: int,
+        self,
+        principal: Principal,
+        meta: DatasetMeta,
+        bar_count: int,
+        start_ns: int,
+        start_price: float,
+        seed: int,
     ) -> models.Dataset:
         v = validate_meta(meta)
         if not MIN_SYNTHETIC_BARS <= bar_count <= MAX_SYNTHETIC_BARS:
@@ -129,8 +141,12 @@ class DatasetCatalog:
         if v:
             raise InvalidArgument.of(v)
         bars = await asyncio.to_thread(
-            generate_bars, bar_count, start=start_ns, timeframe=meta.timeframe,
-            start_price=start_price, seed=seed,
+            generate_bars,
+            bar_count,
+            start=start_ns,
+            timeframe=meta.timeframe,
+            start_price=start_price,
+            seed=seed,
         )
         return await self.create(principal.user_id, meta, bars, "synthetic")
 
@@ -141,7 +157,7 @@ class DatasetCatalog:
             raise NotFound("dataset", dataset_id)
         return row
 
-    async def list(
+    async def list_page(
         self, principal: Principal, symbol: str, timeframe: str, requested: int, token: str
     ) -> tuple[list[models.Dataset], str]:
         size = page_size(requested)
@@ -175,7 +191,11 @@ class DatasetCatalog:
         await asyncio.to_thread(self.files.delete, dataset_id)
 
     async def load(
-        self, principal: Principal, dataset_id: str, start_ns: int = 0, end_ns: int = 0,
+        self,
+        principal: Principal,
+        dataset_id: str,
+        start_ns: int = 0,
+        end_ns: int = 0,
         timeframe: str = "",
     ) -> tuple[models.Dataset, Bars]:
         """The dataset's bars in [start, end), resampled if asked; memory-mapped, cheap."""

@@ -21,18 +21,25 @@ from stratopt.catalog.validation import (
     validate,
 )
 from stratopt.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    Aborted,
 )
 from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import Cursor, after_cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    after_cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+)
 from stratopt.strategies import registry
 
 ORDER_FIELDS = {"create_time": "created_at", "update_time": "updated_at", "name": "name_key"}
@@ -151,7 +158,7 @@ class StrategyCatalog:
         async with self.db.session() as s:
             return await load_strategy(s, principal, strategy_id, Access.READ)
 
-    async def list(
+    async def list_page(
         self, principal: Principal, q: StrategyQuery, requested_size: int, token: str
     ) -> Page:
         size = page_size(requested_size)
@@ -178,9 +185,7 @@ class StrategyCatalog:
             total = int(
                 (await s.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
             )
-            mine_shared = set(
-                (await s.execute(shared_ids)).scalars()
-            )
+            mine_shared = set((await s.execute(shared_ids)).scalars())
         next_token = ""
         if len(rows) > size:
             rows = rows[:size]

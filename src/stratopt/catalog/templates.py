@@ -80,8 +80,17 @@ def templates() -> list[Template]:
         params = {k: v for k, v in t.parameters.items() if k in known}
         if stype.validate(params):
             continue
-        out.append(Template(t.id, t.display_name, t.description, t.strategy_type,
-                            dict(stype.resolve(params)), t.execution, t.tags))
+        out.append(
+            Template(
+                t.id,
+                t.display_name,
+                t.description,
+                t.strategy_type,
+                dict(stype.resolve(params)),
+                t.execution,
+                t.tags,
+            )
+        )
     return out
 
 

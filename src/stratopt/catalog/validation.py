@@ -116,7 +116,9 @@ def _type_and_parameters(f: StrategyFields) -> list[FieldViolation]:
                 f"unknown strategy type {f.strategy_type!r}; see ListStrategyTypes",
             )
         ]
-    out = [FieldViolation(f"strategy.{x.field}", x.description) for x in stype.validate(f.parameters)]
+    out = [
+        FieldViolation(f"strategy.{x.field}", x.description) for x in stype.validate(f.parameters)
+    ]
     if f.ensemble_members:
         out.append(FieldViolation("strategy.ensemble_members", "only for ensemble strategies"))
     return out
@@ -128,7 +130,8 @@ def _ensemble(f: StrategyFields) -> list[FieldViolation]:
     if not MIN_ENSEMBLE <= n <= MAX_ENSEMBLE:
         out.append(
             FieldViolation(
-                "strategy.ensemble_members", f"an ensemble has {MIN_ENSEMBLE}..{MAX_ENSEMBLE} members"
+                "strategy.ensemble_members",
+                f"an ensemble has {MIN_ENSEMBLE}..{MAX_ENSEMBLE} members",
             )
         )
     ids = [m.get("strategy_id", "") for m in f.ensemble_members]
@@ -172,9 +175,7 @@ def _tags(tags: list[str]) -> list[FieldViolation]:
         out.append(FieldViolation("strategy.tags", f"at most {MAX_TAGS} tags"))
     for i, t in enumerate(tags):
         if not _TAG.match(t):
-            out.append(
-                FieldViolation(f"strategy.tags[{i}]", "1-32 characters: a-z, 0-9, _ and -")
-            )
+            out.append(FieldViolation(f"strategy.tags[{i}]", "1-32 characters: a-z, 0-9, _ and -"))
     return out
 
 
