@@ -17,7 +17,7 @@ import gzip
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -117,11 +117,12 @@ def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> Ba
     """Row tuples or a (k, 6) array -> columns, keeping integer timestamps exact."""
     if isinstance(rows, np.ndarray):
         if rows.dtype.names is not None:
-            return BarArrays(*(rows[name] for name in POSITIONAL))
+            rec: Any = rows
+            return _columns_to_arrays([rec[name] for name in POSITIONAL])
         if rows.ndim != 2 or rows.shape[1] != len(POSITIONAL):
             raise ImportFormatError(f"row arrays must have shape (n, 6), got {rows.shape}")
         ts = rows[:, 0] if rows.dtype.kind in "iu" else np.rint(rows[:, 0])
-        return BarArrays(ts.astype(np.int64), *(rows[:, i].astype(np.float64) for i in range(1, 6)))
+        return _columns_to_arrays([ts, *(rows[:, i] for i in range(1, 6))])
     if not len(rows):
         return BarArrays.concat([])
     try:
@@ -134,7 +135,15 @@ def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> Ba
         raise ImportFormatError(
             "every row must be 6 numbers: (ts epoch ns as int, open, high, low, close, volume)"
         ) from exc
-    return BarArrays(ts, *values)
+    return _columns_to_arrays([ts, *values])
+
+
+def _columns_to_arrays(cols: Sequence[Any]) -> BarArrays:
+    ts, o, h, lo, c, v = (np.asarray(x) for x in cols)
+    f = np.float64
+    return BarArrays(
+        ts.astype(np.int64), o.astype(f), h.astype(f), lo.astype(f), c.astype(f), v.astype(f)
+    )
 
 
 class BarStreamImporter:
@@ -203,7 +212,7 @@ class BarStreamImporter:
         def add() -> None:
             prices = [np.asarray(c, dtype=np.float64).ravel() for c in (open, high, low, close)]
             volumes = np.asarray(volume, dtype=np.float64).ravel()
-            arrays = BarArrays(np.asarray(ts, dtype=np.int64).ravel(), *prices, volumes)
+            arrays = _columns_to_arrays([np.asarray(ts, dtype=np.int64).ravel(), *prices, volumes])
             if len({c.size for c in arrays.columns()}) != 1:
                 raise ImportFormatError("ts, open, high, low, close and volume differ in length")
             self._add_rows(arrays)

@@ -122,7 +122,8 @@ def generate_with_regimes(
     volume = base_volume * factor * np.exp(0.35 * rng.standard_normal(n)) * (1 + np.abs(shocks))
     ts = bar_times(n, to_epoch_ns(start), bar_seconds, weekdays_only=weekdays_only)
     prices = [_round_prices(p, price_decimals) for p in (open_, high, low, close)]
-    return Bars.from_arrays(ts, *prices, np.round(volume, 4)), path
+    o, h, lo, c = prices
+    return Bars.from_arrays(ts, o, h, lo, c, np.round(volume, 4)), path
 
 
 def generate_bars(
