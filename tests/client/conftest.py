@@ -1,0 +1,57 @@
+"""Environments that point the example clients (Go, TypeScript, Python) at the live server."""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol
+
+import grpc
+import pytest
+from stratopt.v1 import auth_pb2, auth_pb2_grpc
+
+from .runner import base_env
+
+
+class Server(Protocol):
+    """What these tests use of tests/conftest.py's LiveServer."""
+
+    addr: str
+
+    def token(self, username: str) -> str: ...
+
+
+def demo_password(srv: Server, username: str) -> str:
+    """The seeded demo password, read from the module that defines the live server fixture."""
+    passwords: dict[str, str] = sys.modules[type(srv).__module__].DEMO_PASSWORDS
+    return passwords[username]
+
+
+@pytest.fixture(scope="module")
+def token_env(live_server: Server) -> dict[str, str]:
+    """A client talks to the live server as the demo trader, with STRATOPT_TOKEN."""
+    return {
+        **base_env(),
+        "STRATOPT_SERVER": live_server.addr,
+        "STRATOPT_TOKEN": live_server.token("trader"),
+    }
+
+
+@pytest.fixture(scope="module")
+def password_env(live_server: Server) -> dict[str, str]:
+    """A client logs in by itself; skips while the server does not serve Login yet."""
+    password = demo_password(live_server, "trader")
+    with grpc.insecure_channel(live_server.addr) as ch:
+        try:
+            auth_pb2_grpc.AuthServiceStub(ch).Login(
+                auth_pb2.LoginRequest(username="trader", password=password), timeout=30
+            )
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip("AuthService.Login is not implemented on the server yet")
+            raise
+    return {
+        **base_env(),
+        "STRATOPT_SERVER": live_server.addr,
+        "STRATOPT_USERNAME": "trader",
+        "STRATOPT_PASSWORD": password,
+    }
