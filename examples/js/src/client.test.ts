@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { StrategyService } from "@stratopt/api/stratopt/v1/strategy_pb";
 import { hasCredentials } from "./auth.ts";
 import { strategyClient, transport } from "./connect.ts";
-import { BadRequestSchema } from "./error_details.ts";
+import { BadRequestSchema } from "@stratopt/api/google/rpc/error_details_pb";
 import { intParam, listAll, smaCrossover, uniqueName } from "./strategies.ts";
 
 const skip =

@@ -9,7 +9,7 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { StrategyService } from "@stratopt/api/stratopt/v1/strategy_pb";
 import { strategyClient } from "./connect.ts";
-import { BadRequestSchema } from "./error_details.ts";
+import { BadRequestSchema } from "@stratopt/api/google/rpc/error_details_pb";
 import { intParam, listAll, smaCrossover, uniqueName } from "./strategies.ts";
 
 type Strategies = Client<typeof StrategyService>;
