@@ -21,12 +21,14 @@ from stratopt import __version__
 from stratopt.api.auth_interceptor import AuthInterceptor
 from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.backtest_servicer import BacktestServicer
+from stratopt.api.export_servicer import ExportServicer
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
 from stratopt.catalog.backtests import BacktestCatalog
 from stratopt.catalog.datasets import DatasetCatalog
+from stratopt.catalog.exports import ExportCatalog
 from stratopt.catalog.strategies import StrategyCatalog
 from stratopt.config import Settings
 from stratopt import bootstrap
@@ -60,7 +62,7 @@ SERVICES = {
     "stratopt.v1.StrategyService": (strategy_pb2, None),
     "stratopt.v1.BacktestService": (backtest_pb2, None),
     "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
-    "stratopt.v1.ExportService": (export_pb2, export_pb2_grpc),
+    "stratopt.v1.ExportService": (export_pb2, None),
     "stratopt.v1.SystemService": (system_pb2, None),
 }
 HEALTH_INTERVAL_S = 2.0
@@ -78,6 +80,7 @@ class Runtime:
     catalog: StrategyCatalog
     datasets: DatasetCatalog
     backtests: BacktestCatalog
+    exports: ExportCatalog
     started_at: float = field(default_factory=time.time)
     engine_ready: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -116,7 +119,8 @@ class Server:
             tokens=tokens,
             catalog=StrategyCatalog(db),
             datasets=(datasets := DatasetCatalog(db, s.data_dir / "datasets")),
-            backtests=BacktestCatalog(db, datasets, s.data_dir / "backtests"),
+            backtests=(backtests := BacktestCatalog(db, datasets, s.data_dir / "backtests")),
+            exports=ExportCatalog(db, s.data_dir / "exports", backtests),
         )
         if s.sample_data:
             await rt.datasets.ensure_samples()
@@ -167,6 +171,7 @@ class Server:
             ),
             server,
         )
+        export_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(rt.exports), server)
         backtest_pb2_grpc.add_BacktestServiceServicer_to_server(
             BacktestServicer(rt.backtests), server
         )

@@ -1,1 +1,1 @@
-
+"""Exporters: Pine Script v6 and performance reports."""

@@ -81,37 +81,46 @@ class User(Base):
 
 
 class ApiKey(Base):
+    """One API key secret (see security/api_keys.py): rotation adds a successor row and
+    points `rotated_to` at it, so each secret keeps its own prefix, expiry and audit trail."""
+
     __tablename__ = "api_keys"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     display_name: Mapped[str] = mapped_column(String(200))
-    prefix: Mapped[str] = mapped_column(String(32), unique=True)
-    secret_hash: Mapped[str] = mapped_column(String(128))
-    previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    previous_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    # SHA-256 hex of the whole key; the key itself is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    rotated_to: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class RefreshToken(Base):
+    """One refresh token of a login's family (see security/refresh_tokens.py), by hash."""
+
     __tablename__ = "refresh_tokens"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    family_id: Mapped[str] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column()
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    family_started_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_time_id", "time", "id"),
+        Index("ix_audit_events_resource", "resource_type", "resource_id"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
     actor_id: Mapped[str] = mapped_column(String(32), default="", index=True)
     actor_username: Mapped[str] = mapped_column(String(64), default="")
     api_key_prefix: Mapped[str] = mapped_column(String(32), default="")
@@ -121,6 +130,16 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     peer: Mapped[str] = mapped_column(String(128), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class RateBucket(Base):
+    """A token bucket shared by all replicas; used only when the database is PostgreSQL
+    (store/security_repos.py holds the single-statement update)."""
+
+    __tablename__ = "rate_buckets"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Strategy(Base):
@@ -221,4 +240,21 @@ class Backtest(Base):
     trade_count: Mapped[int] = mapped_column(BigInteger, default=0)
     bar_count: Mapped[int] = mapped_column(BigInteger, default=0)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- exports ---------------------------------------------------------------------------------
+
+
+class ExportFile(Base):
+    __tablename__ = "export_files"
+    __table_args__ = (Index("ix_export_files_owner_created", "owner_id", "created_at", "id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
