@@ -88,7 +88,7 @@ class ExportCatalog:
         execution: dict[str, Any] = {}
         if strategy_id:
             async with self.db.session() as s:
-                row = await load_strategy(s, principal, strategy_id, Access.READ)
+                strat = await load_strategy(s, principal, strategy_id, Access.READ)
             if row.strategy_type == ENSEMBLE_TYPE:
                 raise FailedPrecondition("ensembles cannot be exported to Pine Script yet")
             stype_name, params, execution = (
@@ -142,7 +142,9 @@ class ExportCatalog:
         del trades
         summary = {
             "title": f"{bt.strategy_type} backtest",
-            "subtitle": f"dataset {bt.dataset_id}, {bt.bar_count:,} bars, parameters {bt.parameters}",
+            "subtitle": (
+                f"dataset {bt.dataset_id}, {bt.bar_count:,} bars, parameters {bt.parameters}"
+            ),
             "backtest_id": bt.id,
             "strategy_type": bt.strategy_type,
             "parameters": bt.parameters,

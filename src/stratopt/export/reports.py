@@ -55,13 +55,19 @@ def report_html(summary: Mapping[str, Any], trades: pd.DataFrame, *, charts: boo
     head = "".join(f"<th>{c}</th>" for c in REPORT_TRADE_COLUMNS)
     title = html.escape(str(summary.get("title", "Backtest report")))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2328}}table{{border-collapse:collapse}}
-td,th{{padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:right}}th{{text-align:left}}</style></head>
+<style>{_CSS}</style></head>
 <body><h1>{title}</h1><p>{html.escape(str(summary.get("subtitle", "")))}</p>
 <h2>Metrics</h2><table>{rows}</table>{svg}
 <h2>Trades</h2><p>{len(trades)} trades{" (first 500 shown)" if len(trades) > 500 else ""}</p>
 <table><tr>{head}</tr>{trade_rows}</table></body></html>"""
     return page.encode()
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2328}"
+    "table{border-collapse:collapse}"
+    "td,th{padding:2px 8px;border-bottom:1px solid #d0d7de;text-align:right}th{text-align:left}"
+)
 
 
 def _line_svg(values: Sequence[float], title: str, color: str, w: int = 900, h: int = 220) -> str:
