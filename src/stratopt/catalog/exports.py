@@ -89,15 +89,15 @@ class ExportCatalog:
         if strategy_id:
             async with self.db.session() as s:
                 strat = await load_strategy(s, principal, strategy_id, Access.READ)
-            if row.strategy_type == ENSEMBLE_TYPE:
+            if strat.strategy_type == ENSEMBLE_TYPE:
                 raise FailedPrecondition("ensembles cannot be exported to Pine Script yet")
             stype_name, params, execution = (
-                row.strategy_type,
-                dict(row.parameters),
-                dict(row.execution),
+                strat.strategy_type,
+                dict(strat.parameters),
+                dict(strat.execution),
             )
-            title = title or row.name
-            source = f"strategies/{row.id}"
+            title = title or strat.name
+            source = f"strategies/{strat.id}"
         elif job_id:
             if self.best_params is None:
                 raise Unimplemented("optimization jobs are not available in this server")
