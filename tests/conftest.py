@@ -29,6 +29,21 @@ DEMO_PASSWORDS = {
 }
 
 
+TEST_SECURITY_ENV = {
+    # Cheap password hashing (4 MiB, ~10 ms) so seeding and logins stay fast; production
+    # keeps the default of 17.
+    "STRATOPT_SCRYPT_LOG2_N": "12",
+    # Every test calls from 127.0.0.1: keep all refusals in the audit trail.
+    "STRATOPT_AUDIT_REFUSALS_PER_MINUTE": "1000000",
+    # Test suites fire calls far faster than a person; the limits themselves are tested
+    # in tests/integration/security with their own tiny settings.
+    **{
+        f"STRATOPT_RATE_LIMIT_{c}": "10000/s burst 10000"
+        for c in ("GENERAL", "BACKTEST", "OPTIMIZATION", "EXPORT", "DATA", "AUTH", "AUTH_PER_IP")
+    },
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,31 +80,8 @@ def login(addr: str, username: str, password: str) -> str:
 
     with grpc.insecure_channel(addr) as ch:
         stub = auth_pb2_grpc.AuthServiceStub(ch)
-        try:
-            return str(
-                stub.Login(auth_pb2.LoginRequest(username=username, password=password)).access_token
-            )
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise
-    return _mint_token(addr, username)
-
-
-def _mint_token(addr: str, username: str) -> str:
-    """Fallback while Login is not served: sign with the shared test secret."""
-    import sqlite3
-
-    from stratopt.security.roles import Role
-    from stratopt.security.tokens import TokenConfig, TokenService
-
-    db = _SERVERS[addr].data_dir / "stratopt.db"
-    uid, role = (
-        sqlite3.connect(db)
-        .execute("select id, role from users where username=?", (username,))
-        .fetchone()
-    )
-    ts = TokenService(TokenConfig(algorithm="HS256", secret=JWT_SECRET.encode()))
-    return ts.issue_access(uid, Role(role)).token
+        reply = stub.Login(auth_pb2.LoginRequest(username=username, password=password))
+        return str(reply.access_token)
 
 
 _SERVERS: dict[str, LiveServer] = {}
@@ -108,6 +100,7 @@ def start_server(
         "STRATOPT_LOG_LEVEL": "INFO",
         "STRATOPT_SAMPLE_DATA": "0",
         "STRATOPT_PRECOMPILE": "0",
+        **TEST_SECURITY_ENV,
         **(extra_env or {}),
     }
     log_path = tmp / "server.log"

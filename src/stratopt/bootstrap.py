@@ -16,9 +16,15 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from stratopt.config import Settings
-from stratopt.security.passwords import check_password_policy, hash_password
+from stratopt.security.passwords import (
+    DEFAULT_PARAMS,
+    ScryptParams,
+    check_password_policy,
+    hash_password,
+)
 from stratopt.security.roles import Role
 from stratopt.security.tokens import TokenConfig
+from stratopt.security.users import normalize_username, username_problems
 from stratopt.store import models
 from stratopt.store.db import Database
 
@@ -70,9 +76,17 @@ def _dev_secret(data_dir: Path) -> bytes:
 
 
 async def create_user(
-    db: Database, username: str, password: str, role: Role, *, display_name: str = ""
+    db: Database,
+    username: str,
+    password: str,
+    role: Role,
+    *,
+    display_name: str = "",
+    params: ScryptParams = DEFAULT_PARAMS,
 ) -> models.User:
-    problems = check_password_policy(password, username=username)
+    # The same rules as CreateUser: logins look usernames up case-insensitively.
+    username = normalize_username(username)
+    problems = username_problems(username) + check_password_policy(password, username=username)
     if problems:
         raise BootstrapError("; ".join(problems))
     async with db.transaction() as s:
@@ -80,26 +94,28 @@ async def create_user(
             username=username,
             display_name=display_name or username,
             role=role.value,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password, params),
         )
         s.add(user)
     return user
 
 
 async def ensure_users(db: Database, s: Settings) -> None:
+    params = ScryptParams(log2_n=s.scrypt_log2_n)
     async with db.session() as session:
         count = (await session.execute(select(func.count()).select_from(models.User))).scalar_one()
         existing = set((await session.execute(select(models.User.username))).scalars())
-    if s.admin_user and s.admin_user not in existing:
+    admin_user = normalize_username(s.admin_user)
+    if admin_user and admin_user not in existing:
         if not s.admin_password:
             raise BootstrapError("STRATOPT_ADMIN_USER needs STRATOPT_ADMIN_PASSWORD")
-        await create_user(db, s.admin_user, s.admin_password, Role.ADMIN)
-        log.info("created admin user from environment", extra={"username": s.admin_user})
-        existing.add(s.admin_user)
+        await create_user(db, admin_user, s.admin_password, Role.ADMIN, params=params)
+        log.info("created admin user from environment", extra={"username": admin_user})
+        existing.add(admin_user)
     if s.dev:
         for username, role, password in DEMO_USERS:
             if username not in existing:
-                await create_user(db, username, password, role)
+                await create_user(db, username, password, role, params=params)
         if count == 0:
             log.warning("development mode: seeded demo users (see README); never use in production")
     elif count == 0 and not s.admin_user:

@@ -35,6 +35,27 @@ class Settings:
     log_json: bool = True
     rate_limits: bool = True
     max_streams_per_user: int = 16
+    # Per-category overrides such as "20/s burst 40" or "10/min burst 5"; empty keeps the
+    # production default documented in docs/security.md.
+    rate_limit_general: str = ""
+    rate_limit_backtest: str = ""
+    rate_limit_optimization: str = ""
+    rate_limit_export: str = ""
+    rate_limit_data: str = ""
+    rate_limit_auth: str = ""
+    rate_limit_auth_per_ip: str = ""
+    # "auto" shares buckets through PostgreSQL when the database is PostgreSQL; "memory"
+    # keeps them per process.
+    rate_limit_backend: str = "auto"
+    # scrypt cost as log2(N); 17 (128 MiB, ~0.3 s) in production. Tests lower it.
+    scrypt_log2_n: int = 17
+    # How long a user's role/disabled flag and a session's logout may be cached per replica.
+    auth_cache_seconds: float = 2.0
+    # Behind a trusted proxy (the Envoy gateway) take the client IP from x-forwarded-for.
+    trust_forwarded_for: bool = False
+    # Audit entries for refused calls, per caller (or client IP) and minute; mutations are
+    # always recorded.
+    audit_refusals_per_minute: int = 60
     precompile: bool = True
 
     @property
@@ -72,6 +93,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             conv[name] = _as_bool(raw)
         elif isinstance(default, int):
             conv[name] = int(raw)
+        elif isinstance(default, float):
+            conv[name] = float(raw)
         elif isinstance(default, Path):
             conv[name] = Path(raw)
         else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Protocol
 
 import grpc
 import pytest
 from stratopt.v1 import auth_pb2, auth_pb2_grpc
+
+from tests.conftest import DEMO_PASSWORDS
 
 from .runner import base_env
 
@@ -21,9 +22,8 @@ class Server(Protocol):
 
 
 def demo_password(srv: Server, username: str) -> str:
-    """The seeded demo password, read from the module that defines the live server fixture."""
-    passwords: dict[str, str] = sys.modules[type(srv).__module__].DEMO_PASSWORDS
-    return passwords[username]
+    """The seeded demo password of a development-mode server."""
+    return DEMO_PASSWORDS[username]
 
 
 @pytest.fixture(scope="module")

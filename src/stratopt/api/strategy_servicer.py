@@ -6,6 +6,7 @@ from typing import TypeAlias
 
 import grpc
 
+from stratopt.api import audit
 from stratopt.api.context import current_principal
 from stratopt.api.convert import (
     CATEGORY_FROM_PB,
@@ -25,6 +26,8 @@ from stratopt.api.strategy_convert import (
     strategy_type_to_pb,
 )
 from stratopt.catalog import templates
+from stratopt.catalog.access import Access
+from stratopt.catalog.sharing import Share, StrategySharing
 from stratopt.catalog.strategies import StrategyCatalog, StrategyQuery
 from stratopt.catalog.users import usernames
 from stratopt.catalog.validation import UPDATABLE
@@ -189,6 +192,63 @@ class StrategyServicer(pbg.StrategyServiceServicer):
                 snapshot=strategy_dict_to_pb(h.snapshot),
             )
         return out
+
+    async def ShareStrategy(
+        self, request: pb.ShareStrategyRequest, context: Ctx
+    ) -> pb.ShareStrategyResponse:
+        _require_id(request.strategy_id)
+        if not request.access:
+            raise InvalidArgument.field("access", "grant at least one access")
+        access = [_access_from_pb(a, i) for i, a in enumerate(request.access)]
+        share = await StrategySharing(self.catalog.db).share(
+            current_principal(), request.strategy_id, request.username, access
+        )
+        audit.annotate(
+            detail=f"granted {', '.join(a.value for a in share.access)} to {share.username}"
+        )
+        return pb.ShareStrategyResponse(share=_share_to_pb(share))
+
+    async def UnshareStrategy(
+        self, request: pb.UnshareStrategyRequest, context: Ctx
+    ) -> pb.UnshareStrategyResponse:
+        _require_id(request.strategy_id)
+        await StrategySharing(self.catalog.db).unshare(
+            current_principal(), request.strategy_id, request.username
+        )
+        audit.annotate(detail=f"removed the share of {request.username.strip().lower()}")
+        return pb.UnshareStrategyResponse()
+
+    async def ListStrategyShares(
+        self, request: pb.ListStrategySharesRequest, context: Ctx
+    ) -> pb.ListStrategySharesResponse:
+        _require_id(request.strategy_id)
+        shares = await StrategySharing(self.catalog.db).list_shares(
+            current_principal(), request.strategy_id
+        )
+        return pb.ListStrategySharesResponse(shares=[_share_to_pb(sh) for sh in shares])
+
+
+_ACCESS_TO_PB = {a: pb.StrategyAccess.Value(f"STRATEGY_ACCESS_{a.name}") for a in Access}
+_ACCESS_FROM_PB = {v: k for k, v in _ACCESS_TO_PB.items()}
+
+
+def _access_from_pb(value: int, index: int) -> Access:
+    try:
+        return _ACCESS_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument.field(
+            f"access[{index}]", "READ, WRITE, EXECUTE, DELETE or SHARE"
+        ) from None
+
+
+def _share_to_pb(share: Share) -> pb.StrategyShare:
+    return pb.StrategyShare(
+        strategy_id=share.strategy_id,
+        user_id=share.user_id,
+        username=share.username,
+        access=[_ACCESS_TO_PB[a] for a in share.access],
+        create_time=ts_to_pb(share.created_at),
+    )
 
 
 def _require_id(value: str, field: str = "strategy_id") -> None:

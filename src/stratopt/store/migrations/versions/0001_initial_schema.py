@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 10:45:01.574783
+Create Date: 2026-11-23 11:04:32.467588
 """
 
 from collections.abc import Sequence
@@ -37,7 +37,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_events_actor_id"), ["actor_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_events_time"), ["time"], unique=False)
+        batch_op.create_index(
+            "ix_audit_events_resource", ["resource_type", "resource_id"], unique=False
+        )
+        batch_op.create_index("ix_audit_events_time_id", ["time", "id"], unique=False)
 
     op.create_table(
         "backtests",
@@ -92,6 +95,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_datasets_symbol"), ["symbol"], unique=False)
 
     op.create_table(
+        "rate_buckets",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("updated_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_buckets")),
+    )
+    with op.batch_alter_table("rate_buckets", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_rate_buckets_updated_at"), ["updated_at"], unique=False
+        )
+
+    op.create_table(
         "strategy_history",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("strategy_id", sa.String(length=32), nullable=False),
@@ -127,20 +142,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "api_keys",
-        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("owner_id", sa.String(length=32), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=False),
-        sa.Column("prefix", sa.String(length=32), nullable=False),
-        sa.Column("secret_hash", sa.String(length=128), nullable=False),
-        sa.Column("previous_secret_hash", sa.String(length=128), nullable=True),
-        sa.Column(
-            "previous_expires_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("scopes", sa.JSON(), nullable=False),
         sa.Column("created_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_used_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("rotated_to", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name=op.f("fk_api_keys_owner_id_users"), ondelete="CASCADE"
         ),
@@ -152,12 +164,14 @@ def upgrade() -> None:
 
     op.create_table(
         "refresh_tokens",
-        sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("token_hash", sa.String(length=128), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
-        sa.Column("family_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("family_id", sa.String(length=64), nullable=False),
+        sa.Column("issued_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "family_started_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.Column("used_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", stratopt.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -166,10 +180,12 @@ def upgrade() -> None:
             name=op.f("fk_refresh_tokens_user_id_users"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_refresh_tokens")),
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_refresh_tokens_expires_at"), ["expires_at"], unique=False
+        )
         batch_op.create_index(
             batch_op.f("ix_refresh_tokens_family_id"), ["family_id"], unique=False
         )
@@ -263,6 +279,7 @@ def downgrade() -> None:
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_user_id"))
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_family_id"))
+        batch_op.drop_index(batch_op.f("ix_refresh_tokens_expires_at"))
 
     op.drop_table("refresh_tokens")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
@@ -274,6 +291,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_strategy_history_strategy_time")
 
     op.drop_table("strategy_history")
+    with op.batch_alter_table("rate_buckets", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rate_buckets_updated_at"))
+
+    op.drop_table("rate_buckets")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_datasets_symbol"))
         batch_op.drop_index("ix_datasets_owner_created")
@@ -286,7 +307,8 @@ def downgrade() -> None:
 
     op.drop_table("backtests")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_events_time"))
+        batch_op.drop_index("ix_audit_events_time_id")
+        batch_op.drop_index("ix_audit_events_resource")
         batch_op.drop_index(batch_op.f("ix_audit_events_actor_id"))
 
     op.drop_table("audit_events")

@@ -1,0 +1,182 @@
+"""Rate limits per principal and category, and a cap on concurrent streams per user.
+
+Every limited call answers `x-ratelimit-limit`, `x-ratelimit-remaining` and
+`x-ratelimit-reset` (seconds until the bucket is full again). Unary calls send them as
+*initial* metadata, which Envoy's JSON transcoder and gRPC-Web turn into HTTP response
+headers on successes and errors alike (the trailers of a successful unary REST call are
+dropped). Server streams send them with their first message and in the trailing metadata
+(see `_headers_with_first_message`). Over the limit the call fails with RESOURCE_EXHAUSTED
+carrying google.rpc.RetryInfo.
+
+Buckets are keyed by user (all of a user's API keys and sessions share one budget, so minting
+keys does not multiply it). Login is keyed by client IP and then by the username tried;
+token refresh and logout, which have no principal yet, by client IP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc_interceptor import AsyncServerInterceptor
+
+from stratopt.api.authz import Rule, contract_methods, method_path, rule_for
+from stratopt.api.context import optional_principal
+from stratopt.api.peer import client_ip
+from stratopt.errors import ResourceExhausted
+from stratopt.security.ratelimit import (
+    Category,
+    ConcurrencyLimiter,
+    Decision,
+    RateLimitBackend,
+    acquire_login,
+    login_ip_key,
+    login_user_key,
+)
+
+log = logging.getLogger("stratopt.ratelimit")
+
+LOGIN_METHOD = "/stratopt.v1.AuthService/Login"
+
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def rate_headers(decision: Decision) -> Metadata:
+    return (
+        ("x-ratelimit-limit", str(decision.limit)),
+        ("x-ratelimit-remaining", str(max(decision.remaining, 0))),
+        ("x-ratelimit-reset", str(math.ceil(decision.reset_seconds))),
+    )
+
+
+class RateLimitInterceptor(AsyncServerInterceptor):
+    def __init__(
+        self,
+        backend: RateLimitBackend,
+        *,
+        trust_forwarded_for: bool = False,
+        rules: Callable[[str], Rule | None] = rule_for,
+    ) -> None:
+        self.backend = backend
+        self._trust_xff = trust_forwarded_for
+        self._rule_for = rules
+        self._server_streaming = frozenset(
+            method_path(m) for m in contract_methods() if m.server_streaming
+        )
+
+    async def intercept(
+        self,
+        method: Callable[..., Any],
+        request_or_iterator: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        rule = self._rule_for(method_name)
+        if rule is None or rule.category is None:
+            return await _passthrough(method, request_or_iterator, context)
+        decision = await self._acquire(rule.category, method_name, request_or_iterator, context)
+        headers = rate_headers(decision)
+        streaming = method_name in self._server_streaming
+        if streaming:
+            context.set_trailing_metadata(headers)
+        else:
+            await _send_headers(context, headers)
+        if not decision.allowed:
+            raise ResourceExhausted(
+                f"rate limit exceeded for {rule.category.value} calls; "
+                f"retry in {decision.retry_after_seconds:.1f} s",
+                retry_after_seconds=decision.retry_after_seconds,
+            )
+        result = method(request_or_iterator, context)
+        if streaming and hasattr(result, "__aiter__"):
+            return _headers_with_first_message(result, context, headers)
+        if hasattr(result, "__aiter__"):
+            return result
+        return await result
+
+    async def _acquire(
+        self, category: Category, method_name: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Decision:
+        ip = client_ip(context, trust_forwarded_for=self._trust_xff)
+        if method_name == LOGIN_METHOD:
+            username = getattr(request, "username", "") if isinstance(request, Message) else ""
+            return await acquire_login(self.backend, str(username)[:64], ip)
+        principal = optional_principal()
+        if category is Category.AUTH and principal is not None:
+            # Password checks by a logged-in user draw on the same budget as logins for the
+            # username, so a stolen session cannot be used to guess the password faster.
+            return await self.backend.acquire(login_user_key(principal.username), category)
+        if principal is None:
+            return await self.backend.acquire(login_ip_key(ip), Category.AUTH_IP)
+        return await self.backend.acquire("u:" + principal.user_id, category)
+
+
+async def _passthrough(
+    method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext
+) -> Any:
+    result = method(request, context)
+    if hasattr(result, "__aiter__"):
+        return result
+    return await result
+
+
+async def _send_headers(context: grpc.aio.ServicerContext, headers: Metadata) -> None:
+    try:
+        await context.send_initial_metadata(headers)
+    except Exception:  # headers are advisory; never fail the call over them
+        log.debug("could not send rate-limit metadata", exc_info=True)
+
+
+async def _headers_with_first_message(
+    stream: AsyncIterator[Any], context: grpc.aio.ServicerContext, headers: Metadata
+) -> AsyncIterator[Any]:
+    """Server streams send their headers with the first message, not before the handler
+    runs: once headers are out, an HTTP/1.1 client behind Envoy can no longer be told that
+    the stream failed (404, 403...) before producing anything (docs/rest.md). Until then
+    the values ride in the trailing metadata."""
+    first = True
+    async for item in stream:
+        if first:
+            await _send_headers(context, headers)
+            first = False
+        yield item
+
+
+class StreamCapInterceptor(AsyncServerInterceptor):
+    """At most `limiter.max_per_principal` open server streams per user (per replica)."""
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self.limiter = limiter
+
+    async def intercept(
+        self,
+        method: Callable[..., Any],
+        request_or_iterator: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        result = method(request_or_iterator, context)
+        if not hasattr(result, "__aiter__"):
+            return await result
+        principal = optional_principal()
+        if principal is None:
+            return result
+        return self._held(result, principal.user_id)
+
+    async def _held(self, stream: AsyncIterator[Any], user_id: str) -> AsyncIterator[Any]:
+        if not self.limiter.acquire(user_id):
+            raise ResourceExhausted(
+                f"too many concurrent streams (at most {self.limiter.max_per_principal} "
+                "per user); close one and retry",
+                retry_after_seconds=1.0,
+            )
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            self.limiter.release(user_id)

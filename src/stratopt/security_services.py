@@ -1,0 +1,148 @@
+"""Assembly of the security services from settings and the database, and their interceptors.
+
+Kept out of server.py so the server only says "build security, install its interceptors";
+what is shared, cached or per-replica is decided here in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from grpc_interceptor import AsyncServerInterceptor
+
+from stratopt.api.audit import AuditInterceptor
+from stratopt.api.auth_interceptor import AuthInterceptor
+from stratopt.api.authz import AuthorizationInterceptor
+from stratopt.api.ratelimit_interceptor import RateLimitInterceptor, StreamCapInterceptor
+from stratopt.config import Settings
+from stratopt.security.api_keys import ApiKeyService
+from stratopt.security.authenticate import Authenticator
+from stratopt.security.clock import utc_now
+from stratopt.security.passwords import PasswordHasher, ScryptParams
+from stratopt.security.ratelimit import (
+    ConcurrencyLimiter,
+    RateLimitBackend,
+    RateLimits,
+    TokenBucketLimiter,
+)
+from stratopt.security.refresh_tokens import RefreshTokenPolicy
+from stratopt.security.tokens import TokenService
+from stratopt.security.users import UserService
+from stratopt.store.db import Database
+from stratopt.store.security_repos import (
+    PgRateLimitBackend,
+    SqlApiKeyRepo,
+    SqlAuditRepo,
+    SqlRefreshTokenRepo,
+    SqlUserRepo,
+)
+
+log = logging.getLogger("stratopt.security")
+
+HOUSEKEEPING_INTERVAL_S = 600.0
+
+
+def scrypt_params(settings: Settings) -> ScryptParams:
+    return ScryptParams(log2_n=settings.scrypt_log2_n)
+
+
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(max_concurrent_streams=settings.max_streams_per_user).with_specs(
+        {
+            "general": settings.rate_limit_general,
+            "backtest": settings.rate_limit_backtest,
+            "optimization": settings.rate_limit_optimization,
+            "export": settings.rate_limit_export,
+            "data": settings.rate_limit_data,
+            "auth": settings.rate_limit_auth,
+            "auth_per_ip": settings.rate_limit_auth_per_ip,
+        }
+    )
+
+
+def rate_limit_backend(settings: Settings, db: Database, limits: RateLimits) -> RateLimitBackend:
+    choice = settings.rate_limit_backend.strip().lower()
+    if choice not in ("auto", "memory", "postgres"):
+        raise ValueError("STRATOPT_RATE_LIMIT_BACKEND must be auto, memory or postgres")
+    if choice == "postgres" or (choice == "auto" and db.backend == "postgresql"):
+        return PgRateLimitBackend(db, limits)
+    return TokenBucketLimiter(limits)
+
+
+@dataclass
+class SecurityServices:
+    settings: Settings
+    tokens: TokenService
+    users: UserService
+    user_repo: SqlUserRepo
+    refresh: RefreshTokenPolicy
+    refresh_repo: SqlRefreshTokenRepo
+    api_keys: ApiKeyService
+    audit: SqlAuditRepo
+    authenticator: Authenticator
+    limiter: RateLimitBackend
+    streams: ConcurrencyLimiter
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database, tokens: TokenService) -> SecurityServices:
+        user_repo = SqlUserRepo(db)
+        refresh_repo = SqlRefreshTokenRepo(db)
+        # The contract says a key without expire_time does not expire; callers choose.
+        api_keys = ApiKeyService(SqlApiKeyRepo(db), default_ttl=None)
+        limits = rate_limits(settings)
+        return cls(
+            settings=settings,
+            tokens=tokens,
+            users=UserService(user_repo, PasswordHasher(scrypt_params(settings))),
+            user_repo=user_repo,
+            refresh=RefreshTokenPolicy(refresh_repo),
+            refresh_repo=refresh_repo,
+            api_keys=api_keys,
+            audit=SqlAuditRepo(db),
+            authenticator=Authenticator(
+                tokens,
+                api_keys,
+                user_repo,
+                refresh_repo,
+                cache_ttl=settings.auth_cache_seconds,
+            ),
+            limiter=rate_limit_backend(settings, db, limits),
+            streams=ConcurrencyLimiter(limits.max_concurrent_streams),
+        )
+
+    def interceptors(self) -> list[AsyncServerInterceptor]:
+        """Everything after the error interceptor, outermost first: audit sees the calls
+        that authentication and authorization refuse; rate limits apply only to callers
+        that may make the call at all, so refused calls do not spend anyone's budget."""
+        xff = self.settings.trust_forwarded_for
+        chain: list[AsyncServerInterceptor] = [
+            AuditInterceptor(
+                self.audit,
+                trust_forwarded_for=xff,
+                refusals_per_minute=self.settings.audit_refusals_per_minute,
+            ),
+            AuthInterceptor(self.authenticator.authenticate),
+            AuthorizationInterceptor(),
+        ]
+        if self.settings.rate_limits:
+            chain.append(RateLimitInterceptor(self.limiter, trust_forwarded_for=xff))
+            chain.append(StreamCapInterceptor(self.streams))
+        return chain
+
+    async def housekeeping(self) -> None:
+        """Drop long-expired refresh tokens and idle shared buckets, every ten minutes."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            try:
+                await self.refresh_repo.delete_expired(utc_now() - timedelta(days=1))
+                sweep: Any = getattr(self.limiter, "sweep", None)
+                if sweep is not None:
+                    result = sweep()
+                    if asyncio.iscoroutine(result):
+                        await result
+            except Exception:
+                log.exception("security housekeeping failed")
