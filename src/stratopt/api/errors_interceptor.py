@@ -60,7 +60,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
     ) -> None:
         if isinstance(exc, StratoptError):
             _log_call(method_name, exc.code_name, start, detail=exc.message)
-            await context.abort_with_status(to_grpc_status(exc))
+            trailers = _trailers(context)
+            await context.abort_with_status(to_grpc_status(exc, trailers))
         code = context.code() if hasattr(context, "code") else None
         if isinstance(exc, grpc.aio.AbortError) or (code not in (None, grpc.StatusCode.OK)):
             # Already aborted deliberately (e.g. by a nested abort): let it through as is.
@@ -68,6 +69,14 @@ class ErrorInterceptor(AsyncServerInterceptor):
         log.exception("unhandled error in %s", method_name)
         _log_call(method_name, "INTERNAL", start)
         await context.abort_with_status(internal_status())
+
+
+def _trailers(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
+    get = getattr(context, "trailing_metadata", None)
+    try:
+        return tuple(get() or ()) if get else ()
+    except Exception:  # metadata is best effort; the status is what matters
+        return ()
 
 
 def _log_call(method: str, outcome: str, start: float, detail: str = "") -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -31,8 +34,27 @@ def to_rpc_status(err: StratoptError) -> status_pb2.Status:
     return st
 
 
-def to_grpc_status(err: StratoptError) -> grpc.Status:
-    return rpc_status.to_status(to_rpc_status(err))
+class _Status(grpc.Status):  # type: ignore[misc]
+    """A status whose trailers also carry metadata set earlier in the call."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def to_grpc_status(
+    err: StratoptError, extra_trailers: Sequence[tuple[str, Any]] = ()
+) -> grpc.Status:
+    """The rich status; `extra_trailers` (e.g. x-ratelimit-*) ride along, because aborting
+    replaces whatever trailing metadata the call had set."""
+    st = rpc_status.to_status(to_rpc_status(err))
+    if not extra_trailers:
+        return st
+    keep = tuple((k, v) for k, v in extra_trailers if k != "grpc-status-details-bin")
+    return _Status(st.code, st.details, tuple(st.trailing_metadata) + keep)
 
 
 def internal_status() -> grpc.Status:
