@@ -1,0 +1,55 @@
+"""Backtesting engine: numba kernels plus a small pandas-facing API on top.
+
+The compiled sweep and walk-forward kernels are imported lazily by ``sweep`` and
+``walk_forward`` so that importing the engine (and a first backtest) stays fast.
+"""
+
+from stratopt.engine.api import (
+    BacktestResult,
+    WalkForwardReport,
+    backtest,
+    bar_arrays,
+    monte_carlo,
+    parameter_grid,
+    resolve_strategy,
+    sweep,
+    walk_forward,
+)
+from stratopt.engine.metrics import (
+    METRIC_NAMES,
+    METRICS,
+    MetricSpec,
+    compute_metrics,
+    infer_periods_per_year,
+)
+from stratopt.engine.montecarlo import MonteCarloResult
+from stratopt.engine.simulator import (
+    EXIT_REASONS,
+    TRADE_DTYPE,
+    SimConfig,
+    SimResult,
+    simulate,
+)
+
+__all__ = [
+    "EXIT_REASONS",
+    "METRICS",
+    "METRIC_NAMES",
+    "TRADE_DTYPE",
+    "BacktestResult",
+    "MetricSpec",
+    "MonteCarloResult",
+    "SimConfig",
+    "SimResult",
+    "WalkForwardReport",
+    "backtest",
+    "bar_arrays",
+    "compute_metrics",
+    "infer_periods_per_year",
+    "monte_carlo",
+    "parameter_grid",
+    "resolve_strategy",
+    "simulate",
+    "sweep",
+    "walk_forward",
+]

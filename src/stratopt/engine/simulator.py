@@ -1,0 +1,402 @@
+"""Bar-by-bar backtest simulator: turns target positions into fills, trades and equity.
+
+Semantics (the contract users rely on; keep the README's summary in step):
+
+* ``targets[t]`` is the position wanted after seeing the close of bar ``t``: +1 long,
+  -1 short, 0 flat (any positive/negative value counts as +1/-1).
+* Fill timing. By default the order for ``targets[t]`` fills at the open of bar ``t + 1``
+  (``targets[n - 1]`` therefore never fills). With ``fill_on_close`` it fills at the close
+  of bar ``t``, except that no position is opened at the very last close (it could not be
+  held for any time; exits there still happen).
+* Direction. ``"long"`` treats a -1 target as flat, ``"short"`` treats +1 as flat, ``"both"``
+  reverses by closing the open trade and then opening the opposite one at the same price.
+  A target equal to the side already held does nothing (no re-sizing).
+* Sizing. An entry commits ``size`` x current equity, commission included:
+  ``units = size * equity / (fill_price * (1 + commission))``, so ``size=1`` never leaves
+  negative cash on a long. No entry is made while equity is <= 0.
+* Costs. Commission is ``commission`` x traded notional on every fill (entry and exit).
+  Slippage moves every fill price against the trader by the fraction ``slippage``: buys
+  fill at ``price * (1 + slippage)``, sells at ``price * (1 - slippage)``.
+* Protective exits (fractions, 0 = off), levels from the *fill* price of the entry:
+  stop-loss ``entry * (1 -/+ stop_loss)``, take-profit ``entry * (1 +/- take_profit)``,
+  trailing stop ``best * (1 -/+ trailing_stop)`` where ``best`` is the most favourable
+  price since entry, starting at the entry fill and updated with the open of each bar
+  before the check and with the high (long) / low (short) after it.
+  Each bar is checked in this order: a gap at the open through the stop (or trailing)
+  level exits at the open; a gap through the target exits at the open; otherwise if the
+  low/high reaches the stop level it exits at the level; otherwise if the high/low reaches
+  the target it exits there. So when stop and target both lie inside one bar's range the
+  stop wins (pessimistic). When the stop-loss and trailing levels coincide the exit is
+  reported as a stop-loss. Slippage applies to these fills too.
+* Entry bar. With open fills the new position is exposed to the rest of its entry bar, so
+  the stop/target/trail are checked on the entry bar itself with that bar's high/low after
+  the open fill (and may even fire at the open when slippage exceeds the stop distance).
+  With ``fill_on_close`` the entry happens after the bar's range, so checks start on the
+  next bar.
+* After a protective exit the strategy stays flat until its target differs from the side
+  that was stopped out; otherwise a still-long target would re-enter at the next open and
+  churn commission on every bar.
+* Equity is cash plus the position marked to each bar's close. A position still open after
+  the last bar closes at the last close (with costs) with exit reason ``end``; the last
+  equity value includes that exit, while ``position[n - 1]`` still shows the units held
+  during the bar.
+* Trades: ``pnl`` is net of both commissions; ``ret`` is ``pnl`` over the entry notional
+  (``units * entry_price``); ``bars_held = exit_idx - entry_idx`` (0 for a trade opened and
+  stopped inside one bar).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numba import njit
+
+Direction = Literal["long", "short", "both"]
+
+DIRECTIONS: dict[str, int] = {"long": 1, "short": -1, "both": 0}
+
+EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, EXIT_TRAIL, EXIT_END = 0, 1, 2, 3, 4
+EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "target", "trail", "end")
+
+TRADE_DTYPE = np.dtype(
+    [
+        ("entry_idx", np.int64),
+        ("exit_idx", np.int64),
+        ("side", np.int8),
+        ("entry_price", np.float64),
+        ("exit_price", np.float64),
+        ("size", np.float64),
+        ("pnl", np.float64),
+        ("ret", np.float64),
+        ("bars_held", np.int64),
+        ("exit_reason", np.int8),
+    ]
+)
+
+# Column layout of the float64 trade buffer the kernel fills; it mirrors TRADE_DTYPE so the
+# kernel can write one contiguous row per trade and stay free of record types.
+COL_ENTRY_IDX, COL_EXIT_IDX, COL_SIDE, COL_ENTRY_PRICE, COL_EXIT_PRICE = 0, 1, 2, 3, 4
+COL_SIZE, COL_PNL, COL_RET, COL_BARS_HELD, COL_REASON = 5, 6, 7, 8, 9
+TRADE_COLUMNS = 10
+
+# Positions in the float64 config vector handed to kernels (see SimConfig.to_vector).
+CFG_CASH, CFG_COMMISSION, CFG_SLIPPAGE, CFG_SIZE, CFG_DIRECTION = 0, 1, 2, 3, 4
+CFG_FILL_ON_CLOSE, CFG_STOP_LOSS, CFG_TAKE_PROFIT, CFG_TRAILING = 5, 6, 7, 8
+CFG_LENGTH = 9
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Execution assumptions of one backtest; validated so kernels never see nonsense."""
+
+    initial_cash: float = 10_000.0
+    commission: float = 0.0
+    slippage: float = 0.0
+    size: float = 1.0
+    direction: Direction = "long"
+    fill_on_close: bool = False
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+    trailing_stop: float = 0.0
+    periods_per_year: float | None = None
+
+    def __post_init__(self) -> None:
+        for problem in self.problems():
+            raise ValueError(problem)
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, phrased for an end user (the API turns them into errors)."""
+        found: list[str] = []
+        if not np.isfinite(self.initial_cash) or self.initial_cash <= 0:
+            found.append("initial_cash must be a positive number")
+        if not 0 <= self.commission < 1:
+            found.append("commission must be in [0, 1)")
+        if not 0 <= self.slippage < 1:
+            found.append("slippage must be in [0, 1)")
+        if not 0 < self.size <= 1:
+            found.append("size must be in (0, 1]")
+        if self.direction not in DIRECTIONS:
+            found.append("direction must be one of 'long', 'short', 'both'")
+        if not 0 <= self.stop_loss < 1:
+            found.append("stop_loss must be in [0, 1)")
+        if not (np.isfinite(self.take_profit) and self.take_profit >= 0):
+            found.append("take_profit must be a finite number >= 0")
+        if not 0 <= self.trailing_stop < 1:
+            found.append("trailing_stop must be in [0, 1)")
+        ppy = self.periods_per_year
+        if ppy is not None and (not np.isfinite(ppy) or ppy <= 0):
+            found.append("periods_per_year must be a positive number")
+        return found
+
+    def to_vector(self) -> np.ndarray:
+        """Pack the settings into the float64 vector the numba kernels take."""
+        vec = np.empty(CFG_LENGTH, dtype=np.float64)
+        vec[CFG_CASH] = self.initial_cash
+        vec[CFG_COMMISSION] = self.commission
+        vec[CFG_SLIPPAGE] = self.slippage
+        vec[CFG_SIZE] = self.size
+        vec[CFG_DIRECTION] = DIRECTIONS[self.direction]
+        vec[CFG_FILL_ON_CLOSE] = 1.0 if self.fill_on_close else 0.0
+        vec[CFG_STOP_LOSS] = self.stop_loss
+        vec[CFG_TAKE_PROFIT] = self.take_profit
+        vec[CFG_TRAILING] = self.trailing_stop
+        return vec
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Raw simulator output: per-bar equity and signed units, plus the closed trades."""
+
+    equity: np.ndarray
+    position: np.ndarray
+    trades: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _resolve_target(target: float, direction: int, blocked: int) -> tuple[int, int]:
+    """Return (side wanted, updated block) for one target value.
+
+    The block set by a protective exit lifts as soon as the target stops asking for the
+    side that was stopped out.
+    """
+    side = 1 if target > 0 else (-1 if target < 0 else 0)
+    if blocked != 0 and side != blocked:
+        blocked = 0
+    if blocked != 0 or (direction != 0 and side != direction):
+        return 0, blocked
+    return side, blocked
+
+
+@njit(cache=True, nogil=True)
+def _protective_exit(
+    side: int,
+    open_: float,
+    high: float,
+    low: float,
+    entry: float,
+    best: float,
+    stop_loss: float,
+    take_profit: float,
+    trailing: float,
+) -> tuple[float, int]:
+    """Return (exit price before slippage, exit reason) for one bar, or (0, -1) if none."""
+    if side > 0:
+        stop = entry * (1.0 - stop_loss) if stop_loss > 0.0 else -np.inf
+        trail = best * (1.0 - trailing) if trailing > 0.0 else -np.inf
+        level = max(stop, trail)
+        reason = EXIT_STOP if stop >= trail else EXIT_TRAIL
+        target = entry * (1.0 + take_profit) if take_profit > 0.0 else np.inf
+        if open_ <= level:
+            return open_, reason
+        if open_ >= target:
+            return open_, EXIT_TARGET
+        if low <= level:
+            return level, reason
+        if high >= target:
+            return target, EXIT_TARGET
+        return 0.0, -1
+    stop = entry * (1.0 + stop_loss) if stop_loss > 0.0 else np.inf
+    trail = best * (1.0 + trailing) if trailing > 0.0 else np.inf
+    level = min(stop, trail)
+    reason = EXIT_STOP if stop <= trail else EXIT_TRAIL
+    target = entry * (1.0 - take_profit) if take_profit > 0.0 else -np.inf
+    if open_ >= level:
+        return open_, reason
+    if open_ <= target:
+        return open_, EXIT_TARGET
+    if high >= level:
+        return level, reason
+    if low <= target:
+        return target, EXIT_TARGET
+    return 0.0, -1
+
+
+@njit(cache=True, nogil=True)
+def _close_trade(
+    trades: np.ndarray,
+    k: int,
+    cash: float,
+    side: int,
+    units: float,
+    entry_price: float,
+    entry_fee: float,
+    entry_idx: int,
+    exit_idx: int,
+    price: float,
+    slippage: float,
+    commission: float,
+    reason: int,
+) -> float:
+    """Exit the whole position at ``price`` (before slippage), log it as row k, return cash."""
+    fill = price * (1.0 - side * slippage)
+    fee = units * fill * commission
+    pnl = side * units * (fill - entry_price) - entry_fee - fee
+    trades[k, COL_ENTRY_IDX] = entry_idx
+    trades[k, COL_EXIT_IDX] = exit_idx
+    trades[k, COL_SIDE] = side
+    trades[k, COL_ENTRY_PRICE] = entry_price
+    trades[k, COL_EXIT_PRICE] = fill
+    trades[k, COL_SIZE] = units
+    trades[k, COL_PNL] = pnl
+    trades[k, COL_RET] = pnl / (units * entry_price)
+    trades[k, COL_BARS_HELD] = exit_idx - entry_idx
+    trades[k, COL_REASON] = reason
+    return cash + side * units * fill - fee
+
+
+@njit(cache=True, nogil=True)
+def _rebalance(
+    trades: np.ndarray,
+    k: int,
+    t: int,
+    price: float,
+    wanted: int,
+    can_enter: bool,
+    cfg: np.ndarray,
+    state: tuple[float, int, float, float, float, int, float],
+) -> tuple[int, tuple[float, int, float, float, float, int, float]]:
+    """Move from the held side to ``wanted`` at ``price``: exit, then maybe enter.
+
+    ``state`` is (cash, side, units, entry_price, entry_fee, entry_idx, best); returns the
+    new trade count and state.
+    """
+    cash, side, units, entry_price, entry_fee, entry_idx, best = state
+    slippage = cfg[CFG_SLIPPAGE]
+    commission = cfg[CFG_COMMISSION]
+    if side != 0:
+        cash = _close_trade(
+            trades, k, cash, side, units, entry_price, entry_fee, entry_idx,
+            t, price, slippage, commission, EXIT_SIGNAL,
+        )  # fmt: skip
+        k += 1
+        side = 0
+        units = 0.0
+    if wanted != 0 and cash > 0.0 and can_enter:
+        entry_price = price * (1.0 + wanted * slippage)
+        units = cfg[CFG_SIZE] * cash / (entry_price * (1.0 + commission))
+        entry_fee = units * entry_price * commission
+        cash -= wanted * units * entry_price + entry_fee
+        side = wanted
+        entry_idx = t
+        best = entry_price
+    return k, (cash, side, units, entry_price, entry_fee, entry_idx, best)
+
+
+@njit(cache=True, nogil=True)
+def simulate_into(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    cfg: np.ndarray,
+    equity: np.ndarray,
+    position: np.ndarray,
+    trades: np.ndarray,
+) -> int:
+    """Run the simulation into caller-owned buffers and return the number of trades.
+
+    Buffers are passed in so the sweep can reuse per-iteration scratch space and the hot
+    loop never allocates. ``trades`` needs ``len(close)`` rows: at most one entry per bar.
+    Targets are only resolved when they change: on a million bars that skip is a third
+    of the run time. It is exact: an unchanged target wants the side already held, or
+    flat after a skipped entry (a flat account's cash cannot change), or, after a
+    protective exit, the stopped-out side, which the block keeps flat.
+    """
+    n = close.shape[0]
+    direction = int(cfg[CFG_DIRECTION])
+    on_close = cfg[CFG_FILL_ON_CLOSE] != 0.0
+    stop_loss = cfg[CFG_STOP_LOSS]
+    take_profit = cfg[CFG_TAKE_PROFIT]
+    trailing = cfg[CFG_TRAILING]
+    protective = stop_loss > 0.0 or take_profit > 0.0 or trailing > 0.0
+    state = (cfg[CFG_CASH], 0, 0.0, 0.0, 0.0, 0, 0.0)
+    blocked = 0
+    last_target = 0
+    k = 0
+    for t in range(n):
+        if not on_close and t > 0:
+            raw = targets[t - 1]
+            if raw != last_target:
+                last_target = raw
+                wanted, blocked = _resolve_target(raw, direction, blocked)
+                if wanted != state[1]:
+                    k, state = _rebalance(trades, k, t, open_[t], wanted, True, cfg, state)
+        cash, side, units, entry_price, entry_fee, entry_idx, best = state
+        if side != 0 and protective:
+            best = max(best, open_[t]) if side > 0 else min(best, open_[t])
+            level, reason = _protective_exit(
+                side, open_[t], high[t], low[t], entry_price, best,
+                stop_loss, take_profit, trailing,
+            )  # fmt: skip
+            if reason >= 0:
+                cash = _close_trade(
+                    trades, k, cash, side, units, entry_price, entry_fee, entry_idx,
+                    t, level, cfg[CFG_SLIPPAGE], cfg[CFG_COMMISSION], reason,
+                )  # fmt: skip
+                k += 1
+                blocked = side
+                side = 0
+                units = 0.0
+            else:
+                best = max(best, high[t]) if side > 0 else min(best, low[t])
+            state = (cash, side, units, entry_price, entry_fee, entry_idx, best)
+        if on_close:
+            raw = targets[t]
+            if raw != last_target:
+                last_target = raw
+                wanted, blocked = _resolve_target(raw, direction, blocked)
+                if wanted != state[1]:
+                    k, state = _rebalance(trades, k, t, close[t], wanted, t < n - 1, cfg, state)
+        held = state[1] * state[2]
+        equity[t] = state[0] + held * close[t]
+        position[t] = held
+    cash, side, units, entry_price, entry_fee, entry_idx, best = state
+    if side != 0:
+        cash = _close_trade(
+            trades, k, cash, side, units, entry_price, entry_fee, entry_idx,
+            n - 1, close[n - 1], cfg[CFG_SLIPPAGE], cfg[CFG_COMMISSION], EXIT_END,
+        )  # fmt: skip
+        k += 1
+        equity[n - 1] = cash
+    return k
+
+
+def trades_from_buffer(buffer: np.ndarray) -> np.ndarray:
+    """Convert the kernel's float64 trade rows into the public structured array."""
+    trades = np.empty(buffer.shape[0], dtype=TRADE_DTYPE)
+    for column, name in enumerate(TRADE_DTYPE.names or ()):
+        trades[name] = buffer[:, column]
+    return trades
+
+
+def as_targets(targets: np.ndarray) -> np.ndarray:
+    """Coerce any numeric target array to contiguous int8 in {-1, 0, 1} (no copy if already)."""
+    arr = np.asarray(targets)
+    if arr.dtype == np.int8:
+        return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(np.sign(np.nan_to_num(arr, nan=0.0)).astype(np.int8))
+
+
+def simulate(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    cfg: SimConfig | None = None,
+) -> SimResult:
+    """Backtest one target-position array over OHLC prices (semantics in the module doc)."""
+    cfg = cfg or SimConfig()
+    o, h, lo, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close))
+    n = c.shape[0]
+    wanted = as_targets(targets)
+    if any(a.shape[0] != n for a in (o, h, lo, wanted)):
+        raise ValueError("open, high, low, close and targets must have the same length")
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    buffer = np.empty((n, TRADE_COLUMNS), dtype=np.float64)
+    count = simulate_into(o, h, lo, c, wanted, cfg.to_vector(), equity, position, buffer)
+    return SimResult(equity=equity, position=position, trades=trades_from_buffer(buffer[:count]))
