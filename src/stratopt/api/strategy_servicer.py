@@ -113,7 +113,9 @@ class StrategyServicer(pbg.StrategyServiceServicer):
         if request.template_id:
             t = templates.get(request.template_id)
             if t is None:
-                raise InvalidArgument.field("template_id", "unknown template; see ListStrategyTemplates")
+                raise InvalidArgument.field(
+                    "template_id", "unknown template; see ListStrategyTemplates"
+                )
             fields.strategy_type = fields.strategy_type or t.strategy_type
             if fields.strategy_type == t.strategy_type:
                 fields.parameters = {**t.parameters, **fields.parameters}
@@ -122,7 +124,9 @@ class StrategyServicer(pbg.StrategyServiceServicer):
         row = await self.catalog.create(p, fields)
         return pb.CreateStrategyResponse(strategy=strategy_to_pb(row, p.username))
 
-    async def GetStrategy(self, request: pb.GetStrategyRequest, context: Ctx) -> pb.GetStrategyResponse:
+    async def GetStrategy(
+        self, request: pb.GetStrategyRequest, context: Ctx
+    ) -> pb.GetStrategyResponse:
         _require_id(request.strategy_id)
         row = await self.catalog.get(current_principal(), request.strategy_id)
         names = await usernames(self.catalog.db, [row.owner_id])
@@ -160,7 +164,9 @@ class StrategyServicer(pbg.StrategyServiceServicer):
         fields = fields_from_pb(request.strategy)
         if not paths:
             paths = list(UPDATABLE)
-        row = await self.catalog.update(p, request.strategy.id, fields, paths, request.strategy.etag)
+        row = await self.catalog.update(
+            p, request.strategy.id, fields, paths, request.strategy.etag
+        )
         names = await usernames(self.catalog.db, [row.owner_id])
         return pb.UpdateStrategyResponse(strategy=strategy_to_pb(row, names.get(row.owner_id, "")))
 
