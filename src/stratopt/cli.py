@@ -149,6 +149,31 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from stratopt.data.storage import DatasetStore
+    from stratopt.jobs.assembly import run_workers
+    from stratopt.jobs.worker import WorkerConfig
+    from stratopt.store.db import Database
+
+    s = _settings(args)
+    logs.setup(s.log_level, s.log_json)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    config = WorkerConfig(lease_s=args.lease_seconds)
+    db = Database(s.resolved_database_url)
+    store = DatasetStore(s.data_dir / "datasets")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_workers(db, store, args.concurrency, name=args.name or "", config=config))
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from stratopt import optimize_client
+
+    return optimize_client.run(args)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data folder (env STRATOPT_DATA_DIR, default ./var)")
     p.add_argument("--database-url", help="SQLAlchemy URL (env STRATOPT_DATABASE_URL)")
@@ -185,6 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fill-on-close", action="store_true")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("worker", help="run optimization jobs from the database (scale-out)")
+    _common(p)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--name", help="worker name in job records (default host:pid)")
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=10.0,
+        help="silence after which a worker's jobs are taken over (default 10)",
+    )
+    p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("optimize", help="start an optimization job on a server and follow it")
+    from stratopt.optimize_client import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     _common(p)

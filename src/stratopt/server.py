@@ -18,11 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from stratopt import __version__
-from stratopt.api.auth_interceptor import AuthInterceptor
+from stratopt.api.auth_servicer import AuthServicer
 from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.export_servicer import ExportServicer
 from stratopt.api.market_data_servicer import MarketDataServicer
+from stratopt.api.optimization_servicer import OptimizationServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
@@ -31,12 +32,12 @@ from stratopt.catalog.datasets import DatasetCatalog
 from stratopt.catalog.exports import ExportCatalog
 from stratopt.catalog.strategies import StrategyCatalog
 from stratopt.config import Settings
+from stratopt.jobs.assembly import OptimizationRuntime, build_optimization
 from stratopt import bootstrap
-from stratopt.security.errors import AuthenticationError
 from stratopt.security.principal import Principal
-from stratopt.security.roles import Role
 from stratopt.security.tokens import TokenService
-from stratopt.store import migrate, models
+from stratopt.security_services import SecurityServices
+from stratopt.store import migrate
 from stratopt.store.db import Database
 from stratopt.v1 import (
     auth_pb2,
@@ -57,11 +58,11 @@ from stratopt.v1 import (
 log = logging.getLogger("stratopt.server")
 
 SERVICES = {
-    "stratopt.v1.AuthService": (auth_pb2, auth_pb2_grpc),
+    "stratopt.v1.AuthService": (auth_pb2, None),
     "stratopt.v1.MarketDataService": (market_data_pb2, None),
     "stratopt.v1.StrategyService": (strategy_pb2, None),
     "stratopt.v1.BacktestService": (backtest_pb2, None),
-    "stratopt.v1.OptimizationService": (optimization_pb2, optimization_pb2_grpc),
+    "stratopt.v1.OptimizationService": (optimization_pb2, None),
     "stratopt.v1.ExportService": (export_pb2, None),
     "stratopt.v1.SystemService": (system_pb2, None),
 }
@@ -84,18 +85,16 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     engine_ready: bool = False
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    security: SecurityServices | None = None
+    optimization: OptimizationRuntime | None = None
 
     async def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
-        if bearer is None:
-            raise AuthenticationError("no bearer token")
-        claims = self.tokens.verify_access(bearer)
-        async with self.db.session() as s:
-            user = await s.get(models.User, claims.subject)
-        if user is None or user.disabled:
-            raise AuthenticationError("unknown or disabled user")
-        # The role comes from the database, not the token: a demotion takes effect at once.
-        return Principal(user_id=user.id, username=user.username, role=Role(user.role),
-                         via="jwt", session_id=claims.session_id)
+        """JWT or API key -> Principal; the user (role, disabled) and the JWT's session are
+        re-read through short TTL caches, so a demotion, a disabled account or a logout
+        takes effect within `auth_cache_seconds` on every replica."""
+        if self.security is None:
+            raise RuntimeError("security services are not built yet")
+        return await self.security.authenticator.authenticate(bearer, api_key)
 
 
 class Server:
@@ -122,12 +121,15 @@ class Server:
             backtests=(backtests := BacktestCatalog(db, datasets, s.data_dir / "backtests")),
             exports=ExportCatalog(db, s.data_dir / "exports", backtests),
         )
+        rt.optimization = build_optimization(db, datasets, s.workers)
         if s.sample_data:
             await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
+        rt.security = security = SecurityServices.build(s, db, tokens)
+        rt.background.append(asyncio.create_task(security.housekeeping()))
 
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(rt.authenticate)],
+            interceptors=[ErrorInterceptor(), *security.interceptors()],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -147,11 +149,14 @@ class Server:
         await self._set_health(True)
         self._monitor = asyncio.create_task(self._watch_database())
         rt.background.append(asyncio.create_task(self._warm_engine()))
+        await rt.optimization.start()
         log.info("listening", extra={"addr": s.grpc_addr, "port": self.port, "version": __version__,
                                      "database": db.backend})
         return self.port
 
     def _add_servicers(self, server: grpc.aio.Server, rt: Runtime) -> None:
+        assert rt.security is not None
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(rt.security), server)
         from stratopt.v1 import strategy_pb2_grpc
 
         strategy_pb2_grpc.add_StrategyServiceServicer_to_server(
@@ -174,6 +179,10 @@ class Server:
         export_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(rt.exports), server)
         backtest_pb2_grpc.add_BacktestServiceServicer_to_server(
             BacktestServicer(rt.backtests), server
+        )
+        assert rt.optimization is not None
+        optimization_pb2_grpc.add_OptimizationServiceServicer_to_server(
+            OptimizationServicer(rt.optimization.jobs), server
         )
         for full_name, (pb_mod, grpc_mod) in SERVICES.items():
             if grpc_mod is None:
@@ -224,6 +233,8 @@ class Server:
         if self.runtime is not None:
             for t in self.runtime.background:
                 t.cancel()
+            if self.runtime.optimization is not None:
+                await self.runtime.optimization.stop()
             await self.runtime.db.dispose()
         log.info("stopped")
 

@@ -258,3 +258,59 @@ class ExportFile(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Optimization jobs (jobs/) -----------------------------------------------------------
+# A job is a durable unit of background work; its Optuna study lives in Optuna's own tables
+# (see optimize/rdb.py). `job_workers` holds one row per worker taking part in a job: its
+# heartbeat and the trials it has reserved but not yet written.
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "state", "priority", "created_at"),
+        Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32), default="optimization")
+    owner_id: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    # 1 low .. 4 critical, so "ORDER BY priority DESC" claims the most urgent first.
+    priority: Mapped[int] = mapped_column(Integer, default=2)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    shareable: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "optimizing" while trials are added, "finalizing" once one worker validates the result.
+    phase: Mapped[str] = mapped_column(String(16), default="")
+    lease_owner: Mapped[str] = mapped_column(String(128), default="")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trials_total: Mapped[int] = mapped_column(Integer, default=0)
+    trials_completed: Mapped[int] = mapped_column(Integer, default=0)
+    best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    best_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    throughput: Mapped[float] = mapped_column(Float, default=0.0)
+    eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Bumped by one for every event (each trial, each state change): watchers compare it.
+    progress_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_trial: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobWorker(Base):
+    __tablename__ = "job_workers"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    trials_done: Mapped[int] = mapped_column(Integer, default=0)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,82 @@
+"""Wiring of the optimization service for one process (the server or `stratopt worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from stratopt.catalog.datasets import DatasetCatalog
+from stratopt.data.storage import DatasetStore
+from stratopt.jobs.events import EventBus
+from stratopt.jobs.service import OptimizationJobs
+from stratopt.jobs.worker import DEFAULT_CONFIG, WorkerConfig, WorkerPool
+from stratopt.optimize.rdb import StudyStorage
+from stratopt.store.db import Database
+
+
+@dataclass
+class OptimizationRuntime:
+    jobs: OptimizationJobs
+    pool: WorkerPool
+    studies: StudyStorage
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def stop(self) -> None:
+        """Hands running jobs back to the queue, then closes the study storage."""
+        await self.pool.stop()
+        await asyncio.to_thread(self.studies.close)
+
+
+def build_optimization(
+    db: Database, datasets: DatasetCatalog, workers: int, config: WorkerConfig = DEFAULT_CONFIG
+) -> OptimizationRuntime:
+    studies = StudyStorage(db.url)
+    bus = EventBus()
+    jobs = OptimizationJobs(db, datasets, studies, bus, lease_s=config.lease_s)
+    pool = WorkerPool(db, studies, datasets.files, bus, workers, config=config)
+    return OptimizationRuntime(jobs, pool, studies)
+
+
+def build_worker_pool(
+    db: Database,
+    data_root: DatasetStore,
+    workers: int,
+    *,
+    name: str = "",
+    config: WorkerConfig = DEFAULT_CONFIG,
+) -> tuple[WorkerPool, StudyStorage]:
+    """Workers without the API: what `stratopt worker` runs."""
+    studies = StudyStorage(db.url)
+    return WorkerPool(
+        db, studies, data_root, EventBus(), workers, name=name, config=config
+    ), studies
+
+
+async def run_workers(
+    db: Database,
+    data_root: DatasetStore,
+    workers: int,
+    *,
+    name: str = "",
+    config: WorkerConfig = DEFAULT_CONFIG,
+) -> None:
+    """`stratopt worker`: claims and runs jobs until SIGTERM/SIGINT, then hands them back."""
+    import signal
+
+    from stratopt.store import migrate
+
+    await migrate.upgrade(db)
+    pool, studies = build_worker_pool(db, data_root, workers, name=name, config=config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await pool.start()
+    try:
+        await stop.wait()
+    finally:
+        await pool.stop()
+        await asyncio.to_thread(studies.close)
+        await db.dispose()

@@ -1,0 +1,305 @@
+"""OptimizationService against a real server: validation, results, watching, cancelling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from stratopt.v1 import optimization_pb2 as pb
+from stratopt.v1 import optimization_pb2_grpc as pbg
+
+from tests.conftest import LiveServer
+from tests.integration.helpers import call_error, violations
+from tests.integration.jobs.helpers import (
+    all_trials,
+    make_dataset,
+    params,
+    start,
+    wait_done,
+    watch_all,
+)
+
+Env = tuple[pbg.OptimizationServiceStub, str, LiveServer]
+
+
+@pytest.fixture(scope="module")
+def env(live_server: LiveServer) -> Iterator[Env]:
+    with live_server.channel() as ch:
+        yield (
+            pbg.OptimizationServiceStub(ch),
+            make_dataset(ch, live_server.md("trader")),
+            live_server,
+        )
+
+
+def test_bad_specs_get_invalid_argument_with_field_violations(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    cases = [
+        (
+            dict(search_space=[pb.ParameterOverride(name="speed", min=1, max=5)]),
+            "spec.search_space[0].name",
+            "unknown parameter",
+        ),
+        (
+            dict(search_space=[pb.ParameterOverride(name="fast", min=50, max=10)]),
+            "spec.search_space[0].min",
+            "empty range",
+        ),
+        (dict(trials=0), "spec.trials", "or 0 with a timeout"),
+        (dict(trials=-5), "spec.trials", "1..100,000"),
+        (
+            dict(objectives=[pb.Objective(metric="sharpness")]),
+            "spec.objectives[0].metric",
+            "unknown metric",
+        ),
+        (
+            dict(constraints=[pb.MetricConstraint(metric="sharpe", min=2, max=1)]),
+            "spec.constraints[0].min",
+            "greater than max",
+        ),
+        (dict(strategy_type="nope"), "spec.strategy_type", "unknown strategy type"),
+    ]
+    for overrides, field, phrase in cases:
+        spec = {"dataset_id": ds, "trials": 10, **overrides}
+        err = call_error(start, stub, md, **spec)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
+        found = violations(err)
+        assert field in found and phrase in found[field], (field, found)
+
+
+def test_other_users_datasets_and_jobs_are_not_found(env: Env) -> None:
+    stub, ds, srv = env
+    with srv.channel() as ch:
+        admins = make_dataset(ch, srv.md("admin"), bars=500, seed=9)
+    err = call_error(start, stub, srv.md("trader"), dataset_id=admins, trials=5)
+    assert err.code() == grpc.StatusCode.NOT_FOUND and admins in err.details()
+    job = start(stub, srv.md("trader"), dataset_id=ds, trials=8)
+    err = call_error(stub.GetJob, pb.GetJobRequest(job_id=job.id), metadata=srv.md("analyst"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    wait_done(stub, srv.md("trader"), job.id)
+
+
+def test_seeded_runs_repeat_and_results_are_complete(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    spec = dict(
+        dataset_id=ds,
+        trials=48,
+        seed=42,
+        validation=pb.ValidationOptions(holdout_fraction=0.2, walk_forward_windows=3),
+    )
+    a, b = start(stub, md, **spec), start(stub, md, **spec)
+    c = start(stub, md, **{**spec, "seed": 43})
+    for job in (a, b, c):
+        done = wait_done(stub, md, job.id)
+        assert done.state == pb.JOB_STATE_SUCCEEDED and done.trials_completed == 48
+    ta, tb, tc = (all_trials(stub, md, j.id) for j in (a, b, c))
+    assert [t.number for t in ta] == list(range(48))
+    assert [(params(x), list(x.values)) for x in ta] == [(params(x), list(x.values)) for x in tb]
+    assert [params(x) for x in ta] != [params(x) for x in tc]
+    result = stub.GetOptimizationResult(pb.GetOptimizationResultRequest(job_id=a.id), metadata=md)
+    best = max((t for t in ta if t.feasible), key=lambda t: t.values[0])
+    assert result.best_trial.values[0] == best.values[0] == result.job.best_value
+    assert {i.parameter for i in result.importances} == {"fast", "slow"}
+    v = result.validation
+    assert v.in_sample.sharpe == pytest.approx(best.values[0])
+    assert len(v.walk_forward_windows) == 3 and v.out_of_sample.num_trades >= 0
+    by_value = all_trials(stub, md, a.id, "value desc")
+    assert [t.values[0] for t in by_value] == sorted((t.values[0] for t in ta), reverse=True)
+
+
+def test_constraints_are_honoured(env: Env) -> None:
+    """The same random trials with and without bounds: the unconstrained winner breaks the
+    sharpe cap, so it is infeasible and something else must win."""
+    stub, ds, srv = env
+    md = srv.md("trader")
+    spec = dict(dataset_id=ds, trials=40, seed=7, sampler=pb.SAMPLER_RANDOM)
+    free = start(stub, md, **spec)
+    wait_done(stub, md, free.id)
+    top = stub.GetOptimizationResult(
+        pb.GetOptimizationResultRequest(job_id=free.id), metadata=md
+    ).best_trial
+    cap = top.values[0] - 1e-9
+    bounded = start(
+        stub,
+        md,
+        **spec,
+        constraints=[
+            pb.MetricConstraint(metric="sharpe", max=cap),
+            pb.MetricConstraint(metric="num_trades", min=10),
+        ],
+    )
+    assert wait_done(stub, md, bounded.id).state == pb.JOB_STATE_SUCCEEDED
+    trials = all_trials(stub, md, bounded.id)
+    assert [params(t) for t in trials] == [params(t) for t in all_trials(stub, md, free.id)]
+    for t in trials:
+        ok = (
+            t.metrics.sharpe <= cap
+            and t.metrics.num_trades >= 10
+            and t.parameters["fast"].int_value < t.parameters["slow"].int_value
+        )
+        assert t.feasible == ok, t
+    best = stub.GetOptimizationResult(
+        pb.GetOptimizationResultRequest(job_id=bounded.id), metadata=md
+    ).best_trial
+    assert best.feasible and best.values[0] < top.values[0]
+    assert best.values[0] == max(t.values[0] for t in trials if t.feasible)
+    assert not next(t for t in trials if t.number == top.number).feasible
+
+
+def test_multi_objective_jobs_report_a_pareto_front(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    job = start(
+        stub,
+        md,
+        dataset_id=ds,
+        trials=32,
+        seed=3,
+        objectives=[pb.Objective(metric="total_return"), pb.Objective(metric="max_drawdown")],
+    )
+    assert wait_done(stub, md, job.id).spec.sampler == pb.SAMPLER_NSGA_II
+    r = stub.GetOptimizationResult(pb.GetOptimizationResultRequest(job_id=job.id), metadata=md)
+    front = [(t.values[0], t.values[1]) for t in r.pareto_front]
+    assert front
+    for ret, dd in front:
+        assert not any(r2 >= ret and d2 <= dd and (r2, d2) != (ret, dd) for r2, d2 in front)
+
+
+def test_watchers_agree_and_a_late_watcher_starts_from_a_snapshot(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    job = start(stub, md, dataset_id=ds, trials=160, seed=1)
+    streams: list[list[pb.WatchJobResponse]] = [[], []]
+
+    def follow(i: int) -> None:
+        streams[i] = watch_all(stub, md, job.id)
+
+    threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for events in streams:
+        assert events[0].type == pb.JOB_EVENT_TYPE_SNAPSHOT
+        assert events[-1].type == pb.JOB_EVENT_TYPE_STATE_CHANGED
+        assert events[-1].job.state == pb.JOB_STATE_SUCCEEDED
+        counts = [e.job.trials_completed for e in events]
+        assert counts == sorted(counts)
+    finals = [
+        (e[-1].job.trials_completed, e[-1].job.best_value, dict(e[-1].job.best_parameters))
+        for e in streams
+    ]
+    assert finals[0] == finals[1] and finals[0][0] == 160
+    late = watch_all(stub, md, job.id)
+    assert [e.type for e in late] == [pb.JOB_EVENT_TYPE_SNAPSHOT]
+    assert late[0].job.state == pb.JOB_STATE_SUCCEEDED and late[0].job.trials_completed == 160
+    assert late[0].trial.number >= 0 and late[0].job.best_value == finals[0][1]
+
+
+def test_cancel_is_prompt_for_running_and_queued_jobs(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    running = start(stub, md, dataset_id=ds, trials=0, timeout=duration_pb2.Duration(seconds=600))
+    queued = start(stub, md, dataset_id=ds, trials=100)
+    events = stub.WatchJob(pb.WatchJobRequest(job_id=running.id), metadata=md, timeout=60)
+    for e in events:
+        if e.job.trials_completed > 0:
+            break
+    # One worker, busy: the second job waits in the queue and is cancelled on the spot.
+    assert (
+        stub.GetJob(pb.GetJobRequest(job_id=queued.id), metadata=md).job.state
+        == pb.JOB_STATE_QUEUED
+    )
+    gone = stub.CancelJob(pb.CancelJobRequest(job_id=queued.id), metadata=md).job
+    assert gone.state == pb.JOB_STATE_CANCELLED and gone.trials_completed == 0
+    asked = time.monotonic()
+    stub.CancelJob(pb.CancelJobRequest(job_id=running.id), metadata=md)
+    for e in events:
+        if e.job.state == pb.JOB_STATE_CANCELLED:
+            break
+    latency = time.monotonic() - asked
+    assert e.job.state == pb.JOB_STATE_CANCELLED and latency < 1.0, latency
+    assert wait_done(stub, md, queued.id).state == pb.JOB_STATE_CANCELLED
+
+
+def test_batches_and_listing(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    resp = stub.BatchStartOptimizations(
+        pb.BatchStartOptimizationsRequest(
+            spec=pb.OptimizationSpec(trials=8, seed=5),
+            strategy_types=["sma_crossover", "ema_crossover"],
+            dataset_ids=[ds],
+            timeframes=["1h", "4h"],
+            priority=pb.JOB_PRIORITY_HIGH,
+        ),
+        metadata=md,
+    )
+    assert len(resp.jobs) == 4 and {j.batch_id for j in resp.jobs} == {resp.batch_id}
+    assert {(j.spec.strategy_type, j.spec.timeframe) for j in resp.jobs} == {
+        (s, t) for s in ("sma_crossover", "ema_crossover") for t in ("1h", "4h")
+    }
+    for j in resp.jobs:
+        assert wait_done(stub, md, j.id).state == pb.JOB_STATE_SUCCEEDED
+    listed = stub.ListJobs(pb.ListJobsRequest(batch_id=resp.batch_id, page_size=3), metadata=md)
+    rest = stub.ListJobs(
+        pb.ListJobsRequest(batch_id=resp.batch_id, page_size=3, page_token=listed.next_page_token),
+        metadata=md,
+    )
+    assert len(listed.jobs) == 3 and len(rest.jobs) == 1 and not rest.next_page_token
+    assert {j.id for j in [*listed.jobs, *rest.jobs]} == {j.id for j in resp.jobs}
+
+
+def test_the_optimize_command_starts_follows_and_reattaches(env: Env) -> None:
+    stub, ds, srv = env
+    cli = [sys.executable, "-m", "stratopt.cli", "optimize", "--server", srv.addr]
+    run_env = {**os.environ, "STRATOPT_TOKEN": srv.token("trader")}
+    started = subprocess.run(
+        [
+            *cli,
+            "--strategy",
+            "sma_crossover",
+            "--dataset",
+            ds,
+            "--trials",
+            "24",
+            "--seed",
+            "4",
+            "--param",
+            "fast=2:30",
+            "--constraint",
+            "num_trades>=5",
+        ],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    out = started.stdout
+    assert "queued" in out and "24/24" in out and "succeeded after 24 trials" in out
+    job_id = out.split()[1]
+    job = stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=srv.md("trader")).job
+    assert job.spec.search_space[0].max == 30 and job.spec.constraints[0].min == 5
+    assert f"best {job.best_value:.6g}" in out
+    again = subprocess.run(
+        [*cli, "--watch", job_id], env=run_env, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0 and "succeeded after 24 trials" in again.stdout
+    denied = subprocess.run(
+        [*cli, "--watch", job_id],
+        env={**os.environ, "STRATOPT_TOKEN": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
