@@ -117,8 +117,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         stype = registry.get(args.strategy)
     except KeyError:
-        print(f"stratopt: unknown strategy {args.strategy!r}; one of {', '.join(registry.names())}",
-              file=sys.stderr)
+        print(
+            f"stratopt: unknown strategy {args.strategy!r}; one of {', '.join(registry.names())}",
+            file=sys.stderr,
+        )
         return 2
     try:
         bars = import_bars(Path(args.data))
@@ -128,9 +130,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
     options = {
-        "commission": args.commission, "slippage": args.slippage, "size": args.size,
-        "direction": args.direction, "stop_loss": args.stop_loss, "take_profit": args.take_profit,
-        "trailing_stop": args.trailing_stop, "fill_on_close": args.fill_on_close,
+        "commission": args.commission,
+        "slippage": args.slippage,
+        "size": args.size,
+        "direction": args.direction,
+        "stop_loss": args.stop_loss,
+        "take_profit": args.take_profit,
+        "trailing_stop": args.trailing_stop,
+        "fill_on_close": args.fill_on_close,
         "initial_cash": args.cash,
     }
     try:
@@ -139,8 +146,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
     if args.json:
-        out = {"strategy": stype.name, "parameters": result.params, "bars": len(bars),
-               "metrics": result.metrics, "final_equity": float(result.equity.iloc[-1])}
+        out = {
+            "strategy": stype.name,
+            "parameters": result.params,
+            "bars": len(bars),
+            "metrics": result.metrics,
+            "final_equity": float(result.equity.iloc[-1]),
+        }
         print(json.dumps(out, indent=2, default=float))
         return 0
     print(f"{stype.display_name} {result.params} on {len(bars):,} bars")
@@ -186,9 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the gRPC server")
     _common(p)
-    p.add_argument("--addr", help="listen address (env STRATOPT_GRPC_ADDR, default 127.0.0.1:50051)")
+    p.add_argument(
+        "--addr", help="listen address (env STRATOPT_GRPC_ADDR, default 127.0.0.1:50051)"
+    )
     p.add_argument("--dev", action="store_true", help="development mode: demo users, dev secret")
-    p.add_argument("--gateway", action="store_true", help="also start the Envoy REST/gRPC-Web gateway")
+    p.add_argument(
+        "--gateway", action="store_true", help="also start the Envoy REST/gRPC-Web gateway"
+    )
     p.add_argument("--gateway-addr", help="gateway listen address (default 127.0.0.1:8080)")
     p.add_argument("--workers", type=int, help="optimization workers in this process")
     p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
@@ -234,8 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_migrate)
 
-    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_cmd", required=True)
-    p = user.add_parser("create", help="create a user (password from STRATOPT_NEW_PASSWORD or prompt)")
+    user = sub.add_parser("user", help="manage users").add_subparsers(
+        dest="user_cmd", required=True
+    )
+    p = user.add_parser(
+        "create", help="create a user (password from STRATOPT_NEW_PASSWORD or prompt)"
+    )
     _common(p)
     p.add_argument("username")
     p.add_argument("--role", default="trader", help="admin, trader, analyst or viewer")

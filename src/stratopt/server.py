@@ -17,10 +17,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from stratopt import __version__
+from stratopt import __version__, bootstrap
 from stratopt.api.auth_servicer import AuthServicer
-from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.backtest_servicer import BacktestServicer
+from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.export_servicer import ExportServicer
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.optimization_servicer import OptimizationServicer
@@ -33,7 +33,6 @@ from stratopt.catalog.exports import ExportCatalog
 from stratopt.catalog.strategies import StrategyCatalog
 from stratopt.config import Settings
 from stratopt.jobs.assembly import OptimizationRuntime, build_optimization
-from stratopt import bootstrap
 from stratopt.security.principal import Principal
 from stratopt.security.tokens import TokenService
 from stratopt.security_services import SecurityServices
@@ -122,6 +121,7 @@ class Server:
             exports=ExportCatalog(db, s.data_dir / "exports", backtests),
         )
         rt.optimization = build_optimization(db, datasets, s.workers)
+        rt.exports.best_params = rt.optimization.jobs.best_parameters
         if s.sample_data:
             await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
@@ -150,8 +150,15 @@ class Server:
         self._monitor = asyncio.create_task(self._watch_database())
         rt.background.append(asyncio.create_task(self._warm_engine()))
         await rt.optimization.start()
-        log.info("listening", extra={"addr": s.grpc_addr, "port": self.port, "version": __version__,
-                                     "database": db.backend})
+        log.info(
+            "listening",
+            extra={
+                "addr": s.grpc_addr,
+                "port": self.port,
+                "version": __version__,
+                "database": db.backend,
+            },
+        )
         return self.port
 
     def _add_servicers(self, server: grpc.aio.Server, rt: Runtime) -> None:

@@ -143,3 +143,27 @@ def test_backtest_reports(ch: grpc.Channel, live_server: LiveServer) -> None:
         metadata=live_server.md("viewer"),
     )
     assert hidden.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_pine_script_of_an_optimization_jobs_best_parameters(
+    ch: grpc.Channel, live_server: LiveServer
+) -> None:
+    from stratopt.v1 import optimization_pb2 as opt_pb
+    from stratopt.v1 import optimization_pb2_grpc as opt_grpc
+
+    from tests.integration.jobs.helpers import make_dataset, start, wait_done
+
+    md = live_server.md("trader")
+    jobs = opt_grpc.OptimizationServiceStub(ch)
+    job = start(
+        jobs, md, strategy_type="sma_crossover", dataset_id=make_dataset(ch, md), trials=12, seed=5
+    )
+    done = wait_done(jobs, md, job.id)
+    assert done.state == opt_pb.JOB_STATE_SUCCEEDED
+    best = {k: v.int_value for k, v in done.best_parameters.items()}
+    r = pbg.ExportServiceStub(ch).ExportPineScript(
+        pb.ExportPineScriptRequest(job_id=job.id), metadata=md
+    )
+    assert r.file.source == f"jobs/{job.id}"
+    for name, value in best.items():
+        assert f'input.int({value}, "' in r.script or f"input.int({value}," in r.script, name

@@ -16,6 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from stratopt.catalog.access import Access, load_strategy
 from stratopt.catalog.backtests import sim_config
@@ -274,6 +275,17 @@ class OptimizationJobs:
             yield event
 
     # -- results ------------------------------------------------------------------------
+
+    async def best_parameters(
+        self, principal: Principal, job_id: str
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(strategy type, full best parameters, execution): what an export needs of a job."""
+        job = await self.get(principal, job_id)
+        if not job.best_params:
+            raise FailedPrecondition("the job has no completed feasible trial yet")
+        spec = job.spec
+        fixed = build_space(registry.get(spec.strategy_type), spec.overrides).fixed
+        return spec.strategy_type, {**fixed, **job.best_params}, dict(spec.execution)
 
     async def result(self, principal: Principal, job_id: str) -> OptimizationResult:
         job = await self.get(principal, job_id)
