@@ -16,7 +16,7 @@ from stratopt.api.convert import (
     params_from_pb,
     ts_to_pb,
 )
-from stratopt.catalog.strategies import etag_of
+from stratopt.catalog.strategies import etag_of, snapshot
 from stratopt.catalog.validation import StrategyFields
 from stratopt.store import models
 from stratopt.strategies.base import StrategyType
@@ -90,30 +90,7 @@ def fields_from_pb(s: pb.Strategy) -> StrategyFields:
 
 
 def strategy_to_pb(row: models.Strategy, owner_username: str = "") -> pb.Strategy:
-    return strategy_dict_to_pb(
-        {
-            "id": row.id,
-            "owner_id": row.owner_id,
-            "name": row.name,
-            "description": row.description,
-            "strategy_type": row.strategy_type,
-            "category": row.category,
-            "risk_level": row.risk_level,
-            "parameters": row.parameters,
-            "symbols": row.symbols,
-            "timeframe": row.timeframe,
-            "tags": row.tags,
-            "status": row.status,
-            "execution": row.execution,
-            "ensemble_members": row.ensemble_members,
-            "ensemble_method": row.ensemble_method,
-            "alert_rules": row.alert_rules,
-            "run_state": row.run_state,
-            "version": row.version,
-        },
-        owner_username,
-        row,
-    )
+    return strategy_dict_to_pb(snapshot(row), owner_username, row)
 
 
 def strategy_dict_to_pb(

@@ -31,9 +31,9 @@ from stratopt.store.db import Database
 from stratopt.store.models import new_id
 from stratopt.store.paging import (
     Cursor,
-    after_cursor,
     decode_token,
     encode_token,
+    keyset_page,
     page_size,
     query_hash,
 )
@@ -172,9 +172,6 @@ class BacktestCatalog:
     async def list_page(
         self, principal: Principal, strategy_id: str, dataset_id: str, requested: int, token: str
     ) -> tuple[list[models.Backtest], str]:
-        size = page_size(requested)
-        qhash = query_hash(u=principal.user_id, s=strategy_id, d=dataset_id)
-        cursor = decode_token(token, qhash)
         B = models.Backtest
         stmt = select(B)
         if not principal.is_admin:
@@ -183,17 +180,11 @@ class BacktestCatalog:
             stmt = stmt.where(B.strategy_id == strategy_id)
         if dataset_id:
             stmt = stmt.where(B.dataset_id == dataset_id)
-        from datetime import datetime
-
-        cur = Cursor(datetime.fromisoformat(cursor.key), cursor.id) if cursor else None
-        stmt = after_cursor(stmt, B.created_at, B.id, cur, desc=True)
+        qhash = query_hash(u=principal.user_id, s=strategy_id, d=dataset_id)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-        out = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            out = encode_token(Cursor(rows[-1].created_at.isoformat(), rows[-1].id), qhash)
-        return rows, out
+            return await keyset_page(
+                s, stmt, B.created_at, B.id, requested=requested, token=token, qhash=qhash
+            )
 
     async def trades(
         self, principal: Principal, backtest_id: str, requested: int, token: str

@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,7 @@ from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
 from stratopt.store.paging import (
-    Cursor,
-    after_cursor,
-    decode_token,
-    encode_token,
-    page_size,
+    keyset_page,
     query_hash,
 )
 from stratopt.strategies import registry
@@ -175,24 +170,17 @@ class ExportCatalog:
     async def list_page(
         self, principal: Principal, kind: str, requested: int, token: str
     ) -> tuple[list[models.ExportFile], str]:
-        size = page_size(requested)
-        qhash = query_hash(u=principal.user_id, k=kind)
-        cursor = decode_token(token, qhash)
         E = models.ExportFile
         stmt = select(E)
         if not principal.is_admin:
             stmt = stmt.where(E.owner_id == principal.user_id)
         if kind:
             stmt = stmt.where(E.kind == kind)
-        cur = Cursor(datetime.fromisoformat(str(cursor.key)), cursor.id) if cursor else None
-        stmt = after_cursor(stmt, E.created_at, E.id, cur, desc=True)
+        qhash = query_hash(u=principal.user_id, k=kind)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-        out = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            out = encode_token(Cursor(rows[-1].created_at.isoformat(), rows[-1].id), qhash)
-        return rows, out
+            return await keyset_page(
+                s, stmt, E.created_at, E.id, requested=requested, token=token, qhash=qhash
+            )
 
     async def chunks(
         self, principal: Principal, export_id: str, chunk_size: int

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from stratopt.errors import InvalidArgument
@@ -82,3 +84,39 @@ def after_cursor(
     if desc:
         return stmt.order_by(sort_col.desc(), id_col.desc())
     return stmt.order_by(sort_col.asc(), id_col.asc())
+
+
+async def keyset_page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    sort_col: InstrumentedAttribute[Any],
+    id_col: InstrumentedAttribute[Any],
+    *,
+    requested: int,
+    token: str,
+    qhash: str,
+    desc: bool = True,
+) -> tuple[list[Any], str]:
+    """One page of `stmt` ordered by (sort_col, id) and the token of the next page."""
+    size = page_size(requested)
+    cursor = decode_token(token, qhash)
+    if cursor is not None and _is_datetime(sort_col):
+        try:
+            cursor = Cursor(datetime.fromisoformat(str(cursor.key)), cursor.id)
+        except ValueError:
+            raise InvalidArgument.field("page_token", "malformed page token") from None
+    stmt = after_cursor(stmt, sort_col, id_col, cursor, desc=desc)
+    rows = list((await session.execute(stmt.limit(size + 1))).scalars())
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    key = getattr(rows[-1], sort_col.key)
+    key = key.isoformat() if isinstance(key, datetime) else key
+    return rows, encode_token(Cursor(key, getattr(rows[-1], id_col.key)), qhash)
+
+
+def _is_datetime(col: InstrumentedAttribute[Any]) -> bool:
+    try:
+        return col.type.python_type is datetime
+    except NotImplementedError:
+        return False
