@@ -186,6 +186,36 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return optimize_client.run(args)
 
 
+def _server(args: argparse.Namespace) -> str:
+    return str(args.server or os.environ.get("STRATOPT_SERVER") or "127.0.0.1:50051")
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    import grpc
+
+    from stratopt import client_auth
+
+    server = _server(args)
+    username = args.username or input("username: ")
+    password = os.environ.get("STRATOPT_PASSWORD") or getpass.getpass("password: ")
+    try:
+        name = client_auth.login(server, username, password)
+    except grpc.RpcError as e:
+        print(f"stratopt: {e.details()}", file=sys.stderr)
+        return 1
+    print(f"logged in to {server} as {name}; credentials in {client_auth.config_dir()}")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from stratopt import client_auth
+
+    server = _server(args)
+    done = client_auth.logout(server)
+    print(f"logged out of {server}" if done else f"not logged in to {server}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data folder (env STRATOPT_DATA_DIR, default ./var)")
     p.add_argument("--database-url", help="SQLAlchemy URL (env STRATOPT_DATABASE_URL)")
@@ -245,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("login", help="log in to a server and keep the session for client commands")
+    p.add_argument("--server", help="server address (env STRATOPT_SERVER, default 127.0.0.1:50051)")
+    p.add_argument("--username", help="username (prompted when missing)")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("logout", help="revoke and forget the stored session")
+    p.add_argument("--server", help="server address (env STRATOPT_SERVER, default 127.0.0.1:50051)")
+    p.set_defaults(func=cmd_logout)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
     _common(p)

@@ -16,6 +16,7 @@ from typing import TextIO
 
 import grpc
 
+from stratopt.client_auth import LoginRequired, credentials
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
@@ -81,15 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--commission", type=float, default=0.0, help="fraction per side")
     p.add_argument("--priority", choices=sorted(PRIORITIES), default="normal")
-
-
-def credentials() -> list[tuple[str, str]]:
-    """Auth metadata from STRATOPT_TOKEN (a bearer token) or STRATOPT_API_KEY."""
-    token = os.environ.get("STRATOPT_TOKEN", "").strip()
-    if token:
-        return [("authorization", f"Bearer {token}")]
-    key = os.environ.get("STRATOPT_API_KEY", "").strip()
-    return [("x-api-key", key)] if key else []
 
 
 def build_spec(args: argparse.Namespace) -> pb.OptimizationSpec:
@@ -191,7 +183,11 @@ def follow(
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    md = credentials()
+    try:
+        md = credentials(args.server)
+    except LoginRequired as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
     with grpc.insecure_channel(args.server) as channel:
         stub = pbg.OptimizationServiceStub(channel)
         try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -303,3 +305,37 @@ def test_the_optimize_command_starts_follows_and_reattaches(env: Env) -> None:
         timeout=60,
     )
     assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr
+
+
+def test_login_keeps_a_rotating_session_for_client_commands(env: Env, tmp_path: Path) -> None:
+    from tests.conftest import DEMO_PASSWORDS
+
+    _, ds, srv = env
+    base = {k: v for k, v in os.environ.items() if k not in ("STRATOPT_TOKEN", "STRATOPT_API_KEY")}
+    run_env = {**base, "XDG_CONFIG_HOME": str(tmp_path), "STRATOPT_SERVER": srv.addr}
+    stratopt = [sys.executable, "-m", "stratopt.cli"]
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*stratopt, *args],
+            env={**run_env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    not_yet = run("optimize", "--watch", "nope")
+    assert not_yet.returncode == 2 and "stratopt login" in not_yet.stderr
+    logged = run("login", "--username", "trader", STRATOPT_PASSWORD=DEMO_PASSWORDS["trader"])
+    assert logged.returncode == 0, logged.stderr
+    store = tmp_path / "stratopt" / "credentials.json"
+    assert store.stat().st_mode & 0o777 == 0o600
+    first = json.loads(store.read_text())[srv.addr]["refresh_token"]
+    assert DEMO_PASSWORDS["trader"] not in store.read_text()
+    job = run("optimize", "--strategy", "sma_crossover", "--dataset", ds, "--trials", "5")
+    assert job.returncode == 0 and "succeeded after 5 trials" in job.stdout, job.stderr
+    assert json.loads(store.read_text())[srv.addr]["refresh_token"] != first, "rotated on use"
+    out = run("logout")
+    assert out.returncode == 0 and "logged out" in out.stdout
+    again = run("optimize", "--watch", "nope")
+    assert again.returncode == 2 and "stratopt login" in again.stderr
