@@ -173,3 +173,22 @@ def test_band_rules_by_hand() -> None:
     np.testing.assert_array_equal(
         band_reversion_positions(close, upper, mid, lower), [0, 0, -1, 0, 0, 1, 0, 0]
     )
+
+
+def test_fused_sma_crossover_equals_the_composed_indicators() -> None:
+    """The fused kernel must give exactly what sma + crossover_positions give."""
+    from stratopt.engine.indicators import sma
+    from stratopt.strategies import registry
+    from stratopt.strategies.rules import crossover_positions
+
+    rng = np.random.default_rng(11)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 50_000)))
+    close[[100, 101, 7_000]] = np.nan  # NaN handling must match too
+    zeros = np.zeros_like(close)
+    stype = registry.get("sma_crossover")
+    for fast, slow in [(2, 5), (10, 50), (37, 200), (199, 400)]:
+        want = crossover_positions(sma(close, fast), sma(close, slow))
+        got = stype.signal(
+            zeros, zeros, zeros, close, zeros, stype.to_vector({"fast": fast, "slow": slow})
+        )
+        assert np.array_equal(got, want), (fast, slow)

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-from stratopt.engine.indicators import sma
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.params import Constraint, int_param
 from stratopt.strategies.pine import script
-from stratopt.strategies.rules import F64, I8, crossover_positions
+from stratopt.strategies.rules import F64, I8, cross_down, cross_up
 
 
 @njit(cache=True, nogil=True)
 def signal(open_: F64, high: F64, low: F64, close: F64, volume: F64, params: F64) -> I8:
-    return crossover_positions(sma(close, int(params[0])), sma(close, int(params[1])))
+    """Both SMAs and the crossover in one pass with no intermediate arrays.
+
+    This is the strategy optimizations run most, so it gets a fused kernel; the running sums
+    are updated in exactly the order `indicators.sma` uses, so the values (and the crossings)
+    are bit-identical to `crossover_positions(sma(close, fast), sma(close, slow))`, which the
+    tests check.
+    """
+    fast, slow = int(params[0]), int(params[1])
+    n = close.shape[0]
+    out = np.zeros(n, dtype=np.int8)
+    f_sum = s_sum = 0.0
+    f_nans = s_nans = 0
+    f_prev = s_prev = np.nan
+    target = 0
+    for t in range(n):
+        v = close[t]
+        if np.isnan(v):
+            f_nans += 1
+            s_nans += 1
+        else:
+            f_sum += v
+            s_sum += v
+        if t >= fast:
+            old = close[t - fast]
+            if np.isnan(old):
+                f_nans -= 1
+            else:
+                f_sum -= old
+        if t >= slow:
+            old = close[t - slow]
+            if np.isnan(old):
+                s_nans -= 1
+            else:
+                s_sum -= old
+        f_now = f_sum / fast if t >= fast - 1 and f_nans == 0 else np.nan
+        s_now = s_sum / slow if t >= slow - 1 and s_nans == 0 else np.nan
+        if t > 0:
+            if cross_up(f_now, s_now, f_prev, s_prev):
+                target = 1
+            elif cross_down(f_now, s_now, f_prev, s_prev):
+                target = -1
+            out[t] = target
+        f_prev, s_prev = f_now, s_now
+    return out
 
 
 PINE = script("""
