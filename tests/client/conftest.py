@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import grpc
 import pytest
-from stratopt.v1 import auth_pb2, auth_pb2_grpc
 
 from tests.conftest import DEMO_PASSWORDS
 
@@ -38,17 +36,8 @@ def token_env(live_server: Server) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def password_env(live_server: Server) -> dict[str, str]:
-    """A client logs in by itself; skips while the server does not serve Login yet."""
+    """A client logs in by itself with the demo trader's username and password."""
     password = demo_password(live_server, "trader")
-    with grpc.insecure_channel(live_server.addr) as ch:
-        try:
-            auth_pb2_grpc.AuthServiceStub(ch).Login(
-                auth_pb2.LoginRequest(username="trader", password=password), timeout=30
-            )
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                pytest.skip("AuthService.Login is not implemented on the server yet")
-            raise
     return {
         **base_env(),
         "STRATOPT_SERVER": live_server.addr,

@@ -21,7 +21,6 @@ from stratopt.data.errors import DataError
 from stratopt.data.importers import BarStreamImporter
 from stratopt.errors import InvalidArgument
 from stratopt.store import models
-from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import market_data_pb2 as pb
 from stratopt.v1 import market_data_pb2_grpc as pbg
 
@@ -202,6 +201,3 @@ def _feed_rows(importer: BarStreamImporter, rows: pb.BarRows) -> None:
 def _require(dataset_id: str) -> None:
     if not dataset_id:
         raise InvalidArgument.field("dataset_id", "required")
-
-
-_ = c  # common types are used through pb messages

@@ -20,7 +20,6 @@ from stratopt.catalog.strategies import etag_of, snapshot
 from stratopt.catalog.validation import StrategyFields
 from stratopt.store import models
 from stratopt.strategies.base import StrategyType
-from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import strategy_pb2 as pb
 
 STATUS_TO_PB = {
@@ -155,7 +154,3 @@ def strategy_type_to_pb(t: StrategyType) -> pb.StrategyType:
     for con in t.constraints:
         out.constraints.add(left=con.left, op=con.op, right=con.right)
     return out
-
-
-def _unused(_: c.ParameterValue) -> None:  # keeps the common_pb2 import for type readers
-    return None

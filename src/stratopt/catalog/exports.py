@@ -20,6 +20,7 @@ from stratopt.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unimplemented,
 )
 from stratopt.export.pine import pine_script
@@ -66,7 +67,7 @@ class ExportCatalog:
         include_execution: bool,
     ) -> tuple[str, models.ExportFile]:
         if principal.role in EXPORT_REPORTS_ONLY_ROLES:
-            raise _denied("your role may export reports, not Pine Script")
+            raise PermissionDenied("your role may export reports, not Pine Script")
         given = [
             n
             for n, v in (
@@ -229,9 +230,3 @@ class ExportCatalog:
         async with self.db.transaction() as s:
             s.add(row)
         return row
-
-
-def _denied(message: str) -> Exception:
-    from stratopt.errors import PermissionDenied
-
-    return PermissionDenied(message)

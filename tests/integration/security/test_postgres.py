@@ -51,6 +51,8 @@ def postgres_url() -> str | None:
 async def db() -> AsyncIterator[Database]:
     url = postgres_url()
     if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
         pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
     name = f"stratopt_sec_{uuid.uuid4().hex[:10]}"
     admin = Database(url)
