@@ -196,3 +196,27 @@ def test_bad_backtest_requests(env: tuple[pbg.BacktestServiceStub, str, LiveServ
         stub.ListBacktestTrades, pb.ListBacktestTradesRequest(backtest_id="missing"), metadata=md
     )
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_backtest_listing_pages_by_token(
+    env: tuple[pbg.BacktestServiceStub, str, LiveServer],
+) -> None:
+    stub, ds_id, srv = env
+    md = srv.md("trader")
+    made = {
+        stub.RunBacktest(
+            pb.RunBacktestRequest(strategy_type="sma_crossover", dataset_id=ds_id), metadata=md
+        ).backtest.id
+        for _ in range(5)
+    }
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = stub.ListBacktests(
+            pb.ListBacktestsRequest(dataset_id=ds_id, page_size=2, page_token=token), metadata=md
+        )
+        seen += [b.id for b in page.backtests]
+        token = page.next_page_token
+        if not token:
+            break
+    assert made <= set(seen) and len(seen) == len(set(seen))

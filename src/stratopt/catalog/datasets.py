@@ -30,14 +30,7 @@ from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import (
-    Cursor,
-    after_cursor,
-    decode_token,
-    encode_token,
-    page_size,
-    query_hash,
-)
+from stratopt.store.paging import keyset_page, query_hash
 
 log = logging.getLogger("stratopt.datasets")
 MAX_SYNTHETIC_BARS = 5_000_000
@@ -160,9 +153,6 @@ class DatasetCatalog:
     async def list_page(
         self, principal: Principal, symbol: str, timeframe: str, requested: int, token: str
     ) -> tuple[list[models.Dataset], str]:
-        size = page_size(requested)
-        qhash = query_hash(u=principal.user_id, s=symbol, t=timeframe)
-        cursor = decode_token(token, qhash)
         D = models.Dataset
         stmt = select(D)
         if not principal.is_admin:
@@ -171,14 +161,11 @@ class DatasetCatalog:
             stmt = stmt.where(func.upper(D.symbol) == symbol.upper())
         if timeframe:
             stmt = stmt.where(D.timeframe == timeframe)
-        stmt = after_cursor(stmt, D.id, D.id, cursor, desc=False)
+        qhash = query_hash(u=principal.user_id, s=symbol, t=timeframe)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-        token_out = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token_out = encode_token(Cursor(rows[-1].id, rows[-1].id), qhash)
-        return rows, token_out
+            return await keyset_page(
+                s, stmt, D.id, D.id, requested=requested, token=token, qhash=qhash, desc=False
+            )
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:
         row = await self.get(principal, dataset_id)

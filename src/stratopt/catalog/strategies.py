@@ -4,8 +4,7 @@ transaction as every change (so history can never disagree with the row)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select
@@ -32,14 +31,7 @@ from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import (
-    Cursor,
-    after_cursor,
-    decode_token,
-    encode_token,
-    page_size,
-    query_hash,
-)
+from stratopt.store.paging import keyset_page, query_hash
 from stratopt.strategies import registry
 
 ORDER_FIELDS = {"create_time": "created_at", "update_time": "updated_at", "name": "name_key"}
@@ -62,7 +54,6 @@ class Page:
     rows: list[models.Strategy]
     next_page_token: str
     total_size: int
-    shared_ids: set[str] = field(default_factory=set)
 
 
 def etag_of(row: models.Strategy) -> str:
@@ -161,40 +152,27 @@ class StrategyCatalog:
     async def list_page(
         self, principal: Principal, q: StrategyQuery, requested_size: int, token: str
     ) -> Page:
-        size = page_size(requested_size)
         sort_field, desc = parse_order_by(q.order_by)
-        qhash = query_hash(user=principal.user_id, **q.__dict__)
-        cursor = decode_token(token, qhash)
         S = models.Strategy
-        base = select(S)
-        shared_ids = select(models.StrategyShare.strategy_id).where(
-            models.StrategyShare.user_id == principal.user_id
-        )
-        if principal.is_admin:
-            if q.owner_id:
-                base = base.where(S.owner_id == q.owner_id)
-        else:
-            base = base.where(or_(S.owner_id == principal.user_id, S.id.in_(shared_ids)))
-            if q.owner_id:
-                base = base.where(S.owner_id == q.owner_id)
+        base = _visible_to(select(S), principal)
+        if q.owner_id:
+            base = base.where(S.owner_id == q.owner_id)
         base = _apply_filters(base, q)
-        sort_col = getattr(S, ORDER_FIELDS[sort_field])
-        stmt = after_cursor(base, sort_col, S.id, _cursor_in(cursor, sort_field), desc=desc)
+        qhash = query_hash(user=principal.user_id, **q.__dict__)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-            total = int(
-                (await s.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+            rows, next_token = await keyset_page(
+                s,
+                base,
+                getattr(S, ORDER_FIELDS[sort_field]),
+                S.id,
+                requested=requested_size,
+                token=token,
+                qhash=qhash,
+                desc=desc,
             )
-            mine_shared = set((await s.execute(shared_ids)).scalars())
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            key = getattr(last, ORDER_FIELDS[sort_field])
-            next_token = encode_token(
-                Cursor(key.isoformat() if isinstance(key, datetime) else key, last.id), qhash
-            )
-        return Page(rows, next_token, total, mine_shared)
+            count = select(func.count()).select_from(base.subquery())
+            total = int((await s.execute(count)).scalar_one())
+        return Page(rows, next_token, total)
 
     async def update(
         self,
@@ -220,6 +198,7 @@ class StrategyCatalog:
             row = await load_strategy(s, principal, strategy_id, Access.WRITE, lock=True)
             if etag and etag != etag_of(row):
                 raise Aborted("the strategy changed since you read it (etag mismatch); re-read it")
+            before = _fields_of(row)
             merged = _fields_of(row)
             for p in paths:
                 setattr(merged, p, getattr(f, p))
@@ -229,10 +208,9 @@ class StrategyCatalog:
                 raise InvalidArgument.of(violations)
             if "ensemble_members" in paths and merged.strategy_type == ENSEMBLE_TYPE:
                 await self._check_members(s, principal, merged.ensemble_members, exclude=row.id)
-            changed = [p for p in paths if getattr(merged, p) != getattr(_fields_of(row), p)]
-            if "parameters" in changed:
+            if "parameters" in paths:
                 merged.parameters = self._resolved_parameters(merged)
-                changed = [p for p in paths if getattr(merged, p) != getattr(_fields_of(row), p)]
+            changed = [p for p in paths if getattr(merged, p) != getattr(before, p)]
             if not changed:
                 return row
             if "name" in changed and merged.name.lower() != row.name_key:
@@ -258,9 +236,6 @@ class StrategyCatalog:
     async def history(
         self, principal: Principal, strategy_id: str, requested_size: int, token: str
     ) -> tuple[list[models.StrategyHistory], str]:
-        size = page_size(requested_size)
-        qhash = query_hash(history=strategy_id)
-        cursor = decode_token(token, qhash)
         H = models.StrategyHistory
         async with self.db.session() as s:
             try:
@@ -272,28 +247,19 @@ class StrategyCatalog:
                 ).scalar_one_or_none()
                 if owner is None or not (principal.is_admin or owner == principal.user_id):
                     raise
-            stmt = after_cursor(
+            return await keyset_page(
+                s,
                 select(H).where(H.strategy_id == strategy_id),
                 H.time,
                 H.id,
-                _cursor_in(cursor, "create_time"),
-                desc=True,
+                requested=requested_size,
+                token=token,
+                qhash=query_hash(history=strategy_id),
             )
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = encode_token(Cursor(rows[-1].time.isoformat(), rows[-1].id), qhash)
-        return rows, next_token
 
     async def category_counts(self, principal: Principal) -> dict[str, int]:
         S = models.Strategy
-        stmt = select(S.category, func.count()).group_by(S.category)
-        if not principal.is_admin:
-            shared = select(models.StrategyShare.strategy_id).where(
-                models.StrategyShare.user_id == principal.user_id
-            )
-            stmt = stmt.where(or_(S.owner_id == principal.user_id, S.id.in_(shared)))
+        stmt = _visible_to(select(S.category, func.count()).group_by(S.category), principal)
         async with self.db.session() as s:
             return {c: int(n) for c, n in (await s.execute(stmt)).all()}
 
@@ -364,13 +330,15 @@ def parse_order_by(order_by: str) -> tuple[str, bool]:
     return fieldname, direction == "desc"
 
 
-def _cursor_in(cursor: Cursor | None, sort_field: str) -> Cursor | None:
-    if cursor is None or sort_field == "name":
-        return cursor
-    try:
-        return Cursor(datetime.fromisoformat(str(cursor.key)), cursor.id)
-    except ValueError:
-        raise InvalidArgument.field("page_token", "malformed page token") from None
+def _visible_to(stmt: Any, principal: Principal) -> Any:
+    """Admins see every strategy; others their own and those shared with them."""
+    if principal.is_admin:
+        return stmt
+    S = models.Strategy
+    shared = select(models.StrategyShare.strategy_id).where(
+        models.StrategyShare.user_id == principal.user_id
+    )
+    return stmt.where(or_(S.owner_id == principal.user_id, S.id.in_(shared)))
 
 
 def _apply_filters(stmt: Any, q: StrategyQuery) -> Any:

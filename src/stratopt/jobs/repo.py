@@ -47,14 +47,7 @@ from stratopt.optimize.rdb import StudyStorage
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import (
-    Cursor,
-    after_cursor,
-    decode_token,
-    encode_token,
-    page_size,
-    query_hash,
-)
+from stratopt.store.paging import keyset_page, query_hash
 
 J = models.Job
 W = models.JobWorker
@@ -116,9 +109,6 @@ class JobRepo:
     async def list_jobs(
         self, owner_id: str | None, state: str, batch_id: str, requested: int, token: str
     ) -> tuple[list[JobView], str]:
-        size = page_size(requested)
-        qhash = query_hash(u=owner_id, s=state, b=batch_id)
-        cursor = decode_token(token, qhash)
         stmt = select(J)
         if owner_id is not None:
             stmt = stmt.where(J.owner_id == owner_id)
@@ -126,14 +116,11 @@ class JobRepo:
             stmt = stmt.where(J.state == state)
         if batch_id:
             stmt = stmt.where(J.batch_id == batch_id)
-        cur = Cursor(datetime.fromisoformat(cursor.key), cursor.id) if cursor else None
-        stmt = after_cursor(stmt, J.created_at, J.id, cur, desc=True)
+        qhash = query_hash(u=owner_id, s=state, b=batch_id)
         async with self.db.session() as s:
-            rows = list((await s.execute(stmt.limit(size + 1))).scalars())
-        out = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            out = encode_token(Cursor(rows[-1].created_at.isoformat(), rows[-1].id), qhash)
+            rows, out = await keyset_page(
+                s, stmt, J.created_at, J.id, requested=requested, token=token, qhash=qhash
+            )
         return [JobView.from_row(r) for r in rows], out
 
     async def count_active(self, owner_id: str) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import DateTime, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -116,7 +116,6 @@ async def keyset_page(
 
 
 def _is_datetime(col: InstrumentedAttribute[Any]) -> bool:
-    try:
-        return col.type.python_type is datetime
-    except NotImplementedError:
-        return False
+    """Also true for type decorators over DateTime (UTCDateTime), whose python_type is object."""
+    kind = col.type
+    return isinstance(kind, DateTime) or isinstance(getattr(kind, "impl", None), DateTime)
