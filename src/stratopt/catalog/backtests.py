@@ -194,7 +194,7 @@ class BacktestCatalog:
         qhash = query_hash(b=backtest_id)
         cursor = decode_token(token, qhash)
         start = int(cursor.key) if cursor else 0
-        frame = await asyncio.to_thread(self._load_trades, row.id)
+        frame = await self.all_trades(row)
         page = frame.iloc[start : start + size]
         nxt = start + size
         return page, encode_token(Cursor(nxt, row.id), qhash) if nxt < len(frame) else ""
@@ -225,6 +225,10 @@ class BacktestCatalog:
         folder.mkdir(parents=True, exist_ok=True)
         trades.to_parquet(folder / "trades.parquet", index=False)
         np.savez(folder / "equity.npz", ts=ts, equity=equity)
+
+    async def all_trades(self, row: models.Backtest) -> pd.DataFrame:
+        """Every trade of a backtest the caller has already been allowed to read."""
+        return await asyncio.to_thread(self._load_trades, row.id)
 
     def _load_trades(self, bid: str) -> pd.DataFrame:
         path = self.root / bid / "trades.parquet"

@@ -133,9 +133,7 @@ class ExportCatalog:
         if fmt not in ("json", "csv", "html"):
             raise InvalidArgument.field("format", "JSON, CSV, HTML or PDF")
         bt = await self.backtests.get(principal, backtest_id)
-        trades, _ = await self.backtests.trades(principal, bt.id, 1_000, "")
-        all_trades = await asyncio.to_thread(self.backtests._load_trades, bt.id)
-        del trades
+        all_trades = await self.backtests.all_trades(bt)
         summary = {
             "title": f"{bt.strategy_type} backtest",
             "subtitle": (
