@@ -220,3 +220,43 @@ def test_backtest_listing_pages_by_token(
         if not token:
             break
     assert made <= set(seen) and len(seen) == len(set(seen))
+
+
+def test_ensemble_backtest_uses_its_combination_method(
+    env: tuple[pbg.BacktestServiceStub, str, LiveServer],
+) -> None:
+    stub, ds_id, srv = env
+    md = srv.md("trader")
+    with srv.channel() as ch:
+        strategies = s_grpc.StrategyServiceStub(ch)
+        ids = [
+            strategies.CreateStrategy(
+                s_pb.CreateStrategyRequest(
+                    strategy=s_pb.Strategy(name=f"ens-member-{t}", strategy_type=t)
+                ),
+                metadata=md,
+            ).strategy.id
+            for t in ("sma_crossover", "ema_crossover", "macd_signal")
+        ]
+        members = [s_pb.EnsembleMember(strategy_id=i, weight=1.0) for i in ids]
+        runs = {}
+        for method in (s_pb.ENSEMBLE_METHOD_MAJORITY, s_pb.ENSEMBLE_METHOD_UNANIMOUS):
+            ens = strategies.CreateStrategy(
+                s_pb.CreateStrategyRequest(
+                    strategy=s_pb.Strategy(
+                        name=f"ens-{method}",
+                        strategy_type="ensemble",
+                        ensemble_members=members,
+                        ensemble_method=method,
+                    )
+                ),
+                metadata=md,
+            ).strategy
+            runs[method] = stub.RunBacktest(
+                pb.RunBacktestRequest(strategy_id=ens.id, dataset_id=ds_id, dry_run=True),
+                metadata=md,
+            ).backtest
+    majority, unanimous = runs[s_pb.ENSEMBLE_METHOD_MAJORITY], runs[s_pb.ENSEMBLE_METHOD_UNANIMOUS]
+    assert majority.strategy_type == "ensemble" and majority.trade_count > 0
+    # Unanimity is stricter than a majority, so it is in the market less often.
+    assert unanimous.metrics.exposure < majority.metrics.exposure

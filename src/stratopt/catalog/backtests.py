@@ -78,6 +78,14 @@ class Outcome:
     walk_forward_equity: list[list[float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EnsembleRun:
+    """The member strategies of an ensemble (type, parameters, weight) and how to combine."""
+
+    members: tuple[tuple[StrategyType, dict[str, Any], float], ...]
+    method: str
+
+
 def sim_config(execution: Mapping[str, Any]) -> SimConfig:
     """Execution options (API names) -> the engine's SimConfig."""
     names = {"position_size": "size"}
@@ -118,7 +126,7 @@ class BacktestCatalog:
 
     async def run(self, principal: Principal, spec: BacktestSpec) -> Outcome:
         _check_spec(spec)
-        stype, params, execution, members = await self._resolve(principal, spec)
+        stype, params, execution, ensemble = await self._resolve(principal, spec)
         _, bars = await self.datasets.load(
             principal, spec.dataset_id, spec.start_ns, spec.end_ns, spec.timeframe
         )
@@ -129,7 +137,7 @@ class BacktestCatalog:
         except (TypeError, ValueError) as e:
             raise InvalidArgument.field("execution", str(e)) from None
         started = time.perf_counter()
-        result = await asyncio.to_thread(_simulate, bars, stype, params, cfg, members)
+        result = await asyncio.to_thread(_simulate, bars, stype, params, cfg, ensemble)
         duration_ms = (time.perf_counter() - started) * 1000
         metrics, trades, equity = result
         row = models.Backtest(
@@ -238,12 +246,7 @@ class BacktestCatalog:
 
     async def _resolve(
         self, principal: Principal, spec: BacktestSpec
-    ) -> tuple[
-        StrategyType | None,
-        dict[str, Any],
-        dict[str, Any],
-        list[tuple[StrategyType, dict[str, Any], float]],
-    ]:
+    ) -> tuple[StrategyType | None, dict[str, Any], dict[str, Any], EnsembleRun | None]:
         if spec.strategy_id:
             async with self.db.session() as s:
                 strat = await load_strategy(s, principal, spec.strategy_id, Access.READ)
@@ -251,7 +254,7 @@ class BacktestCatalog:
                 if strat.strategy_type != ENSEMBLE_TYPE:
                     stype = registry.get(strat.strategy_type)
                     params = {**strat.parameters, **spec.parameters}
-                    return stype, _valid_params(stype, params), execution, []
+                    return stype, _valid_params(stype, params), execution, None
                 members = []
                 for m in strat.ensemble_members:
                     member = await load_strategy(s, principal, m["strategy_id"], Access.READ)
@@ -259,8 +262,8 @@ class BacktestCatalog:
                     members.append(
                         (mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0)))
                     )
-                execution["_ensemble_method"] = strat.ensemble_method or "weighted_vote"
-                return None, {}, execution, members
+                method = strat.ensemble_method or "weighted_vote"
+                return None, {}, execution, EnsembleRun(tuple(members), method)
         if not spec.strategy_type:
             raise InvalidArgument.field("strategy_type", "give strategy_id or strategy_type")
         try:
@@ -269,7 +272,7 @@ class BacktestCatalog:
             raise InvalidArgument.field(
                 "strategy_type", f"unknown strategy type {spec.strategy_type!r}"
             ) from None
-        return stype, _valid_params(stype, spec.parameters), dict(spec.execution), []
+        return stype, _valid_params(stype, spec.parameters), dict(spec.execution), None
 
 
 def _valid_params(stype: StrategyType, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,15 +320,16 @@ def _simulate(
     stype: StrategyType | None,
     params: dict[str, Any],
     cfg: SimConfig,
-    members: list[tuple[StrategyType, dict[str, Any], float]],
+    ensemble: EnsembleRun | None,
 ) -> tuple[dict[str, float], pd.DataFrame, npt.NDArray[np.float64]]:
     if stype is not None:
         r = engine.backtest(bars, stype, params, **_cfg_kwargs(cfg))
         return r.metrics, r.trades, r.equity.to_numpy()
+    assert ensemble is not None
     prices = (bars.open, bars.high, bars.low, bars.close, bars.volume)
+    members = ensemble.members
     targets = [m.signal(*prices, np.ascontiguousarray(m.to_vector(p))) for m, p, _ in members]
-    method = "weighted_vote"
-    combined = combine(targets, [w for *_, w in members], method)
+    combined = combine(targets, [w for *_, w in members], ensemble.method)
     run = simulate(bars.open, bars.high, bars.low, bars.close, combined, cfg)
     metrics = compute_metrics(
         run.equity,
