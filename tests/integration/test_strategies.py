@@ -317,3 +317,33 @@ def test_templates_and_categories(stub: pbg.StrategyServiceStub, live_server: Li
     cats = stub.ListCategories(pb.ListCategoriesRequest(), metadata=md).categories
     trend = next(x for x in cats if x.category == c.STRATEGY_CATEGORY_TREND_FOLLOWING)
     assert trend.strategy_type_count >= 2 and trend.strategy_count >= 1
+
+
+def test_create_ensemble(stub: pbg.StrategyServiceStub, live_server: LiveServer) -> None:
+    md = live_server.md("trader")
+    a, b = create(stub, md), create(stub, md, strategy_type="rsi_reversion")
+    members = [pb.EnsembleMember(strategy_id=a.id, weight=2), pb.EnsembleMember(strategy_id=b.id)]
+    ens = stub.CreateEnsemble(
+        pb.CreateEnsembleRequest(
+            name=unique("ens"), members=members, method=pb.ENSEMBLE_METHOD_MAJORITY
+        ),
+        metadata=md,
+    ).strategy
+    assert ens.strategy_type == "ensemble" and ens.category == c.STRATEGY_CATEGORY_ENSEMBLE
+    assert [(m.strategy_id, m.weight) for m in ens.ensemble_members] == [(a.id, 2.0), (b.id, 1.0)]
+    assert ens.ensemble_method == pb.ENSEMBLE_METHOD_MAJORITY
+    one = call_error(
+        stub.CreateEnsemble,
+        pb.CreateEnsembleRequest(name=unique("ens"), members=members[:1]),
+        metadata=md,
+    )
+    assert "members" in violations(one)
+    hidden = create(stub, live_server.md("admin"))
+    foreign = call_error(
+        stub.CreateEnsemble,
+        pb.CreateEnsembleRequest(
+            name=unique("ens"), members=[members[0], pb.EnsembleMember(strategy_id=hidden.id)]
+        ),
+        metadata=md,
+    )
+    assert "members[1].strategy_id" in violations(foreign)

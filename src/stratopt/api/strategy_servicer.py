@@ -30,8 +30,8 @@ from stratopt.catalog.access import Access
 from stratopt.catalog.sharing import Share, StrategySharing
 from stratopt.catalog.strategies import StrategyCatalog, StrategyQuery
 from stratopt.catalog.users import usernames
-from stratopt.catalog.validation import UPDATABLE
-from stratopt.errors import InvalidArgument, NotFound
+from stratopt.catalog.validation import ENSEMBLE_TYPE, UPDATABLE
+from stratopt.errors import FieldViolation, InvalidArgument, NotFound
 from stratopt.strategies import registry
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
@@ -123,6 +123,30 @@ class StrategyServicer(pbg.StrategyServiceServicer):
             fields.tags = fields.tags or list(t.tags)
         row = await self.catalog.create(p, fields)
         return pb.CreateStrategyResponse(strategy=strategy_to_pb(row, p.username))
+
+    async def CreateEnsemble(
+        self, request: pb.CreateEnsembleRequest, context: Ctx
+    ) -> pb.CreateEnsembleResponse:
+        """An ensemble is a strategy of type "ensemble"; this is CreateStrategy's shortcut."""
+        p = current_principal()
+        fields = fields_from_pb(
+            pb.Strategy(
+                name=request.name,
+                description=request.description,
+                strategy_type=ENSEMBLE_TYPE,
+                ensemble_members=request.members,
+                ensemble_method=request.method,
+                tags=request.tags,
+            )
+        )
+        try:
+            row = await self.catalog.create(p, fields)
+        except InvalidArgument as e:
+            raise InvalidArgument(
+                e.message,
+                [FieldViolation(_ensemble_field(v.field), v.description) for v in e.violations],
+            ) from None
+        return pb.CreateEnsembleResponse(strategy=strategy_to_pb(row, p.username))
 
     async def GetStrategy(
         self, request: pb.GetStrategyRequest, context: Ctx
@@ -255,6 +279,15 @@ def _share_to_pb(share: Share) -> pb.StrategyShare:
         access=[_ACCESS_TO_PB[a] for a in share.access],
         create_time=ts_to_pb(share.created_at),
     )
+
+
+def _ensemble_field(path: str) -> str:
+    """strategy.ensemble_members[0].weight -> members[0].weight, in CreateEnsemble's terms."""
+    path = path.removeprefix("strategy.")
+    for ours, theirs in (("ensemble_members", "members"), ("ensemble_method", "method")):
+        if path.startswith(ours):
+            return theirs + path[len(ours) :]
+    return path
 
 
 def _require_id(value: str, field: str = "strategy_id") -> None:
