@@ -60,11 +60,10 @@ class BacktestServicer(pbg.BacktestServiceServicer):
         self, request: pb.GetBacktestRequest, context: Ctx
     ) -> pb.GetBacktestResponse:
         _require(request.backtest_id)
-        p = current_principal()
-        row = await self.backtests.get(p, request.backtest_id)
+        row = await self.backtests.get(current_principal(), request.backtest_id)
         msg = backtest_to_pb(row)
-        trades, _ = await self.backtests.trades(p, row.id, 100, "")
-        msg.trades.extend(trades_to_pb(trades))
+        trades = await self.backtests.all_trades(row)
+        msg.trades.extend(trades_to_pb(trades.head(100)))
         return pb.GetBacktestResponse(backtest=msg)
 
     async def ListBacktests(
