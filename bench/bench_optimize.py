@@ -35,8 +35,8 @@ from stratopt.v1 import market_data_pb2_grpc as md_grpc
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
 
-from stratopt.bootstrap import DEMO_USERS
 from stratopt.data.storage import DatasetStore
+from stratopt.server.bootstrap import DEMO_USERS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     }
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stratopt.cli", "serve", "--dev"],
+        [sys.executable, "-m", "stratopt.client.cli", "serve", "--dev"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -104,7 +104,7 @@ def start_server(
         **(extra_env or {}),
     }
     log_path = tmp / "server.log"
-    args = [sys.executable, "-m", "stratopt.cli", "serve"] + (["--dev"] if dev else [])
+    args = [sys.executable, "-m", "stratopt.client.cli", "serve"] + (["--dev"] if dev else [])
     proc = subprocess.Popen(
         args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
     )

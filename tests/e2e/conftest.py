@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stratopt.gateway import Gateway
+from stratopt.server.gateway import Gateway
 from tests.conftest import LiveServer
 from tests.e2e.rest_client import Rest
 

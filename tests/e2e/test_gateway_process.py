@@ -18,9 +18,9 @@ import grpc
 import pytest
 from stratopt.v1 import strategy_pb2 as pb
 
-from stratopt import gateway as gw
-from stratopt.config import Settings
-from stratopt.gateway import Gateway, GatewayError
+from stratopt.server import gateway as gw
+from stratopt.server.gateway import Gateway, GatewayError
+from stratopt.server.settings import Settings
 from tests.conftest import ROOT, LiveServer, free_port, start_server, stop_server
 from tests.e2e.rest_client import Rest
 
@@ -54,7 +54,7 @@ def test_descriptor_lists_every_service_of_the_contract() -> None:
 def test_rendered_standalone_config_is_valid_envoy(tmp_path: Path) -> None:
     config = tmp_path / "envoy.yaml"
     out = subprocess.run(
-        [sys.executable, "-m", "stratopt.gateway", "render", "--upstream", "stratopt:50051"],
+        [sys.executable, "-m", "stratopt.server.gateway", "render", "--upstream", "stratopt:50051"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     config.write_text(out.stdout)
@@ -107,7 +107,7 @@ def test_missing_envoy_leaves_grpc_serving(
 ) -> None:
     monkeypatch.setattr(gw, "find_envoy", lambda: None)
     settings = Settings(data_dir=tmp_path, gateway=True, gateway_addr="127.0.0.1:0")
-    with caplog.at_level(logging.WARNING, logger="stratopt.gateway"):
+    with caplog.at_level(logging.WARNING, logger="stratopt.server.gateway"):
         assert asyncio.run(gw.start_gateway(settings, 50051)) is None
     assert "envoy not found" in caplog.text and "serving gRPC only" in caplog.text
 

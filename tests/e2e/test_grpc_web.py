@@ -11,7 +11,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from stratopt.v1 import strategy_pb2 as pb
 
-from stratopt.gateway import Gateway
+from stratopt.server.gateway import Gateway
 from tests.conftest import LiveServer
 from tests.e2e.rest_client import Response, Rest
 

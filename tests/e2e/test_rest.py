@@ -13,7 +13,7 @@ import pytest
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
-from stratopt.gateway import Gateway
+from stratopt.server.gateway import Gateway
 from tests.conftest import DEMO_PASSWORDS, LiveServer
 from tests.e2e.conftest import access_log
 from tests.e2e.rest_client import Response, Rest

@@ -22,7 +22,7 @@ def test_cli_backtest_json_and_errors(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "stratopt.cli",
+        "stratopt.client.cli",
         "backtest",
         "--data",
         str(path),

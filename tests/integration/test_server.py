@@ -12,8 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
-from stratopt.config import Settings
-from stratopt.server import SERVICES, Server
+from stratopt.server.app import SERVICES, Server
+from stratopt.server.settings import Settings
 from tests.conftest import JWT_SECRET, LiveServer, free_port
 from tests.integration.helpers import call_error
 

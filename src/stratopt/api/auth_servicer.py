@@ -40,7 +40,7 @@ from stratopt.v1 import auth_pb2 as pb
 from stratopt.v1 import auth_pb2_grpc as pbg
 
 if TYPE_CHECKING:
-    from stratopt.security_services import SecurityServices
+    from stratopt.server.security_assembly import SecurityServices
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 

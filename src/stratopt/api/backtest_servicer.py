@@ -9,8 +9,8 @@ import grpc
 from stratopt.api.backtest_convert import MC_FROM_PB, backtest_to_pb, equity_to_pb, trades_to_pb
 from stratopt.api.context import current_principal
 from stratopt.api.convert import enum_from_pb, execution_from_pb, params_from_pb, pb_to_ns
-from stratopt.catalog.backtests import BacktestCatalog, BacktestSpec
 from stratopt.errors import InvalidArgument
+from stratopt.services.backtests import BacktestCatalog, BacktestSpec
 from stratopt.v1 import backtest_pb2 as pb
 from stratopt.v1 import backtest_pb2_grpc as pbg
 

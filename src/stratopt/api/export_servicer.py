@@ -9,8 +9,8 @@ import grpc
 
 from stratopt.api.context import current_principal
 from stratopt.api.convert import params_from_pb, ts_to_pb
-from stratopt.catalog.exports import ExportCatalog
 from stratopt.errors import InvalidArgument
+from stratopt.services.exports import ExportCatalog
 from stratopt.store import models
 from stratopt.v1 import export_pb2 as pb
 from stratopt.v1 import export_pb2_grpc as pbg

@@ -11,15 +11,15 @@ import numpy as np
 
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ns_to_pb, pb_to_ns, ts_to_pb
-from stratopt.catalog.datasets import (
+from stratopt.data.errors import DataError
+from stratopt.data.importers import BarStreamImporter
+from stratopt.errors import InvalidArgument
+from stratopt.services.datasets import (
     DatasetCatalog,
     DatasetMeta,
     data_error_to_invalid,
     validate_meta,
 )
-from stratopt.data.errors import DataError
-from stratopt.data.importers import BarStreamImporter
-from stratopt.errors import InvalidArgument
 from stratopt.store import models
 from stratopt.v1 import market_data_pb2 as pb
 from stratopt.v1 import market_data_pb2_grpc as pbg

@@ -21,7 +21,6 @@ from stratopt.api.convert import (
 )
 from stratopt.errors import FieldViolation, InvalidArgument
 from stratopt.jobs.events import JobEvent
-from stratopt.jobs.service import OptimizationResult
 from stratopt.jobs.views import JobView, TrialView
 from stratopt.optimize.spec import (
     MetricBound,
@@ -31,6 +30,7 @@ from stratopt.optimize.spec import (
     ValidationPlan,
 )
 from stratopt.optimize.validation import ValidationReport
+from stratopt.services.optimization_jobs import OptimizationResult
 from stratopt.v1 import optimization_pb2 as pb
 
 STATE_TO_PB = {

@@ -18,7 +18,7 @@ from stratopt.api.optimization_convert import (
     trial_to_pb,
 )
 from stratopt.errors import InvalidArgument
-from stratopt.jobs.service import OptimizationJobs
+from stratopt.services.optimization_jobs import OptimizationJobs
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
 

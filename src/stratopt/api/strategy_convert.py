@@ -16,8 +16,8 @@ from stratopt.api.convert import (
     params_from_pb,
     ts_to_pb,
 )
-from stratopt.catalog.strategies import etag_of, snapshot
-from stratopt.catalog.validation import StrategyFields
+from stratopt.services.strategies import etag_of, snapshot
+from stratopt.services.validation import StrategyFields
 from stratopt.store import models
 from stratopt.strategies.base import StrategyType
 from stratopt.v1 import strategy_pb2 as pb

@@ -25,13 +25,13 @@ from stratopt.api.strategy_convert import (
     strategy_to_pb,
     strategy_type_to_pb,
 )
-from stratopt.catalog import templates
-from stratopt.catalog.access import Access
-from stratopt.catalog.sharing import Share, StrategySharing
-from stratopt.catalog.strategies import StrategyCatalog, StrategyQuery
-from stratopt.catalog.users import usernames
-from stratopt.catalog.validation import ENSEMBLE_TYPE, UPDATABLE
 from stratopt.errors import FieldViolation, InvalidArgument, NotFound
+from stratopt.services import templates
+from stratopt.services.access import Access
+from stratopt.services.sharing import Share, StrategySharing
+from stratopt.services.strategies import StrategyCatalog, StrategyQuery
+from stratopt.services.users import usernames
+from stratopt.services.validation import ENSEMBLE_TYPE, UPDATABLE
 from stratopt.strategies import registry
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg

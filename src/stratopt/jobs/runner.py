@@ -13,7 +13,6 @@ import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from stratopt.catalog.backtests import sim_config
 from stratopt.data.storage import DatasetStore
 from stratopt.engine import bar_arrays, infer_periods_per_year
 from stratopt.engine.api import BarArrays
@@ -28,6 +27,7 @@ from stratopt.optimize.rdb import StudyStorage, study_name
 from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import StudySpec
 from stratopt.optimize.validation import in_sample_bars, validate
+from stratopt.services.backtests import sim_config
 from stratopt.store.models import utcnow
 from stratopt.strategies import registry
 

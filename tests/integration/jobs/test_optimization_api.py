@@ -263,7 +263,7 @@ def test_batches_and_listing(env: Env) -> None:
 
 def test_the_optimize_command_starts_follows_and_reattaches(env: Env) -> None:
     stub, ds, srv = env
-    cli = [sys.executable, "-m", "stratopt.cli", "optimize", "--server", srv.addr]
+    cli = [sys.executable, "-m", "stratopt.client.cli", "optimize", "--server", srv.addr]
     run_env = {**os.environ, "STRATOPT_TOKEN": srv.token("trader")}
     started = subprocess.run(
         [
@@ -313,7 +313,7 @@ def test_login_keeps_a_rotating_session_for_client_commands(env: Env, tmp_path: 
     _, ds, srv = env
     base = {k: v for k, v in os.environ.items() if k not in ("STRATOPT_TOKEN", "STRATOPT_API_KEY")}
     run_env = {**base, "XDG_CONFIG_HOME": str(tmp_path), "STRATOPT_SERVER": srv.addr}
-    stratopt = [sys.executable, "-m", "stratopt.cli"]
+    stratopt = [sys.executable, "-m", "stratopt.client.cli"]
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -61,7 +61,16 @@ def database() -> Iterator[str]:
 
 
 def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "stratopt.cli", "worker", "--name", name, "--lease-seconds", "3"]
+    args = [
+        sys.executable,
+        "-m",
+        "stratopt.client.cli",
+        "worker",
+        "--name",
+        name,
+        "--lease-seconds",
+        "3",
+    ]
     return subprocess.Popen(
         args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
     )

@@ -16,7 +16,7 @@ from typing import TextIO
 
 import grpc
 
-from stratopt.client_auth import LoginRequired, credentials
+from stratopt.client.auth import LoginRequired, credentials
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg

@@ -17,15 +17,15 @@ import pandas as pd
 from sqlalchemy import select
 
 from stratopt import engine
-from stratopt.catalog.access import Access, load_strategy
-from stratopt.catalog.datasets import DatasetCatalog
-from stratopt.catalog.ensemble import combine
-from stratopt.catalog.validation import ENSEMBLE_TYPE, validate_execution
 from stratopt.data.bars import Bars
 from stratopt.engine.metrics import compute_metrics
 from stratopt.engine.simulator import SimConfig, simulate
 from stratopt.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from stratopt.security.principal import Principal
+from stratopt.services.access import Access, load_strategy
+from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.ensemble import combine
+from stratopt.services.validation import ENSEMBLE_TYPE, validate_execution
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from stratopt.config import Settings
 from stratopt.security.passwords import (
     DEFAULT_PARAMS,
     ScryptParams,
@@ -25,10 +24,11 @@ from stratopt.security.passwords import (
 from stratopt.security.roles import Role
 from stratopt.security.tokens import TokenConfig
 from stratopt.security.users import normalize_username, username_problems
+from stratopt.server.settings import Settings
 from stratopt.store import models
 from stratopt.store.db import Database
 
-log = logging.getLogger("stratopt.bootstrap")
+log = logging.getLogger("stratopt.server.bootstrap")
 
 DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
     ("admin", Role.ADMIN, "blue-harbor-lantern-1"),

@@ -11,14 +11,6 @@ from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratopt.catalog.access import Access, load_strategy
-from stratopt.catalog.validation import (
-    ENSEMBLE_TYPE,
-    UPDATABLE,
-    StrategyFields,
-    normalize,
-    validate,
-)
 from stratopt.errors import (
     Aborted,
     AlreadyExists,
@@ -28,6 +20,14 @@ from stratopt.errors import (
     NotFound,
 )
 from stratopt.security.principal import Principal
+from stratopt.services.access import Access, load_strategy
+from stratopt.services.validation import (
+    ENSEMBLE_TYPE,
+    UPDATABLE,
+    StrategyFields,
+    normalize,
+    validate,
+)
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from stratopt import __version__, bootstrap
+from stratopt import __version__
 from stratopt.api.auth_servicer import AuthServicer
 from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.errors_interceptor import ErrorInterceptor
@@ -27,15 +27,16 @@ from stratopt.api.optimization_servicer import OptimizationServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
-from stratopt.catalog.backtests import BacktestCatalog
-from stratopt.catalog.datasets import DatasetCatalog
-from stratopt.catalog.exports import ExportCatalog
-from stratopt.catalog.strategies import StrategyCatalog
-from stratopt.config import Settings
-from stratopt.jobs.assembly import OptimizationRuntime, build_optimization
 from stratopt.security.principal import Principal
 from stratopt.security.tokens import TokenService
-from stratopt.security_services import SecurityServices
+from stratopt.server import bootstrap
+from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
+from stratopt.server.security_assembly import SecurityServices
+from stratopt.server.settings import Settings
+from stratopt.services.backtests import BacktestCatalog
+from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.exports import ExportCatalog
+from stratopt.services.strategies import StrategyCatalog
 from stratopt.store import migrate
 from stratopt.store.db import Database
 from stratopt.v1 import (
@@ -54,7 +55,7 @@ from stratopt.v1 import (
     system_pb2_grpc,
 )
 
-log = logging.getLogger("stratopt.server")
+log = logging.getLogger("stratopt.server.app")
 
 SERVICES = {
     "stratopt.v1.AuthService": (auth_pb2, None),
@@ -214,7 +215,7 @@ class Server:
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set(ENGINE_HEALTH, not_serving)
         if self.settings.precompile:
-            from stratopt.warmup import warm_up
+            from stratopt.server.warmup import warm_up
 
             await asyncio.to_thread(warm_up)
         self.runtime.engine_ready = True
@@ -252,7 +253,7 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s."""
-    from stratopt.gateway import start_gateway
+    from stratopt.server.gateway import start_gateway
 
     server = Server(settings)
     await server.start()

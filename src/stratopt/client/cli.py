@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stratopt import __version__, config, logs
+from stratopt import __version__
+from stratopt.server import logs
+from stratopt.server import settings as config
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -28,8 +30,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from stratopt.bootstrap import BootstrapError
-    from stratopt.server import serve
+    from stratopt.server.app import serve
+    from stratopt.server.bootstrap import BootstrapError
 
     s = _settings(args)
     logs.setup(s.log_level, s.log_json)
@@ -62,8 +64,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
-    from stratopt.bootstrap import BootstrapError, create_user
     from stratopt.security.roles import parse_role
+    from stratopt.server.bootstrap import BootstrapError, create_user
     from stratopt.store import migrate
     from stratopt.store.db import Database
 
@@ -165,8 +167,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import contextlib
 
     from stratopt.data.storage import DatasetStore
-    from stratopt.jobs.assembly import run_workers
     from stratopt.jobs.worker import WorkerConfig
+    from stratopt.server.jobs_assembly import run_workers
     from stratopt.store.db import Database
 
     s = _settings(args)
@@ -181,7 +183,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from stratopt import optimize_client
+    from stratopt.client import optimize as optimize_client
 
     return optimize_client.run(args)
 
@@ -193,7 +195,7 @@ def _server(args: argparse.Namespace) -> str:
 def cmd_login(args: argparse.Namespace) -> int:
     import grpc
 
-    from stratopt import client_auth
+    from stratopt.client import auth as client_auth
 
     server = _server(args)
     username = args.username or input("username: ")
@@ -208,7 +210,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from stratopt import client_auth
+    from stratopt.client import auth as client_auth
 
     server = _server(args)
     done = client_auth.logout(server)
@@ -271,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("optimize", help="start an optimization job on a server and follow it")
-    from stratopt.optimize_client import add_arguments
+    from stratopt.client.optimize import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_optimize)

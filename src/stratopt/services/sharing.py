@@ -16,10 +16,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratopt.catalog.access import Access, granted_access, load_strategy
-from stratopt.catalog.strategies import record
 from stratopt.errors import InvalidArgument, NotFound, PermissionDenied
 from stratopt.security.principal import Principal
+from stratopt.services.access import Access, granted_access, load_strategy
+from stratopt.services.strategies import record
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow

@@ -14,7 +14,7 @@ import numpy as np
 from stratopt import engine
 from stratopt.strategies import registry
 
-log = logging.getLogger("stratopt.warmup")
+log = logging.getLogger("stratopt.server.warmup")
 
 
 def warm_up() -> float:

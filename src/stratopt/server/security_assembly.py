@@ -18,7 +18,6 @@ from stratopt.api.audit import AuditInterceptor
 from stratopt.api.auth_interceptor import AuthInterceptor
 from stratopt.api.authz import AuthorizationInterceptor
 from stratopt.api.ratelimit_interceptor import RateLimitInterceptor, StreamCapInterceptor
-from stratopt.config import Settings
 from stratopt.security.api_keys import ApiKeyService
 from stratopt.security.authenticate import Authenticator
 from stratopt.security.clock import utc_now
@@ -32,6 +31,7 @@ from stratopt.security.ratelimit import (
 from stratopt.security.refresh_tokens import RefreshTokenPolicy
 from stratopt.security.tokens import TokenService
 from stratopt.security.users import UserService
+from stratopt.server.settings import Settings
 from stratopt.store.db import Database
 from stratopt.store.security_repos import (
     PgRateLimitBackend,

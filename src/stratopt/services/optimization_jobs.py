@@ -18,10 +18,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stratopt.catalog.access import Access, load_strategy
-from stratopt.catalog.backtests import sim_config
-from stratopt.catalog.datasets import DatasetCatalog
-from stratopt.catalog.validation import ENSEMBLE_TYPE, validate_execution
 from stratopt.engine import METRICS
 from stratopt.errors import (
     FailedPrecondition,
@@ -43,6 +39,10 @@ from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import Objective, StudySpec
 from stratopt.optimize.validation import ValidationReport, plan_problem
 from stratopt.security.principal import Principal
+from stratopt.services.access import Access, load_strategy
+from stratopt.services.backtests import sim_config
+from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.validation import ENSEMBLE_TYPE, validate_execution
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id

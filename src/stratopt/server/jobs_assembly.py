@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from stratopt.catalog.datasets import DatasetCatalog
 from stratopt.data.storage import DatasetStore
 from stratopt.jobs.events import EventBus
-from stratopt.jobs.service import OptimizationJobs
 from stratopt.jobs.worker import DEFAULT_CONFIG, WorkerConfig, WorkerPool
 from stratopt.optimize.rdb import StudyStorage
+from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.optimization_jobs import OptimizationJobs
 from stratopt.store.db import Database
 
 

@@ -1,0 +1,1 @@
+"""The `stratopt` CLI and the Python client helpers on the generated stubs."""

@@ -1,0 +1,1 @@
+"""Assembly: settings, interceptor wiring, bootstrap, warm-up, the Envoy gateway, logs."""
