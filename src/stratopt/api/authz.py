@@ -118,6 +118,7 @@ _STRATEGY = {
     "StartStrategy": _write(_P.EXECUTE_STRATEGIES, "strategy", "strategy_id"),
     "StopStrategy": _write(_P.EXECUTE_STRATEGIES, "strategy", "strategy_id"),
     "ListSignals": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
+    "ListFills": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
     "StreamSignals": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
     "GetPerformance": _read(_P.VIEW_PERFORMANCE, "strategy", "strategy_id"),
     "StreamPerformance": _read(_P.VIEW_PERFORMANCE, "strategy", "strategy_id"),
@@ -135,6 +136,12 @@ _MARKET_DATA = {
     "ListDatasets": _read(_P.READ_DATA),
     "DeleteDataset": _write(_P.WRITE_DATA, "dataset", "dataset_id"),
     "ReadBars": _read(_P.READ_DATA, "dataset", "dataset_id", category=_C.DATA),
+    # A feed is market data its owner brings in; strategies run on it with EXECUTE rights.
+    "CreateFeed": _write(_P.WRITE_DATA, "feed", response_id_field="feed.id", category=_C.DATA),
+    "GetFeed": _read(_P.READ_DATA, "feed", "feed_id"),
+    "ListFeeds": _read(_P.READ_DATA),
+    "DeleteFeed": _write(_P.WRITE_DATA, "feed", "feed_id"),
+    "PushBars": _write(_P.WRITE_DATA, "feed", "feed_id", category=_C.DATA),
 }
 
 _BACKTEST = {
@@ -181,6 +188,10 @@ _EXPORT = {
 _SYSTEM = {
     "GetOverview": _read(AUTHENTICATED),
     "StreamNotifications": _read(AUTHENTICATED),
+    # Webhooks carry one's own notifications out; any caller may manage their own.
+    "CreateWebhook": _write(AUTHENTICATED, "webhook", response_id_field="webhook.id"),
+    "ListWebhooks": _read(AUTHENTICATED),
+    "DeleteWebhook": _write(AUTHENTICATED, "webhook", "webhook_id"),
 }
 
 

@@ -87,6 +87,8 @@ def test_viewer_reads_but_changes_nothing_except_their_own_credentials() -> None
     self_service = {
         "Login", "RefreshToken", "Logout", "ChangePassword",
         "CreateApiKey", "RevokeApiKey", "RotateApiKey",
+        # Where one's own notifications are delivered: nothing shared changes.
+        "CreateWebhook", "DeleteWebhook",
     }  # fmt: skip
     for path, rule in RULES.items():
         name = path.rsplit("/", 1)[1]

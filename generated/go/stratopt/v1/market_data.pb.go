@@ -132,6 +132,58 @@ func (ImportFormat) EnumDescriptor() ([]byte, []int) {
 	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{1}
 }
 
+// Where a feed's bars come from.
+type FeedKind int32
+
+const (
+	FeedKind_FEED_KIND_UNSPECIFIED FeedKind = 0
+	// Bars arrive through PushBars.
+	FeedKind_FEED_KIND_PUSH FeedKind = 1
+	// A stored dataset replayed bar by bar.
+	FeedKind_FEED_KIND_REPLAY FeedKind = 2
+)
+
+// Enum value maps for FeedKind.
+var (
+	FeedKind_name = map[int32]string{
+		0: "FEED_KIND_UNSPECIFIED",
+		1: "FEED_KIND_PUSH",
+		2: "FEED_KIND_REPLAY",
+	}
+	FeedKind_value = map[string]int32{
+		"FEED_KIND_UNSPECIFIED": 0,
+		"FEED_KIND_PUSH":        1,
+		"FEED_KIND_REPLAY":      2,
+	}
+)
+
+func (x FeedKind) Enum() *FeedKind {
+	p := new(FeedKind)
+	*p = x
+	return p
+}
+
+func (x FeedKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FeedKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_stratopt_v1_market_data_proto_enumTypes[2].Descriptor()
+}
+
+func (FeedKind) Type() protoreflect.EnumType {
+	return &file_stratopt_v1_market_data_proto_enumTypes[2]
+}
+
+func (x FeedKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FeedKind.Descriptor instead.
+func (FeedKind) EnumDescriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{2}
+}
+
 // A stored series of OHLCV bars for one symbol and timeframe.
 type Dataset struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1100,6 +1152,768 @@ func (x *ReadBarsResponse) GetTotal() int64 {
 	return 0
 }
 
+// A source of bars that strategies run on.
+type Feed struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Kind        FeedKind               `protobuf:"varint,3,opt,name=kind,proto3,enum=stratopt.v1.FeedKind" json:"kind,omitempty"`
+	// Symbols the feed carries; bars for any other symbol are rejected. A replay carries its
+	// dataset's symbol.
+	Symbols []string `protobuf:"bytes,4,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	// Expected bar spacing such as "1m"; a push feed silent for three spacings raises a stalled
+	// feed alert. A replay uses its dataset's.
+	Timeframe string `protobuf:"bytes,5,opt,name=timeframe,proto3" json:"timeframe,omitempty"`
+	// Replay: the dataset, where to start, and how fast.
+	DatasetId string                 `protobuf:"bytes,6,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Bars per second (default 10; 0 = as fast as possible).
+	BarsPerSecond        float64                `protobuf:"fixed64,8,opt,name=bars_per_second,json=barsPerSecond,proto3" json:"bars_per_second,omitempty"`
+	OwnerId              string                 `protobuf:"bytes,9,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	CreateTime           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	BarsAccepted         int64                  `protobuf:"varint,11,opt,name=bars_accepted,json=barsAccepted,proto3" json:"bars_accepted,omitempty"`
+	BarsRejected         int64                  `protobuf:"varint,12,opt,name=bars_rejected,json=barsRejected,proto3" json:"bars_rejected,omitempty"`
+	LastBarTime          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_bar_time,json=lastBarTime,proto3" json:"last_bar_time,omitempty"`
+	RunningStrategyCount int32                  `protobuf:"varint,14,opt,name=running_strategy_count,json=runningStrategyCount,proto3" json:"running_strategy_count,omitempty"`
+	// A replay that has delivered its last bar.
+	Finished      bool `protobuf:"varint,15,opt,name=finished,proto3" json:"finished,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Feed) Reset() {
+	*x = Feed{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Feed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Feed) ProtoMessage() {}
+
+func (x *Feed) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Feed.ProtoReflect.Descriptor instead.
+func (*Feed) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Feed) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Feed) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Feed) GetKind() FeedKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FeedKind_FEED_KIND_UNSPECIFIED
+}
+
+func (x *Feed) GetSymbols() []string {
+	if x != nil {
+		return x.Symbols
+	}
+	return nil
+}
+
+func (x *Feed) GetTimeframe() string {
+	if x != nil {
+		return x.Timeframe
+	}
+	return ""
+}
+
+func (x *Feed) GetDatasetId() string {
+	if x != nil {
+		return x.DatasetId
+	}
+	return ""
+}
+
+func (x *Feed) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Feed) GetBarsPerSecond() float64 {
+	if x != nil {
+		return x.BarsPerSecond
+	}
+	return 0
+}
+
+func (x *Feed) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *Feed) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Feed) GetBarsAccepted() int64 {
+	if x != nil {
+		return x.BarsAccepted
+	}
+	return 0
+}
+
+func (x *Feed) GetBarsRejected() int64 {
+	if x != nil {
+		return x.BarsRejected
+	}
+	return 0
+}
+
+func (x *Feed) GetLastBarTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastBarTime
+	}
+	return nil
+}
+
+func (x *Feed) GetRunningStrategyCount() int32 {
+	if x != nil {
+		return x.RunningStrategyCount
+	}
+	return 0
+}
+
+func (x *Feed) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
+// One bar of one symbol on a feed.
+type FeedBar struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Symbol        string                 `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Bar           *Bar                   `protobuf:"bytes,2,opt,name=bar,proto3" json:"bar,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedBar) Reset() {
+	*x = FeedBar{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedBar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedBar) ProtoMessage() {}
+
+func (x *FeedBar) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedBar.ProtoReflect.Descriptor instead.
+func (*FeedBar) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FeedBar) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *FeedBar) GetBar() *Bar {
+	if x != nil {
+		return x.Bar
+	}
+	return nil
+}
+
+type CreateFeedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feed          *Feed                  `protobuf:"bytes,1,opt,name=feed,proto3" json:"feed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFeedRequest) Reset() {
+	*x = CreateFeedRequest{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFeedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFeedRequest) ProtoMessage() {}
+
+func (x *CreateFeedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFeedRequest.ProtoReflect.Descriptor instead.
+func (*CreateFeedRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateFeedRequest) GetFeed() *Feed {
+	if x != nil {
+		return x.Feed
+	}
+	return nil
+}
+
+type CreateFeedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feed          *Feed                  `protobuf:"bytes,1,opt,name=feed,proto3" json:"feed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFeedResponse) Reset() {
+	*x = CreateFeedResponse{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFeedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFeedResponse) ProtoMessage() {}
+
+func (x *CreateFeedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFeedResponse.ProtoReflect.Descriptor instead.
+func (*CreateFeedResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateFeedResponse) GetFeed() *Feed {
+	if x != nil {
+		return x.Feed
+	}
+	return nil
+}
+
+type GetFeedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FeedId        string                 `protobuf:"bytes,1,opt,name=feed_id,json=feedId,proto3" json:"feed_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFeedRequest) Reset() {
+	*x = GetFeedRequest{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFeedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFeedRequest) ProtoMessage() {}
+
+func (x *GetFeedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFeedRequest.ProtoReflect.Descriptor instead.
+func (*GetFeedRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetFeedRequest) GetFeedId() string {
+	if x != nil {
+		return x.FeedId
+	}
+	return ""
+}
+
+type GetFeedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feed          *Feed                  `protobuf:"bytes,1,opt,name=feed,proto3" json:"feed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFeedResponse) Reset() {
+	*x = GetFeedResponse{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFeedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFeedResponse) ProtoMessage() {}
+
+func (x *GetFeedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFeedResponse.ProtoReflect.Descriptor instead.
+func (*GetFeedResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetFeedResponse) GetFeed() *Feed {
+	if x != nil {
+		return x.Feed
+	}
+	return nil
+}
+
+type ListFeedsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1..200, default 50.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeedsRequest) Reset() {
+	*x = ListFeedsRequest{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeedsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeedsRequest) ProtoMessage() {}
+
+func (x *ListFeedsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeedsRequest.ProtoReflect.Descriptor instead.
+func (*ListFeedsRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListFeedsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFeedsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListFeedsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feeds         []*Feed                `protobuf:"bytes,1,rep,name=feeds,proto3" json:"feeds,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeedsResponse) Reset() {
+	*x = ListFeedsResponse{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeedsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeedsResponse) ProtoMessage() {}
+
+func (x *ListFeedsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeedsResponse.ProtoReflect.Descriptor instead.
+func (*ListFeedsResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListFeedsResponse) GetFeeds() []*Feed {
+	if x != nil {
+		return x.Feeds
+	}
+	return nil
+}
+
+func (x *ListFeedsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteFeedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FeedId        string                 `protobuf:"bytes,1,opt,name=feed_id,json=feedId,proto3" json:"feed_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeedRequest) Reset() {
+	*x = DeleteFeedRequest{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeedRequest) ProtoMessage() {}
+
+func (x *DeleteFeedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeedRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFeedRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeleteFeedRequest) GetFeedId() string {
+	if x != nil {
+		return x.FeedId
+	}
+	return ""
+}
+
+type DeleteFeedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeedResponse) Reset() {
+	*x = DeleteFeedResponse{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeedResponse) ProtoMessage() {}
+
+func (x *DeleteFeedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeedResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFeedResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{24}
+}
+
+// A batch of bars. feed_id is required in the first message; later messages may repeat it.
+type PushBarsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FeedId        string                 `protobuf:"bytes,1,opt,name=feed_id,json=feedId,proto3" json:"feed_id,omitempty"`
+	Bars          []*FeedBar             `protobuf:"bytes,2,rep,name=bars,proto3" json:"bars,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushBarsRequest) Reset() {
+	*x = PushBarsRequest{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushBarsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushBarsRequest) ProtoMessage() {}
+
+func (x *PushBarsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushBarsRequest.ProtoReflect.Descriptor instead.
+func (*PushBarsRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PushBarsRequest) GetFeedId() string {
+	if x != nil {
+		return x.FeedId
+	}
+	return ""
+}
+
+func (x *PushBarsRequest) GetBars() []*FeedBar {
+	if x != nil {
+		return x.Bars
+	}
+	return nil
+}
+
+// A bar the feed refused, and why.
+type RejectedBar struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the bar in the whole upload, from 0.
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Symbol        string                 `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedBar) Reset() {
+	*x = RejectedBar{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedBar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedBar) ProtoMessage() {}
+
+func (x *RejectedBar) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedBar.ProtoReflect.Descriptor instead.
+func (*RejectedBar) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RejectedBar) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RejectedBar) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *RejectedBar) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *RejectedBar) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type PushBarsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Accepted int64                  `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Rejected int64                  `protobuf:"varint,2,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// The first 100 rejections.
+	Rejections    []*RejectedBar `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushBarsResponse) Reset() {
+	*x = PushBarsResponse{}
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushBarsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushBarsResponse) ProtoMessage() {}
+
+func (x *PushBarsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_market_data_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushBarsResponse.ProtoReflect.Descriptor instead.
+func (*PushBarsResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_market_data_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PushBarsResponse) GetAccepted() int64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *PushBarsResponse) GetRejected() int64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *PushBarsResponse) GetRejections() []*RejectedBar {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
 var File_stratopt_v1_market_data_proto protoreflect.FileDescriptor
 
 const file_stratopt_v1_market_data_proto_rawDesc = "" +
@@ -1178,7 +1992,62 @@ const file_stratopt_v1_market_data_proto_rawDesc = "" +
 	"\x10ReadBarsResponse\x12$\n" +
 	"\x04bars\x18\x01 \x03(\v2\x10.stratopt.v1.BarR\x04bars\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total*\x83\x01\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"\x88\x05\n" +
+	"\x04Feed\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x15.stratopt.v1.FeedKindB\x04\xe2A\x01\x02R\x04kind\x12\x18\n" +
+	"\asymbols\x18\x04 \x03(\tR\asymbols\x12\x1c\n" +
+	"\ttimeframe\x18\x05 \x01(\tR\ttimeframe\x12\x1d\n" +
+	"\n" +
+	"dataset_id\x18\x06 \x01(\tR\tdatasetId\x129\n" +
+	"\n" +
+	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12&\n" +
+	"\x0fbars_per_second\x18\b \x01(\x01R\rbarsPerSecond\x12\x1f\n" +
+	"\bowner_id\x18\t \x01(\tB\x04\xe2A\x01\x03R\aownerId\x12A\n" +
+	"\vcreate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12)\n" +
+	"\rbars_accepted\x18\v \x01(\x03B\x04\xe2A\x01\x03R\fbarsAccepted\x12)\n" +
+	"\rbars_rejected\x18\f \x01(\x03B\x04\xe2A\x01\x03R\fbarsRejected\x12D\n" +
+	"\rlast_bar_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\vlastBarTime\x12:\n" +
+	"\x16running_strategy_count\x18\x0e \x01(\x05B\x04\xe2A\x01\x03R\x14runningStrategyCount\x12 \n" +
+	"\bfinished\x18\x0f \x01(\bB\x04\xe2A\x01\x03R\bfinished\"E\n" +
+	"\aFeedBar\x12\x16\n" +
+	"\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\"\n" +
+	"\x03bar\x18\x02 \x01(\v2\x10.stratopt.v1.BarR\x03bar\"@\n" +
+	"\x11CreateFeedRequest\x12+\n" +
+	"\x04feed\x18\x01 \x01(\v2\x11.stratopt.v1.FeedB\x04\xe2A\x01\x02R\x04feed\";\n" +
+	"\x12CreateFeedResponse\x12%\n" +
+	"\x04feed\x18\x01 \x01(\v2\x11.stratopt.v1.FeedR\x04feed\"/\n" +
+	"\x0eGetFeedRequest\x12\x1d\n" +
+	"\afeed_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06feedId\"8\n" +
+	"\x0fGetFeedResponse\x12%\n" +
+	"\x04feed\x18\x01 \x01(\v2\x11.stratopt.v1.FeedR\x04feed\"N\n" +
+	"\x10ListFeedsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"d\n" +
+	"\x11ListFeedsResponse\x12'\n" +
+	"\x05feeds\x18\x01 \x03(\v2\x11.stratopt.v1.FeedR\x05feeds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
+	"\x11DeleteFeedRequest\x12\x1d\n" +
+	"\afeed_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06feedId\"\x14\n" +
+	"\x12DeleteFeedResponse\"T\n" +
+	"\x0fPushBarsRequest\x12\x17\n" +
+	"\afeed_id\x18\x01 \x01(\tR\x06feedId\x12(\n" +
+	"\x04bars\x18\x02 \x03(\v2\x14.stratopt.v1.FeedBarR\x04bars\"\x83\x01\n" +
+	"\vRejectedBar\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x16\n" +
+	"\x06symbol\x18\x02 \x01(\tR\x06symbol\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x84\x01\n" +
+	"\x10PushBarsResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\x03R\baccepted\x12\x1a\n" +
+	"\brejected\x18\x02 \x01(\x03R\brejected\x128\n" +
+	"\n" +
+	"rejections\x18\x03 \x03(\v2\x18.stratopt.v1.RejectedBarR\n" +
+	"rejections*\x83\x01\n" +
 	"\rDatasetSource\x12\x1e\n" +
 	"\x1aDATASET_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DATASET_SOURCE_IMPORT\x10\x01\x12\x1c\n" +
@@ -1188,7 +2057,11 @@ const file_stratopt_v1_market_data_proto_rawDesc = "" +
 	"\x19IMPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12IMPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
 	"\x11IMPORT_FORMAT_CSV\x10\x02\x12\x19\n" +
-	"\x15IMPORT_FORMAT_PARQUET\x10\x032\xeb\x05\n" +
+	"\x15IMPORT_FORMAT_PARQUET\x10\x03*O\n" +
+	"\bFeedKind\x12\x19\n" +
+	"\x15FEED_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eFEED_KIND_PUSH\x10\x01\x12\x14\n" +
+	"\x10FEED_KIND_REPLAY\x10\x022\xf1\t\n" +
 	"\x11MarketDataService\x12o\n" +
 	"\n" +
 	"ImportBars\x12\x1e.stratopt.v1.ImportBarsRequest\x1a\x1f.stratopt.v1.ImportBarsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/datasets:import(\x01\x12\x99\x01\n" +
@@ -1197,7 +2070,14 @@ const file_stratopt_v1_market_data_proto_rawDesc = "" +
 	"GetDataset\x12\x1e.stratopt.v1.GetDatasetRequest\x1a\x1f.stratopt.v1.GetDatasetResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/datasets/{dataset_id}\x12i\n" +
 	"\fListDatasets\x12 .stratopt.v1.ListDatasetsRequest\x1a!.stratopt.v1.ListDatasetsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/datasets\x12y\n" +
 	"\rDeleteDataset\x12!.stratopt.v1.DeleteDatasetRequest\x1a\".stratopt.v1.DeleteDatasetResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/datasets/{dataset_id}\x12q\n" +
-	"\bReadBars\x12\x1c.stratopt.v1.ReadBarsRequest\x1a\x1d.stratopt.v1.ReadBarsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/datasets/{dataset_id}/bars0\x01BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3"
+	"\bReadBars\x12\x1c.stratopt.v1.ReadBarsRequest\x1a\x1d.stratopt.v1.ReadBarsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/datasets/{dataset_id}/bars0\x01\x12f\n" +
+	"\n" +
+	"CreateFeed\x12\x1e.stratopt.v1.CreateFeedRequest\x1a\x1f.stratopt.v1.CreateFeedResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x04feed\"\t/v1/feeds\x12a\n" +
+	"\aGetFeed\x12\x1b.stratopt.v1.GetFeedRequest\x1a\x1c.stratopt.v1.GetFeedResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/feeds/{feed_id}\x12]\n" +
+	"\tListFeeds\x12\x1d.stratopt.v1.ListFeedsRequest\x1a\x1e.stratopt.v1.ListFeedsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/feeds\x12j\n" +
+	"\n" +
+	"DeleteFeed\x12\x1e.stratopt.v1.DeleteFeedRequest\x1a\x1f.stratopt.v1.DeleteFeedResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/feeds/{feed_id}\x12n\n" +
+	"\bPushBars\x12\x1c.stratopt.v1.PushBarsRequest\x1a\x1d.stratopt.v1.PushBarsResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/feeds/{feed_id}:push(\x01BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3"
 
 var (
 	file_stratopt_v1_market_data_proto_rawDescOnce sync.Once
@@ -1211,63 +2091,99 @@ func file_stratopt_v1_market_data_proto_rawDescGZIP() []byte {
 	return file_stratopt_v1_market_data_proto_rawDescData
 }
 
-var file_stratopt_v1_market_data_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_stratopt_v1_market_data_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_stratopt_v1_market_data_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_stratopt_v1_market_data_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_stratopt_v1_market_data_proto_goTypes = []any{
 	(DatasetSource)(0),                       // 0: stratopt.v1.DatasetSource
 	(ImportFormat)(0),                        // 1: stratopt.v1.ImportFormat
-	(*Dataset)(nil),                          // 2: stratopt.v1.Dataset
-	(*ImportHeader)(nil),                     // 3: stratopt.v1.ImportHeader
-	(*BarRows)(nil),                          // 4: stratopt.v1.BarRows
-	(*ImportBarsRequest)(nil),                // 5: stratopt.v1.ImportBarsRequest
-	(*ImportBarsResponse)(nil),               // 6: stratopt.v1.ImportBarsResponse
-	(*GenerateSyntheticDatasetRequest)(nil),  // 7: stratopt.v1.GenerateSyntheticDatasetRequest
-	(*GenerateSyntheticDatasetResponse)(nil), // 8: stratopt.v1.GenerateSyntheticDatasetResponse
-	(*GetDatasetRequest)(nil),                // 9: stratopt.v1.GetDatasetRequest
-	(*GetDatasetResponse)(nil),               // 10: stratopt.v1.GetDatasetResponse
-	(*ListDatasetsRequest)(nil),              // 11: stratopt.v1.ListDatasetsRequest
-	(*ListDatasetsResponse)(nil),             // 12: stratopt.v1.ListDatasetsResponse
-	(*DeleteDatasetRequest)(nil),             // 13: stratopt.v1.DeleteDatasetRequest
-	(*DeleteDatasetResponse)(nil),            // 14: stratopt.v1.DeleteDatasetResponse
-	(*ReadBarsRequest)(nil),                  // 15: stratopt.v1.ReadBarsRequest
-	(*ReadBarsResponse)(nil),                 // 16: stratopt.v1.ReadBarsResponse
-	(*timestamppb.Timestamp)(nil),            // 17: google.protobuf.Timestamp
-	(*Bar)(nil),                              // 18: stratopt.v1.Bar
-	(*TimeRange)(nil),                        // 19: stratopt.v1.TimeRange
+	(FeedKind)(0),                            // 2: stratopt.v1.FeedKind
+	(*Dataset)(nil),                          // 3: stratopt.v1.Dataset
+	(*ImportHeader)(nil),                     // 4: stratopt.v1.ImportHeader
+	(*BarRows)(nil),                          // 5: stratopt.v1.BarRows
+	(*ImportBarsRequest)(nil),                // 6: stratopt.v1.ImportBarsRequest
+	(*ImportBarsResponse)(nil),               // 7: stratopt.v1.ImportBarsResponse
+	(*GenerateSyntheticDatasetRequest)(nil),  // 8: stratopt.v1.GenerateSyntheticDatasetRequest
+	(*GenerateSyntheticDatasetResponse)(nil), // 9: stratopt.v1.GenerateSyntheticDatasetResponse
+	(*GetDatasetRequest)(nil),                // 10: stratopt.v1.GetDatasetRequest
+	(*GetDatasetResponse)(nil),               // 11: stratopt.v1.GetDatasetResponse
+	(*ListDatasetsRequest)(nil),              // 12: stratopt.v1.ListDatasetsRequest
+	(*ListDatasetsResponse)(nil),             // 13: stratopt.v1.ListDatasetsResponse
+	(*DeleteDatasetRequest)(nil),             // 14: stratopt.v1.DeleteDatasetRequest
+	(*DeleteDatasetResponse)(nil),            // 15: stratopt.v1.DeleteDatasetResponse
+	(*ReadBarsRequest)(nil),                  // 16: stratopt.v1.ReadBarsRequest
+	(*ReadBarsResponse)(nil),                 // 17: stratopt.v1.ReadBarsResponse
+	(*Feed)(nil),                             // 18: stratopt.v1.Feed
+	(*FeedBar)(nil),                          // 19: stratopt.v1.FeedBar
+	(*CreateFeedRequest)(nil),                // 20: stratopt.v1.CreateFeedRequest
+	(*CreateFeedResponse)(nil),               // 21: stratopt.v1.CreateFeedResponse
+	(*GetFeedRequest)(nil),                   // 22: stratopt.v1.GetFeedRequest
+	(*GetFeedResponse)(nil),                  // 23: stratopt.v1.GetFeedResponse
+	(*ListFeedsRequest)(nil),                 // 24: stratopt.v1.ListFeedsRequest
+	(*ListFeedsResponse)(nil),                // 25: stratopt.v1.ListFeedsResponse
+	(*DeleteFeedRequest)(nil),                // 26: stratopt.v1.DeleteFeedRequest
+	(*DeleteFeedResponse)(nil),               // 27: stratopt.v1.DeleteFeedResponse
+	(*PushBarsRequest)(nil),                  // 28: stratopt.v1.PushBarsRequest
+	(*RejectedBar)(nil),                      // 29: stratopt.v1.RejectedBar
+	(*PushBarsResponse)(nil),                 // 30: stratopt.v1.PushBarsResponse
+	(*timestamppb.Timestamp)(nil),            // 31: google.protobuf.Timestamp
+	(*Bar)(nil),                              // 32: stratopt.v1.Bar
+	(*TimeRange)(nil),                        // 33: stratopt.v1.TimeRange
 }
 var file_stratopt_v1_market_data_proto_depIdxs = []int32{
 	0,  // 0: stratopt.v1.Dataset.source:type_name -> stratopt.v1.DatasetSource
-	17, // 1: stratopt.v1.Dataset.start_time:type_name -> google.protobuf.Timestamp
-	17, // 2: stratopt.v1.Dataset.end_time:type_name -> google.protobuf.Timestamp
-	17, // 3: stratopt.v1.Dataset.create_time:type_name -> google.protobuf.Timestamp
+	31, // 1: stratopt.v1.Dataset.start_time:type_name -> google.protobuf.Timestamp
+	31, // 2: stratopt.v1.Dataset.end_time:type_name -> google.protobuf.Timestamp
+	31, // 3: stratopt.v1.Dataset.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: stratopt.v1.ImportHeader.format:type_name -> stratopt.v1.ImportFormat
-	18, // 5: stratopt.v1.BarRows.bars:type_name -> stratopt.v1.Bar
-	3,  // 6: stratopt.v1.ImportBarsRequest.header:type_name -> stratopt.v1.ImportHeader
-	4,  // 7: stratopt.v1.ImportBarsRequest.rows:type_name -> stratopt.v1.BarRows
-	2,  // 8: stratopt.v1.ImportBarsResponse.dataset:type_name -> stratopt.v1.Dataset
-	17, // 9: stratopt.v1.GenerateSyntheticDatasetRequest.start_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: stratopt.v1.GenerateSyntheticDatasetResponse.dataset:type_name -> stratopt.v1.Dataset
-	2,  // 11: stratopt.v1.GetDatasetResponse.dataset:type_name -> stratopt.v1.Dataset
-	2,  // 12: stratopt.v1.ListDatasetsResponse.datasets:type_name -> stratopt.v1.Dataset
-	19, // 13: stratopt.v1.ReadBarsRequest.time_range:type_name -> stratopt.v1.TimeRange
-	18, // 14: stratopt.v1.ReadBarsResponse.bars:type_name -> stratopt.v1.Bar
-	5,  // 15: stratopt.v1.MarketDataService.ImportBars:input_type -> stratopt.v1.ImportBarsRequest
-	7,  // 16: stratopt.v1.MarketDataService.GenerateSyntheticDataset:input_type -> stratopt.v1.GenerateSyntheticDatasetRequest
-	9,  // 17: stratopt.v1.MarketDataService.GetDataset:input_type -> stratopt.v1.GetDatasetRequest
-	11, // 18: stratopt.v1.MarketDataService.ListDatasets:input_type -> stratopt.v1.ListDatasetsRequest
-	13, // 19: stratopt.v1.MarketDataService.DeleteDataset:input_type -> stratopt.v1.DeleteDatasetRequest
-	15, // 20: stratopt.v1.MarketDataService.ReadBars:input_type -> stratopt.v1.ReadBarsRequest
-	6,  // 21: stratopt.v1.MarketDataService.ImportBars:output_type -> stratopt.v1.ImportBarsResponse
-	8,  // 22: stratopt.v1.MarketDataService.GenerateSyntheticDataset:output_type -> stratopt.v1.GenerateSyntheticDatasetResponse
-	10, // 23: stratopt.v1.MarketDataService.GetDataset:output_type -> stratopt.v1.GetDatasetResponse
-	12, // 24: stratopt.v1.MarketDataService.ListDatasets:output_type -> stratopt.v1.ListDatasetsResponse
-	14, // 25: stratopt.v1.MarketDataService.DeleteDataset:output_type -> stratopt.v1.DeleteDatasetResponse
-	16, // 26: stratopt.v1.MarketDataService.ReadBars:output_type -> stratopt.v1.ReadBarsResponse
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	32, // 5: stratopt.v1.BarRows.bars:type_name -> stratopt.v1.Bar
+	4,  // 6: stratopt.v1.ImportBarsRequest.header:type_name -> stratopt.v1.ImportHeader
+	5,  // 7: stratopt.v1.ImportBarsRequest.rows:type_name -> stratopt.v1.BarRows
+	3,  // 8: stratopt.v1.ImportBarsResponse.dataset:type_name -> stratopt.v1.Dataset
+	31, // 9: stratopt.v1.GenerateSyntheticDatasetRequest.start_time:type_name -> google.protobuf.Timestamp
+	3,  // 10: stratopt.v1.GenerateSyntheticDatasetResponse.dataset:type_name -> stratopt.v1.Dataset
+	3,  // 11: stratopt.v1.GetDatasetResponse.dataset:type_name -> stratopt.v1.Dataset
+	3,  // 12: stratopt.v1.ListDatasetsResponse.datasets:type_name -> stratopt.v1.Dataset
+	33, // 13: stratopt.v1.ReadBarsRequest.time_range:type_name -> stratopt.v1.TimeRange
+	32, // 14: stratopt.v1.ReadBarsResponse.bars:type_name -> stratopt.v1.Bar
+	2,  // 15: stratopt.v1.Feed.kind:type_name -> stratopt.v1.FeedKind
+	31, // 16: stratopt.v1.Feed.start_time:type_name -> google.protobuf.Timestamp
+	31, // 17: stratopt.v1.Feed.create_time:type_name -> google.protobuf.Timestamp
+	31, // 18: stratopt.v1.Feed.last_bar_time:type_name -> google.protobuf.Timestamp
+	32, // 19: stratopt.v1.FeedBar.bar:type_name -> stratopt.v1.Bar
+	18, // 20: stratopt.v1.CreateFeedRequest.feed:type_name -> stratopt.v1.Feed
+	18, // 21: stratopt.v1.CreateFeedResponse.feed:type_name -> stratopt.v1.Feed
+	18, // 22: stratopt.v1.GetFeedResponse.feed:type_name -> stratopt.v1.Feed
+	18, // 23: stratopt.v1.ListFeedsResponse.feeds:type_name -> stratopt.v1.Feed
+	19, // 24: stratopt.v1.PushBarsRequest.bars:type_name -> stratopt.v1.FeedBar
+	31, // 25: stratopt.v1.RejectedBar.time:type_name -> google.protobuf.Timestamp
+	29, // 26: stratopt.v1.PushBarsResponse.rejections:type_name -> stratopt.v1.RejectedBar
+	6,  // 27: stratopt.v1.MarketDataService.ImportBars:input_type -> stratopt.v1.ImportBarsRequest
+	8,  // 28: stratopt.v1.MarketDataService.GenerateSyntheticDataset:input_type -> stratopt.v1.GenerateSyntheticDatasetRequest
+	10, // 29: stratopt.v1.MarketDataService.GetDataset:input_type -> stratopt.v1.GetDatasetRequest
+	12, // 30: stratopt.v1.MarketDataService.ListDatasets:input_type -> stratopt.v1.ListDatasetsRequest
+	14, // 31: stratopt.v1.MarketDataService.DeleteDataset:input_type -> stratopt.v1.DeleteDatasetRequest
+	16, // 32: stratopt.v1.MarketDataService.ReadBars:input_type -> stratopt.v1.ReadBarsRequest
+	20, // 33: stratopt.v1.MarketDataService.CreateFeed:input_type -> stratopt.v1.CreateFeedRequest
+	22, // 34: stratopt.v1.MarketDataService.GetFeed:input_type -> stratopt.v1.GetFeedRequest
+	24, // 35: stratopt.v1.MarketDataService.ListFeeds:input_type -> stratopt.v1.ListFeedsRequest
+	26, // 36: stratopt.v1.MarketDataService.DeleteFeed:input_type -> stratopt.v1.DeleteFeedRequest
+	28, // 37: stratopt.v1.MarketDataService.PushBars:input_type -> stratopt.v1.PushBarsRequest
+	7,  // 38: stratopt.v1.MarketDataService.ImportBars:output_type -> stratopt.v1.ImportBarsResponse
+	9,  // 39: stratopt.v1.MarketDataService.GenerateSyntheticDataset:output_type -> stratopt.v1.GenerateSyntheticDatasetResponse
+	11, // 40: stratopt.v1.MarketDataService.GetDataset:output_type -> stratopt.v1.GetDatasetResponse
+	13, // 41: stratopt.v1.MarketDataService.ListDatasets:output_type -> stratopt.v1.ListDatasetsResponse
+	15, // 42: stratopt.v1.MarketDataService.DeleteDataset:output_type -> stratopt.v1.DeleteDatasetResponse
+	17, // 43: stratopt.v1.MarketDataService.ReadBars:output_type -> stratopt.v1.ReadBarsResponse
+	21, // 44: stratopt.v1.MarketDataService.CreateFeed:output_type -> stratopt.v1.CreateFeedResponse
+	23, // 45: stratopt.v1.MarketDataService.GetFeed:output_type -> stratopt.v1.GetFeedResponse
+	25, // 46: stratopt.v1.MarketDataService.ListFeeds:output_type -> stratopt.v1.ListFeedsResponse
+	27, // 47: stratopt.v1.MarketDataService.DeleteFeed:output_type -> stratopt.v1.DeleteFeedResponse
+	30, // 48: stratopt.v1.MarketDataService.PushBars:output_type -> stratopt.v1.PushBarsResponse
+	38, // [38:49] is the sub-list for method output_type
+	27, // [27:38] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_market_data_proto_init() }
@@ -1286,8 +2202,8 @@ func file_stratopt_v1_market_data_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_market_data_proto_rawDesc), len(file_stratopt_v1_market_data_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      3,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,11 @@ const (
 	MarketDataService_ListDatasets_FullMethodName             = "/stratopt.v1.MarketDataService/ListDatasets"
 	MarketDataService_DeleteDataset_FullMethodName            = "/stratopt.v1.MarketDataService/DeleteDataset"
 	MarketDataService_ReadBars_FullMethodName                 = "/stratopt.v1.MarketDataService/ReadBars"
+	MarketDataService_CreateFeed_FullMethodName               = "/stratopt.v1.MarketDataService/CreateFeed"
+	MarketDataService_GetFeed_FullMethodName                  = "/stratopt.v1.MarketDataService/GetFeed"
+	MarketDataService_ListFeeds_FullMethodName                = "/stratopt.v1.MarketDataService/ListFeeds"
+	MarketDataService_DeleteFeed_FullMethodName               = "/stratopt.v1.MarketDataService/DeleteFeed"
+	MarketDataService_PushBars_FullMethodName                 = "/stratopt.v1.MarketDataService/PushBars"
 )
 
 // MarketDataServiceClient is the client API for MarketDataService service.
@@ -42,6 +47,16 @@ type MarketDataServiceClient interface {
 	DeleteDataset(ctx context.Context, in *DeleteDatasetRequest, opts ...grpc.CallOption) (*DeleteDatasetResponse, error)
 	// Streams a dataset's bars in pages, optionally resampled to a coarser timeframe.
 	ReadBars(ctx context.Context, in *ReadBarsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadBarsResponse], error)
+	// Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+	// bridge) or a stored dataset replayed at a chosen speed.
+	CreateFeed(ctx context.Context, in *CreateFeedRequest, opts ...grpc.CallOption) (*CreateFeedResponse, error)
+	GetFeed(ctx context.Context, in *GetFeedRequest, opts ...grpc.CallOption) (*GetFeedResponse, error)
+	ListFeeds(ctx context.Context, in *ListFeedsRequest, opts ...grpc.CallOption) (*ListFeedsResponse, error)
+	// Deletes a feed no strategy is running on.
+	DeleteFeed(ctx context.Context, in *DeleteFeedRequest, opts ...grpc.CallOption) (*DeleteFeedResponse, error)
+	// Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+	// a bad bar is rejected with its reason and the others go through.
+	PushBars(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushBarsRequest, PushBarsResponse], error)
 }
 
 type marketDataServiceClient struct {
@@ -124,6 +139,59 @@ func (c *marketDataServiceClient) ReadBars(ctx context.Context, in *ReadBarsRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MarketDataService_ReadBarsClient = grpc.ServerStreamingClient[ReadBarsResponse]
 
+func (c *marketDataServiceClient) CreateFeed(ctx context.Context, in *CreateFeedRequest, opts ...grpc.CallOption) (*CreateFeedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateFeedResponse)
+	err := c.cc.Invoke(ctx, MarketDataService_CreateFeed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *marketDataServiceClient) GetFeed(ctx context.Context, in *GetFeedRequest, opts ...grpc.CallOption) (*GetFeedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFeedResponse)
+	err := c.cc.Invoke(ctx, MarketDataService_GetFeed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *marketDataServiceClient) ListFeeds(ctx context.Context, in *ListFeedsRequest, opts ...grpc.CallOption) (*ListFeedsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFeedsResponse)
+	err := c.cc.Invoke(ctx, MarketDataService_ListFeeds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *marketDataServiceClient) DeleteFeed(ctx context.Context, in *DeleteFeedRequest, opts ...grpc.CallOption) (*DeleteFeedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteFeedResponse)
+	err := c.cc.Invoke(ctx, MarketDataService_DeleteFeed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *marketDataServiceClient) PushBars(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushBarsRequest, PushBarsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MarketDataService_ServiceDesc.Streams[2], MarketDataService_PushBars_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PushBarsRequest, PushBarsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MarketDataService_PushBarsClient = grpc.ClientStreamingClient[PushBarsRequest, PushBarsResponse]
+
 // MarketDataServiceServer is the server API for MarketDataService service.
 // All implementations must embed UnimplementedMarketDataServiceServer
 // for forward compatibility.
@@ -139,6 +207,16 @@ type MarketDataServiceServer interface {
 	DeleteDataset(context.Context, *DeleteDatasetRequest) (*DeleteDatasetResponse, error)
 	// Streams a dataset's bars in pages, optionally resampled to a coarser timeframe.
 	ReadBars(*ReadBarsRequest, grpc.ServerStreamingServer[ReadBarsResponse]) error
+	// Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+	// bridge) or a stored dataset replayed at a chosen speed.
+	CreateFeed(context.Context, *CreateFeedRequest) (*CreateFeedResponse, error)
+	GetFeed(context.Context, *GetFeedRequest) (*GetFeedResponse, error)
+	ListFeeds(context.Context, *ListFeedsRequest) (*ListFeedsResponse, error)
+	// Deletes a feed no strategy is running on.
+	DeleteFeed(context.Context, *DeleteFeedRequest) (*DeleteFeedResponse, error)
+	// Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+	// a bad bar is rejected with its reason and the others go through.
+	PushBars(grpc.ClientStreamingServer[PushBarsRequest, PushBarsResponse]) error
 	mustEmbedUnimplementedMarketDataServiceServer()
 }
 
@@ -166,6 +244,21 @@ func (UnimplementedMarketDataServiceServer) DeleteDataset(context.Context, *Dele
 }
 func (UnimplementedMarketDataServiceServer) ReadBars(*ReadBarsRequest, grpc.ServerStreamingServer[ReadBarsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReadBars not implemented")
+}
+func (UnimplementedMarketDataServiceServer) CreateFeed(context.Context, *CreateFeedRequest) (*CreateFeedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateFeed not implemented")
+}
+func (UnimplementedMarketDataServiceServer) GetFeed(context.Context, *GetFeedRequest) (*GetFeedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFeed not implemented")
+}
+func (UnimplementedMarketDataServiceServer) ListFeeds(context.Context, *ListFeedsRequest) (*ListFeedsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFeeds not implemented")
+}
+func (UnimplementedMarketDataServiceServer) DeleteFeed(context.Context, *DeleteFeedRequest) (*DeleteFeedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFeed not implemented")
+}
+func (UnimplementedMarketDataServiceServer) PushBars(grpc.ClientStreamingServer[PushBarsRequest, PushBarsResponse]) error {
+	return status.Error(codes.Unimplemented, "method PushBars not implemented")
 }
 func (UnimplementedMarketDataServiceServer) mustEmbedUnimplementedMarketDataServiceServer() {}
 func (UnimplementedMarketDataServiceServer) testEmbeddedByValue()                           {}
@@ -278,6 +371,85 @@ func _MarketDataService_ReadBars_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MarketDataService_ReadBarsServer = grpc.ServerStreamingServer[ReadBarsResponse]
 
+func _MarketDataService_CreateFeed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateFeedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MarketDataServiceServer).CreateFeed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MarketDataService_CreateFeed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MarketDataServiceServer).CreateFeed(ctx, req.(*CreateFeedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MarketDataService_GetFeed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFeedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MarketDataServiceServer).GetFeed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MarketDataService_GetFeed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MarketDataServiceServer).GetFeed(ctx, req.(*GetFeedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MarketDataService_ListFeeds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFeedsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MarketDataServiceServer).ListFeeds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MarketDataService_ListFeeds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MarketDataServiceServer).ListFeeds(ctx, req.(*ListFeedsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MarketDataService_DeleteFeed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteFeedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MarketDataServiceServer).DeleteFeed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MarketDataService_DeleteFeed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MarketDataServiceServer).DeleteFeed(ctx, req.(*DeleteFeedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MarketDataService_PushBars_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MarketDataServiceServer).PushBars(&grpc.GenericServerStream[PushBarsRequest, PushBarsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MarketDataService_PushBarsServer = grpc.ClientStreamingServer[PushBarsRequest, PushBarsResponse]
+
 // MarketDataService_ServiceDesc is the grpc.ServiceDesc for MarketDataService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -301,6 +473,22 @@ var MarketDataService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DeleteDataset",
 			Handler:    _MarketDataService_DeleteDataset_Handler,
 		},
+		{
+			MethodName: "CreateFeed",
+			Handler:    _MarketDataService_CreateFeed_Handler,
+		},
+		{
+			MethodName: "GetFeed",
+			Handler:    _MarketDataService_GetFeed_Handler,
+		},
+		{
+			MethodName: "ListFeeds",
+			Handler:    _MarketDataService_ListFeeds_Handler,
+		},
+		{
+			MethodName: "DeleteFeed",
+			Handler:    _MarketDataService_DeleteFeed_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -312,6 +500,11 @@ var MarketDataService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ReadBars",
 			Handler:       _MarketDataService_ReadBars_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "PushBars",
+			Handler:       _MarketDataService_PushBars_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "stratopt/v1/market_data.proto",

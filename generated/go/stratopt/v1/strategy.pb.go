@@ -1201,9 +1201,11 @@ type Signal struct {
 	Action     SignalAction           `protobuf:"varint,4,opt,name=action,proto3,enum=stratopt.v1.SignalAction" json:"action,omitempty"`
 	Price      float64                `protobuf:"fixed64,5,opt,name=price,proto3" json:"price,omitempty"`
 	// Position after the signal: 1 long, -1 short, 0 flat.
-	Position      int32  `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
-	Sequence      int64  `protobuf:"varint,8,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Position int32  `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	Reason   string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Sequence int64  `protobuf:"varint,8,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Target position the strategy computed on the bar's close: 1, -1 or 0.
+	Target        int32 `protobuf:"varint,9,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1294,6 +1296,13 @@ func (x *Signal) GetSequence() int64 {
 	return 0
 }
 
+func (x *Signal) GetTarget() int32 {
+	if x != nil {
+		return x.Target
+	}
+	return 0
+}
+
 type PerformanceSnapshot struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
@@ -1307,6 +1316,16 @@ type PerformanceSnapshot struct {
 	Drawdown      float64  `protobuf:"fixed64,8,opt,name=drawdown,proto3" json:"drawdown,omitempty"`
 	Metrics       *Metrics `protobuf:"bytes,9,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	BarsProcessed int64    `protobuf:"varint,10,opt,name=bars_processed,json=barsProcessed,proto3" json:"bars_processed,omitempty"`
+	Sequence      int64    `protobuf:"varint,11,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	RunState      RunState `protobuf:"varint,12,opt,name=run_state,json=runState,proto3,enum=stratopt.v1.RunState" json:"run_state,omitempty"`
+	// Units held (negative when short).
+	PositionQuantity float64                `protobuf:"fixed64,13,opt,name=position_quantity,json=positionQuantity,proto3" json:"position_quantity,omitempty"`
+	EntryPrice       float64                `protobuf:"fixed64,14,opt,name=entry_price,json=entryPrice,proto3" json:"entry_price,omitempty"`
+	LastBarTime      *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_bar_time,json=lastBarTime,proto3" json:"last_bar_time,omitempty"`
+	FeedId           string                 `protobuf:"bytes,16,opt,name=feed_id,json=feedId,proto3" json:"feed_id,omitempty"`
+	Symbol           string                 `protobuf:"bytes,17,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// The execution options the run trades with, every field resolved.
+	Execution     *ExecutionOptions `protobuf:"bytes,18,opt,name=execution,proto3" json:"execution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1411,16 +1430,75 @@ func (x *PerformanceSnapshot) GetBarsProcessed() int64 {
 	return 0
 }
 
+func (x *PerformanceSnapshot) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *PerformanceSnapshot) GetRunState() RunState {
+	if x != nil {
+		return x.RunState
+	}
+	return RunState_RUN_STATE_UNSPECIFIED
+}
+
+func (x *PerformanceSnapshot) GetPositionQuantity() float64 {
+	if x != nil {
+		return x.PositionQuantity
+	}
+	return 0
+}
+
+func (x *PerformanceSnapshot) GetEntryPrice() float64 {
+	if x != nil {
+		return x.EntryPrice
+	}
+	return 0
+}
+
+func (x *PerformanceSnapshot) GetLastBarTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastBarTime
+	}
+	return nil
+}
+
+func (x *PerformanceSnapshot) GetFeedId() string {
+	if x != nil {
+		return x.FeedId
+	}
+	return ""
+}
+
+func (x *PerformanceSnapshot) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *PerformanceSnapshot) GetExecution() *ExecutionOptions {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
+}
+
 type Alert struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	StrategyId    string                 `protobuf:"bytes,2,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	Severity      AlertSeverity          `protobuf:"varint,4,opt,name=severity,proto3,enum=stratopt.v1.AlertSeverity" json:"severity,omitempty"`
-	Title         string                 `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
-	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Rule          *AlertRule             `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
-	Value         float64                `protobuf:"fixed64,8,opt,name=value,proto3" json:"value,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	StrategyId string                 `protobuf:"bytes,2,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Severity   AlertSeverity          `protobuf:"varint,4,opt,name=severity,proto3,enum=stratopt.v1.AlertSeverity" json:"severity,omitempty"`
+	Title      string                 `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
+	Message    string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Rule       *AlertRule             `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
+	Value      float64                `protobuf:"fixed64,8,opt,name=value,proto3" json:"value,omitempty"`
+	Sequence   int64                  `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// "rule", "stop", "feed_stalled", "error" or "status".
+	Kind          string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1511,6 +1589,141 @@ func (x *Alert) GetValue() float64 {
 	return 0
 }
 
+func (x *Alert) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Alert) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+// A paper-broker fill.
+type Fill struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Symbol     string                 `protobuf:"bytes,3,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// BUY or SELL.
+	Side     SignalAction `protobuf:"varint,4,opt,name=side,proto3,enum=stratopt.v1.SignalAction" json:"side,omitempty"`
+	Quantity float64      `protobuf:"fixed64,5,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	// Price after slippage.
+	Price float64 `protobuf:"fixed64,6,opt,name=price,proto3" json:"price,omitempty"`
+	Fee   float64 `protobuf:"fixed64,7,opt,name=fee,proto3" json:"fee,omitempty"`
+	// "signal", "stop", "target", "trail" or "close".
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Realized profit of the trade this fill closes (0 for an entry).
+	RealizedPnl   float64 `protobuf:"fixed64,9,opt,name=realized_pnl,json=realizedPnl,proto3" json:"realized_pnl,omitempty"`
+	Sequence      int64   `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fill) Reset() {
+	*x = Fill{}
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fill) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fill) ProtoMessage() {}
+
+func (x *Fill) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fill.ProtoReflect.Descriptor instead.
+func (*Fill) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Fill) GetStrategyId() string {
+	if x != nil {
+		return x.StrategyId
+	}
+	return ""
+}
+
+func (x *Fill) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Fill) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *Fill) GetSide() SignalAction {
+	if x != nil {
+		return x.Side
+	}
+	return SignalAction_SIGNAL_ACTION_UNSPECIFIED
+}
+
+func (x *Fill) GetQuantity() float64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+func (x *Fill) GetPrice() float64 {
+	if x != nil {
+		return x.Price
+	}
+	return 0
+}
+
+func (x *Fill) GetFee() float64 {
+	if x != nil {
+		return x.Fee
+	}
+	return 0
+}
+
+func (x *Fill) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Fill) GetRealizedPnl() float64 {
+	if x != nil {
+		return x.RealizedPnl
+	}
+	return 0
+}
+
+func (x *Fill) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 type ListStrategyTypesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Category      StrategyCategory       `protobuf:"varint,1,opt,name=category,proto3,enum=stratopt.v1.StrategyCategory" json:"category,omitempty"`
@@ -1521,7 +1734,7 @@ type ListStrategyTypesRequest struct {
 
 func (x *ListStrategyTypesRequest) Reset() {
 	*x = ListStrategyTypesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[11]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1746,7 @@ func (x *ListStrategyTypesRequest) String() string {
 func (*ListStrategyTypesRequest) ProtoMessage() {}
 
 func (x *ListStrategyTypesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[11]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1759,7 @@ func (x *ListStrategyTypesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyTypesRequest.ProtoReflect.Descriptor instead.
 func (*ListStrategyTypesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{11}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStrategyTypesRequest) GetCategory() StrategyCategory {
@@ -1572,7 +1785,7 @@ type ListStrategyTypesResponse struct {
 
 func (x *ListStrategyTypesResponse) Reset() {
 	*x = ListStrategyTypesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[12]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1797,7 @@ func (x *ListStrategyTypesResponse) String() string {
 func (*ListStrategyTypesResponse) ProtoMessage() {}
 
 func (x *ListStrategyTypesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[12]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1810,7 @@ func (x *ListStrategyTypesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyTypesResponse.ProtoReflect.Descriptor instead.
 func (*ListStrategyTypesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{12}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListStrategyTypesResponse) GetStrategyTypes() []*StrategyType {
@@ -1616,7 +1829,7 @@ type GetStrategyTypeRequest struct {
 
 func (x *GetStrategyTypeRequest) Reset() {
 	*x = GetStrategyTypeRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[13]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1841,7 @@ func (x *GetStrategyTypeRequest) String() string {
 func (*GetStrategyTypeRequest) ProtoMessage() {}
 
 func (x *GetStrategyTypeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[13]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1854,7 @@ func (x *GetStrategyTypeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStrategyTypeRequest.ProtoReflect.Descriptor instead.
 func (*GetStrategyTypeRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{13}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStrategyTypeRequest) GetName() string {
@@ -1660,7 +1873,7 @@ type GetStrategyTypeResponse struct {
 
 func (x *GetStrategyTypeResponse) Reset() {
 	*x = GetStrategyTypeResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[14]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1885,7 @@ func (x *GetStrategyTypeResponse) String() string {
 func (*GetStrategyTypeResponse) ProtoMessage() {}
 
 func (x *GetStrategyTypeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[14]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1898,7 @@ func (x *GetStrategyTypeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStrategyTypeResponse.ProtoReflect.Descriptor instead.
 func (*GetStrategyTypeResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{14}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStrategyTypeResponse) GetStrategyType() *StrategyType {
@@ -1705,7 +1918,7 @@ type ListStrategyTemplatesRequest struct {
 
 func (x *ListStrategyTemplatesRequest) Reset() {
 	*x = ListStrategyTemplatesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[15]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1930,7 @@ func (x *ListStrategyTemplatesRequest) String() string {
 func (*ListStrategyTemplatesRequest) ProtoMessage() {}
 
 func (x *ListStrategyTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[15]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1943,7 @@ func (x *ListStrategyTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListStrategyTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{15}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListStrategyTemplatesRequest) GetStrategyType() string {
@@ -1756,7 +1969,7 @@ type ListStrategyTemplatesResponse struct {
 
 func (x *ListStrategyTemplatesResponse) Reset() {
 	*x = ListStrategyTemplatesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[16]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1981,7 @@ func (x *ListStrategyTemplatesResponse) String() string {
 func (*ListStrategyTemplatesResponse) ProtoMessage() {}
 
 func (x *ListStrategyTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[16]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1994,7 @@ func (x *ListStrategyTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListStrategyTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{16}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListStrategyTemplatesResponse) GetTemplates() []*StrategyTemplate {
@@ -1799,7 +2012,7 @@ type ListCategoriesRequest struct {
 
 func (x *ListCategoriesRequest) Reset() {
 	*x = ListCategoriesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[17]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2024,7 @@ func (x *ListCategoriesRequest) String() string {
 func (*ListCategoriesRequest) ProtoMessage() {}
 
 func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[17]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2037,7 @@ func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCategoriesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{17}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{18}
 }
 
 type ListCategoriesResponse struct {
@@ -1836,7 +2049,7 @@ type ListCategoriesResponse struct {
 
 func (x *ListCategoriesResponse) Reset() {
 	*x = ListCategoriesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[18]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2061,7 @@ func (x *ListCategoriesResponse) String() string {
 func (*ListCategoriesResponse) ProtoMessage() {}
 
 func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[18]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2074,7 @@ func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCategoriesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{18}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListCategoriesResponse) GetCategories() []*CategoryCount {
@@ -1882,7 +2095,7 @@ type CreateStrategyRequest struct {
 
 func (x *CreateStrategyRequest) Reset() {
 	*x = CreateStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[19]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2107,7 @@ func (x *CreateStrategyRequest) String() string {
 func (*CreateStrategyRequest) ProtoMessage() {}
 
 func (x *CreateStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[19]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2120,7 @@ func (x *CreateStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStrategyRequest.ProtoReflect.Descriptor instead.
 func (*CreateStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{19}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateStrategyRequest) GetStrategy() *Strategy {
@@ -1933,7 +2146,7 @@ type CreateStrategyResponse struct {
 
 func (x *CreateStrategyResponse) Reset() {
 	*x = CreateStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[20]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2158,7 @@ func (x *CreateStrategyResponse) String() string {
 func (*CreateStrategyResponse) ProtoMessage() {}
 
 func (x *CreateStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[20]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2171,7 @@ func (x *CreateStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStrategyResponse.ProtoReflect.Descriptor instead.
 func (*CreateStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{20}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateStrategyResponse) GetStrategy() *Strategy {
@@ -1977,7 +2190,7 @@ type GetStrategyRequest struct {
 
 func (x *GetStrategyRequest) Reset() {
 	*x = GetStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[21]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2202,7 @@ func (x *GetStrategyRequest) String() string {
 func (*GetStrategyRequest) ProtoMessage() {}
 
 func (x *GetStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[21]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2215,7 @@ func (x *GetStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStrategyRequest.ProtoReflect.Descriptor instead.
 func (*GetStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{21}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetStrategyRequest) GetStrategyId() string {
@@ -2021,7 +2234,7 @@ type GetStrategyResponse struct {
 
 func (x *GetStrategyResponse) Reset() {
 	*x = GetStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[22]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2246,7 @@ func (x *GetStrategyResponse) String() string {
 func (*GetStrategyResponse) ProtoMessage() {}
 
 func (x *GetStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[22]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2259,7 @@ func (x *GetStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStrategyResponse.ProtoReflect.Descriptor instead.
 func (*GetStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{22}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetStrategyResponse) GetStrategy() *Strategy {
@@ -2080,7 +2293,7 @@ type ListStrategiesRequest struct {
 
 func (x *ListStrategiesRequest) Reset() {
 	*x = ListStrategiesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[23]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2305,7 @@ func (x *ListStrategiesRequest) String() string {
 func (*ListStrategiesRequest) ProtoMessage() {}
 
 func (x *ListStrategiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[23]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2318,7 @@ func (x *ListStrategiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategiesRequest.ProtoReflect.Descriptor instead.
 func (*ListStrategiesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{23}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListStrategiesRequest) GetPageSize() int32 {
@@ -2189,7 +2402,7 @@ type ListStrategiesResponse struct {
 
 func (x *ListStrategiesResponse) Reset() {
 	*x = ListStrategiesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[24]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2414,7 @@ func (x *ListStrategiesResponse) String() string {
 func (*ListStrategiesResponse) ProtoMessage() {}
 
 func (x *ListStrategiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[24]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2427,7 @@ func (x *ListStrategiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategiesResponse.ProtoReflect.Descriptor instead.
 func (*ListStrategiesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{24}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListStrategiesResponse) GetStrategies() []*Strategy {
@@ -2248,7 +2461,7 @@ type UpdateStrategyRequest struct {
 
 func (x *UpdateStrategyRequest) Reset() {
 	*x = UpdateStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[25]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2473,7 @@ func (x *UpdateStrategyRequest) String() string {
 func (*UpdateStrategyRequest) ProtoMessage() {}
 
 func (x *UpdateStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[25]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2486,7 @@ func (x *UpdateStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStrategyRequest.ProtoReflect.Descriptor instead.
 func (*UpdateStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{25}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateStrategyRequest) GetStrategy() *Strategy {
@@ -2299,7 +2512,7 @@ type UpdateStrategyResponse struct {
 
 func (x *UpdateStrategyResponse) Reset() {
 	*x = UpdateStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[26]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2524,7 @@ func (x *UpdateStrategyResponse) String() string {
 func (*UpdateStrategyResponse) ProtoMessage() {}
 
 func (x *UpdateStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[26]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2537,7 @@ func (x *UpdateStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStrategyResponse.ProtoReflect.Descriptor instead.
 func (*UpdateStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{26}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateStrategyResponse) GetStrategy() *Strategy {
@@ -2343,7 +2556,7 @@ type DeleteStrategyRequest struct {
 
 func (x *DeleteStrategyRequest) Reset() {
 	*x = DeleteStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[27]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2568,7 @@ func (x *DeleteStrategyRequest) String() string {
 func (*DeleteStrategyRequest) ProtoMessage() {}
 
 func (x *DeleteStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[27]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2581,7 @@ func (x *DeleteStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStrategyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{27}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteStrategyRequest) GetStrategyId() string {
@@ -2386,7 +2599,7 @@ type DeleteStrategyResponse struct {
 
 func (x *DeleteStrategyResponse) Reset() {
 	*x = DeleteStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[28]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2611,7 @@ func (x *DeleteStrategyResponse) String() string {
 func (*DeleteStrategyResponse) ProtoMessage() {}
 
 func (x *DeleteStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[28]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2624,7 @@ func (x *DeleteStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStrategyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{28}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{29}
 }
 
 type ListStrategyHistoryRequest struct {
@@ -2425,7 +2638,7 @@ type ListStrategyHistoryRequest struct {
 
 func (x *ListStrategyHistoryRequest) Reset() {
 	*x = ListStrategyHistoryRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[29]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2650,7 @@ func (x *ListStrategyHistoryRequest) String() string {
 func (*ListStrategyHistoryRequest) ProtoMessage() {}
 
 func (x *ListStrategyHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[29]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2663,7 @@ func (x *ListStrategyHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListStrategyHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{29}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListStrategyHistoryRequest) GetStrategyId() string {
@@ -2484,7 +2697,7 @@ type ListStrategyHistoryResponse struct {
 
 func (x *ListStrategyHistoryResponse) Reset() {
 	*x = ListStrategyHistoryResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[30]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2709,7 @@ func (x *ListStrategyHistoryResponse) String() string {
 func (*ListStrategyHistoryResponse) ProtoMessage() {}
 
 func (x *ListStrategyHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[30]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2722,7 @@ func (x *ListStrategyHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategyHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListStrategyHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{30}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListStrategyHistoryResponse) GetEvents() []*StrategyHistoryEvent {
@@ -2538,7 +2751,7 @@ type ShareStrategyRequest struct {
 
 func (x *ShareStrategyRequest) Reset() {
 	*x = ShareStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[31]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2763,7 @@ func (x *ShareStrategyRequest) String() string {
 func (*ShareStrategyRequest) ProtoMessage() {}
 
 func (x *ShareStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[31]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2776,7 @@ func (x *ShareStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareStrategyRequest.ProtoReflect.Descriptor instead.
 func (*ShareStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{31}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ShareStrategyRequest) GetStrategyId() string {
@@ -2596,7 +2809,7 @@ type ShareStrategyResponse struct {
 
 func (x *ShareStrategyResponse) Reset() {
 	*x = ShareStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[32]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2821,7 @@ func (x *ShareStrategyResponse) String() string {
 func (*ShareStrategyResponse) ProtoMessage() {}
 
 func (x *ShareStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[32]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2834,7 @@ func (x *ShareStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareStrategyResponse.ProtoReflect.Descriptor instead.
 func (*ShareStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{32}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ShareStrategyResponse) GetShare() *StrategyShare {
@@ -2641,7 +2854,7 @@ type UnshareStrategyRequest struct {
 
 func (x *UnshareStrategyRequest) Reset() {
 	*x = UnshareStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[33]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2866,7 @@ func (x *UnshareStrategyRequest) String() string {
 func (*UnshareStrategyRequest) ProtoMessage() {}
 
 func (x *UnshareStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[33]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2879,7 @@ func (x *UnshareStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareStrategyRequest.ProtoReflect.Descriptor instead.
 func (*UnshareStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{33}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnshareStrategyRequest) GetStrategyId() string {
@@ -2691,7 +2904,7 @@ type UnshareStrategyResponse struct {
 
 func (x *UnshareStrategyResponse) Reset() {
 	*x = UnshareStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[34]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2916,7 @@ func (x *UnshareStrategyResponse) String() string {
 func (*UnshareStrategyResponse) ProtoMessage() {}
 
 func (x *UnshareStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[34]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2929,7 @@ func (x *UnshareStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareStrategyResponse.ProtoReflect.Descriptor instead.
 func (*UnshareStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{34}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{35}
 }
 
 type ListStrategySharesRequest struct {
@@ -2728,7 +2941,7 @@ type ListStrategySharesRequest struct {
 
 func (x *ListStrategySharesRequest) Reset() {
 	*x = ListStrategySharesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[35]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2953,7 @@ func (x *ListStrategySharesRequest) String() string {
 func (*ListStrategySharesRequest) ProtoMessage() {}
 
 func (x *ListStrategySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[35]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2966,7 @@ func (x *ListStrategySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategySharesRequest.ProtoReflect.Descriptor instead.
 func (*ListStrategySharesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{35}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListStrategySharesRequest) GetStrategyId() string {
@@ -2772,7 +2985,7 @@ type ListStrategySharesResponse struct {
 
 func (x *ListStrategySharesResponse) Reset() {
 	*x = ListStrategySharesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[36]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2997,7 @@ func (x *ListStrategySharesResponse) String() string {
 func (*ListStrategySharesResponse) ProtoMessage() {}
 
 func (x *ListStrategySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[36]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +3010,7 @@ func (x *ListStrategySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStrategySharesResponse.ProtoReflect.Descriptor instead.
 func (*ListStrategySharesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{36}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListStrategySharesResponse) GetShares() []*StrategyShare {
@@ -2820,7 +3033,7 @@ type CreateEnsembleRequest struct {
 
 func (x *CreateEnsembleRequest) Reset() {
 	*x = CreateEnsembleRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[37]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3045,7 @@ func (x *CreateEnsembleRequest) String() string {
 func (*CreateEnsembleRequest) ProtoMessage() {}
 
 func (x *CreateEnsembleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[37]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3058,7 @@ func (x *CreateEnsembleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnsembleRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnsembleRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{37}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateEnsembleRequest) GetName() string {
@@ -2892,7 +3105,7 @@ type CreateEnsembleResponse struct {
 
 func (x *CreateEnsembleResponse) Reset() {
 	*x = CreateEnsembleResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[38]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3117,7 @@ func (x *CreateEnsembleResponse) String() string {
 func (*CreateEnsembleResponse) ProtoMessage() {}
 
 func (x *CreateEnsembleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[38]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3130,7 @@ func (x *CreateEnsembleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnsembleResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnsembleResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{38}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateEnsembleResponse) GetStrategy() *Strategy {
@@ -2935,14 +3148,17 @@ type CompareStrategiesRequest struct {
 	// Overrides each strategy's own execution options when set.
 	Execution *ExecutionOptions `protobuf:"bytes,4,opt,name=execution,proto3" json:"execution,omitempty"`
 	// Metric to rank by (default "sharpe").
-	RankBy        string `protobuf:"bytes,5,opt,name=rank_by,json=rankBy,proto3" json:"rank_by,omitempty"`
+	RankBy string `protobuf:"bytes,5,opt,name=rank_by,json=rankBy,proto3" json:"rank_by,omitempty"`
+	// Stored backtests to compare (with or instead of strategy_ids); 2..10 entries in all.
+	// Strategies are backtested on the period the stored backtests share.
+	BacktestIds   []string `protobuf:"bytes,6,rep,name=backtest_ids,json=backtestIds,proto3" json:"backtest_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareStrategiesRequest) Reset() {
 	*x = CompareStrategiesRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[39]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3170,7 @@ func (x *CompareStrategiesRequest) String() string {
 func (*CompareStrategiesRequest) ProtoMessage() {}
 
 func (x *CompareStrategiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[39]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3183,7 @@ func (x *CompareStrategiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareStrategiesRequest.ProtoReflect.Descriptor instead.
 func (*CompareStrategiesRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{39}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CompareStrategiesRequest) GetStrategyIds() []string {
@@ -3005,20 +3221,29 @@ func (x *CompareStrategiesRequest) GetRankBy() string {
 	return ""
 }
 
+func (x *CompareStrategiesRequest) GetBacktestIds() []string {
+	if x != nil {
+		return x.BacktestIds
+	}
+	return nil
+}
+
 type ComparisonRow struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	StrategyId   string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
 	StrategyName string                 `protobuf:"bytes,2,opt,name=strategy_name,json=strategyName,proto3" json:"strategy_name,omitempty"`
 	Metrics      *Metrics               `protobuf:"bytes,3,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	// 1 = best by rank_by.
-	Rank          int32 `protobuf:"varint,4,opt,name=rank,proto3" json:"rank,omitempty"`
+	Rank int32 `protobuf:"varint,4,opt,name=rank,proto3" json:"rank,omitempty"`
+	// Set when the row is a stored backtest.
+	BacktestId    string `protobuf:"bytes,5,opt,name=backtest_id,json=backtestId,proto3" json:"backtest_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ComparisonRow) Reset() {
 	*x = ComparisonRow{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[40]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3255,7 @@ func (x *ComparisonRow) String() string {
 func (*ComparisonRow) ProtoMessage() {}
 
 func (x *ComparisonRow) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[40]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3268,7 @@ func (x *ComparisonRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComparisonRow.ProtoReflect.Descriptor instead.
 func (*ComparisonRow) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{40}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ComparisonRow) GetStrategyId() string {
@@ -3074,18 +3299,29 @@ func (x *ComparisonRow) GetRank() int32 {
 	return 0
 }
 
+func (x *ComparisonRow) GetBacktestId() string {
+	if x != nil {
+		return x.BacktestId
+	}
+	return ""
+}
+
 type CompareStrategiesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Rows  []*ComparisonRow       `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
 	// Pearson correlation of bar returns, row-major, len(rows)^2 entries.
 	ReturnCorrelations []float64 `protobuf:"fixed64,2,rep,packed,name=return_correlations,json=returnCorrelations,proto3" json:"return_correlations,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The common period and dataset every row was measured on.
+	DatasetId     string     `protobuf:"bytes,3,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
+	TimeRange     *TimeRange `protobuf:"bytes,4,opt,name=time_range,json=timeRange,proto3" json:"time_range,omitempty"`
+	RankBy        string     `protobuf:"bytes,5,opt,name=rank_by,json=rankBy,proto3" json:"rank_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareStrategiesResponse) Reset() {
 	*x = CompareStrategiesResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[41]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3333,7 @@ func (x *CompareStrategiesResponse) String() string {
 func (*CompareStrategiesResponse) ProtoMessage() {}
 
 func (x *CompareStrategiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[41]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3346,7 @@ func (x *CompareStrategiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareStrategiesResponse.ProtoReflect.Descriptor instead.
 func (*CompareStrategiesResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{41}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CompareStrategiesResponse) GetRows() []*ComparisonRow {
@@ -3127,6 +3363,27 @@ func (x *CompareStrategiesResponse) GetReturnCorrelations() []float64 {
 	return nil
 }
 
+func (x *CompareStrategiesResponse) GetDatasetId() string {
+	if x != nil {
+		return x.DatasetId
+	}
+	return ""
+}
+
+func (x *CompareStrategiesResponse) GetTimeRange() *TimeRange {
+	if x != nil {
+		return x.TimeRange
+	}
+	return nil
+}
+
+func (x *CompareStrategiesResponse) GetRankBy() string {
+	if x != nil {
+		return x.RankBy
+	}
+	return ""
+}
+
 type StartStrategyRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
@@ -3135,14 +3392,23 @@ type StartStrategyRequest struct {
 	// Replay speed in bars per second (default 10, 0 = as fast as possible).
 	BarsPerSecond float64 `protobuf:"fixed64,3,opt,name=bars_per_second,json=barsPerSecond,proto3" json:"bars_per_second,omitempty"`
 	// Bars to warm indicators up with before trading starts.
-	WarmupBars    int64 `protobuf:"varint,4,opt,name=warmup_bars,json=warmupBars,proto3" json:"warmup_bars,omitempty"`
+	WarmupBars int64 `protobuf:"varint,4,opt,name=warmup_bars,json=warmupBars,proto3" json:"warmup_bars,omitempty"`
+	// Run on this feed (see MarketDataService.CreateFeed) instead of a private replay of
+	// dataset_id. Give exactly one of dataset_id and feed_id.
+	FeedId string `protobuf:"bytes,5,opt,name=feed_id,json=feedId,proto3" json:"feed_id,omitempty"`
+	// The symbol to trade on the feed (default: the feed's only symbol).
+	Symbol string `protobuf:"bytes,6,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// Replay of dataset_id: the first bar to trade (default the dataset's first bar).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Overrides the strategy's own execution options (see ExecutionOptions.set_fields).
+	Execution     *ExecutionOptions `protobuf:"bytes,8,opt,name=execution,proto3" json:"execution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartStrategyRequest) Reset() {
 	*x = StartStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[42]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3420,7 @@ func (x *StartStrategyRequest) String() string {
 func (*StartStrategyRequest) ProtoMessage() {}
 
 func (x *StartStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[42]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3433,7 @@ func (x *StartStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStrategyRequest.ProtoReflect.Descriptor instead.
 func (*StartStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{42}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StartStrategyRequest) GetStrategyId() string {
@@ -3198,6 +3464,34 @@ func (x *StartStrategyRequest) GetWarmupBars() int64 {
 	return 0
 }
 
+func (x *StartStrategyRequest) GetFeedId() string {
+	if x != nil {
+		return x.FeedId
+	}
+	return ""
+}
+
+func (x *StartStrategyRequest) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *StartStrategyRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *StartStrategyRequest) GetExecution() *ExecutionOptions {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
+}
+
 type StartStrategyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Strategy      *Strategy              `protobuf:"bytes,1,opt,name=strategy,proto3" json:"strategy,omitempty"`
@@ -3207,7 +3501,7 @@ type StartStrategyResponse struct {
 
 func (x *StartStrategyResponse) Reset() {
 	*x = StartStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[43]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3219,7 +3513,7 @@ func (x *StartStrategyResponse) String() string {
 func (*StartStrategyResponse) ProtoMessage() {}
 
 func (x *StartStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[43]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3232,7 +3526,7 @@ func (x *StartStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStrategyResponse.ProtoReflect.Descriptor instead.
 func (*StartStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{43}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StartStrategyResponse) GetStrategy() *Strategy {
@@ -3243,15 +3537,17 @@ func (x *StartStrategyResponse) GetStrategy() *Strategy {
 }
 
 type StopStrategyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StrategyId    string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	// Close the open position at the last price before stopping (default: keep it).
+	ClosePosition bool `protobuf:"varint,2,opt,name=close_position,json=closePosition,proto3" json:"close_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StopStrategyRequest) Reset() {
 	*x = StopStrategyRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[44]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3559,7 @@ func (x *StopStrategyRequest) String() string {
 func (*StopStrategyRequest) ProtoMessage() {}
 
 func (x *StopStrategyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[44]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3572,7 @@ func (x *StopStrategyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopStrategyRequest.ProtoReflect.Descriptor instead.
 func (*StopStrategyRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{44}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StopStrategyRequest) GetStrategyId() string {
@@ -3284,6 +3580,13 @@ func (x *StopStrategyRequest) GetStrategyId() string {
 		return x.StrategyId
 	}
 	return ""
+}
+
+func (x *StopStrategyRequest) GetClosePosition() bool {
+	if x != nil {
+		return x.ClosePosition
+	}
+	return false
 }
 
 type StopStrategyResponse struct {
@@ -3295,7 +3598,7 @@ type StopStrategyResponse struct {
 
 func (x *StopStrategyResponse) Reset() {
 	*x = StopStrategyResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[45]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3610,7 @@ func (x *StopStrategyResponse) String() string {
 func (*StopStrategyResponse) ProtoMessage() {}
 
 func (x *StopStrategyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[45]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3623,7 @@ func (x *StopStrategyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopStrategyResponse.ProtoReflect.Descriptor instead.
 func (*StopStrategyResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{45}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StopStrategyResponse) GetStrategy() *Strategy {
@@ -3341,7 +3644,7 @@ type ListSignalsRequest struct {
 
 func (x *ListSignalsRequest) Reset() {
 	*x = ListSignalsRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[46]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3656,7 @@ func (x *ListSignalsRequest) String() string {
 func (*ListSignalsRequest) ProtoMessage() {}
 
 func (x *ListSignalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[46]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3669,7 @@ func (x *ListSignalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignalsRequest.ProtoReflect.Descriptor instead.
 func (*ListSignalsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{46}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSignalsRequest) GetStrategyId() string {
@@ -3400,7 +3703,7 @@ type ListSignalsResponse struct {
 
 func (x *ListSignalsResponse) Reset() {
 	*x = ListSignalsResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[47]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3715,7 @@ func (x *ListSignalsResponse) String() string {
 func (*ListSignalsResponse) ProtoMessage() {}
 
 func (x *ListSignalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[47]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3728,7 @@ func (x *ListSignalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignalsResponse.ProtoReflect.Descriptor instead.
 func (*ListSignalsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{47}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListSignalsResponse) GetSignals() []*Signal {
@@ -3436,6 +3739,119 @@ func (x *ListSignalsResponse) GetSignals() []*Signal {
 }
 
 func (x *ListSignalsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListFillsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	// 1..1000, default 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFillsRequest) Reset() {
+	*x = ListFillsRequest{}
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFillsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFillsRequest) ProtoMessage() {}
+
+func (x *ListFillsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFillsRequest.ProtoReflect.Descriptor instead.
+func (*ListFillsRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListFillsRequest) GetStrategyId() string {
+	if x != nil {
+		return x.StrategyId
+	}
+	return ""
+}
+
+func (x *ListFillsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFillsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListFillsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fills         []*Fill                `protobuf:"bytes,1,rep,name=fills,proto3" json:"fills,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFillsResponse) Reset() {
+	*x = ListFillsResponse{}
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFillsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFillsResponse) ProtoMessage() {}
+
+func (x *ListFillsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFillsResponse.ProtoReflect.Descriptor instead.
+func (*ListFillsResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListFillsResponse) GetFills() []*Fill {
+	if x != nil {
+		return x.Fills
+	}
+	return nil
+}
+
+func (x *ListFillsResponse) GetNextPageToken() string {
 	if x != nil {
 		return x.NextPageToken
 	}
@@ -3453,7 +3869,7 @@ type StreamSignalsRequest struct {
 
 func (x *StreamSignalsRequest) Reset() {
 	*x = StreamSignalsRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[48]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3881,7 @@ func (x *StreamSignalsRequest) String() string {
 func (*StreamSignalsRequest) ProtoMessage() {}
 
 func (x *StreamSignalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[48]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3894,7 @@ func (x *StreamSignalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSignalsRequest.ProtoReflect.Descriptor instead.
 func (*StreamSignalsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{48}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StreamSignalsRequest) GetStrategyId() string {
@@ -3496,15 +3912,17 @@ func (x *StreamSignalsRequest) GetAfterSequence() int64 {
 }
 
 type StreamSignalsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Signal        *Signal                `protobuf:"bytes,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Signal *Signal                `protobuf:"bytes,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	// Signals this subscriber missed so far because it read too slowly (oldest dropped first).
+	Dropped       int64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamSignalsResponse) Reset() {
 	*x = StreamSignalsResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[49]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3934,7 @@ func (x *StreamSignalsResponse) String() string {
 func (*StreamSignalsResponse) ProtoMessage() {}
 
 func (x *StreamSignalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[49]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3947,7 @@ func (x *StreamSignalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSignalsResponse.ProtoReflect.Descriptor instead.
 func (*StreamSignalsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{49}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StreamSignalsResponse) GetSignal() *Signal {
@@ -3537,6 +3955,13 @@ func (x *StreamSignalsResponse) GetSignal() *Signal {
 		return x.Signal
 	}
 	return nil
+}
+
+func (x *StreamSignalsResponse) GetDropped() int64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
 }
 
 type GetPerformanceRequest struct {
@@ -3548,7 +3973,7 @@ type GetPerformanceRequest struct {
 
 func (x *GetPerformanceRequest) Reset() {
 	*x = GetPerformanceRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[50]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3985,7 @@ func (x *GetPerformanceRequest) String() string {
 func (*GetPerformanceRequest) ProtoMessage() {}
 
 func (x *GetPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[50]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3998,7 @@ func (x *GetPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*GetPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{50}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetPerformanceRequest) GetStrategyId() string {
@@ -3592,7 +4017,7 @@ type GetPerformanceResponse struct {
 
 func (x *GetPerformanceResponse) Reset() {
 	*x = GetPerformanceResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +4029,7 @@ func (x *GetPerformanceResponse) String() string {
 func (*GetPerformanceResponse) ProtoMessage() {}
 
 func (x *GetPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +4042,7 @@ func (x *GetPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*GetPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{51}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetPerformanceResponse) GetPerformance() *PerformanceSnapshot {
@@ -3628,15 +4053,17 @@ func (x *GetPerformanceResponse) GetPerformance() *PerformanceSnapshot {
 }
 
 type StreamPerformanceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StrategyId    string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	// Seconds between snapshots, 1..60 (default 1).
+	IntervalSeconds int32 `protobuf:"varint,2,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StreamPerformanceRequest) Reset() {
 	*x = StreamPerformanceRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +4075,7 @@ func (x *StreamPerformanceRequest) String() string {
 func (*StreamPerformanceRequest) ProtoMessage() {}
 
 func (x *StreamPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +4088,7 @@ func (x *StreamPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*StreamPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{52}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *StreamPerformanceRequest) GetStrategyId() string {
@@ -3669,6 +4096,13 @@ func (x *StreamPerformanceRequest) GetStrategyId() string {
 		return x.StrategyId
 	}
 	return ""
+}
+
+func (x *StreamPerformanceRequest) GetIntervalSeconds() int32 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
 }
 
 type StreamPerformanceResponse struct {
@@ -3680,7 +4114,7 @@ type StreamPerformanceResponse struct {
 
 func (x *StreamPerformanceResponse) Reset() {
 	*x = StreamPerformanceResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +4126,7 @@ func (x *StreamPerformanceResponse) String() string {
 func (*StreamPerformanceResponse) ProtoMessage() {}
 
 func (x *StreamPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +4139,7 @@ func (x *StreamPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*StreamPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{53}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StreamPerformanceResponse) GetPerformance() *PerformanceSnapshot {
@@ -3716,15 +4150,17 @@ func (x *StreamPerformanceResponse) GetPerformance() *PerformanceSnapshot {
 }
 
 type StreamAlertsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StrategyId    string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	// Resume after this sequence number (0 = only new alerts).
+	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamAlertsRequest) Reset() {
 	*x = StreamAlertsRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +4172,7 @@ func (x *StreamAlertsRequest) String() string {
 func (*StreamAlertsRequest) ProtoMessage() {}
 
 func (x *StreamAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +4185,7 @@ func (x *StreamAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAlertsRequest.ProtoReflect.Descriptor instead.
 func (*StreamAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{54}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StreamAlertsRequest) GetStrategyId() string {
@@ -3759,16 +4195,25 @@ func (x *StreamAlertsRequest) GetStrategyId() string {
 	return ""
 }
 
+func (x *StreamAlertsRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
 type StreamAlertsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Alert         *Alert                 `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Alert *Alert                 `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	// Alerts this subscriber missed so far because it read too slowly.
+	Dropped       int64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamAlertsResponse) Reset() {
 	*x = StreamAlertsResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +4225,7 @@ func (x *StreamAlertsResponse) String() string {
 func (*StreamAlertsResponse) ProtoMessage() {}
 
 func (x *StreamAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +4238,7 @@ func (x *StreamAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAlertsResponse.ProtoReflect.Descriptor instead.
 func (*StreamAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{55}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StreamAlertsResponse) GetAlert() *Alert {
@@ -3801,6 +4246,13 @@ func (x *StreamAlertsResponse) GetAlert() *Alert {
 		return x.Alert
 	}
 	return nil
+}
+
+func (x *StreamAlertsResponse) GetDropped() int64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
 }
 
 var File_stratopt_v1_strategy_proto protoreflect.FileDescriptor
@@ -3896,7 +4348,7 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\busername\x18\x03 \x01(\tR\busername\x123\n" +
 	"\x06access\x18\x04 \x03(\x0e2\x1b.stratopt.v1.StrategyAccessR\x06access\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x8a\x02\n" +
+	"createTime\"\xa2\x02\n" +
 	"\x06Signal\x12\x1f\n" +
 	"\vstrategy_id\x18\x01 \x01(\tR\n" +
 	"strategyId\x12.\n" +
@@ -3906,7 +4358,8 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x05price\x18\x05 \x01(\x01R\x05price\x12\x1a\n" +
 	"\bposition\x18\x06 \x01(\x05R\bposition\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x1a\n" +
-	"\bsequence\x18\b \x01(\x03R\bsequence\"\xeb\x02\n" +
+	"\bsequence\x18\b \x01(\x03R\bsequence\x12\x16\n" +
+	"\x06target\x18\t \x01(\x05R\x06target\"\xb7\x05\n" +
 	"\x13PerformanceSnapshot\x12\x1f\n" +
 	"\vstrategy_id\x18\x01 \x01(\tR\n" +
 	"strategyId\x12.\n" +
@@ -3919,7 +4372,16 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\bdrawdown\x18\b \x01(\x01R\bdrawdown\x12.\n" +
 	"\ametrics\x18\t \x01(\v2\x14.stratopt.v1.MetricsR\ametrics\x12%\n" +
 	"\x0ebars_processed\x18\n" +
-	" \x01(\x03R\rbarsProcessed\"\x92\x02\n" +
+	" \x01(\x03R\rbarsProcessed\x12\x1a\n" +
+	"\bsequence\x18\v \x01(\x03R\bsequence\x122\n" +
+	"\trun_state\x18\f \x01(\x0e2\x15.stratopt.v1.RunStateR\brunState\x12+\n" +
+	"\x11position_quantity\x18\r \x01(\x01R\x10positionQuantity\x12\x1f\n" +
+	"\ventry_price\x18\x0e \x01(\x01R\n" +
+	"entryPrice\x12>\n" +
+	"\rlast_bar_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\vlastBarTime\x12\x17\n" +
+	"\afeed_id\x18\x10 \x01(\tR\x06feedId\x12\x16\n" +
+	"\x06symbol\x18\x11 \x01(\tR\x06symbol\x12;\n" +
+	"\texecution\x18\x12 \x01(\v2\x1d.stratopt.v1.ExecutionOptionsR\texecution\"\xc2\x02\n" +
 	"\x05Alert\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vstrategy_id\x18\x02 \x01(\tR\n" +
@@ -3929,7 +4391,23 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12*\n" +
 	"\x04rule\x18\a \x01(\v2\x16.stratopt.v1.AlertRuleR\x04rule\x12\x14\n" +
-	"\x05value\x18\b \x01(\x01R\x05value\"\x8c\x01\n" +
+	"\x05value\x18\b \x01(\x01R\x05value\x12\x1a\n" +
+	"\bsequence\x18\t \x01(\x03R\bsequence\x12\x12\n" +
+	"\x04kind\x18\n" +
+	" \x01(\tR\x04kind\"\xb9\x02\n" +
+	"\x04Fill\x12\x1f\n" +
+	"\vstrategy_id\x18\x01 \x01(\tR\n" +
+	"strategyId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06symbol\x18\x03 \x01(\tR\x06symbol\x12-\n" +
+	"\x04side\x18\x04 \x01(\x0e2\x19.stratopt.v1.SignalActionR\x04side\x12\x1a\n" +
+	"\bquantity\x18\x05 \x01(\x01R\bquantity\x12\x14\n" +
+	"\x05price\x18\x06 \x01(\x01R\x05price\x12\x10\n" +
+	"\x03fee\x18\a \x01(\x01R\x03fee\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12!\n" +
+	"\frealized_pnl\x18\t \x01(\x01R\vrealizedPnl\x12\x1a\n" +
+	"\bsequence\x18\n" +
+	" \x01(\x03R\bsequence\"\x8c\x01\n" +
 	"\x18ListStrategyTypesRequest\x129\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1d.stratopt.v1.StrategyCategoryR\bcategory\x125\n" +
 	"\n" +
@@ -4025,7 +4503,7 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x06method\x18\x04 \x01(\x0e2\x1b.stratopt.v1.EnsembleMethodR\x06method\x12\x12\n" +
 	"\x04tags\x18\x05 \x03(\tR\x04tags\"K\n" +
 	"\x16CreateEnsembleResponse\x121\n" +
-	"\bstrategy\x18\x01 \x01(\v2\x15.stratopt.v1.StrategyR\bstrategy\"\xf5\x01\n" +
+	"\bstrategy\x18\x01 \x01(\v2\x15.stratopt.v1.StrategyR\bstrategy\"\x98\x02\n" +
 	"\x18CompareStrategiesRequest\x12'\n" +
 	"\fstrategy_ids\x18\x01 \x03(\tB\x04\xe2A\x01\x02R\vstrategyIds\x12#\n" +
 	"\n" +
@@ -4033,16 +4511,24 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\n" +
 	"time_range\x18\x03 \x01(\v2\x16.stratopt.v1.TimeRangeR\ttimeRange\x12;\n" +
 	"\texecution\x18\x04 \x01(\v2\x1d.stratopt.v1.ExecutionOptionsR\texecution\x12\x17\n" +
-	"\arank_by\x18\x05 \x01(\tR\x06rankBy\"\x99\x01\n" +
+	"\arank_by\x18\x05 \x01(\tR\x06rankBy\x12!\n" +
+	"\fbacktest_ids\x18\x06 \x03(\tR\vbacktestIds\"\xba\x01\n" +
 	"\rComparisonRow\x12\x1f\n" +
 	"\vstrategy_id\x18\x01 \x01(\tR\n" +
 	"strategyId\x12#\n" +
 	"\rstrategy_name\x18\x02 \x01(\tR\fstrategyName\x12.\n" +
 	"\ametrics\x18\x03 \x01(\v2\x14.stratopt.v1.MetricsR\ametrics\x12\x12\n" +
-	"\x04rank\x18\x04 \x01(\x05R\x04rank\"|\n" +
+	"\x04rank\x18\x04 \x01(\x05R\x04rank\x12\x1f\n" +
+	"\vbacktest_id\x18\x05 \x01(\tR\n" +
+	"backtestId\"\xeb\x01\n" +
 	"\x19CompareStrategiesResponse\x12.\n" +
 	"\x04rows\x18\x01 \x03(\v2\x1a.stratopt.v1.ComparisonRowR\x04rows\x12/\n" +
-	"\x13return_correlations\x18\x02 \x03(\x01R\x12returnCorrelations\"\xab\x01\n" +
+	"\x13return_correlations\x18\x02 \x03(\x01R\x12returnCorrelations\x12\x1d\n" +
+	"\n" +
+	"dataset_id\x18\x03 \x01(\tR\tdatasetId\x125\n" +
+	"\n" +
+	"time_range\x18\x04 \x01(\v2\x16.stratopt.v1.TimeRangeR\ttimeRange\x12\x17\n" +
+	"\arank_by\x18\x05 \x01(\tR\x06rankBy\"\xd4\x02\n" +
 	"\x14StartStrategyRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"strategyId\x12#\n" +
@@ -4050,12 +4536,18 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"dataset_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tdatasetId\x12&\n" +
 	"\x0fbars_per_second\x18\x03 \x01(\x01R\rbarsPerSecond\x12\x1f\n" +
 	"\vwarmup_bars\x18\x04 \x01(\x03R\n" +
-	"warmupBars\"J\n" +
+	"warmupBars\x12\x17\n" +
+	"\afeed_id\x18\x05 \x01(\tR\x06feedId\x12\x16\n" +
+	"\x06symbol\x18\x06 \x01(\tR\x06symbol\x129\n" +
+	"\n" +
+	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n" +
+	"\texecution\x18\b \x01(\v2\x1d.stratopt.v1.ExecutionOptionsR\texecution\"J\n" +
 	"\x15StartStrategyResponse\x121\n" +
-	"\bstrategy\x18\x01 \x01(\v2\x15.stratopt.v1.StrategyR\bstrategy\"<\n" +
+	"\bstrategy\x18\x01 \x01(\v2\x15.stratopt.v1.StrategyR\bstrategy\"c\n" +
 	"\x13StopStrategyRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"strategyId\"I\n" +
+	"strategyId\x12%\n" +
+	"\x0eclose_position\x18\x02 \x01(\bR\rclosePosition\"I\n" +
 	"\x14StopStrategyResponse\x121\n" +
 	"\bstrategy\x18\x01 \x01(\v2\x15.stratopt.v1.StrategyR\bstrategy\"w\n" +
 	"\x12ListSignalsRequest\x12%\n" +
@@ -4066,28 +4558,41 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
 	"\x13ListSignalsResponse\x12-\n" +
 	"\asignals\x18\x01 \x03(\v2\x13.stratopt.v1.SignalR\asignals\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n" +
+	"\x10ListFillsRequest\x12%\n" +
+	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"strategyId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"d\n" +
+	"\x11ListFillsResponse\x12'\n" +
+	"\x05fills\x18\x01 \x03(\v2\x11.stratopt.v1.FillR\x05fills\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
 	"\x14StreamSignalsRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"strategyId\x12%\n" +
-	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"D\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"^\n" +
 	"\x15StreamSignalsResponse\x12+\n" +
-	"\x06signal\x18\x01 \x01(\v2\x13.stratopt.v1.SignalR\x06signal\">\n" +
+	"\x06signal\x18\x01 \x01(\v2\x13.stratopt.v1.SignalR\x06signal\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x03R\adropped\">\n" +
 	"\x15GetPerformanceRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"strategyId\"\\\n" +
 	"\x16GetPerformanceResponse\x12B\n" +
-	"\vperformance\x18\x01 \x01(\v2 .stratopt.v1.PerformanceSnapshotR\vperformance\"A\n" +
+	"\vperformance\x18\x01 \x01(\v2 .stratopt.v1.PerformanceSnapshotR\vperformance\"l\n" +
 	"\x18StreamPerformanceRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"strategyId\"_\n" +
+	"strategyId\x12)\n" +
+	"\x10interval_seconds\x18\x02 \x01(\x05R\x0fintervalSeconds\"_\n" +
 	"\x19StreamPerformanceResponse\x12B\n" +
-	"\vperformance\x18\x01 \x01(\v2 .stratopt.v1.PerformanceSnapshotR\vperformance\"<\n" +
+	"\vperformance\x18\x01 \x01(\v2 .stratopt.v1.PerformanceSnapshotR\vperformance\"c\n" +
 	"\x13StreamAlertsRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
-	"strategyId\"@\n" +
+	"strategyId\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"Z\n" +
 	"\x14StreamAlertsResponse\x12(\n" +
-	"\x05alert\x18\x01 \x01(\v2\x12.stratopt.v1.AlertR\x05alert*\x86\x01\n" +
+	"\x05alert\x18\x01 \x01(\v2\x12.stratopt.v1.AlertR\x05alert\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x03R\adropped*\x86\x01\n" +
 	"\x0eStrategyStatus\x12\x1f\n" +
 	"\x1bSTRATEGY_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STRATEGY_STATUS_DRAFT\x10\x01\x12\x1a\n" +
@@ -4128,7 +4633,7 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x16HISTORY_ACTION_STARTED\x10\x04\x12\x1a\n" +
 	"\x16HISTORY_ACTION_STOPPED\x10\x05\x12\x19\n" +
 	"\x15HISTORY_ACTION_SHARED\x10\x06\x12\x1b\n" +
-	"\x17HISTORY_ACTION_UNSHARED\x10\a2\xab\x17\n" +
+	"\x17HISTORY_ACTION_UNSHARED\x10\a2\xa3\x18\n" +
 	"\x0fStrategyService\x12}\n" +
 	"\x11ListStrategyTypes\x12%.stratopt.v1.ListStrategyTypesRequest\x1a&.stratopt.v1.ListStrategyTypesResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/strategyTypes\x12~\n" +
 	"\x0fGetStrategyType\x12#.stratopt.v1.GetStrategyTypeRequest\x1a$.stratopt.v1.GetStrategyTypeResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/strategyTypes/{name}\x12\x8d\x01\n" +
@@ -4147,7 +4652,8 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x11CompareStrategies\x12%.stratopt.v1.CompareStrategiesRequest\x1a&.stratopt.v1.CompareStrategiesResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/strategies:compare\x12\x85\x01\n" +
 	"\rStartStrategy\x12!.stratopt.v1.StartStrategyRequest\x1a\".stratopt.v1.StartStrategyResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/strategies/{strategy_id}:start\x12\x81\x01\n" +
 	"\fStopStrategy\x12 .stratopt.v1.StopStrategyRequest\x1a!.stratopt.v1.StopStrategyResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/strategies/{strategy_id}:stop\x12~\n" +
-	"\vListSignals\x12\x1f.stratopt.v1.ListSignalsRequest\x1a .stratopt.v1.ListSignalsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/strategies/{strategy_id}/signals\x12\x8d\x01\n" +
+	"\vListSignals\x12\x1f.stratopt.v1.ListSignalsRequest\x1a .stratopt.v1.ListSignalsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/strategies/{strategy_id}/signals\x12v\n" +
+	"\tListFills\x12\x1d.stratopt.v1.ListFillsRequest\x1a\x1e.stratopt.v1.ListFillsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/strategies/{strategy_id}/fills\x12\x8d\x01\n" +
 	"\rStreamSignals\x12!.stratopt.v1.StreamSignalsRequest\x1a\".stratopt.v1.StreamSignalsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/strategies/{strategy_id}/signals:stream0\x01\x12\x8b\x01\n" +
 	"\x0eGetPerformance\x12\".stratopt.v1.GetPerformanceRequest\x1a#.stratopt.v1.GetPerformanceResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/strategies/{strategy_id}/performance\x12\x9d\x01\n" +
 	"\x11StreamPerformance\x12%.stratopt.v1.StreamPerformanceRequest\x1a&.stratopt.v1.StreamPerformanceResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/strategies/{strategy_id}/performance:stream0\x01\x12\x89\x01\n" +
@@ -4166,7 +4672,7 @@ func file_stratopt_v1_strategy_proto_rawDescGZIP() []byte {
 }
 
 var file_stratopt_v1_strategy_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_stratopt_v1_strategy_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_stratopt_v1_strategy_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_stratopt_v1_strategy_proto_goTypes = []any{
 	(StrategyStatus)(0),                   // 0: stratopt.v1.StrategyStatus
 	(RunState)(0),                         // 1: stratopt.v1.RunState
@@ -4186,182 +4692,196 @@ var file_stratopt_v1_strategy_proto_goTypes = []any{
 	(*Signal)(nil),                        // 15: stratopt.v1.Signal
 	(*PerformanceSnapshot)(nil),           // 16: stratopt.v1.PerformanceSnapshot
 	(*Alert)(nil),                         // 17: stratopt.v1.Alert
-	(*ListStrategyTypesRequest)(nil),      // 18: stratopt.v1.ListStrategyTypesRequest
-	(*ListStrategyTypesResponse)(nil),     // 19: stratopt.v1.ListStrategyTypesResponse
-	(*GetStrategyTypeRequest)(nil),        // 20: stratopt.v1.GetStrategyTypeRequest
-	(*GetStrategyTypeResponse)(nil),       // 21: stratopt.v1.GetStrategyTypeResponse
-	(*ListStrategyTemplatesRequest)(nil),  // 22: stratopt.v1.ListStrategyTemplatesRequest
-	(*ListStrategyTemplatesResponse)(nil), // 23: stratopt.v1.ListStrategyTemplatesResponse
-	(*ListCategoriesRequest)(nil),         // 24: stratopt.v1.ListCategoriesRequest
-	(*ListCategoriesResponse)(nil),        // 25: stratopt.v1.ListCategoriesResponse
-	(*CreateStrategyRequest)(nil),         // 26: stratopt.v1.CreateStrategyRequest
-	(*CreateStrategyResponse)(nil),        // 27: stratopt.v1.CreateStrategyResponse
-	(*GetStrategyRequest)(nil),            // 28: stratopt.v1.GetStrategyRequest
-	(*GetStrategyResponse)(nil),           // 29: stratopt.v1.GetStrategyResponse
-	(*ListStrategiesRequest)(nil),         // 30: stratopt.v1.ListStrategiesRequest
-	(*ListStrategiesResponse)(nil),        // 31: stratopt.v1.ListStrategiesResponse
-	(*UpdateStrategyRequest)(nil),         // 32: stratopt.v1.UpdateStrategyRequest
-	(*UpdateStrategyResponse)(nil),        // 33: stratopt.v1.UpdateStrategyResponse
-	(*DeleteStrategyRequest)(nil),         // 34: stratopt.v1.DeleteStrategyRequest
-	(*DeleteStrategyResponse)(nil),        // 35: stratopt.v1.DeleteStrategyResponse
-	(*ListStrategyHistoryRequest)(nil),    // 36: stratopt.v1.ListStrategyHistoryRequest
-	(*ListStrategyHistoryResponse)(nil),   // 37: stratopt.v1.ListStrategyHistoryResponse
-	(*ShareStrategyRequest)(nil),          // 38: stratopt.v1.ShareStrategyRequest
-	(*ShareStrategyResponse)(nil),         // 39: stratopt.v1.ShareStrategyResponse
-	(*UnshareStrategyRequest)(nil),        // 40: stratopt.v1.UnshareStrategyRequest
-	(*UnshareStrategyResponse)(nil),       // 41: stratopt.v1.UnshareStrategyResponse
-	(*ListStrategySharesRequest)(nil),     // 42: stratopt.v1.ListStrategySharesRequest
-	(*ListStrategySharesResponse)(nil),    // 43: stratopt.v1.ListStrategySharesResponse
-	(*CreateEnsembleRequest)(nil),         // 44: stratopt.v1.CreateEnsembleRequest
-	(*CreateEnsembleResponse)(nil),        // 45: stratopt.v1.CreateEnsembleResponse
-	(*CompareStrategiesRequest)(nil),      // 46: stratopt.v1.CompareStrategiesRequest
-	(*ComparisonRow)(nil),                 // 47: stratopt.v1.ComparisonRow
-	(*CompareStrategiesResponse)(nil),     // 48: stratopt.v1.CompareStrategiesResponse
-	(*StartStrategyRequest)(nil),          // 49: stratopt.v1.StartStrategyRequest
-	(*StartStrategyResponse)(nil),         // 50: stratopt.v1.StartStrategyResponse
-	(*StopStrategyRequest)(nil),           // 51: stratopt.v1.StopStrategyRequest
-	(*StopStrategyResponse)(nil),          // 52: stratopt.v1.StopStrategyResponse
-	(*ListSignalsRequest)(nil),            // 53: stratopt.v1.ListSignalsRequest
-	(*ListSignalsResponse)(nil),           // 54: stratopt.v1.ListSignalsResponse
-	(*StreamSignalsRequest)(nil),          // 55: stratopt.v1.StreamSignalsRequest
-	(*StreamSignalsResponse)(nil),         // 56: stratopt.v1.StreamSignalsResponse
-	(*GetPerformanceRequest)(nil),         // 57: stratopt.v1.GetPerformanceRequest
-	(*GetPerformanceResponse)(nil),        // 58: stratopt.v1.GetPerformanceResponse
-	(*StreamPerformanceRequest)(nil),      // 59: stratopt.v1.StreamPerformanceRequest
-	(*StreamPerformanceResponse)(nil),     // 60: stratopt.v1.StreamPerformanceResponse
-	(*StreamAlertsRequest)(nil),           // 61: stratopt.v1.StreamAlertsRequest
-	(*StreamAlertsResponse)(nil),          // 62: stratopt.v1.StreamAlertsResponse
-	nil,                                   // 63: stratopt.v1.StrategyTemplate.ParametersEntry
-	nil,                                   // 64: stratopt.v1.Strategy.ParametersEntry
-	(StrategyCategory)(0),                 // 65: stratopt.v1.StrategyCategory
-	(RiskLevel)(0),                        // 66: stratopt.v1.RiskLevel
-	(*ParameterSpec)(nil),                 // 67: stratopt.v1.ParameterSpec
-	(*ParameterConstraint)(nil),           // 68: stratopt.v1.ParameterConstraint
-	(*ExecutionOptions)(nil),              // 69: stratopt.v1.ExecutionOptions
-	(*timestamppb.Timestamp)(nil),         // 70: google.protobuf.Timestamp
-	(*Metrics)(nil),                       // 71: stratopt.v1.Metrics
-	(*fieldmaskpb.FieldMask)(nil),         // 72: google.protobuf.FieldMask
-	(*TimeRange)(nil),                     // 73: stratopt.v1.TimeRange
-	(*ParameterValue)(nil),                // 74: stratopt.v1.ParameterValue
+	(*Fill)(nil),                          // 18: stratopt.v1.Fill
+	(*ListStrategyTypesRequest)(nil),      // 19: stratopt.v1.ListStrategyTypesRequest
+	(*ListStrategyTypesResponse)(nil),     // 20: stratopt.v1.ListStrategyTypesResponse
+	(*GetStrategyTypeRequest)(nil),        // 21: stratopt.v1.GetStrategyTypeRequest
+	(*GetStrategyTypeResponse)(nil),       // 22: stratopt.v1.GetStrategyTypeResponse
+	(*ListStrategyTemplatesRequest)(nil),  // 23: stratopt.v1.ListStrategyTemplatesRequest
+	(*ListStrategyTemplatesResponse)(nil), // 24: stratopt.v1.ListStrategyTemplatesResponse
+	(*ListCategoriesRequest)(nil),         // 25: stratopt.v1.ListCategoriesRequest
+	(*ListCategoriesResponse)(nil),        // 26: stratopt.v1.ListCategoriesResponse
+	(*CreateStrategyRequest)(nil),         // 27: stratopt.v1.CreateStrategyRequest
+	(*CreateStrategyResponse)(nil),        // 28: stratopt.v1.CreateStrategyResponse
+	(*GetStrategyRequest)(nil),            // 29: stratopt.v1.GetStrategyRequest
+	(*GetStrategyResponse)(nil),           // 30: stratopt.v1.GetStrategyResponse
+	(*ListStrategiesRequest)(nil),         // 31: stratopt.v1.ListStrategiesRequest
+	(*ListStrategiesResponse)(nil),        // 32: stratopt.v1.ListStrategiesResponse
+	(*UpdateStrategyRequest)(nil),         // 33: stratopt.v1.UpdateStrategyRequest
+	(*UpdateStrategyResponse)(nil),        // 34: stratopt.v1.UpdateStrategyResponse
+	(*DeleteStrategyRequest)(nil),         // 35: stratopt.v1.DeleteStrategyRequest
+	(*DeleteStrategyResponse)(nil),        // 36: stratopt.v1.DeleteStrategyResponse
+	(*ListStrategyHistoryRequest)(nil),    // 37: stratopt.v1.ListStrategyHistoryRequest
+	(*ListStrategyHistoryResponse)(nil),   // 38: stratopt.v1.ListStrategyHistoryResponse
+	(*ShareStrategyRequest)(nil),          // 39: stratopt.v1.ShareStrategyRequest
+	(*ShareStrategyResponse)(nil),         // 40: stratopt.v1.ShareStrategyResponse
+	(*UnshareStrategyRequest)(nil),        // 41: stratopt.v1.UnshareStrategyRequest
+	(*UnshareStrategyResponse)(nil),       // 42: stratopt.v1.UnshareStrategyResponse
+	(*ListStrategySharesRequest)(nil),     // 43: stratopt.v1.ListStrategySharesRequest
+	(*ListStrategySharesResponse)(nil),    // 44: stratopt.v1.ListStrategySharesResponse
+	(*CreateEnsembleRequest)(nil),         // 45: stratopt.v1.CreateEnsembleRequest
+	(*CreateEnsembleResponse)(nil),        // 46: stratopt.v1.CreateEnsembleResponse
+	(*CompareStrategiesRequest)(nil),      // 47: stratopt.v1.CompareStrategiesRequest
+	(*ComparisonRow)(nil),                 // 48: stratopt.v1.ComparisonRow
+	(*CompareStrategiesResponse)(nil),     // 49: stratopt.v1.CompareStrategiesResponse
+	(*StartStrategyRequest)(nil),          // 50: stratopt.v1.StartStrategyRequest
+	(*StartStrategyResponse)(nil),         // 51: stratopt.v1.StartStrategyResponse
+	(*StopStrategyRequest)(nil),           // 52: stratopt.v1.StopStrategyRequest
+	(*StopStrategyResponse)(nil),          // 53: stratopt.v1.StopStrategyResponse
+	(*ListSignalsRequest)(nil),            // 54: stratopt.v1.ListSignalsRequest
+	(*ListSignalsResponse)(nil),           // 55: stratopt.v1.ListSignalsResponse
+	(*ListFillsRequest)(nil),              // 56: stratopt.v1.ListFillsRequest
+	(*ListFillsResponse)(nil),             // 57: stratopt.v1.ListFillsResponse
+	(*StreamSignalsRequest)(nil),          // 58: stratopt.v1.StreamSignalsRequest
+	(*StreamSignalsResponse)(nil),         // 59: stratopt.v1.StreamSignalsResponse
+	(*GetPerformanceRequest)(nil),         // 60: stratopt.v1.GetPerformanceRequest
+	(*GetPerformanceResponse)(nil),        // 61: stratopt.v1.GetPerformanceResponse
+	(*StreamPerformanceRequest)(nil),      // 62: stratopt.v1.StreamPerformanceRequest
+	(*StreamPerformanceResponse)(nil),     // 63: stratopt.v1.StreamPerformanceResponse
+	(*StreamAlertsRequest)(nil),           // 64: stratopt.v1.StreamAlertsRequest
+	(*StreamAlertsResponse)(nil),          // 65: stratopt.v1.StreamAlertsResponse
+	nil,                                   // 66: stratopt.v1.StrategyTemplate.ParametersEntry
+	nil,                                   // 67: stratopt.v1.Strategy.ParametersEntry
+	(StrategyCategory)(0),                 // 68: stratopt.v1.StrategyCategory
+	(RiskLevel)(0),                        // 69: stratopt.v1.RiskLevel
+	(*ParameterSpec)(nil),                 // 70: stratopt.v1.ParameterSpec
+	(*ParameterConstraint)(nil),           // 71: stratopt.v1.ParameterConstraint
+	(*ExecutionOptions)(nil),              // 72: stratopt.v1.ExecutionOptions
+	(*timestamppb.Timestamp)(nil),         // 73: google.protobuf.Timestamp
+	(*Metrics)(nil),                       // 74: stratopt.v1.Metrics
+	(*fieldmaskpb.FieldMask)(nil),         // 75: google.protobuf.FieldMask
+	(*TimeRange)(nil),                     // 76: stratopt.v1.TimeRange
+	(*ParameterValue)(nil),                // 77: stratopt.v1.ParameterValue
 }
 var file_stratopt_v1_strategy_proto_depIdxs = []int32{
-	65, // 0: stratopt.v1.StrategyType.category:type_name -> stratopt.v1.StrategyCategory
-	66, // 1: stratopt.v1.StrategyType.risk_level:type_name -> stratopt.v1.RiskLevel
-	67, // 2: stratopt.v1.StrategyType.parameters:type_name -> stratopt.v1.ParameterSpec
-	68, // 3: stratopt.v1.StrategyType.constraints:type_name -> stratopt.v1.ParameterConstraint
-	63, // 4: stratopt.v1.StrategyTemplate.parameters:type_name -> stratopt.v1.StrategyTemplate.ParametersEntry
-	69, // 5: stratopt.v1.StrategyTemplate.execution:type_name -> stratopt.v1.ExecutionOptions
-	65, // 6: stratopt.v1.CategoryCount.category:type_name -> stratopt.v1.StrategyCategory
-	5,  // 7: stratopt.v1.AlertRule.severity:type_name -> stratopt.v1.AlertSeverity
-	65, // 8: stratopt.v1.Strategy.category:type_name -> stratopt.v1.StrategyCategory
-	66, // 9: stratopt.v1.Strategy.risk_level:type_name -> stratopt.v1.RiskLevel
-	64, // 10: stratopt.v1.Strategy.parameters:type_name -> stratopt.v1.Strategy.ParametersEntry
-	0,  // 11: stratopt.v1.Strategy.status:type_name -> stratopt.v1.StrategyStatus
-	69, // 12: stratopt.v1.Strategy.execution:type_name -> stratopt.v1.ExecutionOptions
-	10, // 13: stratopt.v1.Strategy.ensemble_members:type_name -> stratopt.v1.EnsembleMember
-	3,  // 14: stratopt.v1.Strategy.ensemble_method:type_name -> stratopt.v1.EnsembleMethod
-	11, // 15: stratopt.v1.Strategy.alert_rules:type_name -> stratopt.v1.AlertRule
-	1,  // 16: stratopt.v1.Strategy.run_state:type_name -> stratopt.v1.RunState
-	70, // 17: stratopt.v1.Strategy.create_time:type_name -> google.protobuf.Timestamp
-	70, // 18: stratopt.v1.Strategy.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 19: stratopt.v1.StrategyHistoryEvent.action:type_name -> stratopt.v1.HistoryAction
-	70, // 20: stratopt.v1.StrategyHistoryEvent.time:type_name -> google.protobuf.Timestamp
-	12, // 21: stratopt.v1.StrategyHistoryEvent.snapshot:type_name -> stratopt.v1.Strategy
-	2,  // 22: stratopt.v1.StrategyShare.access:type_name -> stratopt.v1.StrategyAccess
-	70, // 23: stratopt.v1.StrategyShare.create_time:type_name -> google.protobuf.Timestamp
-	70, // 24: stratopt.v1.Signal.time:type_name -> google.protobuf.Timestamp
-	4,  // 25: stratopt.v1.Signal.action:type_name -> stratopt.v1.SignalAction
-	70, // 26: stratopt.v1.PerformanceSnapshot.time:type_name -> google.protobuf.Timestamp
-	71, // 27: stratopt.v1.PerformanceSnapshot.metrics:type_name -> stratopt.v1.Metrics
-	70, // 28: stratopt.v1.Alert.time:type_name -> google.protobuf.Timestamp
-	5,  // 29: stratopt.v1.Alert.severity:type_name -> stratopt.v1.AlertSeverity
-	11, // 30: stratopt.v1.Alert.rule:type_name -> stratopt.v1.AlertRule
-	65, // 31: stratopt.v1.ListStrategyTypesRequest.category:type_name -> stratopt.v1.StrategyCategory
-	66, // 32: stratopt.v1.ListStrategyTypesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
-	7,  // 33: stratopt.v1.ListStrategyTypesResponse.strategy_types:type_name -> stratopt.v1.StrategyType
-	7,  // 34: stratopt.v1.GetStrategyTypeResponse.strategy_type:type_name -> stratopt.v1.StrategyType
-	65, // 35: stratopt.v1.ListStrategyTemplatesRequest.category:type_name -> stratopt.v1.StrategyCategory
-	8,  // 36: stratopt.v1.ListStrategyTemplatesResponse.templates:type_name -> stratopt.v1.StrategyTemplate
-	9,  // 37: stratopt.v1.ListCategoriesResponse.categories:type_name -> stratopt.v1.CategoryCount
-	12, // 38: stratopt.v1.CreateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
-	12, // 39: stratopt.v1.CreateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	12, // 40: stratopt.v1.GetStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	65, // 41: stratopt.v1.ListStrategiesRequest.category:type_name -> stratopt.v1.StrategyCategory
-	0,  // 42: stratopt.v1.ListStrategiesRequest.status:type_name -> stratopt.v1.StrategyStatus
-	66, // 43: stratopt.v1.ListStrategiesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
-	12, // 44: stratopt.v1.ListStrategiesResponse.strategies:type_name -> stratopt.v1.Strategy
-	12, // 45: stratopt.v1.UpdateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
-	72, // 46: stratopt.v1.UpdateStrategyRequest.update_mask:type_name -> google.protobuf.FieldMask
-	12, // 47: stratopt.v1.UpdateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	13, // 48: stratopt.v1.ListStrategyHistoryResponse.events:type_name -> stratopt.v1.StrategyHistoryEvent
-	2,  // 49: stratopt.v1.ShareStrategyRequest.access:type_name -> stratopt.v1.StrategyAccess
-	14, // 50: stratopt.v1.ShareStrategyResponse.share:type_name -> stratopt.v1.StrategyShare
-	14, // 51: stratopt.v1.ListStrategySharesResponse.shares:type_name -> stratopt.v1.StrategyShare
-	10, // 52: stratopt.v1.CreateEnsembleRequest.members:type_name -> stratopt.v1.EnsembleMember
-	3,  // 53: stratopt.v1.CreateEnsembleRequest.method:type_name -> stratopt.v1.EnsembleMethod
-	12, // 54: stratopt.v1.CreateEnsembleResponse.strategy:type_name -> stratopt.v1.Strategy
-	73, // 55: stratopt.v1.CompareStrategiesRequest.time_range:type_name -> stratopt.v1.TimeRange
-	69, // 56: stratopt.v1.CompareStrategiesRequest.execution:type_name -> stratopt.v1.ExecutionOptions
-	71, // 57: stratopt.v1.ComparisonRow.metrics:type_name -> stratopt.v1.Metrics
-	47, // 58: stratopt.v1.CompareStrategiesResponse.rows:type_name -> stratopt.v1.ComparisonRow
-	12, // 59: stratopt.v1.StartStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	12, // 60: stratopt.v1.StopStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	15, // 61: stratopt.v1.ListSignalsResponse.signals:type_name -> stratopt.v1.Signal
-	15, // 62: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
-	16, // 63: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	16, // 64: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	17, // 65: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
-	74, // 66: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	74, // 67: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	18, // 68: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
-	20, // 69: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
-	22, // 70: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
-	24, // 71: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
-	26, // 72: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
-	28, // 73: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
-	30, // 74: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
-	32, // 75: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
-	34, // 76: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
-	36, // 77: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
-	38, // 78: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
-	40, // 79: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
-	42, // 80: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
-	44, // 81: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
-	46, // 82: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
-	49, // 83: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
-	51, // 84: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
-	53, // 85: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
-	55, // 86: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
-	57, // 87: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
-	59, // 88: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
-	61, // 89: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
-	19, // 90: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
-	21, // 91: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
-	23, // 92: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
-	25, // 93: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
-	27, // 94: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
-	29, // 95: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
-	31, // 96: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
-	33, // 97: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
-	35, // 98: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
-	37, // 99: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
-	39, // 100: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
-	41, // 101: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
-	43, // 102: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
-	45, // 103: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
-	48, // 104: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
-	50, // 105: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
-	52, // 106: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
-	54, // 107: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
-	56, // 108: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
-	58, // 109: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
-	60, // 110: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
-	62, // 111: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
-	90, // [90:112] is the sub-list for method output_type
-	68, // [68:90] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	68,  // 0: stratopt.v1.StrategyType.category:type_name -> stratopt.v1.StrategyCategory
+	69,  // 1: stratopt.v1.StrategyType.risk_level:type_name -> stratopt.v1.RiskLevel
+	70,  // 2: stratopt.v1.StrategyType.parameters:type_name -> stratopt.v1.ParameterSpec
+	71,  // 3: stratopt.v1.StrategyType.constraints:type_name -> stratopt.v1.ParameterConstraint
+	66,  // 4: stratopt.v1.StrategyTemplate.parameters:type_name -> stratopt.v1.StrategyTemplate.ParametersEntry
+	72,  // 5: stratopt.v1.StrategyTemplate.execution:type_name -> stratopt.v1.ExecutionOptions
+	68,  // 6: stratopt.v1.CategoryCount.category:type_name -> stratopt.v1.StrategyCategory
+	5,   // 7: stratopt.v1.AlertRule.severity:type_name -> stratopt.v1.AlertSeverity
+	68,  // 8: stratopt.v1.Strategy.category:type_name -> stratopt.v1.StrategyCategory
+	69,  // 9: stratopt.v1.Strategy.risk_level:type_name -> stratopt.v1.RiskLevel
+	67,  // 10: stratopt.v1.Strategy.parameters:type_name -> stratopt.v1.Strategy.ParametersEntry
+	0,   // 11: stratopt.v1.Strategy.status:type_name -> stratopt.v1.StrategyStatus
+	72,  // 12: stratopt.v1.Strategy.execution:type_name -> stratopt.v1.ExecutionOptions
+	10,  // 13: stratopt.v1.Strategy.ensemble_members:type_name -> stratopt.v1.EnsembleMember
+	3,   // 14: stratopt.v1.Strategy.ensemble_method:type_name -> stratopt.v1.EnsembleMethod
+	11,  // 15: stratopt.v1.Strategy.alert_rules:type_name -> stratopt.v1.AlertRule
+	1,   // 16: stratopt.v1.Strategy.run_state:type_name -> stratopt.v1.RunState
+	73,  // 17: stratopt.v1.Strategy.create_time:type_name -> google.protobuf.Timestamp
+	73,  // 18: stratopt.v1.Strategy.update_time:type_name -> google.protobuf.Timestamp
+	6,   // 19: stratopt.v1.StrategyHistoryEvent.action:type_name -> stratopt.v1.HistoryAction
+	73,  // 20: stratopt.v1.StrategyHistoryEvent.time:type_name -> google.protobuf.Timestamp
+	12,  // 21: stratopt.v1.StrategyHistoryEvent.snapshot:type_name -> stratopt.v1.Strategy
+	2,   // 22: stratopt.v1.StrategyShare.access:type_name -> stratopt.v1.StrategyAccess
+	73,  // 23: stratopt.v1.StrategyShare.create_time:type_name -> google.protobuf.Timestamp
+	73,  // 24: stratopt.v1.Signal.time:type_name -> google.protobuf.Timestamp
+	4,   // 25: stratopt.v1.Signal.action:type_name -> stratopt.v1.SignalAction
+	73,  // 26: stratopt.v1.PerformanceSnapshot.time:type_name -> google.protobuf.Timestamp
+	74,  // 27: stratopt.v1.PerformanceSnapshot.metrics:type_name -> stratopt.v1.Metrics
+	1,   // 28: stratopt.v1.PerformanceSnapshot.run_state:type_name -> stratopt.v1.RunState
+	73,  // 29: stratopt.v1.PerformanceSnapshot.last_bar_time:type_name -> google.protobuf.Timestamp
+	72,  // 30: stratopt.v1.PerformanceSnapshot.execution:type_name -> stratopt.v1.ExecutionOptions
+	73,  // 31: stratopt.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	5,   // 32: stratopt.v1.Alert.severity:type_name -> stratopt.v1.AlertSeverity
+	11,  // 33: stratopt.v1.Alert.rule:type_name -> stratopt.v1.AlertRule
+	73,  // 34: stratopt.v1.Fill.time:type_name -> google.protobuf.Timestamp
+	4,   // 35: stratopt.v1.Fill.side:type_name -> stratopt.v1.SignalAction
+	68,  // 36: stratopt.v1.ListStrategyTypesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	69,  // 37: stratopt.v1.ListStrategyTypesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
+	7,   // 38: stratopt.v1.ListStrategyTypesResponse.strategy_types:type_name -> stratopt.v1.StrategyType
+	7,   // 39: stratopt.v1.GetStrategyTypeResponse.strategy_type:type_name -> stratopt.v1.StrategyType
+	68,  // 40: stratopt.v1.ListStrategyTemplatesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	8,   // 41: stratopt.v1.ListStrategyTemplatesResponse.templates:type_name -> stratopt.v1.StrategyTemplate
+	9,   // 42: stratopt.v1.ListCategoriesResponse.categories:type_name -> stratopt.v1.CategoryCount
+	12,  // 43: stratopt.v1.CreateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
+	12,  // 44: stratopt.v1.CreateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	12,  // 45: stratopt.v1.GetStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	68,  // 46: stratopt.v1.ListStrategiesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	0,   // 47: stratopt.v1.ListStrategiesRequest.status:type_name -> stratopt.v1.StrategyStatus
+	69,  // 48: stratopt.v1.ListStrategiesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
+	12,  // 49: stratopt.v1.ListStrategiesResponse.strategies:type_name -> stratopt.v1.Strategy
+	12,  // 50: stratopt.v1.UpdateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
+	75,  // 51: stratopt.v1.UpdateStrategyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	12,  // 52: stratopt.v1.UpdateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	13,  // 53: stratopt.v1.ListStrategyHistoryResponse.events:type_name -> stratopt.v1.StrategyHistoryEvent
+	2,   // 54: stratopt.v1.ShareStrategyRequest.access:type_name -> stratopt.v1.StrategyAccess
+	14,  // 55: stratopt.v1.ShareStrategyResponse.share:type_name -> stratopt.v1.StrategyShare
+	14,  // 56: stratopt.v1.ListStrategySharesResponse.shares:type_name -> stratopt.v1.StrategyShare
+	10,  // 57: stratopt.v1.CreateEnsembleRequest.members:type_name -> stratopt.v1.EnsembleMember
+	3,   // 58: stratopt.v1.CreateEnsembleRequest.method:type_name -> stratopt.v1.EnsembleMethod
+	12,  // 59: stratopt.v1.CreateEnsembleResponse.strategy:type_name -> stratopt.v1.Strategy
+	76,  // 60: stratopt.v1.CompareStrategiesRequest.time_range:type_name -> stratopt.v1.TimeRange
+	72,  // 61: stratopt.v1.CompareStrategiesRequest.execution:type_name -> stratopt.v1.ExecutionOptions
+	74,  // 62: stratopt.v1.ComparisonRow.metrics:type_name -> stratopt.v1.Metrics
+	48,  // 63: stratopt.v1.CompareStrategiesResponse.rows:type_name -> stratopt.v1.ComparisonRow
+	76,  // 64: stratopt.v1.CompareStrategiesResponse.time_range:type_name -> stratopt.v1.TimeRange
+	73,  // 65: stratopt.v1.StartStrategyRequest.start_time:type_name -> google.protobuf.Timestamp
+	72,  // 66: stratopt.v1.StartStrategyRequest.execution:type_name -> stratopt.v1.ExecutionOptions
+	12,  // 67: stratopt.v1.StartStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	12,  // 68: stratopt.v1.StopStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	15,  // 69: stratopt.v1.ListSignalsResponse.signals:type_name -> stratopt.v1.Signal
+	18,  // 70: stratopt.v1.ListFillsResponse.fills:type_name -> stratopt.v1.Fill
+	15,  // 71: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
+	16,  // 72: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	16,  // 73: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	17,  // 74: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
+	77,  // 75: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	77,  // 76: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	19,  // 77: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
+	21,  // 78: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
+	23,  // 79: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
+	25,  // 80: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
+	27,  // 81: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
+	29,  // 82: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
+	31,  // 83: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
+	33,  // 84: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
+	35,  // 85: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
+	37,  // 86: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
+	39,  // 87: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
+	41,  // 88: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
+	43,  // 89: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
+	45,  // 90: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
+	47,  // 91: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
+	50,  // 92: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
+	52,  // 93: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
+	54,  // 94: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
+	56,  // 95: stratopt.v1.StrategyService.ListFills:input_type -> stratopt.v1.ListFillsRequest
+	58,  // 96: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
+	60,  // 97: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
+	62,  // 98: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
+	64,  // 99: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
+	20,  // 100: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
+	22,  // 101: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
+	24,  // 102: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
+	26,  // 103: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
+	28,  // 104: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
+	30,  // 105: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
+	32,  // 106: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
+	34,  // 107: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
+	36,  // 108: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
+	38,  // 109: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
+	40,  // 110: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
+	42,  // 111: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
+	44,  // 112: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
+	46,  // 113: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
+	49,  // 114: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
+	51,  // 115: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
+	53,  // 116: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
+	55,  // 117: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
+	57,  // 118: stratopt.v1.StrategyService.ListFills:output_type -> stratopt.v1.ListFillsResponse
+	59,  // 119: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
+	61,  // 120: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
+	63,  // 121: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
+	65,  // 122: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
+	100, // [100:123] is the sub-list for method output_type
+	77,  // [77:100] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_strategy_proto_init() }
@@ -4376,7 +4896,7 @@ func file_stratopt_v1_strategy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_strategy_proto_rawDesc), len(file_stratopt_v1_strategy_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   58,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

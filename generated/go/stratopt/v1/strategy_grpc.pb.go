@@ -37,6 +37,7 @@ const (
 	StrategyService_StartStrategy_FullMethodName         = "/stratopt.v1.StrategyService/StartStrategy"
 	StrategyService_StopStrategy_FullMethodName          = "/stratopt.v1.StrategyService/StopStrategy"
 	StrategyService_ListSignals_FullMethodName           = "/stratopt.v1.StrategyService/ListSignals"
+	StrategyService_ListFills_FullMethodName             = "/stratopt.v1.StrategyService/ListFills"
 	StrategyService_StreamSignals_FullMethodName         = "/stratopt.v1.StrategyService/StreamSignals"
 	StrategyService_GetPerformance_FullMethodName        = "/stratopt.v1.StrategyService/GetPerformance"
 	StrategyService_StreamPerformance_FullMethodName     = "/stratopt.v1.StrategyService/StreamPerformance"
@@ -78,6 +79,8 @@ type StrategyServiceClient interface {
 	StartStrategy(ctx context.Context, in *StartStrategyRequest, opts ...grpc.CallOption) (*StartStrategyResponse, error)
 	StopStrategy(ctx context.Context, in *StopStrategyRequest, opts ...grpc.CallOption) (*StopStrategyResponse, error)
 	ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error)
+	// The paper broker's fills for a strategy, oldest first.
+	ListFills(ctx context.Context, in *ListFillsRequest, opts ...grpc.CallOption) (*ListFillsResponse, error)
 	// Streams signals as the running strategy emits them.
 	StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error)
 	GetPerformance(ctx context.Context, in *GetPerformanceRequest, opts ...grpc.CallOption) (*GetPerformanceResponse, error)
@@ -275,6 +278,16 @@ func (c *strategyServiceClient) ListSignals(ctx context.Context, in *ListSignals
 	return out, nil
 }
 
+func (c *strategyServiceClient) ListFills(ctx context.Context, in *ListFillsRequest, opts ...grpc.CallOption) (*ListFillsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFillsResponse)
+	err := c.cc.Invoke(ctx, StrategyService_ListFills_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *strategyServiceClient) StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &StrategyService_ServiceDesc.Streams[0], StrategyService_StreamSignals_FullMethodName, cOpts...)
@@ -377,6 +390,8 @@ type StrategyServiceServer interface {
 	StartStrategy(context.Context, *StartStrategyRequest) (*StartStrategyResponse, error)
 	StopStrategy(context.Context, *StopStrategyRequest) (*StopStrategyResponse, error)
 	ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error)
+	// The paper broker's fills for a strategy, oldest first.
+	ListFills(context.Context, *ListFillsRequest) (*ListFillsResponse, error)
 	// Streams signals as the running strategy emits them.
 	StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error
 	GetPerformance(context.Context, *GetPerformanceRequest) (*GetPerformanceResponse, error)
@@ -447,6 +462,9 @@ func (UnimplementedStrategyServiceServer) StopStrategy(context.Context, *StopStr
 }
 func (UnimplementedStrategyServiceServer) ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSignals not implemented")
+}
+func (UnimplementedStrategyServiceServer) ListFills(context.Context, *ListFillsRequest) (*ListFillsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFills not implemented")
 }
 func (UnimplementedStrategyServiceServer) StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamSignals not implemented")
@@ -805,6 +823,24 @@ func _StrategyService_ListSignals_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StrategyService_ListFills_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFillsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StrategyServiceServer).ListFills(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StrategyService_ListFills_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StrategyServiceServer).ListFills(ctx, req.(*ListFillsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StrategyService_StreamSignals_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(StreamSignalsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -934,6 +970,10 @@ var StrategyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSignals",
 			Handler:    _StrategyService_ListSignals_Handler,
+		},
+		{
+			MethodName: "ListFills",
+			Handler:    _StrategyService_ListFills_Handler,
 		},
 		{
 			MethodName: "GetPerformance",

@@ -87,6 +87,7 @@ type Notification struct {
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// The resource it is about, e.g. "jobs/123".
 	Resource      string `protobuf:"bytes,7,opt,name=resource,proto3" json:"resource,omitempty"`
+	Sequence      int64  `protobuf:"varint,8,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +171,13 @@ func (x *Notification) GetResource() string {
 	return ""
 }
 
+func (x *Notification) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 type GetOverviewRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -221,6 +229,11 @@ type GetOverviewResponse struct {
 	EngineReady     bool                   `protobuf:"varint,9,opt,name=engine_ready,json=engineReady,proto3" json:"engine_ready,omitempty"`
 	DatabaseBackend string                 `protobuf:"bytes,10,opt,name=database_backend,json=databaseBackend,proto3" json:"database_backend,omitempty"`
 	ServerTime      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// Paper trading, for the caller's running strategies.
+	TradesToday         int64   `protobuf:"varint,12,opt,name=trades_today,json=tradesToday,proto3" json:"trades_today,omitempty"`
+	PaperPortfolioValue float64 `protobuf:"fixed64,13,opt,name=paper_portfolio_value,json=paperPortfolioValue,proto3" json:"paper_portfolio_value,omitempty"`
+	// Server streams open on this replica (all users for an admin, else the caller's).
+	OpenStreamCount int64 `protobuf:"varint,14,opt,name=open_stream_count,json=openStreamCount,proto3" json:"open_stream_count,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -332,8 +345,31 @@ func (x *GetOverviewResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetOverviewResponse) GetTradesToday() int64 {
+	if x != nil {
+		return x.TradesToday
+	}
+	return 0
+}
+
+func (x *GetOverviewResponse) GetPaperPortfolioValue() float64 {
+	if x != nil {
+		return x.PaperPortfolioValue
+	}
+	return 0
+}
+
+func (x *GetOverviewResponse) GetOpenStreamCount() int64 {
+	if x != nil {
+		return x.OpenStreamCount
+	}
+	return 0
+}
+
 type StreamNotificationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resume after this sequence number (0 = only new notifications).
+	AfterSequence int64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,9 +404,18 @@ func (*StreamNotificationsRequest) Descriptor() ([]byte, []int) {
 	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *StreamNotificationsRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
 type StreamNotificationsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Notification  *Notification          `protobuf:"bytes,1,opt,name=notification,proto3" json:"notification,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Notification *Notification          `protobuf:"bytes,1,opt,name=notification,proto3" json:"notification,omitempty"`
+	// Notifications this subscriber missed so far because it read too slowly.
+	Dropped       int64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,11 +457,370 @@ func (x *StreamNotificationsResponse) GetNotification() *Notification {
 	return nil
 }
 
+func (x *StreamNotificationsResponse) GetDropped() int64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+// A URL that receives the owner's alerts.
+type Webhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// http or https, at most 2,000 characters, no credentials in it.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// The signing secret; returned only by CreateWebhook.
+	Secret string `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	// Notification kinds to send, e.g. "strategy.alert", "job.succeeded"; empty = alerts only.
+	Kinds          []string               `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	CreateTime     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	DeliveredCount int64                  `protobuf:"varint,6,opt,name=delivered_count,json=deliveredCount,proto3" json:"delivered_count,omitempty"`
+	FailedCount    int64                  `protobuf:"varint,7,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	LastError      string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Webhook) Reset() {
+	*x = Webhook{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Webhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Webhook) ProtoMessage() {}
+
+func (x *Webhook) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
+func (*Webhook) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Webhook) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Webhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Webhook) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *Webhook) GetKinds() []string {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *Webhook) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Webhook) GetDeliveredCount() int64 {
+	if x != nil {
+		return x.DeliveredCount
+	}
+	return 0
+}
+
+func (x *Webhook) GetFailedCount() int64 {
+	if x != nil {
+		return x.FailedCount
+	}
+	return 0
+}
+
+func (x *Webhook) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+type CreateWebhookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Webhook       *Webhook               `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookRequest) Reset() {
+	*x = CreateWebhookRequest{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookRequest) ProtoMessage() {}
+
+func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
+func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateWebhookRequest) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+type CreateWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Webhook       *Webhook               `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookResponse) Reset() {
+	*x = CreateWebhookResponse{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookResponse) ProtoMessage() {}
+
+func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
+func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateWebhookResponse) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+type ListWebhooksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksRequest) Reset() {
+	*x = ListWebhooksRequest{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksRequest) ProtoMessage() {}
+
+func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{8}
+}
+
+type ListWebhooksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Webhooks      []*Webhook             `protobuf:"bytes,1,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksResponse) Reset() {
+	*x = ListWebhooksResponse{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksResponse) ProtoMessage() {}
+
+func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
+	if x != nil {
+		return x.Webhooks
+	}
+	return nil
+}
+
+type DeleteWebhookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WebhookId     string                 `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookRequest) Reset() {
+	*x = DeleteWebhookRequest{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteWebhookRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+type DeleteWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookResponse) Reset() {
+	*x = DeleteWebhookResponse{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{11}
+}
+
 var File_stratopt_v1_system_proto protoreflect.FileDescriptor
 
 const file_stratopt_v1_system_proto_rawDesc = "" +
 	"\n" +
-	"\x18stratopt/v1/system.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n" +
+	"\x18stratopt/v1/system.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x02\n" +
 	"\fNotification\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12=\n" +
@@ -424,8 +828,9 @@ const file_stratopt_v1_system_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1a\n" +
-	"\bresource\x18\a \x01(\tR\bresource\"\x14\n" +
-	"\x12GetOverviewRequest\"\xec\x03\n" +
+	"\bresource\x18\a \x01(\tR\bresource\x12\x1a\n" +
+	"\bsequence\x18\b \x01(\x03R\bsequence\"\x14\n" +
+	"\x12GetOverviewRequest\"\xef\x04\n" +
 	"\x13GetOverviewResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x121\n" +
 	"\x06uptime\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12%\n" +
@@ -439,18 +844,48 @@ const file_stratopt_v1_system_proto_rawDesc = "" +
 	"\x10database_backend\x18\n" +
 	" \x01(\tR\x0fdatabaseBackend\x12;\n" +
 	"\vserver_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x1c\n" +
-	"\x1aStreamNotificationsRequest\"\\\n" +
+	"serverTime\x12!\n" +
+	"\ftrades_today\x18\f \x01(\x03R\vtradesToday\x122\n" +
+	"\x15paper_portfolio_value\x18\r \x01(\x01R\x13paperPortfolioValue\x12*\n" +
+	"\x11open_stream_count\x18\x0e \x01(\x03R\x0fopenStreamCount\"C\n" +
+	"\x1aStreamNotificationsRequest\x12%\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\"v\n" +
 	"\x1bStreamNotificationsResponse\x12=\n" +
-	"\fnotification\x18\x01 \x01(\v2\x19.stratopt.v1.NotificationR\fnotification*\xa1\x01\n" +
+	"\fnotification\x18\x01 \x01(\v2\x19.stratopt.v1.NotificationR\fnotification\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x03R\adropped\"\xab\x02\n" +
+	"\aWebhook\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\x16\n" +
+	"\x03url\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x1c\n" +
+	"\x06secret\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\x06secret\x12\x14\n" +
+	"\x05kinds\x18\x04 \x03(\tR\x05kinds\x12A\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12-\n" +
+	"\x0fdelivered_count\x18\x06 \x01(\x03B\x04\xe2A\x01\x03R\x0edeliveredCount\x12'\n" +
+	"\ffailed_count\x18\a \x01(\x03B\x04\xe2A\x01\x03R\vfailedCount\x12#\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tB\x04\xe2A\x01\x03R\tlastError\"L\n" +
+	"\x14CreateWebhookRequest\x124\n" +
+	"\awebhook\x18\x01 \x01(\v2\x14.stratopt.v1.WebhookB\x04\xe2A\x01\x02R\awebhook\"G\n" +
+	"\x15CreateWebhookResponse\x12.\n" +
+	"\awebhook\x18\x01 \x01(\v2\x14.stratopt.v1.WebhookR\awebhook\"\x15\n" +
+	"\x13ListWebhooksRequest\"H\n" +
+	"\x14ListWebhooksResponse\x120\n" +
+	"\bwebhooks\x18\x01 \x03(\v2\x14.stratopt.v1.WebhookR\bwebhooks\";\n" +
+	"\x14DeleteWebhookRequest\x12#\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\"\x17\n" +
+	"\x15DeleteWebhookResponse*\xa1\x01\n" +
 	"\x14NotificationSeverity\x12%\n" +
 	"!NOTIFICATION_SEVERITY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aNOTIFICATION_SEVERITY_INFO\x10\x01\x12!\n" +
 	"\x1dNOTIFICATION_SEVERITY_WARNING\x10\x02\x12\x1f\n" +
-	"\x1bNOTIFICATION_SEVERITY_ERROR\x10\x032\x94\x02\n" +
+	"\x1bNOTIFICATION_SEVERITY_ERROR\x10\x032\xf1\x04\n" +
 	"\rSystemService\x12m\n" +
 	"\vGetOverview\x12\x1f.stratopt.v1.GetOverviewRequest\x1a .stratopt.v1.GetOverviewResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/system/overview\x12\x93\x01\n" +
-	"\x13StreamNotifications\x12'.stratopt.v1.StreamNotificationsRequest\x1a(.stratopt.v1.StreamNotificationsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/system/notifications:stream0\x01BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3"
+	"\x13StreamNotifications\x12'.stratopt.v1.StreamNotificationsRequest\x1a(.stratopt.v1.StreamNotificationsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/system/notifications:stream0\x01\x12u\n" +
+	"\rCreateWebhook\x12!.stratopt.v1.CreateWebhookRequest\x1a\".stratopt.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\awebhook\"\f/v1/webhooks\x12i\n" +
+	"\fListWebhooks\x12 .stratopt.v1.ListWebhooksRequest\x1a!.stratopt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12y\n" +
+	"\rDeleteWebhook\x12!.stratopt.v1.DeleteWebhookRequest\x1a\".stratopt.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3"
 
 var (
 	file_stratopt_v1_system_proto_rawDescOnce sync.Once
@@ -465,7 +900,7 @@ func file_stratopt_v1_system_proto_rawDescGZIP() []byte {
 }
 
 var file_stratopt_v1_system_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stratopt_v1_system_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_stratopt_v1_system_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_stratopt_v1_system_proto_goTypes = []any{
 	(NotificationSeverity)(0),           // 0: stratopt.v1.NotificationSeverity
 	(*Notification)(nil),                // 1: stratopt.v1.Notification
@@ -473,24 +908,41 @@ var file_stratopt_v1_system_proto_goTypes = []any{
 	(*GetOverviewResponse)(nil),         // 3: stratopt.v1.GetOverviewResponse
 	(*StreamNotificationsRequest)(nil),  // 4: stratopt.v1.StreamNotificationsRequest
 	(*StreamNotificationsResponse)(nil), // 5: stratopt.v1.StreamNotificationsResponse
-	(*timestamppb.Timestamp)(nil),       // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 7: google.protobuf.Duration
+	(*Webhook)(nil),                     // 6: stratopt.v1.Webhook
+	(*CreateWebhookRequest)(nil),        // 7: stratopt.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),       // 8: stratopt.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),         // 9: stratopt.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),        // 10: stratopt.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),        // 11: stratopt.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),       // 12: stratopt.v1.DeleteWebhookResponse
+	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 14: google.protobuf.Duration
 }
 var file_stratopt_v1_system_proto_depIdxs = []int32{
-	6, // 0: stratopt.v1.Notification.time:type_name -> google.protobuf.Timestamp
-	0, // 1: stratopt.v1.Notification.severity:type_name -> stratopt.v1.NotificationSeverity
-	7, // 2: stratopt.v1.GetOverviewResponse.uptime:type_name -> google.protobuf.Duration
-	6, // 3: stratopt.v1.GetOverviewResponse.server_time:type_name -> google.protobuf.Timestamp
-	1, // 4: stratopt.v1.StreamNotificationsResponse.notification:type_name -> stratopt.v1.Notification
-	2, // 5: stratopt.v1.SystemService.GetOverview:input_type -> stratopt.v1.GetOverviewRequest
-	4, // 6: stratopt.v1.SystemService.StreamNotifications:input_type -> stratopt.v1.StreamNotificationsRequest
-	3, // 7: stratopt.v1.SystemService.GetOverview:output_type -> stratopt.v1.GetOverviewResponse
-	5, // 8: stratopt.v1.SystemService.StreamNotifications:output_type -> stratopt.v1.StreamNotificationsResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	13, // 0: stratopt.v1.Notification.time:type_name -> google.protobuf.Timestamp
+	0,  // 1: stratopt.v1.Notification.severity:type_name -> stratopt.v1.NotificationSeverity
+	14, // 2: stratopt.v1.GetOverviewResponse.uptime:type_name -> google.protobuf.Duration
+	13, // 3: stratopt.v1.GetOverviewResponse.server_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: stratopt.v1.StreamNotificationsResponse.notification:type_name -> stratopt.v1.Notification
+	13, // 5: stratopt.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: stratopt.v1.CreateWebhookRequest.webhook:type_name -> stratopt.v1.Webhook
+	6,  // 7: stratopt.v1.CreateWebhookResponse.webhook:type_name -> stratopt.v1.Webhook
+	6,  // 8: stratopt.v1.ListWebhooksResponse.webhooks:type_name -> stratopt.v1.Webhook
+	2,  // 9: stratopt.v1.SystemService.GetOverview:input_type -> stratopt.v1.GetOverviewRequest
+	4,  // 10: stratopt.v1.SystemService.StreamNotifications:input_type -> stratopt.v1.StreamNotificationsRequest
+	7,  // 11: stratopt.v1.SystemService.CreateWebhook:input_type -> stratopt.v1.CreateWebhookRequest
+	9,  // 12: stratopt.v1.SystemService.ListWebhooks:input_type -> stratopt.v1.ListWebhooksRequest
+	11, // 13: stratopt.v1.SystemService.DeleteWebhook:input_type -> stratopt.v1.DeleteWebhookRequest
+	3,  // 14: stratopt.v1.SystemService.GetOverview:output_type -> stratopt.v1.GetOverviewResponse
+	5,  // 15: stratopt.v1.SystemService.StreamNotifications:output_type -> stratopt.v1.StreamNotificationsResponse
+	8,  // 16: stratopt.v1.SystemService.CreateWebhook:output_type -> stratopt.v1.CreateWebhookResponse
+	10, // 17: stratopt.v1.SystemService.ListWebhooks:output_type -> stratopt.v1.ListWebhooksResponse
+	12, // 18: stratopt.v1.SystemService.DeleteWebhook:output_type -> stratopt.v1.DeleteWebhookResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_system_proto_init() }
@@ -504,7 +956,7 @@ func file_stratopt_v1_system_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_system_proto_rawDesc), len(file_stratopt_v1_system_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -67,6 +67,28 @@ IMPORT_FORMAT_PARQUET: ImportFormat.ValueType  # 3
 """A Parquet file's bytes."""
 Global___ImportFormat: _TypeAlias = ImportFormat  # noqa: Y015
 
+class _FeedKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEED_KIND_UNSPECIFIED: _FeedKind.ValueType  # 0
+    FEED_KIND_PUSH: _FeedKind.ValueType  # 1
+    """Bars arrive through PushBars."""
+    FEED_KIND_REPLAY: _FeedKind.ValueType  # 2
+    """A stored dataset replayed bar by bar."""
+
+class FeedKind(_FeedKind, metaclass=_FeedKindEnumTypeWrapper):
+    """Where a feed's bars come from."""
+
+FEED_KIND_UNSPECIFIED: FeedKind.ValueType  # 0
+FEED_KIND_PUSH: FeedKind.ValueType  # 1
+"""Bars arrive through PushBars."""
+FEED_KIND_REPLAY: FeedKind.ValueType  # 2
+"""A stored dataset replayed bar by bar."""
+Global___FeedKind: _TypeAlias = FeedKind  # noqa: Y015
+
 @_typing.final
 class Dataset(_message.Message):
     """A stored series of OHLCV bars for one symbol and timeframe."""
@@ -478,3 +500,349 @@ class ReadBarsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadBarsResponse: _TypeAlias = ReadBarsResponse  # noqa: Y015
+
+@_typing.final
+class Feed(_message.Message):
+    """A source of bars that strategies run on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    BARS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    BARS_ACCEPTED_FIELD_NUMBER: _builtins.int
+    BARS_REJECTED_FIELD_NUMBER: _builtins.int
+    LAST_BAR_TIME_FIELD_NUMBER: _builtins.int
+    RUNNING_STRATEGY_COUNT_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    display_name: _builtins.str
+    kind: Global___FeedKind.ValueType
+    timeframe: _builtins.str
+    """Expected bar spacing such as "1m"; a push feed silent for three spacings raises a stalled
+    feed alert. A replay uses its dataset's.
+    """
+    dataset_id: _builtins.str
+    """Replay: the dataset, where to start, and how fast."""
+    bars_per_second: _builtins.float
+    """Bars per second (default 10; 0 = as fast as possible)."""
+    owner_id: _builtins.str
+    bars_accepted: _builtins.int
+    bars_rejected: _builtins.int
+    running_strategy_count: _builtins.int
+    finished: _builtins.bool
+    """A replay that has delivered its last bar."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Symbols the feed carries; bars for any other symbol are rejected. A replay carries its
+        dataset's symbol.
+        """
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_bar_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        kind: Global___FeedKind.ValueType = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        timeframe: _builtins.str = ...,
+        dataset_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        bars_per_second: _builtins.float = ...,
+        owner_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        bars_accepted: _builtins.int = ...,
+        bars_rejected: _builtins.int = ...,
+        last_bar_time: _timestamp_pb2.Timestamp | None = ...,
+        running_strategy_count: _builtins.int = ...,
+        finished: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_bar_time", b"last_bar_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars_accepted", b"bars_accepted", "bars_per_second", b"bars_per_second", "bars_rejected", b"bars_rejected", "create_time", b"create_time", "dataset_id", b"dataset_id", "display_name", b"display_name", "finished", b"finished", "id", b"id", "kind", b"kind", "last_bar_time", b"last_bar_time", "owner_id", b"owner_id", "running_strategy_count", b"running_strategy_count", "start_time", b"start_time", "symbols", b"symbols", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Feed: _TypeAlias = Feed  # noqa: Y015
+
+@_typing.final
+class FeedBar(_message.Message):
+    """One bar of one symbol on a feed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    BAR_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    @_builtins.property
+    def bar(self) -> _common_pb2.Bar: ...
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        bar: _common_pb2.Bar | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bar", b"bar", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedBar: _TypeAlias = FeedBar  # noqa: Y015
+
+@_typing.final
+class CreateFeedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feed(self) -> Global___Feed: ...
+    def __init__(
+        self,
+        *,
+        feed: Global___Feed | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFeedRequest: _TypeAlias = CreateFeedRequest  # noqa: Y015
+
+@_typing.final
+class CreateFeedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feed(self) -> Global___Feed: ...
+    def __init__(
+        self,
+        *,
+        feed: Global___Feed | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFeedResponse: _TypeAlias = CreateFeedResponse  # noqa: Y015
+
+@_typing.final
+class GetFeedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_ID_FIELD_NUMBER: _builtins.int
+    feed_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        feed_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed_id", b"feed_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFeedRequest: _TypeAlias = GetFeedRequest  # noqa: Y015
+
+@_typing.final
+class GetFeedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feed(self) -> Global___Feed: ...
+    def __init__(
+        self,
+        *,
+        feed: Global___Feed | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed", b"feed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFeedResponse: _TypeAlias = GetFeedResponse  # noqa: Y015
+
+@_typing.final
+class ListFeedsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1..200, default 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFeedsRequest: _TypeAlias = ListFeedsRequest  # noqa: Y015
+
+@_typing.final
+class ListFeedsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEEDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def feeds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feed]: ...
+    def __init__(
+        self,
+        *,
+        feeds: _abc.Iterable[Global___Feed] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feeds", b"feeds", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFeedsResponse: _TypeAlias = ListFeedsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteFeedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_ID_FIELD_NUMBER: _builtins.int
+    feed_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        feed_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed_id", b"feed_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteFeedRequest: _TypeAlias = DeleteFeedRequest  # noqa: Y015
+
+@_typing.final
+class DeleteFeedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteFeedResponse: _TypeAlias = DeleteFeedResponse  # noqa: Y015
+
+@_typing.final
+class PushBarsRequest(_message.Message):
+    """A batch of bars. feed_id is required in the first message; later messages may repeat it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_ID_FIELD_NUMBER: _builtins.int
+    BARS_FIELD_NUMBER: _builtins.int
+    feed_id: _builtins.str
+    @_builtins.property
+    def bars(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeedBar]: ...
+    def __init__(
+        self,
+        *,
+        feed_id: _builtins.str = ...,
+        bars: _abc.Iterable[Global___FeedBar] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars", b"bars", "feed_id", b"feed_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushBarsRequest: _TypeAlias = PushBarsRequest  # noqa: Y015
+
+@_typing.final
+class RejectedBar(_message.Message):
+    """A bar the feed refused, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the bar in the whole upload, from 0."""
+    symbol: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "reason", b"reason", "symbol", b"symbol", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedBar: _TypeAlias = RejectedBar  # noqa: Y015
+
+@_typing.final
+class PushBarsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    REJECTIONS_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    rejected: _builtins.int
+    @_builtins.property
+    def rejections(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedBar]:
+        """The first 100 rejections."""
+
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+        rejected: _builtins.int = ...,
+        rejections: _abc.Iterable[Global___RejectedBar] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "rejected", b"rejected", "rejections", b"rejections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushBarsResponse: _TypeAlias = PushBarsResponse  # noqa: Y015

@@ -65,6 +65,31 @@ class MarketDataServiceStub:
                 request_serializer=stratopt_dot_v1_dot_market__data__pb2.ReadBarsRequest.SerializeToString,
                 response_deserializer=stratopt_dot_v1_dot_market__data__pb2.ReadBarsResponse.FromString,
                 _registered_method=True)
+        self.CreateFeed = channel.unary_unary(
+                '/stratopt.v1.MarketDataService/CreateFeed',
+                request_serializer=stratopt_dot_v1_dot_market__data__pb2.CreateFeedRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_market__data__pb2.CreateFeedResponse.FromString,
+                _registered_method=True)
+        self.GetFeed = channel.unary_unary(
+                '/stratopt.v1.MarketDataService/GetFeed',
+                request_serializer=stratopt_dot_v1_dot_market__data__pb2.GetFeedRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_market__data__pb2.GetFeedResponse.FromString,
+                _registered_method=True)
+        self.ListFeeds = channel.unary_unary(
+                '/stratopt.v1.MarketDataService/ListFeeds',
+                request_serializer=stratopt_dot_v1_dot_market__data__pb2.ListFeedsRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_market__data__pb2.ListFeedsResponse.FromString,
+                _registered_method=True)
+        self.DeleteFeed = channel.unary_unary(
+                '/stratopt.v1.MarketDataService/DeleteFeed',
+                request_serializer=stratopt_dot_v1_dot_market__data__pb2.DeleteFeedRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_market__data__pb2.DeleteFeedResponse.FromString,
+                _registered_method=True)
+        self.PushBars = channel.stream_unary(
+                '/stratopt.v1.MarketDataService/PushBars',
+                request_serializer=stratopt_dot_v1_dot_market__data__pb2.PushBarsRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_market__data__pb2.PushBarsResponse.FromString,
+                _registered_method=True)
 
 
 class MarketDataServiceServicer:
@@ -110,6 +135,41 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateFeed(self, request, context):
+        """Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+        bridge) or a stored dataset replayed at a chosen speed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFeed(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFeeds(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFeed(self, request, context):
+        """Deletes a feed no strategy is running on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushBars(self, request_iterator, context):
+        """Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+        a bad bar is rejected with its reason and the others go through.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketDataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +202,31 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ReadBars,
                     request_deserializer=stratopt_dot_v1_dot_market__data__pb2.ReadBarsRequest.FromString,
                     response_serializer=stratopt_dot_v1_dot_market__data__pb2.ReadBarsResponse.SerializeToString,
+            ),
+            'CreateFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFeed,
+                    request_deserializer=stratopt_dot_v1_dot_market__data__pb2.CreateFeedRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_market__data__pb2.CreateFeedResponse.SerializeToString,
+            ),
+            'GetFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeed,
+                    request_deserializer=stratopt_dot_v1_dot_market__data__pb2.GetFeedRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_market__data__pb2.GetFeedResponse.SerializeToString,
+            ),
+            'ListFeeds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeeds,
+                    request_deserializer=stratopt_dot_v1_dot_market__data__pb2.ListFeedsRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_market__data__pb2.ListFeedsResponse.SerializeToString,
+            ),
+            'DeleteFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFeed,
+                    request_deserializer=stratopt_dot_v1_dot_market__data__pb2.DeleteFeedRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_market__data__pb2.DeleteFeedResponse.SerializeToString,
+            ),
+            'PushBars': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushBars,
+                    request_deserializer=stratopt_dot_v1_dot_market__data__pb2.PushBarsRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_market__data__pb2.PushBarsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +392,141 @@ class MarketDataService:
             '/stratopt.v1.MarketDataService/ReadBars',
             stratopt_dot_v1_dot_market__data__pb2.ReadBarsRequest.SerializeToString,
             stratopt_dot_v1_dot_market__data__pb2.ReadBarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.MarketDataService/CreateFeed',
+            stratopt_dot_v1_dot_market__data__pb2.CreateFeedRequest.SerializeToString,
+            stratopt_dot_v1_dot_market__data__pb2.CreateFeedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.MarketDataService/GetFeed',
+            stratopt_dot_v1_dot_market__data__pb2.GetFeedRequest.SerializeToString,
+            stratopt_dot_v1_dot_market__data__pb2.GetFeedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeeds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.MarketDataService/ListFeeds',
+            stratopt_dot_v1_dot_market__data__pb2.ListFeedsRequest.SerializeToString,
+            stratopt_dot_v1_dot_market__data__pb2.ListFeedsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.MarketDataService/DeleteFeed',
+            stratopt_dot_v1_dot_market__data__pb2.DeleteFeedRequest.SerializeToString,
+            stratopt_dot_v1_dot_market__data__pb2.DeleteFeedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushBars(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/stratopt.v1.MarketDataService/PushBars',
+            stratopt_dot_v1_dot_market__data__pb2.PushBarsRequest.SerializeToString,
+            stratopt_dot_v1_dot_market__data__pb2.PushBarsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,18 @@ class MarketDataServiceStub:
     DeleteDataset: _grpc.UnaryUnaryMultiCallable[_market_data_pb2.DeleteDatasetRequest, _market_data_pb2.DeleteDatasetResponse]
     ReadBars: _grpc.UnaryStreamMultiCallable[_market_data_pb2.ReadBarsRequest, _market_data_pb2.ReadBarsResponse]
     """Streams a dataset's bars in pages, optionally resampled to a coarser timeframe."""
+    CreateFeed: _grpc.UnaryUnaryMultiCallable[_market_data_pb2.CreateFeedRequest, _market_data_pb2.CreateFeedResponse]
+    """Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+    bridge) or a stored dataset replayed at a chosen speed.
+    """
+    GetFeed: _grpc.UnaryUnaryMultiCallable[_market_data_pb2.GetFeedRequest, _market_data_pb2.GetFeedResponse]
+    ListFeeds: _grpc.UnaryUnaryMultiCallable[_market_data_pb2.ListFeedsRequest, _market_data_pb2.ListFeedsResponse]
+    DeleteFeed: _grpc.UnaryUnaryMultiCallable[_market_data_pb2.DeleteFeedRequest, _market_data_pb2.DeleteFeedResponse]
+    """Deletes a feed no strategy is running on."""
+    PushBars: _grpc.StreamUnaryMultiCallable[_market_data_pb2.PushBarsRequest, _market_data_pb2.PushBarsResponse]
+    """Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+    a bad bar is rejected with its reason and the others go through.
+    """
 
 @_typing.type_check_only
 class MarketDataServiceAsyncStub(MarketDataServiceStub):
@@ -57,6 +69,18 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     DeleteDataset: _aio.UnaryUnaryMultiCallable[_market_data_pb2.DeleteDatasetRequest, _market_data_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
     ReadBars: _aio.UnaryStreamMultiCallable[_market_data_pb2.ReadBarsRequest, _market_data_pb2.ReadBarsResponse]  # type: ignore[assignment]
     """Streams a dataset's bars in pages, optionally resampled to a coarser timeframe."""
+    CreateFeed: _aio.UnaryUnaryMultiCallable[_market_data_pb2.CreateFeedRequest, _market_data_pb2.CreateFeedResponse]  # type: ignore[assignment]
+    """Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+    bridge) or a stored dataset replayed at a chosen speed.
+    """
+    GetFeed: _aio.UnaryUnaryMultiCallable[_market_data_pb2.GetFeedRequest, _market_data_pb2.GetFeedResponse]  # type: ignore[assignment]
+    ListFeeds: _aio.UnaryUnaryMultiCallable[_market_data_pb2.ListFeedsRequest, _market_data_pb2.ListFeedsResponse]  # type: ignore[assignment]
+    DeleteFeed: _aio.UnaryUnaryMultiCallable[_market_data_pb2.DeleteFeedRequest, _market_data_pb2.DeleteFeedResponse]  # type: ignore[assignment]
+    """Deletes a feed no strategy is running on."""
+    PushBars: _aio.StreamUnaryMultiCallable[_market_data_pb2.PushBarsRequest, _market_data_pb2.PushBarsResponse]  # type: ignore[assignment]
+    """Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+    a bad bar is rejected with its reason and the others go through.
+    """
 
 class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
     """OHLCV datasets: import, synthetic generation, listing and reading bars."""
@@ -105,5 +129,47 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_market_data_pb2.ReadBarsResponse], _abc.AsyncIterator[_market_data_pb2.ReadBarsResponse]]:
         """Streams a dataset's bars in pages, optionally resampled to a coarser timeframe."""
+
+    @_abc_1.abstractmethod
+    def CreateFeed(
+        self,
+        request: _market_data_pb2.CreateFeedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_market_data_pb2.CreateFeedResponse, _abc.Awaitable[_market_data_pb2.CreateFeedResponse]]:
+        """Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+        bridge) or a stored dataset replayed at a chosen speed.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFeed(
+        self,
+        request: _market_data_pb2.GetFeedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_market_data_pb2.GetFeedResponse, _abc.Awaitable[_market_data_pb2.GetFeedResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFeeds(
+        self,
+        request: _market_data_pb2.ListFeedsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_market_data_pb2.ListFeedsResponse, _abc.Awaitable[_market_data_pb2.ListFeedsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteFeed(
+        self,
+        request: _market_data_pb2.DeleteFeedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_market_data_pb2.DeleteFeedResponse, _abc.Awaitable[_market_data_pb2.DeleteFeedResponse]]:
+        """Deletes a feed no strategy is running on."""
+
+    @_abc_1.abstractmethod
+    def PushBars(
+        self,
+        request_iterator: _MaybeAsyncIterator[_market_data_pb2.PushBarsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_market_data_pb2.PushBarsResponse, _abc.Awaitable[_market_data_pb2.PushBarsResponse]]:
+        """Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+        a bad bar is rejected with its reason and the others go through.
+        """
 
 def add_MarketDataServiceServicer_to_server(servicer: MarketDataServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

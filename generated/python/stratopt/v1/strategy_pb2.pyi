@@ -582,6 +582,7 @@ class Signal(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     symbol: _builtins.str
     action: Global___SignalAction.ValueType
@@ -590,6 +591,8 @@ class Signal(_message.Message):
     """Position after the signal: 1 long, -1 short, 0 flat."""
     reason: _builtins.str
     sequence: _builtins.int
+    target: _builtins.int
+    """Target position the strategy computed on the bar's close: 1, -1 or 0."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -603,10 +606,11 @@ class Signal(_message.Message):
         position: _builtins.int = ...,
         reason: _builtins.str = ...,
         sequence: _builtins.int = ...,
+        target: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "position", b"position", "price", b"price", "reason", b"reason", "sequence", b"sequence", "strategy_id", b"strategy_id", "symbol", b"symbol", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "position", b"position", "price", b"price", "reason", b"reason", "sequence", b"sequence", "strategy_id", b"strategy_id", "symbol", b"symbol", "target", b"target", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -626,6 +630,14 @@ class PerformanceSnapshot(_message.Message):
     DRAWDOWN_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     BARS_PROCESSED_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    RUN_STATE_FIELD_NUMBER: _builtins.int
+    POSITION_QUANTITY_FIELD_NUMBER: _builtins.int
+    ENTRY_PRICE_FIELD_NUMBER: _builtins.int
+    LAST_BAR_TIME_FIELD_NUMBER: _builtins.int
+    FEED_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     equity: _builtins.float
     cash: _builtins.float
@@ -635,10 +647,23 @@ class PerformanceSnapshot(_message.Message):
     realized_pnl: _builtins.float
     drawdown: _builtins.float
     bars_processed: _builtins.int
+    sequence: _builtins.int
+    run_state: Global___RunState.ValueType
+    position_quantity: _builtins.float
+    """Units held (negative when short)."""
+    entry_price: _builtins.float
+    feed_id: _builtins.str
+    symbol: _builtins.str
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def metrics(self) -> _common_pb2.Metrics: ...
+    @_builtins.property
+    def last_bar_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def execution(self) -> _common_pb2.ExecutionOptions:
+        """The execution options the run trades with, every field resolved."""
+
     def __init__(
         self,
         *,
@@ -652,10 +677,18 @@ class PerformanceSnapshot(_message.Message):
         drawdown: _builtins.float = ...,
         metrics: _common_pb2.Metrics | None = ...,
         bars_processed: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        run_state: Global___RunState.ValueType = ...,
+        position_quantity: _builtins.float = ...,
+        entry_price: _builtins.float = ...,
+        last_bar_time: _timestamp_pb2.Timestamp | None = ...,
+        feed_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        execution: _common_pb2.ExecutionOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "last_bar_time", b"last_bar_time", "metrics", b"metrics", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars_processed", b"bars_processed", "cash", b"cash", "drawdown", b"drawdown", "equity", b"equity", "metrics", b"metrics", "position", b"position", "realized_pnl", b"realized_pnl", "strategy_id", b"strategy_id", "time", b"time", "unrealized_pnl", b"unrealized_pnl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars_processed", b"bars_processed", "cash", b"cash", "drawdown", b"drawdown", "entry_price", b"entry_price", "equity", b"equity", "execution", b"execution", "feed_id", b"feed_id", "last_bar_time", b"last_bar_time", "metrics", b"metrics", "position", b"position", "position_quantity", b"position_quantity", "realized_pnl", b"realized_pnl", "run_state", b"run_state", "sequence", b"sequence", "strategy_id", b"strategy_id", "symbol", b"symbol", "time", b"time", "unrealized_pnl", b"unrealized_pnl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -673,12 +706,17 @@ class Alert(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     strategy_id: _builtins.str
     severity: Global___AlertSeverity.ValueType
     title: _builtins.str
     message: _builtins.str
     value: _builtins.float
+    sequence: _builtins.int
+    kind: _builtins.str
+    """"rule", "stop", "feed_stalled", "error" or "status"."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -694,14 +732,69 @@ class Alert(_message.Message):
         message: _builtins.str = ...,
         rule: Global___AlertRule | None = ...,
         value: _builtins.float = ...,
+        sequence: _builtins.int = ...,
+        kind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message", "rule", b"rule", "severity", b"severity", "strategy_id", b"strategy_id", "time", b"time", "title", b"title", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "message", b"message", "rule", b"rule", "sequence", b"sequence", "severity", b"severity", "strategy_id", b"strategy_id", "time", b"time", "title", b"title", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class Fill(_message.Message):
+    """A paper-broker fill."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRATEGY_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    FEE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REALIZED_PNL_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    strategy_id: _builtins.str
+    symbol: _builtins.str
+    side: Global___SignalAction.ValueType
+    """BUY or SELL."""
+    quantity: _builtins.float
+    price: _builtins.float
+    """Price after slippage."""
+    fee: _builtins.float
+    reason: _builtins.str
+    """"signal", "stop", "target", "trail" or "close"."""
+    realized_pnl: _builtins.float
+    """Realized profit of the trade this fill closes (0 for an entry)."""
+    sequence: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        strategy_id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        symbol: _builtins.str = ...,
+        side: Global___SignalAction.ValueType = ...,
+        quantity: _builtins.float = ...,
+        price: _builtins.float = ...,
+        fee: _builtins.float = ...,
+        reason: _builtins.str = ...,
+        realized_pnl: _builtins.float = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee", "price", b"price", "quantity", b"quantity", "realized_pnl", b"realized_pnl", "reason", b"reason", "sequence", b"sequence", "side", b"side", "strategy_id", b"strategy_id", "symbol", b"symbol", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Fill: _TypeAlias = Fill  # noqa: Y015
 
 @_typing.final
 class ListStrategyTypesRequest(_message.Message):
@@ -1336,6 +1429,7 @@ class CompareStrategiesRequest(_message.Message):
     TIME_RANGE_FIELD_NUMBER: _builtins.int
     EXECUTION_FIELD_NUMBER: _builtins.int
     RANK_BY_FIELD_NUMBER: _builtins.int
+    BACKTEST_IDS_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     rank_by: _builtins.str
     """Metric to rank by (default "sharpe")."""
@@ -1347,6 +1441,12 @@ class CompareStrategiesRequest(_message.Message):
     def execution(self) -> _common_pb2.ExecutionOptions:
         """Overrides each strategy's own execution options when set."""
 
+    @_builtins.property
+    def backtest_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Stored backtests to compare (with or instead of strategy_ids); 2..10 entries in all.
+        Strategies are backtested on the period the stored backtests share.
+        """
+
     def __init__(
         self,
         *,
@@ -1355,10 +1455,11 @@ class CompareStrategiesRequest(_message.Message):
         time_range: _common_pb2.TimeRange | None = ...,
         execution: _common_pb2.ExecutionOptions | None = ...,
         rank_by: _builtins.str = ...,
+        backtest_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "time_range", b"time_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "execution", b"execution", "rank_by", b"rank_by", "strategy_ids", b"strategy_ids", "time_range", b"time_range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_ids", b"backtest_ids", "dataset_id", b"dataset_id", "execution", b"execution", "rank_by", b"rank_by", "strategy_ids", b"strategy_ids", "time_range", b"time_range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1372,10 +1473,13 @@ class ComparisonRow(_message.Message):
     STRATEGY_NAME_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
+    BACKTEST_ID_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     strategy_name: _builtins.str
     rank: _builtins.int
     """1 = best by rank_by."""
+    backtest_id: _builtins.str
+    """Set when the row is a stored backtest."""
     @_builtins.property
     def metrics(self) -> _common_pb2.Metrics: ...
     def __init__(
@@ -1385,10 +1489,11 @@ class ComparisonRow(_message.Message):
         strategy_name: _builtins.str = ...,
         metrics: _common_pb2.Metrics | None = ...,
         rank: _builtins.int = ...,
+        backtest_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "rank", b"rank", "strategy_id", b"strategy_id", "strategy_name", b"strategy_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id", "metrics", b"metrics", "rank", b"rank", "strategy_id", b"strategy_id", "strategy_name", b"strategy_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1400,21 +1505,32 @@ class CompareStrategiesResponse(_message.Message):
 
     ROWS_FIELD_NUMBER: _builtins.int
     RETURN_CORRELATIONS_FIELD_NUMBER: _builtins.int
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    TIME_RANGE_FIELD_NUMBER: _builtins.int
+    RANK_BY_FIELD_NUMBER: _builtins.int
+    dataset_id: _builtins.str
+    """The common period and dataset every row was measured on."""
+    rank_by: _builtins.str
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComparisonRow]: ...
     @_builtins.property
     def return_correlations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Pearson correlation of bar returns, row-major, len(rows)^2 entries."""
 
+    @_builtins.property
+    def time_range(self) -> _common_pb2.TimeRange: ...
     def __init__(
         self,
         *,
         rows: _abc.Iterable[Global___ComparisonRow] | None = ...,
         return_correlations: _abc.Iterable[_builtins.float] | None = ...,
+        dataset_id: _builtins.str = ...,
+        time_range: _common_pb2.TimeRange | None = ...,
+        rank_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_range", b"time_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["return_correlations", b"return_correlations", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "rank_by", b"rank_by", "return_correlations", b"return_correlations", "rows", b"rows", "time_range", b"time_range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1428,6 +1544,10 @@ class StartStrategyRequest(_message.Message):
     DATASET_ID_FIELD_NUMBER: _builtins.int
     BARS_PER_SECOND_FIELD_NUMBER: _builtins.int
     WARMUP_BARS_FIELD_NUMBER: _builtins.int
+    FEED_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     dataset_id: _builtins.str
     """The bar feed: a dataset replayed bar by bar."""
@@ -1435,6 +1555,20 @@ class StartStrategyRequest(_message.Message):
     """Replay speed in bars per second (default 10, 0 = as fast as possible)."""
     warmup_bars: _builtins.int
     """Bars to warm indicators up with before trading starts."""
+    feed_id: _builtins.str
+    """Run on this feed (see MarketDataService.CreateFeed) instead of a private replay of
+    dataset_id. Give exactly one of dataset_id and feed_id.
+    """
+    symbol: _builtins.str
+    """The symbol to trade on the feed (default: the feed's only symbol)."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Replay of dataset_id: the first bar to trade (default the dataset's first bar)."""
+
+    @_builtins.property
+    def execution(self) -> _common_pb2.ExecutionOptions:
+        """Overrides the strategy's own execution options (see ExecutionOptions.set_fields)."""
+
     def __init__(
         self,
         *,
@@ -1442,10 +1576,14 @@ class StartStrategyRequest(_message.Message):
         dataset_id: _builtins.str = ...,
         bars_per_second: _builtins.float = ...,
         warmup_bars: _builtins.int = ...,
+        feed_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        execution: _common_pb2.ExecutionOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars_per_second", b"bars_per_second", "dataset_id", b"dataset_id", "strategy_id", b"strategy_id", "warmup_bars", b"warmup_bars"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bars_per_second", b"bars_per_second", "dataset_id", b"dataset_id", "execution", b"execution", "feed_id", b"feed_id", "start_time", b"start_time", "strategy_id", b"strategy_id", "symbol", b"symbol", "warmup_bars", b"warmup_bars"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1476,15 +1614,19 @@ class StopStrategyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STRATEGY_ID_FIELD_NUMBER: _builtins.int
+    CLOSE_POSITION_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
+    close_position: _builtins.bool
+    """Close the open position at the last price before stopping (default: keep it)."""
     def __init__(
         self,
         *,
         strategy_id: _builtins.str = ...,
+        close_position: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["strategy_id", b"strategy_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_position", b"close_position", "strategy_id", b"strategy_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1559,6 +1701,55 @@ class ListSignalsResponse(_message.Message):
 Global___ListSignalsResponse: _TypeAlias = ListSignalsResponse  # noqa: Y015
 
 @_typing.final
+class ListFillsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRATEGY_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    strategy_id: _builtins.str
+    page_size: _builtins.int
+    """1..1000, default 100."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        strategy_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "strategy_id", b"strategy_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFillsRequest: _TypeAlias = ListFillsRequest  # noqa: Y015
+
+@_typing.final
+class ListFillsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILLS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def fills(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fill]: ...
+    def __init__(
+        self,
+        *,
+        fills: _abc.Iterable[Global___Fill] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fills", b"fills", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFillsResponse: _TypeAlias = ListFillsResponse  # noqa: Y015
+
+@_typing.final
 class StreamSignalsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1586,16 +1777,20 @@ class StreamSignalsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SIGNAL_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    """Signals this subscriber missed so far because it read too slowly (oldest dropped first)."""
     @_builtins.property
     def signal(self) -> Global___Signal: ...
     def __init__(
         self,
         *,
         signal: Global___Signal | None = ...,
+        dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signal", b"signal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signal", b"signal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "signal", b"signal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1645,15 +1840,19 @@ class StreamPerformanceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STRATEGY_ID_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
+    interval_seconds: _builtins.int
+    """Seconds between snapshots, 1..60 (default 1)."""
     def __init__(
         self,
         *,
         strategy_id: _builtins.str = ...,
+        interval_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["strategy_id", b"strategy_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_seconds", b"interval_seconds", "strategy_id", b"strategy_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1684,15 +1883,19 @@ class StreamAlertsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STRATEGY_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
+    after_sequence: _builtins.int
+    """Resume after this sequence number (0 = only new alerts)."""
     def __init__(
         self,
         *,
         strategy_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["strategy_id", b"strategy_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "strategy_id", b"strategy_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1703,16 +1906,20 @@ class StreamAlertsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERT_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    """Alerts this subscriber missed so far because it read too slowly."""
     @_builtins.property
     def alert(self) -> Global___Alert: ...
     def __init__(
         self,
         *,
         alert: Global___Alert | None = ...,
+        dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "dropped", b"dropped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

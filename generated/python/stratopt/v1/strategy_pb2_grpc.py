@@ -126,6 +126,11 @@ class StrategyServiceStub:
                 request_serializer=stratopt_dot_v1_dot_strategy__pb2.ListSignalsRequest.SerializeToString,
                 response_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListSignalsResponse.FromString,
                 _registered_method=True)
+        self.ListFills = channel.unary_unary(
+                '/stratopt.v1.StrategyService/ListFills',
+                request_serializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.FromString,
+                _registered_method=True)
         self.StreamSignals = channel.unary_stream(
                 '/stratopt.v1.StrategyService/StreamSignals',
                 request_serializer=stratopt_dot_v1_dot_strategy__pb2.StreamSignalsRequest.SerializeToString,
@@ -271,6 +276,13 @@ class StrategyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFills(self, request, context):
+        """The paper broker's fills for a strategy, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamSignals(self, request, context):
         """Streams signals as the running strategy emits them.
         """
@@ -390,6 +402,11 @@ def add_StrategyServiceServicer_to_server(servicer, server):
                     servicer.ListSignals,
                     request_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListSignalsRequest.FromString,
                     response_serializer=stratopt_dot_v1_dot_strategy__pb2.ListSignalsResponse.SerializeToString,
+            ),
+            'ListFills': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFills,
+                    request_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.SerializeToString,
             ),
             'StreamSignals': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamSignals,
@@ -900,6 +917,33 @@ class StrategyService:
             '/stratopt.v1.StrategyService/ListSignals',
             stratopt_dot_v1_dot_strategy__pb2.ListSignalsRequest.SerializeToString,
             stratopt_dot_v1_dot_strategy__pb2.ListSignalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFills(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.StrategyService/ListFills',
+            stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.SerializeToString,
+            stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,8 @@ class StrategyServiceStub:
     """Starts paper trading a strategy on a bar feed."""
     StopStrategy: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.StopStrategyRequest, _strategy_pb2.StopStrategyResponse]
     ListSignals: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListSignalsRequest, _strategy_pb2.ListSignalsResponse]
+    ListFills: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListFillsRequest, _strategy_pb2.ListFillsResponse]
+    """The paper broker's fills for a strategy, oldest first."""
     StreamSignals: _grpc.UnaryStreamMultiCallable[_strategy_pb2.StreamSignalsRequest, _strategy_pb2.StreamSignalsResponse]
     """Streams signals as the running strategy emits them."""
     GetPerformance: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.GetPerformanceRequest, _strategy_pb2.GetPerformanceResponse]
@@ -106,6 +108,8 @@ class StrategyServiceAsyncStub(StrategyServiceStub):
     """Starts paper trading a strategy on a bar feed."""
     StopStrategy: _aio.UnaryUnaryMultiCallable[_strategy_pb2.StopStrategyRequest, _strategy_pb2.StopStrategyResponse]  # type: ignore[assignment]
     ListSignals: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListSignalsRequest, _strategy_pb2.ListSignalsResponse]  # type: ignore[assignment]
+    ListFills: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListFillsRequest, _strategy_pb2.ListFillsResponse]  # type: ignore[assignment]
+    """The paper broker's fills for a strategy, oldest first."""
     StreamSignals: _aio.UnaryStreamMultiCallable[_strategy_pb2.StreamSignalsRequest, _strategy_pb2.StreamSignalsResponse]  # type: ignore[assignment]
     """Streams signals as the running strategy emits them."""
     GetPerformance: _aio.UnaryUnaryMultiCallable[_strategy_pb2.GetPerformanceRequest, _strategy_pb2.GetPerformanceResponse]  # type: ignore[assignment]
@@ -254,6 +258,14 @@ class StrategyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _strategy_pb2.ListSignalsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_strategy_pb2.ListSignalsResponse, _abc.Awaitable[_strategy_pb2.ListSignalsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFills(
+        self,
+        request: _strategy_pb2.ListFillsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_strategy_pb2.ListFillsResponse, _abc.Awaitable[_strategy_pb2.ListFillsResponse]]:
+        """The paper broker's fills for a strategy, oldest first."""
 
     @_abc_1.abstractmethod
     def StreamSignals(

@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -49,6 +51,7 @@ class Notification(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     severity: Global___NotificationSeverity.ValueType
     kind: _builtins.str
@@ -57,6 +60,7 @@ class Notification(_message.Message):
     message: _builtins.str
     resource: _builtins.str
     """The resource it is about, e.g. "jobs/123"."""
+    sequence: _builtins.int
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -69,10 +73,11 @@ class Notification(_message.Message):
         title: _builtins.str = ...,
         message: _builtins.str = ...,
         resource: _builtins.str = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "message", b"message", "resource", b"resource", "severity", b"severity", "time", b"time", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "message", b"message", "resource", b"resource", "sequence", b"sequence", "severity", b"severity", "time", b"time", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -108,6 +113,9 @@ class GetOverviewResponse(_message.Message):
     ENGINE_READY_FIELD_NUMBER: _builtins.int
     DATABASE_BACKEND_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    TRADES_TODAY_FIELD_NUMBER: _builtins.int
+    PAPER_PORTFOLIO_VALUE_FIELD_NUMBER: _builtins.int
+    OPEN_STREAM_COUNT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     strategy_count: _builtins.int
     """Counts visible to the caller."""
@@ -119,6 +127,11 @@ class GetOverviewResponse(_message.Message):
     engine_ready: _builtins.bool
     """Whether the numba kernels are compiled (the first backtest is fast)."""
     database_backend: _builtins.str
+    trades_today: _builtins.int
+    """Paper trading, for the caller's running strategies."""
+    paper_portfolio_value: _builtins.float
+    open_stream_count: _builtins.int
+    """Server streams open on this replica (all users for an admin, else the caller's)."""
     @_builtins.property
     def uptime(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -137,10 +150,13 @@ class GetOverviewResponse(_message.Message):
         engine_ready: _builtins.bool = ...,
         database_backend: _builtins.str = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        trades_today: _builtins.int = ...,
+        paper_portfolio_value: _builtins.float = ...,
+        open_stream_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_count", b"backtest_count", "database_backend", b"database_backend", "dataset_count", b"dataset_count", "engine_ready", b"engine_ready", "queued_job_count", b"queued_job_count", "running_job_count", b"running_job_count", "running_strategy_count", b"running_strategy_count", "server_time", b"server_time", "strategy_count", b"strategy_count", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_count", b"backtest_count", "database_backend", b"database_backend", "dataset_count", b"dataset_count", "engine_ready", b"engine_ready", "open_stream_count", b"open_stream_count", "paper_portfolio_value", b"paper_portfolio_value", "queued_job_count", b"queued_job_count", "running_job_count", b"running_job_count", "running_strategy_count", b"running_strategy_count", "server_time", b"server_time", "strategy_count", b"strategy_count", "trades_today", b"trades_today", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -148,6 +164,138 @@ Global___GetOverviewResponse: _TypeAlias = GetOverviewResponse  # noqa: Y015
 
 @_typing.final
 class StreamNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """Resume after this sequence number (0 = only new notifications)."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamNotificationsRequest: _TypeAlias = StreamNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class StreamNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    """Notifications this subscriber missed so far because it read too slowly."""
+    @_builtins.property
+    def notification(self) -> Global___Notification: ...
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+        dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamNotificationsResponse: _TypeAlias = StreamNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class Webhook(_message.Message):
+    """A URL that receives the owner's alerts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DELIVERED_COUNT_FIELD_NUMBER: _builtins.int
+    FAILED_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    url: _builtins.str
+    """http or https, at most 2,000 characters, no credentials in it."""
+    secret: _builtins.str
+    """The signing secret; returned only by CreateWebhook."""
+    delivered_count: _builtins.int
+    failed_count: _builtins.int
+    last_error: _builtins.str
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Notification kinds to send, e.g. "strategy.alert", "job.succeeded"; empty = alerts only."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        kinds: _abc.Iterable[_builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        delivered_count: _builtins.int = ...,
+        failed_count: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delivered_count", b"delivered_count", "failed_count", b"failed_count", "id", b"id", "kinds", b"kinds", "last_error", b"last_error", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Webhook: _TypeAlias = Webhook  # noqa: Y015
+
+@_typing.final
+class CreateWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> Global___Webhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: Global___Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateWebhookRequest: _TypeAlias = CreateWebhookRequest  # noqa: Y015
+
+@_typing.final
+class CreateWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> Global___Webhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: Global___Webhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateWebhookResponse: _TypeAlias = CreateWebhookResponse  # noqa: Y015
+
+@_typing.final
+class ListWebhooksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -159,24 +307,58 @@ class StreamNotificationsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StreamNotificationsRequest: _TypeAlias = StreamNotificationsRequest  # noqa: Y015
+Global___ListWebhooksRequest: _TypeAlias = ListWebhooksRequest  # noqa: Y015
 
 @_typing.final
-class StreamNotificationsResponse(_message.Message):
+class ListWebhooksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    WEBHOOKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def notification(self) -> Global___Notification: ...
+    def webhooks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Webhook]: ...
     def __init__(
         self,
         *,
-        notification: Global___Notification | None = ...,
+        webhooks: _abc.Iterable[Global___Webhook] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhooks", b"webhooks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StreamNotificationsResponse: _TypeAlias = StreamNotificationsResponse  # noqa: Y015
+Global___ListWebhooksResponse: _TypeAlias = ListWebhooksResponse  # noqa: Y015
+
+@_typing.final
+class DeleteWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
+    webhook_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        webhook_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook_id", b"webhook_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWebhookRequest: _TypeAlias = DeleteWebhookRequest  # noqa: Y015
+
+@_typing.final
+class DeleteWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWebhookResponse: _TypeAlias = DeleteWebhookResponse  # noqa: Y015

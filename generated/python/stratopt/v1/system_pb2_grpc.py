@@ -45,6 +45,21 @@ class SystemServiceStub:
                 request_serializer=stratopt_dot_v1_dot_system__pb2.StreamNotificationsRequest.SerializeToString,
                 response_deserializer=stratopt_dot_v1_dot_system__pb2.StreamNotificationsResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/stratopt.v1.SystemService/CreateWebhook',
+                request_serializer=stratopt_dot_v1_dot_system__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_system__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/stratopt.v1.SystemService/ListWebhooks',
+                request_serializer=stratopt_dot_v1_dot_system__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_system__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/stratopt.v1.SystemService/DeleteWebhook',
+                request_serializer=stratopt_dot_v1_dot_system__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_system__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -64,6 +79,26 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhook(self, request, context):
+        """Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
+        HMAC-SHA256 (see docs/live.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +111,21 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.StreamNotifications,
                     request_deserializer=stratopt_dot_v1_dot_system__pb2.StreamNotificationsRequest.FromString,
                     response_serializer=stratopt_dot_v1_dot_system__pb2.StreamNotificationsResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=stratopt_dot_v1_dot_system__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_system__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=stratopt_dot_v1_dot_system__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_system__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=stratopt_dot_v1_dot_system__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_system__pb2.DeleteWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +183,87 @@ class SystemService:
             '/stratopt.v1.SystemService/StreamNotifications',
             stratopt_dot_v1_dot_system__pb2.StreamNotificationsRequest.SerializeToString,
             stratopt_dot_v1_dot_system__pb2.StreamNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.SystemService/CreateWebhook',
+            stratopt_dot_v1_dot_system__pb2.CreateWebhookRequest.SerializeToString,
+            stratopt_dot_v1_dot_system__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.SystemService/ListWebhooks',
+            stratopt_dot_v1_dot_system__pb2.ListWebhooksRequest.SerializeToString,
+            stratopt_dot_v1_dot_system__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.SystemService/DeleteWebhook',
+            stratopt_dot_v1_dot_system__pb2.DeleteWebhookRequest.SerializeToString,
+            stratopt_dot_v1_dot_system__pb2.DeleteWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,12 @@ class SystemServiceStub:
     GetOverview: _grpc.UnaryUnaryMultiCallable[_system_pb2.GetOverviewRequest, _system_pb2.GetOverviewResponse]
     StreamNotifications: _grpc.UnaryStreamMultiCallable[_system_pb2.StreamNotificationsRequest, _system_pb2.StreamNotificationsResponse]
     """Streams notifications for the caller: job finished, alert raised, import done."""
+    CreateWebhook: _grpc.UnaryUnaryMultiCallable[_system_pb2.CreateWebhookRequest, _system_pb2.CreateWebhookResponse]
+    """Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
+    HMAC-SHA256 (see docs/live.md).
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_system_pb2.ListWebhooksRequest, _system_pb2.ListWebhooksResponse]
+    DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_system_pb2.DeleteWebhookRequest, _system_pb2.DeleteWebhookResponse]
 
 @_typing.type_check_only
 class SystemServiceAsyncStub(SystemServiceStub):
@@ -45,6 +51,12 @@ class SystemServiceAsyncStub(SystemServiceStub):
     GetOverview: _aio.UnaryUnaryMultiCallable[_system_pb2.GetOverviewRequest, _system_pb2.GetOverviewResponse]  # type: ignore[assignment]
     StreamNotifications: _aio.UnaryStreamMultiCallable[_system_pb2.StreamNotificationsRequest, _system_pb2.StreamNotificationsResponse]  # type: ignore[assignment]
     """Streams notifications for the caller: job finished, alert raised, import done."""
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_system_pb2.CreateWebhookRequest, _system_pb2.CreateWebhookResponse]  # type: ignore[assignment]
+    """Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
+    HMAC-SHA256 (see docs/live.md).
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_system_pb2.ListWebhooksRequest, _system_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_system_pb2.DeleteWebhookRequest, _system_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
 
 class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
     """Overview figures and notifications."""
@@ -63,5 +75,29 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_system_pb2.StreamNotificationsResponse], _abc.AsyncIterator[_system_pb2.StreamNotificationsResponse]]:
         """Streams notifications for the caller: job finished, alert raised, import done."""
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _system_pb2.CreateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_pb2.CreateWebhookResponse, _abc.Awaitable[_system_pb2.CreateWebhookResponse]]:
+        """Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
+        HMAC-SHA256 (see docs/live.md).
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _system_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_pb2.ListWebhooksResponse, _abc.Awaitable[_system_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _system_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_pb2.DeleteWebhookResponse, _abc.Awaitable[_system_pb2.DeleteWebhookResponse]]: ...
 
 def add_SystemServiceServicer_to_server(servicer: SystemServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -450,6 +450,351 @@ export declare type ReadBarsResponse = Message<"stratopt.v1.ReadBarsResponse"> &
 export declare const ReadBarsResponseSchema: GenMessage<ReadBarsResponse>;
 
 /**
+ * A source of bars that strategies run on.
+ *
+ * @generated from message stratopt.v1.Feed
+ */
+export declare type Feed = Message<"stratopt.v1.Feed"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: stratopt.v1.FeedKind kind = 3;
+   */
+  kind: FeedKind;
+
+  /**
+   * Symbols the feed carries; bars for any other symbol are rejected. A replay carries its
+   * dataset's symbol.
+   *
+   * @generated from field: repeated string symbols = 4;
+   */
+  symbols: string[];
+
+  /**
+   * Expected bar spacing such as "1m"; a push feed silent for three spacings raises a stalled
+   * feed alert. A replay uses its dataset's.
+   *
+   * @generated from field: string timeframe = 5;
+   */
+  timeframe: string;
+
+  /**
+   * Replay: the dataset, where to start, and how fast.
+   *
+   * @generated from field: string dataset_id = 6;
+   */
+  datasetId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 7;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Bars per second (default 10; 0 = as fast as possible).
+   *
+   * @generated from field: double bars_per_second = 8;
+   */
+  barsPerSecond: number;
+
+  /**
+   * @generated from field: string owner_id = 9;
+   */
+  ownerId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 10;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 bars_accepted = 11;
+   */
+  barsAccepted: bigint;
+
+  /**
+   * @generated from field: int64 bars_rejected = 12;
+   */
+  barsRejected: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_bar_time = 13;
+   */
+  lastBarTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 running_strategy_count = 14;
+   */
+  runningStrategyCount: number;
+
+  /**
+   * A replay that has delivered its last bar.
+   *
+   * @generated from field: bool finished = 15;
+   */
+  finished: boolean;
+};
+
+/**
+ * Describes the message stratopt.v1.Feed.
+ * Use `create(FeedSchema)` to create a new message.
+ */
+export declare const FeedSchema: GenMessage<Feed>;
+
+/**
+ * One bar of one symbol on a feed.
+ *
+ * @generated from message stratopt.v1.FeedBar
+ */
+export declare type FeedBar = Message<"stratopt.v1.FeedBar"> & {
+  /**
+   * @generated from field: string symbol = 1;
+   */
+  symbol: string;
+
+  /**
+   * @generated from field: stratopt.v1.Bar bar = 2;
+   */
+  bar?: Bar | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.FeedBar.
+ * Use `create(FeedBarSchema)` to create a new message.
+ */
+export declare const FeedBarSchema: GenMessage<FeedBar>;
+
+/**
+ * @generated from message stratopt.v1.CreateFeedRequest
+ */
+export declare type CreateFeedRequest = Message<"stratopt.v1.CreateFeedRequest"> & {
+  /**
+   * @generated from field: stratopt.v1.Feed feed = 1;
+   */
+  feed?: Feed | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.CreateFeedRequest.
+ * Use `create(CreateFeedRequestSchema)` to create a new message.
+ */
+export declare const CreateFeedRequestSchema: GenMessage<CreateFeedRequest>;
+
+/**
+ * @generated from message stratopt.v1.CreateFeedResponse
+ */
+export declare type CreateFeedResponse = Message<"stratopt.v1.CreateFeedResponse"> & {
+  /**
+   * @generated from field: stratopt.v1.Feed feed = 1;
+   */
+  feed?: Feed | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.CreateFeedResponse.
+ * Use `create(CreateFeedResponseSchema)` to create a new message.
+ */
+export declare const CreateFeedResponseSchema: GenMessage<CreateFeedResponse>;
+
+/**
+ * @generated from message stratopt.v1.GetFeedRequest
+ */
+export declare type GetFeedRequest = Message<"stratopt.v1.GetFeedRequest"> & {
+  /**
+   * @generated from field: string feed_id = 1;
+   */
+  feedId: string;
+};
+
+/**
+ * Describes the message stratopt.v1.GetFeedRequest.
+ * Use `create(GetFeedRequestSchema)` to create a new message.
+ */
+export declare const GetFeedRequestSchema: GenMessage<GetFeedRequest>;
+
+/**
+ * @generated from message stratopt.v1.GetFeedResponse
+ */
+export declare type GetFeedResponse = Message<"stratopt.v1.GetFeedResponse"> & {
+  /**
+   * @generated from field: stratopt.v1.Feed feed = 1;
+   */
+  feed?: Feed | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.GetFeedResponse.
+ * Use `create(GetFeedResponseSchema)` to create a new message.
+ */
+export declare const GetFeedResponseSchema: GenMessage<GetFeedResponse>;
+
+/**
+ * @generated from message stratopt.v1.ListFeedsRequest
+ */
+export declare type ListFeedsRequest = Message<"stratopt.v1.ListFeedsRequest"> & {
+  /**
+   * 1..200, default 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListFeedsRequest.
+ * Use `create(ListFeedsRequestSchema)` to create a new message.
+ */
+export declare const ListFeedsRequestSchema: GenMessage<ListFeedsRequest>;
+
+/**
+ * @generated from message stratopt.v1.ListFeedsResponse
+ */
+export declare type ListFeedsResponse = Message<"stratopt.v1.ListFeedsResponse"> & {
+  /**
+   * @generated from field: repeated stratopt.v1.Feed feeds = 1;
+   */
+  feeds: Feed[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListFeedsResponse.
+ * Use `create(ListFeedsResponseSchema)` to create a new message.
+ */
+export declare const ListFeedsResponseSchema: GenMessage<ListFeedsResponse>;
+
+/**
+ * @generated from message stratopt.v1.DeleteFeedRequest
+ */
+export declare type DeleteFeedRequest = Message<"stratopt.v1.DeleteFeedRequest"> & {
+  /**
+   * @generated from field: string feed_id = 1;
+   */
+  feedId: string;
+};
+
+/**
+ * Describes the message stratopt.v1.DeleteFeedRequest.
+ * Use `create(DeleteFeedRequestSchema)` to create a new message.
+ */
+export declare const DeleteFeedRequestSchema: GenMessage<DeleteFeedRequest>;
+
+/**
+ * @generated from message stratopt.v1.DeleteFeedResponse
+ */
+export declare type DeleteFeedResponse = Message<"stratopt.v1.DeleteFeedResponse"> & {
+};
+
+/**
+ * Describes the message stratopt.v1.DeleteFeedResponse.
+ * Use `create(DeleteFeedResponseSchema)` to create a new message.
+ */
+export declare const DeleteFeedResponseSchema: GenMessage<DeleteFeedResponse>;
+
+/**
+ * A batch of bars. feed_id is required in the first message; later messages may repeat it.
+ *
+ * @generated from message stratopt.v1.PushBarsRequest
+ */
+export declare type PushBarsRequest = Message<"stratopt.v1.PushBarsRequest"> & {
+  /**
+   * @generated from field: string feed_id = 1;
+   */
+  feedId: string;
+
+  /**
+   * @generated from field: repeated stratopt.v1.FeedBar bars = 2;
+   */
+  bars: FeedBar[];
+};
+
+/**
+ * Describes the message stratopt.v1.PushBarsRequest.
+ * Use `create(PushBarsRequestSchema)` to create a new message.
+ */
+export declare const PushBarsRequestSchema: GenMessage<PushBarsRequest>;
+
+/**
+ * A bar the feed refused, and why.
+ *
+ * @generated from message stratopt.v1.RejectedBar
+ */
+export declare type RejectedBar = Message<"stratopt.v1.RejectedBar"> & {
+  /**
+   * Position of the bar in the whole upload, from 0.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * @generated from field: string symbol = 2;
+   */
+  symbol: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message stratopt.v1.RejectedBar.
+ * Use `create(RejectedBarSchema)` to create a new message.
+ */
+export declare const RejectedBarSchema: GenMessage<RejectedBar>;
+
+/**
+ * @generated from message stratopt.v1.PushBarsResponse
+ */
+export declare type PushBarsResponse = Message<"stratopt.v1.PushBarsResponse"> & {
+  /**
+   * @generated from field: int64 accepted = 1;
+   */
+  accepted: bigint;
+
+  /**
+   * @generated from field: int64 rejected = 2;
+   */
+  rejected: bigint;
+
+  /**
+   * The first 100 rejections.
+   *
+   * @generated from field: repeated stratopt.v1.RejectedBar rejections = 3;
+   */
+  rejections: RejectedBar[];
+};
+
+/**
+ * Describes the message stratopt.v1.PushBarsResponse.
+ * Use `create(PushBarsResponseSchema)` to create a new message.
+ */
+export declare const PushBarsResponseSchema: GenMessage<PushBarsResponse>;
+
+/**
  * Where a dataset came from.
  *
  * @generated from enum stratopt.v1.DatasetSource
@@ -520,6 +865,37 @@ export enum ImportFormat {
 export declare const ImportFormatSchema: GenEnum<ImportFormat>;
 
 /**
+ * Where a feed's bars come from.
+ *
+ * @generated from enum stratopt.v1.FeedKind
+ */
+export enum FeedKind {
+  /**
+   * @generated from enum value: FEED_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Bars arrive through PushBars.
+   *
+   * @generated from enum value: FEED_KIND_PUSH = 1;
+   */
+  PUSH = 1,
+
+  /**
+   * A stored dataset replayed bar by bar.
+   *
+   * @generated from enum value: FEED_KIND_REPLAY = 2;
+   */
+  REPLAY = 2,
+}
+
+/**
+ * Describes the enum stratopt.v1.FeedKind.
+ */
+export declare const FeedKindSchema: GenEnum<FeedKind>;
+
+/**
  * OHLCV datasets: import, synthetic generation, listing and reading bars.
  *
  * @generated from service stratopt.v1.MarketDataService
@@ -578,6 +954,54 @@ export declare const MarketDataService: GenService<{
     methodKind: "server_streaming";
     input: typeof ReadBarsRequestSchema;
     output: typeof ReadBarsResponseSchema;
+  },
+  /**
+   * Declares a bar feed that running strategies share: bars pushed by a client (an exchange
+   * bridge) or a stored dataset replayed at a chosen speed.
+   *
+   * @generated from rpc stratopt.v1.MarketDataService.CreateFeed
+   */
+  createFeed: {
+    methodKind: "unary";
+    input: typeof CreateFeedRequestSchema;
+    output: typeof CreateFeedResponseSchema;
+  },
+  /**
+   * @generated from rpc stratopt.v1.MarketDataService.GetFeed
+   */
+  getFeed: {
+    methodKind: "unary";
+    input: typeof GetFeedRequestSchema;
+    output: typeof GetFeedResponseSchema;
+  },
+  /**
+   * @generated from rpc stratopt.v1.MarketDataService.ListFeeds
+   */
+  listFeeds: {
+    methodKind: "unary";
+    input: typeof ListFeedsRequestSchema;
+    output: typeof ListFeedsResponseSchema;
+  },
+  /**
+   * Deletes a feed no strategy is running on.
+   *
+   * @generated from rpc stratopt.v1.MarketDataService.DeleteFeed
+   */
+  deleteFeed: {
+    methodKind: "unary";
+    input: typeof DeleteFeedRequestSchema;
+    output: typeof DeleteFeedResponseSchema;
+  },
+  /**
+   * Pushes bars into a push feed, for one or more symbols. Every bar is validated on its own:
+   * a bad bar is rejected with its reason and the others go through.
+   *
+   * @generated from rpc stratopt.v1.MarketDataService.PushBars
+   */
+  pushBars: {
+    methodKind: "client_streaming";
+    input: typeof PushBarsRequestSchema;
+    output: typeof PushBarsResponseSchema;
   },
 }>;
 

@@ -476,6 +476,13 @@ export declare type Signal = Message<"stratopt.v1.Signal"> & {
    * @generated from field: int64 sequence = 8;
    */
   sequence: bigint;
+
+  /**
+   * Target position the strategy computed on the bar's close: 1, -1 or 0.
+   *
+   * @generated from field: int32 target = 9;
+   */
+  target: number;
 };
 
 /**
@@ -539,6 +546,50 @@ export declare type PerformanceSnapshot = Message<"stratopt.v1.PerformanceSnapsh
    * @generated from field: int64 bars_processed = 10;
    */
   barsProcessed: bigint;
+
+  /**
+   * @generated from field: int64 sequence = 11;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: stratopt.v1.RunState run_state = 12;
+   */
+  runState: RunState;
+
+  /**
+   * Units held (negative when short).
+   *
+   * @generated from field: double position_quantity = 13;
+   */
+  positionQuantity: number;
+
+  /**
+   * @generated from field: double entry_price = 14;
+   */
+  entryPrice: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_bar_time = 15;
+   */
+  lastBarTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string feed_id = 16;
+   */
+  feedId: string;
+
+  /**
+   * @generated from field: string symbol = 17;
+   */
+  symbol: string;
+
+  /**
+   * The execution options the run trades with, every field resolved.
+   *
+   * @generated from field: stratopt.v1.ExecutionOptions execution = 18;
+   */
+  execution?: ExecutionOptions | undefined;
 };
 
 /**
@@ -590,6 +641,18 @@ export declare type Alert = Message<"stratopt.v1.Alert"> & {
    * @generated from field: double value = 8;
    */
   value: number;
+
+  /**
+   * @generated from field: int64 sequence = 9;
+   */
+  sequence: bigint;
+
+  /**
+   * "rule", "stop", "feed_stalled", "error" or "status".
+   *
+   * @generated from field: string kind = 10;
+   */
+  kind: string;
 };
 
 /**
@@ -597,6 +660,77 @@ export declare type Alert = Message<"stratopt.v1.Alert"> & {
  * Use `create(AlertSchema)` to create a new message.
  */
 export declare const AlertSchema: GenMessage<Alert>;
+
+/**
+ * A paper-broker fill.
+ *
+ * @generated from message stratopt.v1.Fill
+ */
+export declare type Fill = Message<"stratopt.v1.Fill"> & {
+  /**
+   * @generated from field: string strategy_id = 1;
+   */
+  strategyId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string symbol = 3;
+   */
+  symbol: string;
+
+  /**
+   * BUY or SELL.
+   *
+   * @generated from field: stratopt.v1.SignalAction side = 4;
+   */
+  side: SignalAction;
+
+  /**
+   * @generated from field: double quantity = 5;
+   */
+  quantity: number;
+
+  /**
+   * Price after slippage.
+   *
+   * @generated from field: double price = 6;
+   */
+  price: number;
+
+  /**
+   * @generated from field: double fee = 7;
+   */
+  fee: number;
+
+  /**
+   * "signal", "stop", "target", "trail" or "close".
+   *
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+
+  /**
+   * Realized profit of the trade this fill closes (0 for an entry).
+   *
+   * @generated from field: double realized_pnl = 9;
+   */
+  realizedPnl: number;
+
+  /**
+   * @generated from field: int64 sequence = 10;
+   */
+  sequence: bigint;
+};
+
+/**
+ * Describes the message stratopt.v1.Fill.
+ * Use `create(FillSchema)` to create a new message.
+ */
+export declare const FillSchema: GenMessage<Fill>;
 
 /**
  * @generated from message stratopt.v1.ListStrategyTypesRequest
@@ -1206,6 +1340,14 @@ export declare type CompareStrategiesRequest = Message<"stratopt.v1.CompareStrat
    * @generated from field: string rank_by = 5;
    */
   rankBy: string;
+
+  /**
+   * Stored backtests to compare (with or instead of strategy_ids); 2..10 entries in all.
+   * Strategies are backtested on the period the stored backtests share.
+   *
+   * @generated from field: repeated string backtest_ids = 6;
+   */
+  backtestIds: string[];
 };
 
 /**
@@ -1239,6 +1381,13 @@ export declare type ComparisonRow = Message<"stratopt.v1.ComparisonRow"> & {
    * @generated from field: int32 rank = 4;
    */
   rank: number;
+
+  /**
+   * Set when the row is a stored backtest.
+   *
+   * @generated from field: string backtest_id = 5;
+   */
+  backtestId: string;
 };
 
 /**
@@ -1262,6 +1411,23 @@ export declare type CompareStrategiesResponse = Message<"stratopt.v1.CompareStra
    * @generated from field: repeated double return_correlations = 2;
    */
   returnCorrelations: number[];
+
+  /**
+   * The common period and dataset every row was measured on.
+   *
+   * @generated from field: string dataset_id = 3;
+   */
+  datasetId: string;
+
+  /**
+   * @generated from field: stratopt.v1.TimeRange time_range = 4;
+   */
+  timeRange?: TimeRange | undefined;
+
+  /**
+   * @generated from field: string rank_by = 5;
+   */
+  rankBy: string;
 };
 
 /**
@@ -1299,6 +1465,35 @@ export declare type StartStrategyRequest = Message<"stratopt.v1.StartStrategyReq
    * @generated from field: int64 warmup_bars = 4;
    */
   warmupBars: bigint;
+
+  /**
+   * Run on this feed (see MarketDataService.CreateFeed) instead of a private replay of
+   * dataset_id. Give exactly one of dataset_id and feed_id.
+   *
+   * @generated from field: string feed_id = 5;
+   */
+  feedId: string;
+
+  /**
+   * The symbol to trade on the feed (default: the feed's only symbol).
+   *
+   * @generated from field: string symbol = 6;
+   */
+  symbol: string;
+
+  /**
+   * Replay of dataset_id: the first bar to trade (default the dataset's first bar).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 7;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Overrides the strategy's own execution options (see ExecutionOptions.set_fields).
+   *
+   * @generated from field: stratopt.v1.ExecutionOptions execution = 8;
+   */
+  execution?: ExecutionOptions | undefined;
 };
 
 /**
@@ -1331,6 +1526,13 @@ export declare type StopStrategyRequest = Message<"stratopt.v1.StopStrategyReque
    * @generated from field: string strategy_id = 1;
    */
   strategyId: string;
+
+  /**
+   * Close the open position at the last price before stopping (default: keep it).
+   *
+   * @generated from field: bool close_position = 2;
+   */
+  closePosition: boolean;
 };
 
 /**
@@ -1403,6 +1605,55 @@ export declare type ListSignalsResponse = Message<"stratopt.v1.ListSignalsRespon
 export declare const ListSignalsResponseSchema: GenMessage<ListSignalsResponse>;
 
 /**
+ * @generated from message stratopt.v1.ListFillsRequest
+ */
+export declare type ListFillsRequest = Message<"stratopt.v1.ListFillsRequest"> & {
+  /**
+   * @generated from field: string strategy_id = 1;
+   */
+  strategyId: string;
+
+  /**
+   * 1..1000, default 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListFillsRequest.
+ * Use `create(ListFillsRequestSchema)` to create a new message.
+ */
+export declare const ListFillsRequestSchema: GenMessage<ListFillsRequest>;
+
+/**
+ * @generated from message stratopt.v1.ListFillsResponse
+ */
+export declare type ListFillsResponse = Message<"stratopt.v1.ListFillsResponse"> & {
+  /**
+   * @generated from field: repeated stratopt.v1.Fill fills = 1;
+   */
+  fills: Fill[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListFillsResponse.
+ * Use `create(ListFillsResponseSchema)` to create a new message.
+ */
+export declare const ListFillsResponseSchema: GenMessage<ListFillsResponse>;
+
+/**
  * @generated from message stratopt.v1.StreamSignalsRequest
  */
 export declare type StreamSignalsRequest = Message<"stratopt.v1.StreamSignalsRequest"> & {
@@ -1433,6 +1684,13 @@ export declare type StreamSignalsResponse = Message<"stratopt.v1.StreamSignalsRe
    * @generated from field: stratopt.v1.Signal signal = 1;
    */
   signal?: Signal | undefined;
+
+  /**
+   * Signals this subscriber missed so far because it read too slowly (oldest dropped first).
+   *
+   * @generated from field: int64 dropped = 2;
+   */
+  dropped: bigint;
 };
 
 /**
@@ -1481,6 +1739,13 @@ export declare type StreamPerformanceRequest = Message<"stratopt.v1.StreamPerfor
    * @generated from field: string strategy_id = 1;
    */
   strategyId: string;
+
+  /**
+   * Seconds between snapshots, 1..60 (default 1).
+   *
+   * @generated from field: int32 interval_seconds = 2;
+   */
+  intervalSeconds: number;
 };
 
 /**
@@ -1513,6 +1778,13 @@ export declare type StreamAlertsRequest = Message<"stratopt.v1.StreamAlertsReque
    * @generated from field: string strategy_id = 1;
    */
   strategyId: string;
+
+  /**
+   * Resume after this sequence number (0 = only new alerts).
+   *
+   * @generated from field: int64 after_sequence = 2;
+   */
+  afterSequence: bigint;
 };
 
 /**
@@ -1529,6 +1801,13 @@ export declare type StreamAlertsResponse = Message<"stratopt.v1.StreamAlertsResp
    * @generated from field: stratopt.v1.Alert alert = 1;
    */
   alert?: Alert | undefined;
+
+  /**
+   * Alerts this subscriber missed so far because it read too slowly.
+   *
+   * @generated from field: int64 dropped = 2;
+   */
+  dropped: bigint;
 };
 
 /**
@@ -1965,6 +2244,16 @@ export declare const StrategyService: GenService<{
     methodKind: "unary";
     input: typeof ListSignalsRequestSchema;
     output: typeof ListSignalsResponseSchema;
+  },
+  /**
+   * The paper broker's fills for a strategy, oldest first.
+   *
+   * @generated from rpc stratopt.v1.StrategyService.ListFills
+   */
+  listFills: {
+    methodKind: "unary";
+    input: typeof ListFillsRequestSchema;
+    output: typeof ListFillsResponseSchema;
   },
   /**
    * Streams signals as the running strategy emits them.

@@ -53,6 +53,11 @@ export declare type Notification = Message<"stratopt.v1.Notification"> & {
    * @generated from field: string resource = 7;
    */
   resource: string;
+
+  /**
+   * @generated from field: int64 sequence = 8;
+   */
+  sequence: bigint;
 };
 
 /**
@@ -135,6 +140,25 @@ export declare type GetOverviewResponse = Message<"stratopt.v1.GetOverviewRespon
    * @generated from field: google.protobuf.Timestamp server_time = 11;
    */
   serverTime?: Timestamp | undefined;
+
+  /**
+   * Paper trading, for the caller's running strategies.
+   *
+   * @generated from field: int64 trades_today = 12;
+   */
+  tradesToday: bigint;
+
+  /**
+   * @generated from field: double paper_portfolio_value = 13;
+   */
+  paperPortfolioValue: number;
+
+  /**
+   * Server streams open on this replica (all users for an admin, else the caller's).
+   *
+   * @generated from field: int64 open_stream_count = 14;
+   */
+  openStreamCount: bigint;
 };
 
 /**
@@ -147,6 +171,12 @@ export declare const GetOverviewResponseSchema: GenMessage<GetOverviewResponse>;
  * @generated from message stratopt.v1.StreamNotificationsRequest
  */
 export declare type StreamNotificationsRequest = Message<"stratopt.v1.StreamNotificationsRequest"> & {
+  /**
+   * Resume after this sequence number (0 = only new notifications).
+   *
+   * @generated from field: int64 after_sequence = 1;
+   */
+  afterSequence: bigint;
 };
 
 /**
@@ -163,6 +193,13 @@ export declare type StreamNotificationsResponse = Message<"stratopt.v1.StreamNot
    * @generated from field: stratopt.v1.Notification notification = 1;
    */
   notification?: Notification | undefined;
+
+  /**
+   * Notifications this subscriber missed so far because it read too slowly.
+   *
+   * @generated from field: int64 dropped = 2;
+   */
+  dropped: bigint;
 };
 
 /**
@@ -170,6 +207,153 @@ export declare type StreamNotificationsResponse = Message<"stratopt.v1.StreamNot
  * Use `create(StreamNotificationsResponseSchema)` to create a new message.
  */
 export declare const StreamNotificationsResponseSchema: GenMessage<StreamNotificationsResponse>;
+
+/**
+ * A URL that receives the owner's alerts.
+ *
+ * @generated from message stratopt.v1.Webhook
+ */
+export declare type Webhook = Message<"stratopt.v1.Webhook"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * http or https, at most 2,000 characters, no credentials in it.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * The signing secret; returned only by CreateWebhook.
+   *
+   * @generated from field: string secret = 3;
+   */
+  secret: string;
+
+  /**
+   * Notification kinds to send, e.g. "strategy.alert", "job.succeeded"; empty = alerts only.
+   *
+   * @generated from field: repeated string kinds = 4;
+   */
+  kinds: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 delivered_count = 6;
+   */
+  deliveredCount: bigint;
+
+  /**
+   * @generated from field: int64 failed_count = 7;
+   */
+  failedCount: bigint;
+
+  /**
+   * @generated from field: string last_error = 8;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message stratopt.v1.Webhook.
+ * Use `create(WebhookSchema)` to create a new message.
+ */
+export declare const WebhookSchema: GenMessage<Webhook>;
+
+/**
+ * @generated from message stratopt.v1.CreateWebhookRequest
+ */
+export declare type CreateWebhookRequest = Message<"stratopt.v1.CreateWebhookRequest"> & {
+  /**
+   * @generated from field: stratopt.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.CreateWebhookRequest.
+ * Use `create(CreateWebhookRequestSchema)` to create a new message.
+ */
+export declare const CreateWebhookRequestSchema: GenMessage<CreateWebhookRequest>;
+
+/**
+ * @generated from message stratopt.v1.CreateWebhookResponse
+ */
+export declare type CreateWebhookResponse = Message<"stratopt.v1.CreateWebhookResponse"> & {
+  /**
+   * @generated from field: stratopt.v1.Webhook webhook = 1;
+   */
+  webhook?: Webhook | undefined;
+};
+
+/**
+ * Describes the message stratopt.v1.CreateWebhookResponse.
+ * Use `create(CreateWebhookResponseSchema)` to create a new message.
+ */
+export declare const CreateWebhookResponseSchema: GenMessage<CreateWebhookResponse>;
+
+/**
+ * @generated from message stratopt.v1.ListWebhooksRequest
+ */
+export declare type ListWebhooksRequest = Message<"stratopt.v1.ListWebhooksRequest"> & {
+};
+
+/**
+ * Describes the message stratopt.v1.ListWebhooksRequest.
+ * Use `create(ListWebhooksRequestSchema)` to create a new message.
+ */
+export declare const ListWebhooksRequestSchema: GenMessage<ListWebhooksRequest>;
+
+/**
+ * @generated from message stratopt.v1.ListWebhooksResponse
+ */
+export declare type ListWebhooksResponse = Message<"stratopt.v1.ListWebhooksResponse"> & {
+  /**
+   * @generated from field: repeated stratopt.v1.Webhook webhooks = 1;
+   */
+  webhooks: Webhook[];
+};
+
+/**
+ * Describes the message stratopt.v1.ListWebhooksResponse.
+ * Use `create(ListWebhooksResponseSchema)` to create a new message.
+ */
+export declare const ListWebhooksResponseSchema: GenMessage<ListWebhooksResponse>;
+
+/**
+ * @generated from message stratopt.v1.DeleteWebhookRequest
+ */
+export declare type DeleteWebhookRequest = Message<"stratopt.v1.DeleteWebhookRequest"> & {
+  /**
+   * @generated from field: string webhook_id = 1;
+   */
+  webhookId: string;
+};
+
+/**
+ * Describes the message stratopt.v1.DeleteWebhookRequest.
+ * Use `create(DeleteWebhookRequestSchema)` to create a new message.
+ */
+export declare const DeleteWebhookRequestSchema: GenMessage<DeleteWebhookRequest>;
+
+/**
+ * @generated from message stratopt.v1.DeleteWebhookResponse
+ */
+export declare type DeleteWebhookResponse = Message<"stratopt.v1.DeleteWebhookResponse"> & {
+};
+
+/**
+ * Describes the message stratopt.v1.DeleteWebhookResponse.
+ * Use `create(DeleteWebhookResponseSchema)` to create a new message.
+ */
+export declare const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse>;
 
 /**
  * @generated from enum stratopt.v1.NotificationSeverity
@@ -224,6 +408,33 @@ export declare const SystemService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamNotificationsRequestSchema;
     output: typeof StreamNotificationsResponseSchema;
+  },
+  /**
+   * Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
+   * HMAC-SHA256 (see docs/live.md).
+   *
+   * @generated from rpc stratopt.v1.SystemService.CreateWebhook
+   */
+  createWebhook: {
+    methodKind: "unary";
+    input: typeof CreateWebhookRequestSchema;
+    output: typeof CreateWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc stratopt.v1.SystemService.ListWebhooks
+   */
+  listWebhooks: {
+    methodKind: "unary";
+    input: typeof ListWebhooksRequestSchema;
+    output: typeof ListWebhooksResponseSchema;
+  },
+  /**
+   * @generated from rpc stratopt.v1.SystemService.DeleteWebhook
+   */
+  deleteWebhook: {
+    methodKind: "unary";
+    input: typeof DeleteWebhookRequestSchema;
+    output: typeof DeleteWebhookResponseSchema;
   },
 }>;
 
