@@ -314,3 +314,116 @@ class JobWorker(Base):
     trials_done: Mapped[int] = mapped_column(Integer, default=0)
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- live (paper trading) ----------------------------------------------------------------
+
+
+class Feed(Base):
+    """A source of bars that running strategies share: pushed by a client, or a replay."""
+
+    __tablename__ = "feeds"
+    __table_args__ = (Index("ix_feeds_owner_created", "owner_id", "created_at", "id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    symbols: Mapped[list[Any]] = mapped_column(default=list)
+    timeframe: Mapped[str] = mapped_column(String(16), default="")
+    dataset_id: Mapped[str] = mapped_column(String(128), default="")
+    start_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    bars_per_second: Mapped[float] = mapped_column(Float, default=10.0)
+    bars_accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    bars_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_bar_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedBar(Base):
+    """A bar accepted by a push feed: the history strategies warm up from and resume over."""
+
+    __tablename__ = "feed_bars"
+    feed_id: Mapped[str] = mapped_column(
+        ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True
+    )
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+
+
+class LiveRun(Base):
+    """One paper-trading run of a strategy: what it trades and the state it resumes from.
+
+    `state` is written in the same transaction as the events of the bars it includes, so
+    after a crash a run resumes at `last_bar_ts` with exactly the events recorded so far.
+    """
+
+    __tablename__ = "live_runs"
+    __table_args__ = (Index("ix_live_runs_strategy_started", "strategy_id", "started_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    strategy_id: Mapped[str] = mapped_column(String(32))
+    owner_id: Mapped[str] = mapped_column(String(32), index=True)
+    feed_id: Mapped[str] = mapped_column(String(32), index=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    # running, stopped or failed.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    bars_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_bar_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    equity: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LiveEvent(Base):
+    """A signal, fill or alert of a strategy, numbered per strategy and kind from 1."""
+
+    __tablename__ = "live_events"
+    __table_args__ = (
+        UniqueConstraint("strategy_id", "kind", "sequence", name="uq_live_events_seq"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    strategy_id: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """A user's notification, numbered per user from 1 so streams can resume."""
+
+    __tablename__ = "notifications"
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), default=new_id)
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    resource: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """A URL that receives its owner's alerts, signed with `secret` (HMAC-SHA256)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(String(32), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    kinds: Mapped[list[Any]] = mapped_column(default=list)
+    delivered_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

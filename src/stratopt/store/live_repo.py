@@ -1,0 +1,313 @@
+"""Persistence of paper trading: feeds and their pushed bars, runs, events, notifications.
+
+Invariants the live package relies on:
+- A run's `state` and the events of the bars it includes are written in ONE transaction
+  (`commit_progress`). After a crash, the run resumes from `last_bar_ts` and finds exactly
+  the events of the bars before it: nothing recorded is lost and no bar is counted twice.
+- Events are numbered per (strategy, kind) from 1 with no gap, across the strategy's runs,
+  and (strategy_id, kind, sequence) is unique: a replica that raced another fails loudly.
+- Notifications are numbered per user from 1; `add_notification` retries on a collision,
+  so replicas may add concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from stratopt.store import models
+from stratopt.store.db import Database
+from stratopt.store.paging import keyset_page, query_hash
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An event to record: `payload` is JSON-safe; `sequence` is already assigned."""
+
+    strategy_id: str
+    run_id: str
+    kind: str
+    sequence: int
+    ts: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A run's state after some bars, written together with those bars' events."""
+
+    run_id: str
+    state: Mapping[str, Any]
+    bars_processed: int
+    last_bar_ts: int
+    equity: float
+
+
+class LiveRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- feeds ---------------------------------------------------------------------------
+
+    async def add_feed(self, feed: models.Feed) -> models.Feed:
+        async with self.db.transaction() as s:
+            s.add(feed)
+        return feed
+
+    async def get_feed(self, feed_id: str) -> models.Feed | None:
+        async with self.db.session() as s:
+            return await s.get(models.Feed, feed_id)
+
+    async def list_feeds(
+        self, owner_id: str | None, requested: int, token: str
+    ) -> tuple[list[models.Feed], str]:
+        F = models.Feed
+        stmt = select(F)
+        if owner_id is not None:
+            stmt = stmt.where(F.owner_id == owner_id)
+        async with self.db.session() as s:
+            return await keyset_page(
+                s,
+                stmt,
+                F.created_at,
+                F.id,
+                requested=requested,
+                token=token,
+                qhash=query_hash(feeds=owner_id),
+            )
+
+    async def delete_feed(self, feed_id: str) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(delete(models.FeedBar).where(models.FeedBar.feed_id == feed_id))
+            await s.execute(delete(models.Feed).where(models.Feed.id == feed_id))
+
+    async def add_feed_bars(
+        self,
+        feed_id: str,
+        bars: Sequence[tuple[str, int, float, float, float, float, float]],
+        rejected: int,
+    ) -> None:
+        """Records accepted bars (symbol, ts, o, h, l, c, v) and the feed's counters."""
+        newest = max((b[1] for b in bars), default=0)
+        async with self.db.transaction() as s:
+            if bars:
+                s.add_all(
+                    models.FeedBar(
+                        feed_id=feed_id, symbol=sym, ts=ts, open=o, high=h, low=lo, close=c,
+                        volume=v,
+                    )
+                    for sym, ts, o, h, lo, c, v in bars
+                )  # fmt: skip
+            await s.execute(
+                update(models.Feed)
+                .where(models.Feed.id == feed_id)
+                .values(
+                    bars_accepted=models.Feed.bars_accepted + len(bars),
+                    bars_rejected=models.Feed.bars_rejected + rejected,
+                    last_bar_ts=case(
+                        (models.Feed.last_bar_ts < newest, newest), else_=models.Feed.last_bar_ts
+                    ),
+                )
+            )
+
+    async def feed_bars(
+        self, feed_id: str, symbol: str, *, after_ts: int = 0, last: int | None = None
+    ) -> list[tuple[int, float, float, float, float, float]]:
+        """(ts, o, h, l, c, v) of one symbol, oldest first: all after `after_ts`, or the last N."""
+        B = models.FeedBar
+        cols = (B.ts, B.open, B.high, B.low, B.close, B.volume)
+        stmt = select(*cols).where(B.feed_id == feed_id, B.symbol == symbol, B.ts > after_ts)
+        async with self.db.session() as s:
+            if last is not None:
+                rows = (await s.execute(stmt.order_by(B.ts.desc()).limit(last))).all()
+                rows = list(reversed(rows))
+            else:
+                rows = (await s.execute(stmt.order_by(B.ts))).all()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def mark_feed_finished(self, feed_id: str) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(models.Feed).where(models.Feed.id == feed_id).values(finished=True)
+            )
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def add_run(self, run: models.LiveRun) -> models.LiveRun:
+        """Records a new running run and marks its strategy running, in one transaction."""
+        async with self.db.transaction() as s:
+            s.add(run)
+            await s.execute(
+                update(models.Strategy)
+                .where(models.Strategy.id == run.strategy_id)
+                .values(run_state="running")
+            )
+        return run
+
+    async def get_run(self, run_id: str) -> models.LiveRun | None:
+        async with self.db.session() as s:
+            return await s.get(models.LiveRun, run_id)
+
+    async def latest_run(self, strategy_id: str) -> models.LiveRun | None:
+        R = models.LiveRun
+        stmt = select(R).where(R.strategy_id == strategy_id).order_by(R.started_at.desc()).limit(1)
+        async with self.db.session() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def running_runs(self, owner_id: str | None = None) -> list[models.LiveRun]:
+        R = models.LiveRun
+        stmt = select(R).where(R.status == "running")
+        if owner_id is not None:
+            stmt = stmt.where(R.owner_id == owner_id)
+        async with self.db.session() as s:
+            return list((await s.execute(stmt.order_by(R.started_at))).scalars())
+
+    async def commit_progress(
+        self, progress: Iterable[RunProgress], events: Iterable[EventRow]
+    ) -> None:
+        """One transaction: the events of some bars and the run states that include them."""
+        async with self.db.transaction() as s:
+            s.add_all(
+                models.LiveEvent(
+                    strategy_id=e.strategy_id,
+                    run_id=e.run_id,
+                    kind=e.kind,
+                    sequence=e.sequence,
+                    ts=e.ts,
+                    payload=dict(e.payload),
+                )
+                for e in events
+            )
+            for p in progress:
+                await s.execute(
+                    update(models.LiveRun)
+                    .where(models.LiveRun.id == p.run_id)
+                    .values(
+                        state=dict(p.state),
+                        bars_processed=p.bars_processed,
+                        last_bar_ts=p.last_bar_ts,
+                        equity=p.equity,
+                    )
+                )
+
+    async def end_run(self, run_id: str, strategy_id: str, status: str, error: str = "") -> None:
+        """Marks a run stopped or failed, and its strategy with it."""
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(models.LiveRun)
+                .where(models.LiveRun.id == run_id)
+                .values(status=status, error=error[:2000], stopped_at=models.utcnow())
+            )
+            await s.execute(
+                update(models.Strategy)
+                .where(models.Strategy.id == strategy_id)
+                .values(run_state="failed" if status == "failed" else "stopped")
+            )
+
+    # -- events --------------------------------------------------------------------------
+
+    async def last_sequences(self, strategy_id: str) -> dict[str, int]:
+        """The highest sequence recorded per kind, so a new run continues the numbering."""
+        E = models.LiveEvent
+        stmt = (
+            select(E.kind, func.max(E.sequence))
+            .where(E.strategy_id == strategy_id)
+            .group_by(E.kind)
+        )
+        async with self.db.session() as s:
+            return {kind: int(seq) for kind, seq in (await s.execute(stmt)).all()}
+
+    async def events_after(
+        self, strategy_id: str, kind: str, after: int, limit: int
+    ) -> list[models.LiveEvent]:
+        E = models.LiveEvent
+        stmt = (
+            select(E)
+            .where(E.strategy_id == strategy_id, E.kind == kind, E.sequence > after)
+            .order_by(E.sequence)
+            .limit(limit)
+        )
+        async with self.db.session() as s:
+            return list((await s.execute(stmt)).scalars())
+
+    async def count_events_since(self, run_ids: Sequence[str], kind: str, since_ts: int) -> int:
+        if not run_ids:
+            return 0
+        E = models.LiveEvent
+        stmt = select(func.count()).where(E.run_id.in_(run_ids), E.kind == kind, E.ts >= since_ts)
+        async with self.db.session() as s:
+            return int((await s.execute(stmt)).scalar_one())
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def add_notification(self, user_id: str, **fields: Any) -> models.Notification:
+        """Appends with the next per-user sequence (retrying when another writer took it)."""
+        N = models.Notification
+        for _ in range(20):
+            try:
+                async with self.db.transaction() as s:
+                    top = (
+                        await s.execute(select(func.max(N.sequence)).where(N.user_id == user_id))
+                    ).scalar_one()
+                    row = N(user_id=user_id, sequence=int(top or 0) + 1, **fields)
+                    s.add(row)
+                return row
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not number a notification after 20 attempts")
+
+    async def notifications_after(
+        self, user_id: str, after: int, limit: int
+    ) -> list[models.Notification]:
+        N = models.Notification
+        stmt = (
+            select(N)
+            .where(N.user_id == user_id, N.sequence > after)
+            .order_by(N.sequence)
+            .limit(limit)
+        )
+        async with self.db.session() as s:
+            return list((await s.execute(stmt)).scalars())
+
+    async def last_notification(self, user_id: str) -> int:
+        N = models.Notification
+        async with self.db.session() as s:
+            top = (
+                await s.execute(select(func.max(N.sequence)).where(N.user_id == user_id))
+            ).scalar_one()
+        return int(top or 0)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    async def add_webhook(self, hook: models.Webhook) -> models.Webhook:
+        async with self.db.transaction() as s:
+            s.add(hook)
+        return hook
+
+    async def webhooks(self, owner_id: str) -> list[models.Webhook]:
+        W = models.Webhook
+        stmt = select(W).where(W.owner_id == owner_id).order_by(W.created_at, W.id)
+        async with self.db.session() as s:
+            return list((await s.execute(stmt)).scalars())
+
+    async def get_webhook(self, webhook_id: str) -> models.Webhook | None:
+        async with self.db.session() as s:
+            return await s.get(models.Webhook, webhook_id)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(delete(models.Webhook).where(models.Webhook.id == webhook_id))
+
+    async def record_delivery(self, webhook_id: str, ok: bool, error: str = "") -> None:
+        W = models.Webhook
+        values: dict[str, Any] = (
+            {"delivered_count": W.delivered_count + 1, "last_error": ""}
+            if ok
+            else {"failed_count": W.failed_count + 1, "last_error": error[:500]}
+        )
+        async with self.db.transaction() as s:
+            await s.execute(update(W).where(W.id == webhook_id).values(**values))
