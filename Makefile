@@ -30,8 +30,8 @@ generate: install
 
 ## Fail when the committed stubs differ from what `make generate` writes.
 check-generated: generate
-	@git add -N generated deploy/envoy third_party >/dev/null 2>&1 || true
-	@git diff --exit-code --stat -- generated deploy/envoy third_party || (echo "generated code is stale: run make generate" && exit 1)
+	@git add -N generated deploy/envoy src/stratopt/server/envoy third_party >/dev/null 2>&1 || true
+	@git diff --exit-code --stat -- generated deploy/envoy src/stratopt/server/envoy third_party || (echo "generated code is stale: run make generate" && exit 1)
 
 ## buf breaking against main (skipped until main has protos).
 breaking: install
@@ -45,6 +45,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench examples/python
 	$(VENV)/bin/ruff format --check src tests bench examples/python
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## The whole suite: lint, contract drift, unit + integration + Go/JS client + Envoy e2e tests.
 test: install check-generated lint js-deps
@@ -63,4 +64,4 @@ bench-optimize: install
 	$(PY) bench/bench_optimize.py
 
 clean:
-	rm -rf build var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -25,6 +25,10 @@ mkdir -p build deploy/envoy
 buf build --exclude-source-info -o deploy/envoy/stratopt.binpb
 buf build -o build/image.binpb
 
+echo "== the gateway's copy of deploy/envoy, shipped as package data (server/gateway.py reads it)"
+mkdir -p src/stratopt/server/envoy
+cp deploy/envoy/stratopt.binpb deploy/envoy/envoy.yaml.tmpl src/stratopt/server/envoy/
+
 echo "== Python"
 rm -rf generated/python/stratopt/v1/*_pb2*.py* 
 $PY -m grpc_tools.protoc --descriptor_set_in=build/image.binpb \

@@ -202,6 +202,46 @@ def test_server_streaming_arrives_as_a_json_array(rest: Rest, dataset_id: str) -
     assert bar["low"] <= min(bar["open"], bar["close"]) <= bar["high"]
 
 
+def test_set_fields_lets_a_json_zero_override_a_stored_strategy(
+    rest: Rest, dataset_id: str
+) -> None:
+    created = rest.post(
+        "/v1/strategies",
+        {
+            "strategy": {
+                "name": unique(),
+                "strategyType": "sma_crossover",
+                "execution": {"commission": 0.001, "stopLoss": 0.05},
+            }
+        },
+    )
+    assert created.status == 200, created.body
+    sid = created.json()["strategy"]["id"]
+    # A FieldMask is a comma-separated string of lowerCamelCase names in JSON.
+    zeros = {"commission": 0, "stopLoss": 0, "setFields": "commission,stopLoss"}
+    run = rest.post(
+        "/v1/backtests:run",
+        {"strategyId": sid, "datasetId": dataset_id, "execution": zeros, "dryRun": True},
+    )
+    assert run.status == 200, run.body
+    echoed = run.json()["backtest"]["execution"]
+    assert echoed["commission"] == 0 and echoed["stopLoss"] == 0
+    assert echoed["direction"] == "TRADE_DIRECTION_LONG_ONLY"
+    assert {"commission", "stopLoss", "initialCash"} <= set(echoed["setFields"].split(","))
+    stored = rest.post(
+        "/v1/backtests:run",
+        {
+            "strategyId": sid,
+            "datasetId": dataset_id,
+            "execution": {"commission": 0},
+            "dryRun": True,
+        },
+    )
+    assert stored.status == 200, stored.body
+    assert stored.json()["backtest"]["execution"]["commission"] == 0.001
+    rest.delete(f"/v1/strategies/{sid}")
+
+
 def test_stream_error_before_first_message_keeps_its_http_status(rest: Rest) -> None:
     """Holds only while the server sends no headers before a stream's first message: once
     headers are out, HTTP/1.1 can no longer say 404 (see docs/rest.md)."""

@@ -302,6 +302,67 @@ def test_update_rules(stub: pbg.StrategyServiceStub, live_server: LiveServer) ->
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_execution_options_bounds_and_presence(
+    stub: pbg.StrategyServiceStub, live_server: LiveServer
+) -> None:
+    md = live_server.md("trader")
+    mask = field_mask_pb2.FieldMask
+    bad = call_error(
+        stub.CreateStrategy,
+        pb.CreateStrategyRequest(
+            strategy=pb.Strategy(
+                name=unique(),
+                strategy_type="sma_crossover",
+                execution=c.ExecutionOptions(commission=0.2, stop_loss=0.995, slippage=0.5),
+            )
+        ),
+        metadata=md,
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    v = violations(bad)
+    assert v["strategy.execution.commission"] == "must be in [0, 0.1]"
+    assert v["strategy.execution.stop_loss"] == "must be in [0, 0.99]"
+    assert v["strategy.execution.slippage"] == "must be in [0, 0.1]"
+
+    # A strategy shows what its owner set, and nothing else.
+    s = create(stub, md, execution=c.ExecutionOptions(commission=0.001, stop_loss=0.05))
+    assert list(s.execution.set_fields.paths) == ["commission", "stop_loss"]
+    assert s.execution.direction == c.TRADE_DIRECTION_UNSPECIFIED
+    # Replacing the execution stores an explicit zero as given.
+    zero = c.ExecutionOptions(commission=0.0, set_fields=mask(paths=["commission"]))
+    upd = stub.UpdateStrategy(
+        pb.UpdateStrategyRequest(
+            strategy=pb.Strategy(id=s.id, execution=zero), update_mask=mask(paths=["execution"])
+        ),
+        metadata=md,
+    ).strategy
+    assert list(upd.execution.set_fields.paths) == ["commission"] and upd.version == 2
+    out_of_range = pb.Strategy(id=s.id, description="d", execution=c.ExecutionOptions(slippage=1))
+    err = call_error(
+        stub.UpdateStrategy,
+        pb.UpdateStrategyRequest(strategy=out_of_range, update_mask=mask(paths=["execution"])),
+        metadata=md,
+    )
+    assert "strategy.execution.slippage" in violations(err)
+    # Fields outside the update mask are not read, so their problems do not count.
+    ok = stub.UpdateStrategy(
+        pb.UpdateStrategyRequest(strategy=out_of_range, update_mask=mask(paths=["description"])),
+        metadata=md,
+    ).strategy
+    assert ok.description == "d" and list(ok.execution.set_fields.paths) == ["commission"]
+
+    # An explicit zero also wins over a template's value.
+    from_template = stub.CreateStrategy(
+        pb.CreateStrategyRequest(
+            strategy=pb.Strategy(name=unique("ema"), execution=zero), template_id="fast-ema-cross"
+        ),
+        metadata=md,
+    ).strategy
+    assert from_template.execution.commission == 0.0
+    assert from_template.execution.direction == c.TRADE_DIRECTION_BOTH
+    assert set(from_template.execution.set_fields.paths) == {"commission", "direction"}
+
+
 def test_templates_and_categories(stub: pbg.StrategyServiceStub, live_server: LiveServer) -> None:
     md = live_server.md("trader")
     templates = stub.ListStrategyTemplates(pb.ListStrategyTemplatesRequest(), metadata=md).templates

@@ -13,7 +13,8 @@ from stratopt.api.convert import (
     ns_to_pb,
     ts_to_pb,
 )
-from stratopt.store import models
+from stratopt.engine.options import ExecutionOptions
+from stratopt.services.records import Backtest
 from stratopt.v1 import backtest_pb2 as pb
 from stratopt.v1 import common_pb2 as c
 
@@ -71,13 +72,13 @@ def equity_to_pb(points: list[list[float]]) -> list[c.EquityPoint]:
     ]
 
 
-def backtest_to_pb(row: models.Backtest, *, summary: bool = False) -> pb.Backtest:
+def backtest_to_pb(row: Backtest, *, summary: bool = False) -> pb.Backtest:
     b = pb.Backtest(
         id=row.id,
         strategy_id=row.strategy_id,
         strategy_type=row.strategy_type,
         dataset_id=row.dataset_id,
-        execution=execution_to_pb(row.execution),
+        execution=execution_to_pb(ExecutionOptions.from_dict(row.execution).resolved()),
         metrics=metrics_to_pb(row.metrics),
         trade_count=row.trade_count,
         bar_count=row.bar_count,

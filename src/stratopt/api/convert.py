@@ -1,4 +1,5 @@
-"""Proto <-> domain conversions shared by the servicers (enums, timestamps, parameters)."""
+"""Proto <-> domain conversions shared by the servicers (enums, timestamps, parameters,
+execution options)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 from google.protobuf.internal.containers import MessageMap
 
+from stratopt.engine.options import FIELDS, ExecutionOptions, InvalidExecutionOptions
 from stratopt.errors import FieldViolation, InvalidArgument
 from stratopt.v1 import common_pb2 as c
 
@@ -105,41 +107,56 @@ def fill_params(target: MessageMap[str, c.ParameterValue], params: Mapping[str, 
         target[k].CopyFrom(param_to_pb(v))
 
 
-_EXEC_FIELDS = (
-    "initial_cash",
-    "position_size",
-    "commission",
-    "slippage",
-    "stop_loss",
-    "take_profit",
-    "trailing_stop",
-    "periods_per_year",
-)
+def execution_from_pb(
+    e: c.ExecutionOptions, field: str, errors: list[FieldViolation] | None = None
+) -> ExecutionOptions:
+    """The request's options: a field counts as given when non-zero or named in set_fields.
 
-
-def execution_from_pb(e: c.ExecutionOptions, field: str) -> dict[str, Any]:
-    """Only set (non-zero) fields are kept, so defaults stay the engine's to choose."""
-    out: dict[str, Any] = {}
-    for name in _EXEC_FIELDS:
+    Problems become violations named ``{field}.<option>``; they are raised, or appended to
+    ``errors`` (and default options returned) for a caller that reports them with others.
+    """
+    named = set(e.set_fields.paths)
+    bad = [
+        FieldViolation(f"{field}.set_fields", f"{p!r} is not an option; one of {', '.join(FIELDS)}")
+        for p in sorted(named - set(FIELDS))
+    ]
+    values: dict[str, Any] = {}
+    for name in FIELDS:
+        if name == "direction":
+            if e.direction:
+                try:
+                    values[name] = enum_from_pb(
+                        e.direction, DIRECTION_FROM_PB, f"{field}.direction"
+                    )
+                except InvalidArgument as x:
+                    bad += x.violations
+            elif name in named:
+                values[name] = None  # UNSPECIFIED, named: the default, given explicitly
+            continue
         value = getattr(e, name)
-        if value != 0:
-            out[name] = float(value)
-    if e.fill_on_close:
-        out["fill_on_close"] = True
-    d = enum_from_pb(e.direction, DIRECTION_FROM_PB, f"{field}.direction")
-    if d:
-        out["direction"] = d
-    return out
+        if value or name in named:
+            values[name] = value
+    try:
+        options = ExecutionOptions.from_dict(values)
+    except InvalidExecutionOptions as x:
+        bad += [FieldViolation(f"{field}.{name}", message) for name, message in x.violations]
+        options = ExecutionOptions()
+    if bad and errors is None:
+        raise InvalidArgument.of(bad)
+    if errors is not None:
+        errors += bad
+    return options
 
 
-def execution_to_pb(d: Mapping[str, Any]) -> c.ExecutionOptions:
+def execution_to_pb(options: ExecutionOptions) -> c.ExecutionOptions:
+    """The given fields of ``options``, each listed in set_fields (so zeros round-trip)."""
     e = c.ExecutionOptions()
-    for name in _EXEC_FIELDS:
-        if name in d:
-            setattr(e, name, float(d[name]))
-    e.fill_on_close = bool(d.get("fill_on_close", False))
-    if d.get("direction"):
-        e.direction = DIRECTION_TO_PB[d["direction"]]  # type: ignore[assignment]
+    for name, value in options.given().items():
+        if name == "direction":
+            e.direction = DIRECTION_TO_PB[value]  # type: ignore[assignment]
+        else:
+            setattr(e, name, 0.0 if value is None else value)
+    e.set_fields.paths.extend(options.given())
     return e
 
 

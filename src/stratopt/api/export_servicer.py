@@ -11,7 +11,7 @@ from stratopt.api.context import current_principal
 from stratopt.api.convert import params_from_pb, ts_to_pb
 from stratopt.errors import InvalidArgument
 from stratopt.services.exports import ExportCatalog
-from stratopt.store import models
+from stratopt.services.records import ExportFile
 from stratopt.v1 import export_pb2 as pb
 from stratopt.v1 import export_pb2_grpc as pbg
 
@@ -27,7 +27,7 @@ FORMATS = {
 MAX_CHUNK = 1024 * 1024
 
 
-def file_to_pb(row: models.ExportFile) -> pb.ExportFile:
+def file_to_pb(row: ExportFile) -> pb.ExportFile:
     return pb.ExportFile(
         id=row.id,
         kind=KIND_TO_PB.get(row.kind, pb.EXPORT_KIND_UNSPECIFIED),

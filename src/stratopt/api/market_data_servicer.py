@@ -1,4 +1,5 @@
-"""MarketDataService: uploads, synthetic data, dataset listing and bar streaming."""
+"""MarketDataService: uploads, synthetic data, dataset listing and bar streaming; feeds in
+`api.feed_methods`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ns_to_pb, pb_to_ns, ts_to_pb
+from stratopt.api.feed_methods import FeedMethods
 from stratopt.data.errors import DataError
 from stratopt.data.importers import BarStreamImporter
 from stratopt.errors import InvalidArgument
@@ -20,7 +22,8 @@ from stratopt.services.datasets import (
     data_error_to_invalid,
     validate_meta,
 )
-from stratopt.store import models
+from stratopt.services.live import LiveService
+from stratopt.services.records import Dataset
 from stratopt.v1 import market_data_pb2 as pb
 from stratopt.v1 import market_data_pb2_grpc as pbg
 
@@ -40,7 +43,7 @@ MAX_PAGE = 50_000
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 
-def dataset_to_pb(row: models.Dataset) -> pb.Dataset:
+def dataset_to_pb(row: Dataset) -> pb.Dataset:
     return pb.Dataset(
         id=row.id,
         name=row.name,
@@ -58,9 +61,10 @@ def dataset_to_pb(row: models.Dataset) -> pb.Dataset:
     )
 
 
-class MarketDataServicer(pbg.MarketDataServiceServicer):
-    def __init__(self, datasets: DatasetCatalog) -> None:
+class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
+    def __init__(self, datasets: DatasetCatalog, live: LiveService) -> None:
         self.datasets = datasets
+        self.live = live
 
     async def ImportBars(
         self, request_iterator: AsyncIterator[pb.ImportBarsRequest], context: Ctx

@@ -124,7 +124,7 @@ def spec_from_pb(m: pb.OptimizationSpec, field: str = "spec") -> StudySpec:
         bounds=tuple(bounds),
         seed=m.seed if m.HasField("seed") else None,
         patience=m.early_stopping_patience,
-        execution=execution_from_pb(m.execution, f"{field}.execution"),
+        execution=execution_from_pb(m.execution, f"{field}.execution", v),
         validation=ValidationPlan(
             m.validation.holdout_fraction, m.validation.walk_forward_windows, m.validation.anchored
         ),
@@ -165,7 +165,7 @@ def spec_to_pb(s: StudySpec) -> pb.OptimizationSpec:
         sampler=SAMPLER_TO_PB.get(s.sampler, pb.SAMPLER_UNSPECIFIED),  # type: ignore[arg-type]
         trials=s.trials,
         early_stopping_patience=s.patience,
-        execution=execution_to_pb(s.execution),
+        execution=execution_to_pb(s.execution.resolved()),
     )
     if s.start_ns:
         m.time_range.start_time.CopyFrom(ns_to_pb(s.start_ns))

@@ -1,7 +1,8 @@
-"""StrategyService messages <-> catalog records."""
+"""StrategyService messages <-> strategy views and fields."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from stratopt.api.convert import (
@@ -16,9 +17,10 @@ from stratopt.api.convert import (
     params_from_pb,
     ts_to_pb,
 )
-from stratopt.services.strategies import etag_of, snapshot
+from stratopt.engine.options import ExecutionOptions
+from stratopt.errors import FieldViolation
+from stratopt.services.strategies import StrategyView
 from stratopt.services.validation import StrategyFields
-from stratopt.store import models
 from stratopt.strategies.base import StrategyType
 from stratopt.v1 import strategy_pb2 as pb
 
@@ -57,6 +59,9 @@ HISTORY_TO_PB = {
 
 
 def fields_from_pb(s: pb.Strategy) -> StrategyFields:
+    """The request's fields; bad execution options are reported with the other problems."""
+    bad_execution: list[FieldViolation] = []
+    execution = execution_from_pb(s.execution, "strategy.execution", bad_execution)
     return StrategyFields(
         name=s.name,
         description=s.description,
@@ -66,7 +71,7 @@ def fields_from_pb(s: pb.Strategy) -> StrategyFields:
         timeframe=s.timeframe,
         tags=list(s.tags),
         status=enum_from_pb(s.status, STATUS_FROM_PB, "strategy.status") or "draft",
-        execution=execution_from_pb(s.execution, "strategy.execution"),
+        execution=execution,
         ensemble_members=[
             {"strategy_id": m.strategy_id, "weight": m.weight or 1.0} for m in s.ensemble_members
         ],
@@ -85,16 +90,20 @@ def fields_from_pb(s: pb.Strategy) -> StrategyFields:
             }
             for r in s.alert_rules
         ],
+        rejected={"execution": bad_execution} if bad_execution else {},
     )
 
 
-def strategy_to_pb(row: models.Strategy, owner_username: str = "") -> pb.Strategy:
-    return strategy_dict_to_pb(snapshot(row), owner_username, row)
+def strategy_to_pb(v: StrategyView) -> pb.Strategy:
+    s = strategy_dict_to_pb(dataclasses.asdict(v), v.owner_username)
+    s.create_time.CopyFrom(ts_to_pb(v.created_at))
+    s.update_time.CopyFrom(ts_to_pb(v.updated_at))
+    s.etag = v.etag
+    return s
 
 
-def strategy_dict_to_pb(
-    d: dict[str, Any], owner_username: str = "", row: models.Strategy | None = None
-) -> pb.Strategy:
+def strategy_dict_to_pb(d: dict[str, Any], owner_username: str = "") -> pb.Strategy:
+    """A strategy as `services.strategies.snapshot` records it (history snapshots)."""
     s = pb.Strategy(
         id=d["id"],
         name=d["name"],
@@ -106,7 +115,7 @@ def strategy_dict_to_pb(
         timeframe=d.get("timeframe", ""),
         tags=d.get("tags", []),
         status=STATUS_TO_PB.get(d.get("status", ""), 0),  # type: ignore[arg-type]
-        execution=execution_to_pb(d.get("execution", {})),
+        execution=execution_to_pb(ExecutionOptions.from_dict(d.get("execution", {}))),
         ensemble_method=ENSEMBLE_TO_PB.get(d.get("ensemble_method", ""), 0),  # type: ignore[arg-type]
         run_state=RUN_STATE_TO_PB.get(d.get("run_state", ""), 0),  # type: ignore[arg-type]
         owner_id=d.get("owner_id", ""),
@@ -124,10 +133,6 @@ def strategy_dict_to_pb(
             threshold=float(r["threshold"]),
             severity=SEVERITY_TO_PB.get(r.get("severity", ""), 0),  # type: ignore[arg-type]
         )
-    if row is not None:
-        s.create_time.CopyFrom(ts_to_pb(row.created_at))
-        s.update_time.CopyFrom(ts_to_pb(row.updated_at))
-        s.etag = etag_of(row)
     return s
 
 

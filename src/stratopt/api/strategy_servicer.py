@@ -7,6 +7,7 @@ from typing import TypeAlias
 import grpc
 
 from stratopt.api import audit
+from stratopt.api.compare_convert import comparison_spec_from_pb, comparison_to_pb
 from stratopt.api.context import current_principal
 from stratopt.api.convert import (
     CATEGORY_FROM_PB,
@@ -25,45 +26,56 @@ from stratopt.api.strategy_convert import (
     strategy_to_pb,
     strategy_type_to_pb,
 )
-from stratopt.errors import FieldViolation, InvalidArgument, NotFound
+from stratopt.api.strategy_live import LiveStrategyMethods
+from stratopt.errors import FieldViolation, InvalidArgument, Unimplemented
 from stratopt.services import templates
 from stratopt.services.access import Access
+from stratopt.services.compare import StrategyComparison
+from stratopt.services.live import LiveService
 from stratopt.services.sharing import Share, StrategySharing
-from stratopt.services.strategies import StrategyCatalog, StrategyQuery
-from stratopt.services.users import usernames
-from stratopt.services.validation import ENSEMBLE_TYPE, UPDATABLE
-from stratopt.strategies import registry
+from stratopt.services.strategies import (
+    StrategyCatalog,
+    StrategyQuery,
+    strategy_type,
+    strategy_types,
+)
+from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
-class StrategyServicer(pbg.StrategyServiceServicer):
-    def __init__(self, catalog: StrategyCatalog) -> None:
+class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
+    """Paper-trading RPCs live in `api.strategy_live`."""
+
+    def __init__(
+        self,
+        catalog: StrategyCatalog,
+        sharing: StrategySharing,
+        live: LiveService,
+        compare: StrategyComparison | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.sharing = sharing
+        self.live = live
+        self.compare = compare
 
     async def ListStrategyTypes(
         self, request: pb.ListStrategyTypesRequest, context: Ctx
     ) -> pb.ListStrategyTypesResponse:
-        category = enum_from_pb(request.category, CATEGORY_FROM_PB, "category")
-        risk = enum_from_pb(request.risk_level, RISK_FROM_PB, "risk_level")
-        types = [
-            strategy_type_to_pb(t)
-            for t in registry.all()
-            if (not category or t.category == category) and (not risk or t.risk_level == risk)
-        ]
-        return pb.ListStrategyTypesResponse(strategy_types=types)
+        types = strategy_types(
+            enum_from_pb(request.category, CATEGORY_FROM_PB, "category"),
+            enum_from_pb(request.risk_level, RISK_FROM_PB, "risk_level"),
+        )
+        return pb.ListStrategyTypesResponse(strategy_types=[strategy_type_to_pb(t) for t in types])
 
     async def GetStrategyType(
         self, request: pb.GetStrategyTypeRequest, context: Ctx
     ) -> pb.GetStrategyTypeResponse:
         if not request.name:
             raise InvalidArgument.field("name", "required")
-        try:
-            t = registry.get(request.name)
-        except KeyError:
-            raise NotFound("strategy type", request.name) from None
+        t = strategy_type(request.name)
         return pb.GetStrategyTypeResponse(strategy_type=strategy_type_to_pb(t))
 
     async def ListStrategyTemplates(
@@ -71,11 +83,7 @@ class StrategyServicer(pbg.StrategyServiceServicer):
     ) -> pb.ListStrategyTemplatesResponse:
         category = enum_from_pb(request.category, CATEGORY_FROM_PB, "category")
         out = pb.ListStrategyTemplatesResponse()
-        for t in templates.templates():
-            if request.strategy_type and t.strategy_type != request.strategy_type:
-                continue
-            if category and registry.get(t.strategy_type).category != category:
-                continue
+        for t in templates.list_templates(request.strategy_type, category):
             msg = out.templates.add(
                 id=t.id,
                 display_name=t.display_name,
@@ -90,45 +98,29 @@ class StrategyServicer(pbg.StrategyServiceServicer):
     async def ListCategories(
         self, request: pb.ListCategoriesRequest, context: Ctx
     ) -> pb.ListCategoriesResponse:
-        counts = await self.catalog.category_counts(current_principal())
-        type_counts: dict[str, int] = {}
-        for t in registry.all():
-            type_counts[t.category] = type_counts.get(t.category, 0) + 1
         out = pb.ListCategoriesResponse()
-        for name, number in CATEGORY_TO_PB.items():
+        for c in await self.catalog.categories(current_principal()):
             out.categories.add(
-                category=number,
-                strategy_type_count=type_counts.get(name, 0),
-                strategy_count=counts.get(name, 0),
+                category=CATEGORY_TO_PB[c.category],  # type: ignore[arg-type]
+                strategy_type_count=c.strategy_type_count,
+                strategy_count=c.strategy_count,
             )
         return out
 
     async def CreateStrategy(
         self, request: pb.CreateStrategyRequest, context: Ctx
     ) -> pb.CreateStrategyResponse:
-        p = current_principal()
         if not request.HasField("strategy"):
             raise InvalidArgument.field("strategy", "required")
-        fields = fields_from_pb(request.strategy)
-        if request.template_id:
-            t = templates.get(request.template_id)
-            if t is None:
-                raise InvalidArgument.field(
-                    "template_id", "unknown template; see ListStrategyTemplates"
-                )
-            fields.strategy_type = fields.strategy_type or t.strategy_type
-            if fields.strategy_type == t.strategy_type:
-                fields.parameters = {**t.parameters, **fields.parameters}
-            fields.execution = {**t.execution, **fields.execution}
-            fields.tags = fields.tags or list(t.tags)
-        row = await self.catalog.create(p, fields)
-        return pb.CreateStrategyResponse(strategy=strategy_to_pb(row, p.username))
+        view = await self.catalog.create(
+            current_principal(), fields_from_pb(request.strategy), request.template_id
+        )
+        return pb.CreateStrategyResponse(strategy=strategy_to_pb(view))
 
     async def CreateEnsemble(
         self, request: pb.CreateEnsembleRequest, context: Ctx
     ) -> pb.CreateEnsembleResponse:
         """An ensemble is a strategy of type "ensemble"; this is CreateStrategy's shortcut."""
-        p = current_principal()
         fields = fields_from_pb(
             pb.Strategy(
                 name=request.name,
@@ -140,21 +132,20 @@ class StrategyServicer(pbg.StrategyServiceServicer):
             )
         )
         try:
-            row = await self.catalog.create(p, fields)
+            view = await self.catalog.create(current_principal(), fields)
         except InvalidArgument as e:
             raise InvalidArgument(
                 e.message,
                 [FieldViolation(_ensemble_field(v.field), v.description) for v in e.violations],
             ) from None
-        return pb.CreateEnsembleResponse(strategy=strategy_to_pb(row, p.username))
+        return pb.CreateEnsembleResponse(strategy=strategy_to_pb(view))
 
     async def GetStrategy(
         self, request: pb.GetStrategyRequest, context: Ctx
     ) -> pb.GetStrategyResponse:
         _require_id(request.strategy_id)
-        row = await self.catalog.get(current_principal(), request.strategy_id)
-        names = await usernames(self.catalog.db, [row.owner_id])
-        return pb.GetStrategyResponse(strategy=strategy_to_pb(row, names.get(row.owner_id, "")))
+        view = await self.catalog.get(current_principal(), request.strategy_id)
+        return pb.GetStrategyResponse(strategy=strategy_to_pb(view))
 
     async def ListStrategies(
         self, request: pb.ListStrategiesRequest, context: Ctx
@@ -163,18 +154,17 @@ class StrategyServicer(pbg.StrategyServiceServicer):
             category=enum_from_pb(request.category, CATEGORY_FROM_PB, "category"),
             status=enum_from_pb(request.status, STATUS_FROM_PB, "status"),
             risk_level=enum_from_pb(request.risk_level, RISK_FROM_PB, "risk_level"),
-            tags=tuple(sorted({t.strip().lower() for t in request.tags if t.strip()})),
-            query=request.query.strip(),
-            strategy_type=request.strategy_type.strip(),
+            tags=tuple(request.tags),
+            query=request.query,
+            strategy_type=request.strategy_type,
             order_by=request.order_by,
             owner_id=request.owner_id,
         )
         page = await self.catalog.list_page(
             current_principal(), q, request.page_size, request.page_token
         )
-        names = await usernames(self.catalog.db, [r.owner_id for r in page.rows])
         return pb.ListStrategiesResponse(
-            strategies=[strategy_to_pb(r, names.get(r.owner_id, "")) for r in page.rows],
+            strategies=[strategy_to_pb(v) for v in page.rows],
             next_page_token=page.next_page_token,
             total_size=page.total_size,
         )
@@ -182,17 +172,15 @@ class StrategyServicer(pbg.StrategyServiceServicer):
     async def UpdateStrategy(
         self, request: pb.UpdateStrategyRequest, context: Ctx
     ) -> pb.UpdateStrategyResponse:
-        p = current_principal()
         _require_id(request.strategy.id, "strategy.id")
-        paths = list(request.update_mask.paths)
-        fields = fields_from_pb(request.strategy)
-        if not paths:
-            paths = list(UPDATABLE)
-        row = await self.catalog.update(
-            p, request.strategy.id, fields, paths, request.strategy.etag
+        view = await self.catalog.update(
+            current_principal(),
+            request.strategy.id,
+            fields_from_pb(request.strategy),
+            list(request.update_mask.paths),
+            request.strategy.etag,
         )
-        names = await usernames(self.catalog.db, [row.owner_id])
-        return pb.UpdateStrategyResponse(strategy=strategy_to_pb(row, names.get(row.owner_id, "")))
+        return pb.UpdateStrategyResponse(strategy=strategy_to_pb(view))
 
     async def DeleteStrategy(
         self, request: pb.DeleteStrategyRequest, context: Ctx
@@ -227,10 +215,8 @@ class StrategyServicer(pbg.StrategyServiceServicer):
         self, request: pb.ShareStrategyRequest, context: Ctx
     ) -> pb.ShareStrategyResponse:
         _require_id(request.strategy_id)
-        if not request.access:
-            raise InvalidArgument.field("access", "grant at least one access")
         access = [_access_from_pb(a, i) for i, a in enumerate(request.access)]
-        share = await StrategySharing(self.catalog.db).share(
+        share = await self.sharing.share(
             current_principal(), request.strategy_id, request.username, access
         )
         audit.annotate(
@@ -242,20 +228,26 @@ class StrategyServicer(pbg.StrategyServiceServicer):
         self, request: pb.UnshareStrategyRequest, context: Ctx
     ) -> pb.UnshareStrategyResponse:
         _require_id(request.strategy_id)
-        await StrategySharing(self.catalog.db).unshare(
+        username = await self.sharing.unshare(
             current_principal(), request.strategy_id, request.username
         )
-        audit.annotate(detail=f"removed the share of {request.username.strip().lower()}")
+        audit.annotate(detail=f"removed the share of {username}")
         return pb.UnshareStrategyResponse()
 
     async def ListStrategyShares(
         self, request: pb.ListStrategySharesRequest, context: Ctx
     ) -> pb.ListStrategySharesResponse:
         _require_id(request.strategy_id)
-        shares = await StrategySharing(self.catalog.db).list_shares(
-            current_principal(), request.strategy_id
-        )
+        shares = await self.sharing.list_shares(current_principal(), request.strategy_id)
         return pb.ListStrategySharesResponse(shares=[_share_to_pb(sh) for sh in shares])
+
+    async def CompareStrategies(
+        self, request: pb.CompareStrategiesRequest, context: Ctx
+    ) -> pb.CompareStrategiesResponse:
+        if self.compare is None:
+            raise Unimplemented("StrategyService.CompareStrategies is not configured")
+        result = await self.compare.compare(current_principal(), comparison_spec_from_pb(request))
+        return comparison_to_pb(result)
 
 
 _ACCESS_TO_PB = {a: pb.StrategyAccess.Value(f"STRATEGY_ACCESS_{a.name}") for a in Access}

@@ -1,19 +1,18 @@
-"""SystemService: overview figures for dashboards."""
+"""SystemService: overview figures for dashboards, notifications and webhooks."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 from google.protobuf import duration_pb2
-from sqlalchemy import func, or_, select
 
-from stratopt import __version__
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ts_to_pb
-from stratopt.store import models
+from stratopt.api.live_convert import notification_to_pb, webhook_to_pb
+from stratopt.services.notifications import NotificationService
+from stratopt.services.overview import SystemOverview
 from stratopt.v1 import system_pb2 as pb
 from stratopt.v1 import system_pb2_grpc as pbg
 
@@ -21,63 +20,53 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class SystemServicer(pbg.SystemServiceServicer):
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
+    def __init__(self, overview: SystemOverview, notifications: NotificationService) -> None:
+        self.overview = overview
+        self.notifications = notifications
 
     async def GetOverview(
         self, request: pb.GetOverviewRequest, context: Ctx
     ) -> pb.GetOverviewResponse:
-        p = current_principal()
-        S, D, B = models.Strategy, models.Dataset, models.Backtest
-
-        def mine(q: Any, owner: Any, *, shared_samples: bool = False) -> Any:
-            if p.is_admin:
-                return q
-            return (
-                q.where(or_(owner == p.user_id, owner == ""))
-                if shared_samples
-                else q.where(owner == p.user_id)
-            )
-
-        async with self.rt.db.session() as s:
-            strategies = (
-                await s.execute(mine(select(func.count()).select_from(S), S.owner_id))
-            ).scalar_one()
-            running = (
-                await s.execute(
-                    mine(
-                        select(func.count()).select_from(S).where(S.run_state == "running"),
-                        S.owner_id,
-                    )
-                )
-            ).scalar_one()
-            datasets = (
-                await s.execute(
-                    mine(select(func.count()).select_from(D), D.owner_id, shared_samples=True)
-                )
-            ).scalar_one()
-            backtests = (
-                await s.execute(mine(select(func.count()).select_from(B), B.owner_id))
-            ).scalar_one()
-        queued, active = await self._job_counts(p)
-        uptime = time.time() - self.rt.started_at
+        o = await self.overview.get(current_principal())
         return pb.GetOverviewResponse(
-            version=__version__,
-            uptime=duration_pb2.Duration(seconds=int(uptime)),
-            strategy_count=strategies,
-            running_strategy_count=running,
-            dataset_count=datasets,
-            backtest_count=backtests,
-            queued_job_count=queued,
-            running_job_count=active,
-            engine_ready=self.rt.engine_ready,
-            database_backend=self.rt.db.backend,
-            server_time=ts_to_pb(datetime.now(UTC)),
+            version=o.version,
+            uptime=duration_pb2.Duration(seconds=int(o.uptime_s)),
+            strategy_count=o.strategy_count,
+            running_strategy_count=o.running_strategy_count,
+            dataset_count=o.dataset_count,
+            backtest_count=o.backtest_count,
+            queued_job_count=o.queued_job_count,
+            running_job_count=o.running_job_count,
+            engine_ready=o.engine_ready,
+            database_backend=o.database_backend,
+            server_time=ts_to_pb(o.server_time),
+            trades_today=o.trades_today,
+            paper_portfolio_value=o.paper_portfolio_value,
+            open_stream_count=o.open_stream_count,
         )
 
-    async def _job_counts(self, p: Any) -> tuple[int, int]:
-        counter = getattr(self.rt, "job_counts", None)
-        if counter is None:
-            return 0, 0
-        queued, running = await counter(p)
-        return int(queued), int(running)
+    async def StreamNotifications(
+        self, request: pb.StreamNotificationsRequest, context: Ctx
+    ) -> AsyncIterator[pb.StreamNotificationsResponse]:
+        async for row in self.notifications.stream(current_principal(), request.after_sequence):
+            yield pb.StreamNotificationsResponse(notification=notification_to_pb(row))
+
+    async def CreateWebhook(
+        self, request: pb.CreateWebhookRequest, context: Ctx
+    ) -> pb.CreateWebhookResponse:
+        hook = await self.notifications.create_webhook(
+            current_principal(), request.webhook.url.strip(), list(request.webhook.kinds)
+        )
+        return pb.CreateWebhookResponse(webhook=webhook_to_pb(hook, with_secret=True))
+
+    async def ListWebhooks(
+        self, request: pb.ListWebhooksRequest, context: Ctx
+    ) -> pb.ListWebhooksResponse:
+        hooks = await self.notifications.webhooks(current_principal())
+        return pb.ListWebhooksResponse(webhooks=[webhook_to_pb(h) for h in hooks])
+
+    async def DeleteWebhook(
+        self, request: pb.DeleteWebhookRequest, context: Ctx
+    ) -> pb.DeleteWebhookResponse:
+        await self.notifications.delete_webhook(current_principal(), request.webhook_id.strip())
+        return pb.DeleteWebhookResponse()

@@ -15,16 +15,11 @@ from stratopt.errors import Unimplemented
 
 
 def fill_unimplemented(servicer: Any, service: ServiceDescriptor) -> Any:
-    """Binds an UNIMPLEMENTED handler for each method the servicer does not override."""
-    cls = type(servicer)
+    """Binds an UNIMPLEMENTED handler for each method only the generated base class has
+    (methods from our own classes, mixins included, count as implemented)."""
     for m in service.methods:
-        impl = getattr(cls, m.name, None)
-        base_impl = None
-        for base in cls.__mro__[1:]:
-            if m.name in base.__dict__:
-                base_impl = base.__dict__[m.name]
-                break
-        if impl is None or (impl is base_impl and m.name not in cls.__dict__):
+        impl = getattr(type(servicer), m.name, None)
+        if impl is None or getattr(impl, "__module__", "").endswith("_pb2_grpc"):
             setattr(servicer, m.name, _unimplemented(service.name, m.name))
     return servicer
 

@@ -131,10 +131,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except (OSError, DataError) as e:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
-    options = {
+    given = {
         "commission": args.commission,
         "slippage": args.slippage,
-        "size": args.size,
+        "position_size": args.size,
         "direction": args.direction,
         "stop_loss": args.stop_loss,
         "take_profit": args.take_profit,
@@ -143,7 +143,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         "initial_cash": args.cash,
     }
     try:
-        result = engine.backtest(bars, stype, params, **options)
+        options = engine.ExecutionOptions.from_dict(
+            {k: v for k, v in given.items() if v is not None}
+        )
+        result = engine.backtest(bars, stype, params, options)
     except ValueError as e:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
@@ -247,15 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True, help="strategy type, e.g. sma_crossover")
     p.add_argument("-p", "--param", action="append", default=[], help="name=value (repeat)")
     p.add_argument("--timeframe", help="resample to this coarser timeframe first")
-    p.add_argument("--cash", type=float, default=10_000.0, help="initial cash")
-    p.add_argument("--commission", type=float, default=0.0, help="fraction per side")
-    p.add_argument("--slippage", type=float, default=0.0, help="fraction against the trader")
-    p.add_argument("--size", type=float, default=1.0, help="fraction of equity per position")
-    p.add_argument("--direction", default="long", choices=["long", "short", "both"])
-    p.add_argument("--stop-loss", type=float, default=0.0)
-    p.add_argument("--take-profit", type=float, default=0.0)
-    p.add_argument("--trailing-stop", type=float, default=0.0)
-    p.add_argument("--fill-on-close", action="store_true")
+    # Omitted options take the engine's defaults (engine/options.py, the one place they live).
+    p.add_argument("--cash", type=float, help="initial cash")
+    p.add_argument("--commission", type=float, help="fraction per side")
+    p.add_argument("--slippage", type=float, help="fraction against the trader")
+    p.add_argument("--size", type=float, help="fraction of equity per position")
+    p.add_argument("--direction", choices=["long", "short", "both"])
+    p.add_argument("--stop-loss", type=float)
+    p.add_argument("--take-profit", type=float)
+    p.add_argument("--trailing-stop", type=float)
+    p.add_argument("--fill-on-close", action="store_true", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_backtest)
 

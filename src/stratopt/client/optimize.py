@@ -80,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--walk-forward", type=int, default=0, help="walk-forward windows for the winner"
     )
-    p.add_argument("--commission", type=float, default=0.0, help="fraction per side")
+    p.add_argument("--commission", type=float, help="fraction per side (default: the strategy's)")
     p.add_argument("--priority", choices=sorted(PRIORITIES), default="normal")
 
 
@@ -109,8 +109,9 @@ def build_spec(args: argparse.Namespace) -> pb.OptimizationSpec:
         spec.constraints.append(parse_constraint(text))
     spec.validation.holdout_fraction = args.holdout
     spec.validation.walk_forward_windows = args.walk_forward
-    if args.commission:
+    if args.commission is not None:  # set, even to 0: it overrides a stored strategy's
         spec.execution.commission = args.commission
+        spec.execution.set_fields.paths.append("commission")
     return spec
 
 

@@ -4,6 +4,11 @@ Plain contiguous numpy columns rather than a DataFrame, because the engine's num
 take arrays and a loaded dataset should be usable without copying (storage hands out
 memory-mapped arrays). The arrays are read-only so one loaded dataset can be shared by many
 concurrent backtests without any of them being able to corrupt it.
+
+It is the only bar container: importers, storage, resampling, ``engine.backtest`` (which
+takes a Bars as is), the optimizer and the job workers all pass this value. (The importers'
+``tables.RawColumns`` are the not-yet-validated columns of a file being decoded, never
+passed outside ``stratopt.data``.)
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from stratopt.data.columns import resolve_columns
-from stratopt.data.tables import BarArrays, TimestampDecoder, ascending, decode_frame
+from stratopt.data.tables import TimestampDecoder, ascending, decode_frame
 from stratopt.data.timestamps import NS_PER_SECOND, TimeLike, format_ts, to_epoch_ns
 from stratopt.data.validate import validate_arrays
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 FLOAT_FIELDS = ("open", "high", "low", "close", "volume")
+UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def _frozen(values: NDArray[np.generic], dtype: type[np.generic], name: str) -> NDArray[np.generic]:
@@ -95,16 +101,17 @@ class Bars:
 
     def to_frame(self) -> pd.DataFrame:
         """A DataFrame with a UTC DatetimeIndex named ``ts`` and float columns."""
-        index = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
         data = {name: getattr(self, name) for name in FLOAT_FIELDS}
-        return pd.DataFrame(data, index=index, copy=True)
+        return pd.DataFrame(data, index=self.index, copy=True)
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        """The bar times as a UTC DatetimeIndex named ``ts``, built once per Bars."""
+        return pd.DatetimeIndex(self.ts.view("datetime64[ns]"), dtype=UTC_NS, name="ts")
 
     def columns(self) -> tuple[I64, F64, F64, F64, F64, F64]:
         """(ts, open, high, low, close, volume), the order the engine and files use."""
         return self.ts, self.open, self.high, self.low, self.close, self.volume
-
-    def to_arrays(self) -> BarArrays:
-        return BarArrays(*self.columns())
 
     def __len__(self) -> int:
         return int(self.ts.size)

@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 
 from stratopt.data.columns import POSITIONAL, ColumnMap, resolve_columns
 from stratopt.data.errors import BarValidationError, ImportFormatError, Problem
-from stratopt.data.tables import BarArrays, TimestampDecoder, decode_frame
+from stratopt.data.tables import RawColumns, TimestampDecoder, decode_frame
 
 DELIMITERS = (",", ";", "\t", "|")
 BOM = b"\xef\xbb\xbf"
@@ -116,14 +116,14 @@ def _offset_rows(error: BarValidationError, first_row: int) -> BarValidationErro
 
 def read_block(
     data: Buffer, layout: CsvLayout, decoder: TimestampDecoder, *, first_row: int = 1
-) -> BarArrays:
+) -> RawColumns:
     """Parse whole CSV lines (no header) into bar arrays.
 
     ``first_row`` is the data-row number of the block's first line within the upload.
     """
     buffer = pa.py_buffer(data)
     if _is_blank(buffer):
-        return BarArrays.concat([])
+        return RawColumns.concat([])
     try:
         table = _arrow_read(buffer, layout, as_text=False)
     except pa.ArrowInvalid:
@@ -160,7 +160,7 @@ def split_header(data: Buffer) -> tuple[CsvLayout, int] | None:
     return layout, start
 
 
-def read_csv_bytes(data: Buffer) -> BarArrays:
+def read_csv_bytes(data: Buffer) -> RawColumns:
     """Parse a complete CSV document held in memory."""
     found = split_header(data)
     if found is None:

@@ -29,7 +29,7 @@ from stratopt.data.bars import Bars
 from stratopt.data.columns import POSITIONAL, resolve_columns
 from stratopt.data.csv_reader import CsvLayout, read_block, read_csv_bytes, split_header
 from stratopt.data.errors import DataError, ImportFormatError, UploadTooLargeError
-from stratopt.data.tables import BarArrays, TimestampDecoder, ascending, decode_frame
+from stratopt.data.tables import RawColumns, TimestampDecoder, ascending, decode_frame
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 FileFormat = Literal["csv", "parquet"]
@@ -50,7 +50,7 @@ CSV_BLOCK_BYTES = 4 * 1024 * 1024
 BYTES_PER_ROW = 48
 
 
-def _to_bars(arrays: BarArrays) -> Bars:
+def _to_bars(arrays: RawColumns) -> Bars:
     arrays, rows = ascending(arrays)
     return Bars.from_arrays(*arrays.columns(), rows=rows)
 
@@ -63,7 +63,7 @@ def _read_source(source: Source) -> bytes | bytearray | memoryview:
     return gzip.decompress(data) if path.suffix == ".gz" else data
 
 
-def _parquet_arrays(data: bytes | bytearray | memoryview) -> BarArrays:
+def _parquet_arrays(data: bytes | bytearray | memoryview) -> RawColumns:
     try:
         frame = pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas(
             date_as_object=False, split_blocks=True, self_destruct=True
@@ -113,7 +113,7 @@ def import_bars(source: Source, format: FileFormat | None = None) -> Bars:
     return import_parquet(source) if chosen == "parquet" else import_csv(source)
 
 
-def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> BarArrays:
+def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> RawColumns:
     """Row tuples or a (k, 6) array -> columns, keeping integer timestamps exact."""
     if isinstance(rows, np.ndarray):
         if rows.dtype.names is not None:
@@ -124,7 +124,7 @@ def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> Ba
         ts = rows[:, 0] if rows.dtype.kind in "iu" else np.rint(rows[:, 0])
         return _columns_to_arrays([ts, *(rows[:, i] for i in range(1, 6))])
     if not len(rows):
-        return BarArrays.concat([])
+        return RawColumns.concat([])
     try:
         columns = list(zip(*rows, strict=True))
         if len(columns) != len(POSITIONAL):
@@ -138,10 +138,10 @@ def _rows_to_arrays(rows: Sequence[Sequence[float]] | NDArray[np.generic]) -> Ba
     return _columns_to_arrays([ts, *values])
 
 
-def _columns_to_arrays(cols: Sequence[Any]) -> BarArrays:
+def _columns_to_arrays(cols: Sequence[Any]) -> RawColumns:
     ts, o, h, lo, c, v = (np.asarray(x) for x in cols)
     f = np.float64
-    return BarArrays(
+    return RawColumns(
         ts.astype(np.int64), o.astype(f), h.astype(f), lo.astype(f), c.astype(f), v.astype(f)
     )
 
@@ -172,7 +172,7 @@ class BarStreamImporter:
         self.max_rows = max_rows
         self.bytes_received = 0
         self.rows_received = 0
-        self._parts: list[BarArrays] = []
+        self._parts: list[RawColumns] = []
         self._pending = bytearray()
         self._layout: CsvLayout | None = None
         self._decoder = TimestampDecoder()
@@ -227,7 +227,7 @@ class BarStreamImporter:
                 self._add_parsed(_parquet_arrays(self._pending))
             elif self.format == "csv":
                 self._flush_csv(final=True)
-            return _to_bars(BarArrays.concat(self._parts))
+            return _to_bars(RawColumns.concat(self._parts))
         finally:
             self._closed = True
             self._parts, self._pending = [], bytearray()
@@ -259,7 +259,7 @@ class BarStreamImporter:
                 "send fewer bars or resample them first"
             )
 
-    def _add_parsed(self, arrays: BarArrays) -> None:
+    def _add_parsed(self, arrays: RawColumns) -> None:
         self.rows_received += arrays.size
         if self.rows_received > self.max_rows:
             raise UploadTooLargeError(
@@ -269,7 +269,7 @@ class BarStreamImporter:
         if arrays.size:
             self._parts.append(arrays)
 
-    def _add_rows(self, arrays: BarArrays) -> None:
+    def _add_rows(self, arrays: RawColumns) -> None:
         self._count_bytes(arrays.size * BYTES_PER_ROW)
         self._add_parsed(arrays)
 

@@ -37,8 +37,9 @@ TS_HINT = "use ISO 8601 like 2024-03-01T10:00:00Z, or epoch seconds/milliseconds
 
 
 @dataclass(frozen=True, slots=True)
-class BarArrays:
-    """The six bar columns before they are validated into :class:`~stratopt.data.bars.Bars`."""
+class RawColumns:
+    """The six decoded columns of an import, before validation makes them a
+    :class:`~stratopt.data.bars.Bars` (the one bar container); never leaves the package."""
 
     ts: I64
     open: F64
@@ -54,9 +55,9 @@ class BarArrays:
     def columns(self) -> tuple[I64, F64, F64, F64, F64, F64]:
         return self.ts, self.open, self.high, self.low, self.close, self.volume
 
-    def reversed(self) -> BarArrays:
+    def reversed(self) -> RawColumns:
         flip = slice(None, None, -1)
-        return BarArrays(
+        return RawColumns(
             np.ascontiguousarray(self.ts[flip]),
             np.ascontiguousarray(self.open[flip]),
             np.ascontiguousarray(self.high[flip]),
@@ -66,12 +67,12 @@ class BarArrays:
         )
 
     @staticmethod
-    def concat(parts: Sequence[BarArrays]) -> BarArrays:
+    def concat(parts: Sequence[RawColumns]) -> RawColumns:
         if not parts:
-            return BarArrays(np.empty(0, np.int64), *(np.empty(0) for _ in range(5)))
+            return RawColumns(np.empty(0, np.int64), *(np.empty(0) for _ in range(5)))
         if len(parts) == 1:
             return parts[0]
-        return BarArrays(
+        return RawColumns(
             np.concatenate([p.ts for p in parts]),
             np.concatenate([p.open for p in parts]),
             np.concatenate([p.high for p in parts]),
@@ -81,7 +82,7 @@ class BarArrays:
         )
 
 
-def ascending(arrays: BarArrays) -> tuple[BarArrays, I64 | None]:
+def ascending(arrays: RawColumns) -> tuple[RawColumns, I64 | None]:
     """Flip newest-first data (common in broker exports) to oldest-first.
 
     Only data that is strictly decreasing from start to end is flipped, because that is
@@ -268,7 +269,7 @@ def _time_values(frame: pd.DataFrame, columns: ColumnMap) -> pd.Series:
 
 def decode_frame(
     frame: pd.DataFrame, columns: ColumnMap, decoder: TimestampDecoder, *, first_row: int = 1
-) -> BarArrays:
+) -> RawColumns:
     """Convert the mapped columns of ``frame``; raise with row numbers on bad values.
 
     ``first_row`` is the source row number of the frame's first row, so blocks of a stream
@@ -286,4 +287,4 @@ def decode_frame(
         else _numbers(frame[columns.volume], "volume", first_row, problems)
     )
     problems.raise_if_any()
-    return BarArrays(ts, prices["open"], prices["high"], prices["low"], prices["close"], volume)
+    return RawColumns(ts, prices["open"], prices["high"], prices["low"], prices["close"], volume)

@@ -7,8 +7,8 @@ The compiled sweep and walk-forward kernels are imported lazily by ``sweep`` and
 from stratopt.engine.api import (
     BacktestResult,
     WalkForwardReport,
+    as_bars,
     backtest,
-    bar_arrays,
     monte_carlo,
     parameter_grid,
     resolve_strategy,
@@ -23,10 +23,10 @@ from stratopt.engine.metrics import (
     infer_periods_per_year,
 )
 from stratopt.engine.montecarlo import MonteCarloResult
+from stratopt.engine.options import ExecutionOptions, InvalidExecutionOptions
 from stratopt.engine.simulator import (
     EXIT_REASONS,
     TRADE_DTYPE,
-    SimConfig,
     SimResult,
     simulate,
 )
@@ -37,13 +37,14 @@ __all__ = [
     "METRIC_NAMES",
     "TRADE_DTYPE",
     "BacktestResult",
+    "ExecutionOptions",
+    "InvalidExecutionOptions",
     "MetricSpec",
     "MonteCarloResult",
-    "SimConfig",
     "SimResult",
     "WalkForwardReport",
+    "as_bars",
     "backtest",
-    "bar_arrays",
     "compute_metrics",
     "infer_periods_per_year",
     "monte_carlo",

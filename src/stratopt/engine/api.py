@@ -1,36 +1,53 @@
-"""High-level engine entry points: bars + strategy in, pandas results out.
+"""High-level engine entry points: bars + strategy in, metrics (and pandas views) out.
 
 This is the only engine module that touches pandas (results are meant for people and the
-API layer); the kernels below it stay numpy-only. ``bars`` is duck-typed: anything with
-``ts`` (int64 epoch ns) and open/high/low/close/volume arrays (``stratopt.data.bars.Bars``)
-or a DataFrame with those columns and a DatetimeIndex (naive means UTC). ``strategy`` is a
-StrategyType, anything with ``signal`` and ``to_vector()``, or a registry name.
+API layer); the kernels below it stay numpy-only. ``bars`` is a ``stratopt.data.bars.Bars``
+(the one bar container, used as is: no copy), a DataFrame with open/high/low/close/volume
+columns and a DatetimeIndex (naive means UTC), or any object with ``ts`` (int64 epoch ns)
+and those five arrays; the last two become a Bars once, copying only columns that are not
+already contiguous float64 (int64 for ``ts``). ``strategy`` is a StrategyType, an
+``Ensemble``, anything with ``signal`` and ``to_vector()``, or a registry name.
+
+A backtest computes its metrics eagerly (they are cheap and the main output) and keeps the
+equity, position and trades as numpy arrays; the pandas objects over them (``equity``,
+``position``, ``trades``) are built on first access, so a caller that only wants metrics
+pays for no DataFrame and no million-entry DatetimeIndex.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from stratopt.engine.metrics import METRIC_NAMES, compute_metrics, infer_periods_per_year
+from stratopt.data.bars import UTC_NS, Bars
+from stratopt.engine.metrics import METRIC_NAMES, infer_periods_per_year, metrics_of
 from stratopt.engine.montecarlo import Method, MonteCarloResult
 from stratopt.engine.montecarlo import monte_carlo as _monte_carlo
-from stratopt.engine.simulator import EXIT_REASONS, SimConfig, simulate
+from stratopt.engine.options import ExecutionOptions
+from stratopt.engine.simulator import (
+    COL_PNL,
+    EXIT_REASONS,
+    TRADE_COLUMNS,
+    as_targets,
+    simulate_into,
+    trades_from_buffer,
+)
 
 if TYPE_CHECKING:
     from stratopt.engine.walkforward import WalkForwardResult
 
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
-_OPTION_NAMES = frozenset(f.name for f in fields(SimConfig))
 
 
 class StrategyLike(Protocol):
-    """What the engine needs from a strategy (StrategyType satisfies it)."""
+    """What the engine needs from a strategy (StrategyType and Ensemble satisfy it)."""
 
     @property
     def signal(self) -> Callable[..., np.ndarray]: ...
@@ -38,37 +55,56 @@ class StrategyLike(Protocol):
     def to_vector(self, params: dict[str, Any]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class BarArrays:
-    """Contiguous float64 price arrays and int64 ns timestamps pulled out of any bars input."""
-
-    ts: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-
-    def prices(self) -> tuple[np.ndarray, ...]:
-        return (self.open, self.high, self.low, self.close, self.volume)
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return dict(zip(PRICE_FIELDS, self.prices(), strict=True))
-
-    def index(self) -> pd.DatetimeIndex:
-        return utc_index(self.ts, name="ts")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BacktestResult:
-    """One backtest: metrics, trades with entry/exit times, equity marked at each close."""
+    """One backtest: metrics, then equity, position and trades as numpy arrays and pandas.
+
+    ``equity_values`` and ``position_values`` (one value per bar, marked at the close) and
+    ``trade_records`` (a ``TRADE_DTYPE`` structured array) are the raw outputs; ``equity``,
+    ``position`` (Series on the bars' UTC DatetimeIndex) and ``trades`` (a DataFrame with
+    UTC entry/exit times and exit reasons spelled out) are built from them on first access.
+    """
 
     metrics: dict[str, float]
-    trades: pd.DataFrame
-    equity: pd.Series
-    position: pd.Series
     params: dict[str, Any]
-    config: SimConfig
+    config: ExecutionOptions
+    bars: Bars = field(repr=False)
+    equity_values: np.ndarray = field(repr=False)
+    position_values: np.ndarray = field(repr=False)
+    trade_rows: np.ndarray = field(repr=False)
+    """The kernel's float64 trade rows (columns ``simulator.COL_*``)."""
+    given_index: pd.DatetimeIndex | None = field(default=None, repr=False)
+    """The caller's UTC index when the bars came as a DataFrame (reused, not rebuilt)."""
+
+    @property
+    def num_trades(self) -> int:
+        return int(self.trade_rows.shape[0])
+
+    @property
+    def trade_pnl(self) -> np.ndarray:
+        """Net P&L of each trade, in order (what Monte Carlo resamples)."""
+        return self.trade_rows[:, COL_PNL]
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        """The bars' times as a UTC DatetimeIndex named ``ts``."""
+        return self.given_index if self.given_index is not None else self.bars.index
+
+    @cached_property
+    def trade_records(self) -> np.ndarray:
+        return trades_from_buffer(self.trade_rows)
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        return trades_frame(self.trade_records, self.bars.ts)
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        return pd.Series(self.equity_values, index=self.index, name="equity", copy=False)
+
+    @cached_property
+    def position(self) -> pd.Series:
+        return pd.Series(self.position_values, index=self.index, name="position", copy=False)
 
 
 @dataclass(frozen=True)
@@ -82,49 +118,70 @@ class WalkForwardReport:
     efficiency: float
 
 
-def bar_arrays(bars: Any) -> BarArrays:
-    """Pull contiguous arrays out of a Bars-like object or an OHLCV DataFrame."""
-    if isinstance(bars, pd.DataFrame):
+def as_bars(bars: Any) -> Bars:
+    """The bars input as a Bars: itself when it is one, otherwise converted once.
+
+    Only the structure is checked (equal lengths, 1-D, not empty), as for any Bars built
+    without ``Bars.from_arrays``; contiguous float64/int64 columns are used without a copy.
+    """
+    return _read_bars(bars)[0]
+
+
+def _read_bars(bars: Any) -> tuple[Bars, pd.DatetimeIndex | None]:
+    """(bars, the caller's index when it can serve as the results' UTC index as is)."""
+    index: pd.DatetimeIndex | None = None
+    if isinstance(bars, Bars):
+        out = bars
+    elif isinstance(bars, pd.DataFrame):
         missing = [c for c in PRICE_FIELDS if c not in bars.columns]
         if missing:
             raise ValueError(f"bars frame lacks columns: {', '.join(missing)}")
         if not isinstance(bars.index, pd.DatetimeIndex):
             raise ValueError("bars frame needs a DatetimeIndex")
-        index = bars.index
-        index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-        ts = np.ascontiguousarray(index.as_unit("ns").asi8)
-        columns = {c: bars[c].to_numpy(dtype=np.float64) for c in PRICE_FIELDS}
+        # asi8 is UTC epoch ns for an aware index and the wall time (= UTC) for a naive one,
+        # so no time-zone conversion (a copy of the whole index) is needed.
+        given = bars.index if bars.index.unit == "ns" else bars.index.as_unit("ns")
+        columns = (bars[c].to_numpy(dtype=np.float64) for c in PRICE_FIELDS)
+        try:
+            out = Bars(given.asi8, *columns)
+        except ValueError as e:
+            raise ValueError(f"bars: {e}") from None
+        if given.dtype == UTC_NS:
+            index = given if given.name == "ts" else given.rename("ts")
     elif all(hasattr(bars, name) for name in ("ts", *PRICE_FIELDS)):
-        ts = np.ascontiguousarray(bars.ts, dtype=np.int64)
-        columns = {c: getattr(bars, c) for c in PRICE_FIELDS}
+        try:
+            out = Bars(bars.ts, *(getattr(bars, c) for c in PRICE_FIELDS))
+        except ValueError as e:
+            raise ValueError(f"bars: {e}") from None
     else:
         raise TypeError("bars must be a Bars object or a DataFrame with OHLCV columns")
-    arrays = {c: np.ascontiguousarray(v, dtype=np.float64) for c, v in columns.items()}
-    if any(a.shape != ts.shape for a in arrays.values()):
-        raise ValueError("bars arrays must all have the same length")
-    if ts.shape[0] == 0:
+    if len(out) == 0:
         raise ValueError("bars are empty")
-    return BarArrays(ts=ts, **arrays)
+    return out, index
+
+
+def _prices(bars: Bars) -> tuple[np.ndarray, ...]:
+    return (bars.open, bars.high, bars.low, bars.close, bars.volume)
 
 
 def resolve_strategy(strategy: str | StrategyLike) -> StrategyLike:
-    """A strategy object, looking names up in the registry (imported lazily: layering)."""
-    if isinstance(strategy, str):
-        from stratopt.strategies import registry
+    """A strategy object; a name is looked up in the strategy registry if it is loaded.
 
+    The engine sits below the strategy library and never imports it: names work once
+    `stratopt.strategies` has been imported (by the caller, or by anything that uses it).
+    """
+    if isinstance(strategy, str):
+        registry = sys.modules.get("stratopt.strategies.registry")
+        if registry is None:
+            raise LookupError(
+                f"cannot look up {strategy!r}: import stratopt.strategies first, "
+                "or pass a StrategyType"
+            )
         found: StrategyLike = registry.get(strategy)
         return found
     if not hasattr(strategy, "signal") or not hasattr(strategy, "to_vector"):
         raise TypeError("strategy needs a .signal function and a .to_vector() method")
     return strategy
-
-
-def sim_config(options: Mapping[str, Any]) -> SimConfig:
-    """SimConfig from keyword options, rejecting names it does not know."""
-    unknown = sorted(set(options) - _OPTION_NAMES)
-    if unknown:
-        raise ValueError(f"unknown backtest option(s): {', '.join(unknown)}")
-    return SimConfig(**options)
 
 
 def _describe(violation: Any) -> str:
@@ -151,8 +208,9 @@ def _full_params(strategy: StrategyLike, params: Mapping[str, Any] | None) -> di
 
 
 def utc_index(ns: np.ndarray, name: str | None = None) -> pd.DatetimeIndex:
-    """UTC DatetimeIndex over epoch-ns stamps via a datetime64 view (2x to_datetime's speed)."""
-    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC", name=name)
+    """UTC DatetimeIndex over epoch-ns stamps (a datetime64 view given the UTC dtype: 4x
+    faster than ``tz="UTC"``, which converts from local time)."""
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), dtype=UTC_NS, name=name)
 
 
 def trades_frame(trades: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
@@ -172,35 +230,43 @@ def backtest(
     bars: Any,
     strategy: str | StrategyLike,
     params: Mapping[str, Any] | None = None,
-    **options: Any,
+    options: ExecutionOptions | None = None,
 ) -> BacktestResult:
-    """Run one strategy with one parameter set; options are SimConfig fields."""
-    cfg = sim_config(options)
+    """Run one strategy with one parameter set (default options when None).
+
+    Signal, simulation and metrics run on the bars' own arrays; the pandas views of the
+    result are built when first read (see BacktestResult).
+    """
+    cfg = ExecutionOptions() if options is None else options
     strat = resolve_strategy(strategy)
     full = _full_params(strat, params)
     problems = _violations(strat, full)
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
-    data = bar_arrays(bars)
-    targets = strat.signal(*data.prices(), np.ascontiguousarray(strat.to_vector(full)))
-    run = simulate(data.open, data.high, data.low, data.close, targets, cfg)
-    metrics = compute_metrics(
-        run.equity,
-        run.trades,
-        data.ts,
-        cfg.periods_per_year,
-        close=data.close,
-        position=run.position,
-        initial_cash=cfg.initial_cash,
+    data, index = _read_bars(bars)
+    targets = as_targets(strat.signal(*_prices(data), np.ascontiguousarray(strat.to_vector(full))))
+    n = len(data)
+    if targets.shape != (n,):
+        raise ValueError(f"the strategy's signal returned {targets.shape} targets for {n} bars")
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    buffer = np.empty((n, TRADE_COLUMNS), dtype=np.float64)  # at most one trade per bar
+    vector = cfg.to_vector()
+    count = simulate_into(
+        data.open, data.high, data.low, data.close, targets, vector, equity, position, buffer
     )
-    index = data.index()
+    rows = buffer[:count]
+    ppy = cfg.periods_per_year or infer_periods_per_year(data.ts)
+    values = metrics_of(equity, cfg.initial_cash, rows, position, data.close, float(ppy))
     return BacktestResult(
-        metrics=metrics,
-        trades=trades_frame(run.trades, data.ts),
-        equity=pd.Series(run.equity, index=index, name="equity", copy=False),
-        position=pd.Series(run.position, index=index, name="position", copy=False),
+        metrics=dict(zip(METRIC_NAMES, values.tolist(), strict=True)),
         params=full,
         config=cfg,
+        bars=data,
+        equity_values=equity,
+        position_values=position,
+        trade_rows=rows.copy(),  # not a view: the buffer has a row for every bar
+        given_index=index,
     )
 
 
@@ -229,14 +295,14 @@ def sweep(
     bars: Any,
     strategy: str | StrategyLike,
     grid: Mapping[str, Sequence[Any]],
-    **options: Any,
+    options: ExecutionOptions | None = None,
 ) -> pd.DataFrame:
     """Metrics of every valid grid combination: swept parameters then METRIC_NAMES columns."""
     from stratopt.engine.grid_sweep import sweep_grid  # compiled kernel: load only when needed
 
-    cfg = sim_config(options)
+    cfg = ExecutionOptions() if options is None else options
     strat = resolve_strategy(strategy)
-    data = bar_arrays(bars)
+    data = as_bars(bars)
     combos, matrix = parameter_grid(strat, grid)
     ppy = cfg.periods_per_year or infer_periods_per_year(data.ts)
     values = (
@@ -270,8 +336,8 @@ def monte_carlo(
         method=method,
         n_sims=n_sims,
         seed=seed,
-        trade_pnl=result.trades["pnl"].to_numpy(dtype=np.float64),
-        equity=result.equity.to_numpy(dtype=np.float64),
+        trade_pnl=np.ascontiguousarray(result.trade_pnl),
+        equity=result.equity_values,
         initial_cash=result.config.initial_cash,
         block_size=block_size,
     )
@@ -286,23 +352,23 @@ def walk_forward(
     train_ratio: float = 0.7,
     anchored: bool = False,
     metric: str = "sharpe",
-    **options: Any,
+    options: ExecutionOptions | None = None,
 ) -> WalkForwardReport:
     """Walk-forward optimization over ``grid`` (see engine.walkforward for the scheme)."""
     from stratopt.engine import walkforward as wf  # pulls in the compiled sweep kernel
 
-    cfg = sim_config(options)
+    cfg = ExecutionOptions() if options is None else options
     strat = resolve_strategy(strategy)
-    data = bar_arrays(bars)
+    data, given = _read_bars(bars)
     combos, matrix = parameter_grid(strat, grid)
     if not combos:
         raise ValueError("the grid has no combination that satisfies the strategy constraints")
     windows = wf.make_windows(len(data.ts), n_windows, train_ratio, anchored)
     ppy = cfg.periods_per_year or infer_periods_per_year(data.ts)
-    run = wf.walk_forward(
-        data.as_dict(), data.ts, strat.signal, matrix, windows, cfg.to_vector(), ppy, metric
-    )
-    index = data.index()
+    prices = dict(zip(PRICE_FIELDS, _prices(data), strict=True))
+    vector = cfg.to_vector()
+    run = wf.walk_forward(prices, data.ts, strat.signal, matrix, windows, vector, ppy, metric)
+    index = given if given is not None else data.index
     oos = slice(run.oos_start, run.oos_start + run.oos_equity.shape[0])
     return WalkForwardReport(
         windows=_windows_frame(run, combos, index, metric),

@@ -5,7 +5,9 @@ type (``SIGNAL_TYPE``). Declaring that type explicitly is what lets ``cache=True
 passed as a plain dispatcher, the kernel would be re-specialized (and recompiled, ~1 s) in
 every process for every strategy. The price is that a signal function must accept
 C-contiguous float64 arrays and return a C-contiguous int8 array (``np.zeros(n, np.int8)``
-or ``np.empty`` do), which INTERFACES.md requires anyway.
+or ``np.empty`` do), which INTERFACES.md requires anyway. The price arrays are typed
+read-only, so a signal must not write to them, and the memory-mapped, read-only columns of
+a loaded ``Bars`` go in without a copy (writable arrays convert to that type for free).
 
 Memory does not grow with the grid: each combination simulates into scratch buffers that
 are released before the next one and only its metrics row is kept, so the footprint is one
@@ -24,16 +26,17 @@ from stratopt.engine.metrics import METRIC_NAMES, metrics_of
 from stratopt.engine.simulator import CFG_CASH, TRADE_COLUMNS, simulate_into
 
 _F8 = types.Array(types.float64, 1, "C")
+_F8_RO = types.Array(types.float64, 1, "C", readonly=True)
 _F8_2D = types.Array(types.float64, 2, "C")
 _I8 = types.Array(types.int8, 1, "C")
 
-SIGNAL_SIGNATURE = _I8(_F8, _F8, _F8, _F8, _F8, _F8)
+SIGNAL_SIGNATURE = _I8(_F8_RO, _F8_RO, _F8_RO, _F8_RO, _F8_RO, _F8)
 SIGNAL_TYPE = types.FunctionType(SIGNAL_SIGNATURE)
 N_METRICS = len(METRIC_NAMES)
 
 
 @njit(
-    _F8_2D(_F8, _F8, _F8, _F8, _F8, SIGNAL_TYPE, _F8_2D, _F8, types.float64),
+    _F8_2D(_F8_RO, _F8_RO, _F8_RO, _F8_RO, _F8_RO, SIGNAL_TYPE, _F8_2D, _F8, types.float64),
     cache=True,
     nogil=True,
     parallel=True,
@@ -66,6 +69,11 @@ def sweep_kernel(
     return out
 
 
+def _prices_array(values: np.ndarray) -> np.ndarray:
+    """C-contiguous float64, read-only or not: no copy for a Bars column."""
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
 def _kernel_array(values: np.ndarray) -> np.ndarray:
     """C-contiguous, writable float64: the exact array type the compiled kernel accepts."""
     return np.require(values, dtype=np.float64, requirements=["C", "W"])
@@ -89,11 +97,11 @@ def sweep_grid(
     if close.shape[0] == 0 or matrix.shape[0] == 0:
         return np.zeros((matrix.shape[0], N_METRICS), dtype=np.float64)
     return sweep_kernel(
-        _kernel_array(open_),
-        _kernel_array(high),
-        _kernel_array(low),
-        _kernel_array(close),
-        _kernel_array(volume),
+        _prices_array(open_),
+        _prices_array(high),
+        _prices_array(low),
+        _prices_array(close),
+        _prices_array(volume),
         signal,
         _kernel_array(matrix),
         _kernel_array(cfg),

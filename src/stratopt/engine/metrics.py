@@ -24,7 +24,8 @@ Conventions (the API and optimizer rely on them):
   bars; drawdowns are measured from running peaks that start at the initial cash.
 
 Every metric is one small numba function of a ``Summary``, the statistics gathered once
-(three passes over the equity curve, one over positions, two over the trades), because
+(three passes over the equity curve, the last one reading the positions too, and two over
+the trades), because
 sweeps evaluate them thousands of times and a pass per metric over a million-bar curve
 would dominate the backtest time.
 """
@@ -118,8 +119,15 @@ def _return_stats(equity: np.ndarray, initial: float) -> tuple[float, float, flo
 
 
 @njit(cache=True, nogil=True)
-def _drawdown_stats(equity: np.ndarray, initial: float) -> tuple[float, int, float]:
-    """(max drawdown, longest bars under water, RMS drawdown); the peak starts at initial."""
+def _drawdown_stats(
+    equity: np.ndarray, initial: float, position: np.ndarray
+) -> tuple[float, int, float, int]:
+    """(max drawdown, longest bars under water, RMS drawdown, bars in the market).
+
+    The peak starts at initial. The drawdown sums are a serial chain of additions (kept in
+    bar order so results never move by rounding), which leaves room to count the bars with
+    an open position in the same loop at no extra cost.
+    """
     n = equity.shape[0]
     peak = initial
     inv_peak = 1.0 / initial  # a multiply per bar instead of a divide; peaks change rarely
@@ -127,6 +135,7 @@ def _drawdown_stats(equity: np.ndarray, initial: float) -> tuple[float, int, flo
     dd_sq = 0.0
     underwater = 0
     longest = 0
+    in_market = 0
     for t in range(n):
         cur = equity[t]
         if cur > peak:
@@ -137,16 +146,9 @@ def _drawdown_stats(equity: np.ndarray, initial: float) -> tuple[float, int, flo
         dd_sq += dd * dd
         underwater = underwater + 1 if cur < peak else 0
         longest = max(longest, underwater)
-    return max_dd, longest, np.sqrt(dd_sq / n)
-
-
-@njit(cache=True, nogil=True)
-def _count_in_market(position: np.ndarray) -> int:
-    count = 0
-    for t in range(position.shape[0]):
         if position[t] != 0.0:
-            count += 1
-    return count
+            in_market += 1
+    return max_dd, longest, np.sqrt(dd_sq / n), in_market
 
 
 @njit(cache=True, nogil=True)
@@ -160,7 +162,7 @@ def summarize(
 ) -> Summary:
     """Fold a run (equity, float64 trade rows as the simulator writes them, ...) into stats."""
     ret_mean, ret_std, downside = _return_stats(equity, initial)
-    max_dd, dd_len, ulcer = _drawdown_stats(equity, initial)
+    max_dd, dd_len, ulcer, in_market = _drawdown_stats(equity, initial, position)
     k = trades.shape[0]
     n_wins = 0
     n_losses = 0
@@ -205,7 +207,7 @@ def summarize(
         max_dd,
         dd_len,
         ulcer,
-        _count_in_market(position),
+        in_market,
         close[n - 1] / close[0] - 1.0,
         k,
         n_wins,
@@ -500,12 +502,15 @@ def compute_metrics(
     eq = np.ascontiguousarray(equity, dtype=np.float64)
     if eq.shape[0] == 0:
         return dict.fromkeys(METRIC_NAMES, 0.0)
+    held = np.ascontiguousarray(position, dtype=np.float64)
+    if held.shape != eq.shape:
+        raise ValueError("position must have one value per equity value")
     ppy = periods_per_year or infer_periods_per_year(ts)
     values = metrics_of(
         eq,
         float(initial_cash),
         trade_rows(trades),
-        np.ascontiguousarray(position, dtype=np.float64),
+        held,
         np.ascontiguousarray(close, dtype=np.float64),
         float(ppy),
     )

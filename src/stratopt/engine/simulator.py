@@ -11,8 +11,8 @@ Semantics (the contract users rely on; keep the README's summary in step):
 * Direction. ``"long"`` treats a -1 target as flat, ``"short"`` treats +1 as flat, ``"both"``
   reverses by closing the open trade and then opening the opposite one at the same price.
   A target equal to the side already held does nothing (no re-sizing).
-* Sizing. An entry commits ``size`` x current equity, commission included:
-  ``units = size * equity / (fill_price * (1 + commission))``, so ``size=1`` never leaves
+* Sizing. An entry commits ``position_size`` x current equity, commission included:
+  ``units = position_size * equity / (fill_price * (1 + commission))``, so 1.0 never leaves
   negative cash on a long. No entry is made while equity is <= 0.
 * Costs. Commission is ``commission`` x traded notional on every fill (entry and exit).
   Slippage moves every fill price against the trader by the fraction ``slippage``: buys
@@ -40,6 +40,12 @@ Semantics (the contract users rely on; keep the README's summary in step):
   the last bar closes at the last close (with costs) with exit reason ``end``; the last
   equity value includes that exit, while ``position[n - 1]`` still shows the units held
   during the bar.
+* Resumable runs. ``simulate_range`` advances an account held in a small float vector
+  (layout ``STATE_*``) over any range of bars and stops; running adjacent ranges one after
+  the other is identical to one run over their union, which is how paper trading steps
+  the same kernel one bar at a time. A backtest (``simulate_into``) is a fresh account
+  over all bars followed by the end-of-data exit (``close_out``); a live feed has no last
+  bar, so it neither forces that exit nor refuses an entry at a close.
 * Trades: ``pnl`` is net of both commissions; ``ret`` is ``pnl`` over the entry notional
   (``units * entry_price``); ``bars_held = exit_idx - entry_idx`` (0 for a trade opened and
   stopped inside one bar).
@@ -48,12 +54,13 @@ Semantics (the contract users rely on; keep the README's summary in step):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
 
-Direction = Literal["long", "short", "both"]
+if TYPE_CHECKING:
+    from stratopt.engine.options import ExecutionOptions
 
 DIRECTIONS: dict[str, int] = {"long": 1, "short": -1, "both": 0}
 
@@ -81,68 +88,17 @@ COL_ENTRY_IDX, COL_EXIT_IDX, COL_SIDE, COL_ENTRY_PRICE, COL_EXIT_PRICE = 0, 1, 2
 COL_SIZE, COL_PNL, COL_RET, COL_BARS_HELD, COL_REASON = 5, 6, 7, 8, 9
 TRADE_COLUMNS = 10
 
-# Positions in the float64 config vector handed to kernels (see SimConfig.to_vector).
+# Positions in the float64 config vector handed to kernels (see ExecutionOptions.to_vector).
 CFG_CASH, CFG_COMMISSION, CFG_SLIPPAGE, CFG_SIZE, CFG_DIRECTION = 0, 1, 2, 3, 4
 CFG_FILL_ON_CLOSE, CFG_STOP_LOSS, CFG_TAKE_PROFIT, CFG_TRAILING = 5, 6, 7, 8
 CFG_LENGTH = 9
 
-
-@dataclass(frozen=True)
-class SimConfig:
-    """Execution assumptions of one backtest; validated so kernels never see nonsense."""
-
-    initial_cash: float = 10_000.0
-    commission: float = 0.0
-    slippage: float = 0.0
-    size: float = 1.0
-    direction: Direction = "long"
-    fill_on_close: bool = False
-    stop_loss: float = 0.0
-    take_profit: float = 0.0
-    trailing_stop: float = 0.0
-    periods_per_year: float | None = None
-
-    def __post_init__(self) -> None:
-        for problem in self.problems():
-            raise ValueError(problem)
-
-    def problems(self) -> list[str]:
-        """Every invalid setting, phrased for an end user (the API turns them into errors)."""
-        found: list[str] = []
-        if not np.isfinite(self.initial_cash) or self.initial_cash <= 0:
-            found.append("initial_cash must be a positive number")
-        if not 0 <= self.commission < 1:
-            found.append("commission must be in [0, 1)")
-        if not 0 <= self.slippage < 1:
-            found.append("slippage must be in [0, 1)")
-        if not 0 < self.size <= 1:
-            found.append("size must be in (0, 1]")
-        if self.direction not in DIRECTIONS:
-            found.append("direction must be one of 'long', 'short', 'both'")
-        if not 0 <= self.stop_loss < 1:
-            found.append("stop_loss must be in [0, 1)")
-        if not (np.isfinite(self.take_profit) and self.take_profit >= 0):
-            found.append("take_profit must be a finite number >= 0")
-        if not 0 <= self.trailing_stop < 1:
-            found.append("trailing_stop must be in [0, 1)")
-        ppy = self.periods_per_year
-        if ppy is not None and (not np.isfinite(ppy) or ppy <= 0):
-            found.append("periods_per_year must be a positive number")
-        return found
-
-    def to_vector(self) -> np.ndarray:
-        """Pack the settings into the float64 vector the numba kernels take."""
-        vec = np.empty(CFG_LENGTH, dtype=np.float64)
-        vec[CFG_CASH] = self.initial_cash
-        vec[CFG_COMMISSION] = self.commission
-        vec[CFG_SLIPPAGE] = self.slippage
-        vec[CFG_SIZE] = self.size
-        vec[CFG_DIRECTION] = DIRECTIONS[self.direction]
-        vec[CFG_FILL_ON_CLOSE] = 1.0 if self.fill_on_close else 0.0
-        vec[CFG_STOP_LOSS] = self.stop_loss
-        vec[CFG_TAKE_PROFIT] = self.take_profit
-        vec[CFG_TRAILING] = self.trailing_stop
-        return vec
+# Positions in the float64 state vector of a resumable run (see simulate_range): the
+# account, the side a protective exit blocked, the last target resolved and the target
+# of the latest bar (what the next open fills). Integers are stored exactly as floats.
+STATE_CASH, STATE_SIDE, STATE_UNITS, STATE_ENTRY_PRICE, STATE_ENTRY_FEE = 0, 1, 2, 3, 4
+STATE_ENTRY_IDX, STATE_BEST, STATE_BLOCKED, STATE_LAST_TARGET, STATE_PENDING = 5, 6, 7, 8, 9
+STATE_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -285,50 +241,56 @@ def _rebalance(
 
 
 @njit(cache=True, nogil=True)
-def simulate_into(
+def _run(
     open_: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     close: np.ndarray,
     targets: np.ndarray,
     cfg: np.ndarray,
+    t0: int,
+    final: int,
     equity: np.ndarray,
     position: np.ndarray,
     trades: np.ndarray,
-) -> int:
-    """Run the simulation into caller-owned buffers and return the number of trades.
+    k: int,
+    state: tuple[float, int, float, float, float, int, float],
+    blocked: int,
+    last_target: int,
+    pending: int,
+) -> tuple[int, tuple[float, int, float, float, float, int, float], int, int, int]:
+    """The bar loop, the only one: bars ``t0 .. t0 + len(close) - 1`` from a given state.
 
-    Buffers are passed in so the sweep can reuse per-iteration scratch space and the hot
-    loop never allocates. ``trades`` needs ``len(close)`` rows: at most one entry per bar.
-    Targets are only resolved when they change: on a million bars that skip is a third
-    of the run time. It is exact: an unchanged target wants the side already held, or
-    flat after a skipped entry (a flat account's cash cannot change), or, after a
-    protective exit, the stopped-out side, which the block keeps flat.
+    Row ``i`` of every array is bar ``t0 + i``. The account lives in locals (a tuple and
+    three ints) rather than in the state vector so numba keeps it in registers; the
+    wrappers below load and store it once per call. ``pending`` is the target of the bar
+    before ``t0`` (what the open of bar ``t0`` fills). Targets are only resolved when they
+    change: on a million bars that skip is a third of the run time. It is exact: an
+    unchanged target wants the side already held, or flat after a skipped entry (a flat
+    account's cash cannot change), or, after a protective exit, the stopped-out side, which
+    the block keeps flat.
     """
-    n = close.shape[0]
     direction = int(cfg[CFG_DIRECTION])
     on_close = cfg[CFG_FILL_ON_CLOSE] != 0.0
     stop_loss = cfg[CFG_STOP_LOSS]
     take_profit = cfg[CFG_TAKE_PROFIT]
     trailing = cfg[CFG_TRAILING]
     protective = stop_loss > 0.0 or take_profit > 0.0 or trailing > 0.0
-    state = (cfg[CFG_CASH], 0, 0.0, 0.0, 0.0, 0, 0.0)
-    blocked = 0
-    last_target = 0
-    k = 0
-    for t in range(n):
-        if not on_close and t > 0:
-            raw = targets[t - 1]
+    m = close.shape[0]
+    for i in range(m):
+        t = t0 + i
+        if not on_close:
+            raw = targets[i - 1] if i > 0 else pending
             if raw != last_target:
                 last_target = raw
                 wanted, blocked = _resolve_target(raw, direction, blocked)
                 if wanted != state[1]:
-                    k, state = _rebalance(trades, k, t, open_[t], wanted, True, cfg, state)
+                    k, state = _rebalance(trades, k, t, open_[i], wanted, True, cfg, state)
         cash, side, units, entry_price, entry_fee, entry_idx, best = state
         if side != 0 and protective:
-            best = max(best, open_[t]) if side > 0 else min(best, open_[t])
+            best = max(best, open_[i]) if side > 0 else min(best, open_[i])
             level, reason = _protective_exit(
-                side, open_[t], high[t], low[t], entry_price, best,
+                side, open_[i], high[i], low[i], entry_price, best,
                 stop_loss, take_profit, trailing,
             )  # fmt: skip
             if reason >= 0:
@@ -341,26 +303,143 @@ def simulate_into(
                 side = 0
                 units = 0.0
             else:
-                best = max(best, high[t]) if side > 0 else min(best, low[t])
+                best = max(best, high[i]) if side > 0 else min(best, low[i])
             state = (cash, side, units, entry_price, entry_fee, entry_idx, best)
         if on_close:
-            raw = targets[t]
+            raw = targets[i]
             if raw != last_target:
                 last_target = raw
                 wanted, blocked = _resolve_target(raw, direction, blocked)
                 if wanted != state[1]:
-                    k, state = _rebalance(trades, k, t, close[t], wanted, t < n - 1, cfg, state)
+                    k, state = _rebalance(trades, k, t, close[i], wanted, t != final, cfg, state)
         held = state[1] * state[2]
-        equity[t] = state[0] + held * close[t]
-        position[t] = held
-    cash, side, units, entry_price, entry_fee, entry_idx, best = state
-    if side != 0:
-        cash = _close_trade(
-            trades, k, cash, side, units, entry_price, entry_fee, entry_idx,
-            n - 1, close[n - 1], cfg[CFG_SLIPPAGE], cfg[CFG_COMMISSION], EXIT_END,
-        )  # fmt: skip
-        k += 1
-        equity[n - 1] = cash
+        equity[i] = state[0] + held * close[i]
+        position[i] = held
+    if m > 0:
+        pending = targets[m - 1]
+    return k, state, blocked, last_target, pending
+
+
+@njit(cache=True, nogil=True)
+def new_state(cfg: np.ndarray) -> np.ndarray:
+    """A fresh account for ``simulate_range``: all cash, flat, no block, no targets seen."""
+    state = np.zeros(STATE_LENGTH, dtype=np.float64)
+    state[STATE_CASH] = cfg[CFG_CASH]
+    return state
+
+
+@njit(cache=True, nogil=True)
+def simulate_range(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    cfg: np.ndarray,
+    state: np.ndarray,
+    t0: int,
+    final: int,
+    equity: np.ndarray,
+    position: np.ndarray,
+    trades: np.ndarray,
+    k: int,
+) -> int:
+    """Advance the account in ``state`` over bars ``t0 .. t0 + len(close) - 1``; return k.
+
+    Row ``i`` of the price, target, equity and position arrays is bar ``t0 + i``; bar
+    numbers are absolute so trade rows (from row ``k`` of ``trades``) and the entry index in
+    ``state`` stay meaningful across calls. ``targets[i]`` is the target after the close of
+    bar ``t0 + i``; the target of the bar before ``t0`` comes from ``state``. ``final`` is
+    the index of the data's last bar, at whose close ``fill_on_close`` opens nothing; an
+    open-ended feed passes -1. ``state`` (layout STATE_*) is read at the start and written
+    at the end, so consecutive calls over adjacent ranges give exactly one call over their
+    union. ``trades`` needs ``len(close) + 1`` free rows from ``k`` (every bar opens at
+    most one trade, plus the position already open at ``t0``).
+    """
+    account = (
+        state[STATE_CASH],
+        int(state[STATE_SIDE]),
+        state[STATE_UNITS],
+        state[STATE_ENTRY_PRICE],
+        state[STATE_ENTRY_FEE],
+        int(state[STATE_ENTRY_IDX]),
+        state[STATE_BEST],
+    )
+    k, account, blocked, last_target, pending = _run(
+        open_, high, low, close, targets, cfg, t0, final, equity, position, trades, k,
+        account, int(state[STATE_BLOCKED]), int(state[STATE_LAST_TARGET]),
+        int(state[STATE_PENDING]),
+    )  # fmt: skip
+    cash, side, units, entry_price, entry_fee, entry_idx, best = account
+    state[STATE_CASH] = cash
+    state[STATE_SIDE] = side
+    state[STATE_UNITS] = units
+    state[STATE_ENTRY_PRICE] = entry_price
+    state[STATE_ENTRY_FEE] = entry_fee
+    state[STATE_ENTRY_IDX] = entry_idx
+    state[STATE_BEST] = best
+    state[STATE_BLOCKED] = blocked
+    state[STATE_LAST_TARGET] = last_target
+    state[STATE_PENDING] = pending
+    return k
+
+
+@njit(cache=True, nogil=True)
+def close_out(
+    state: np.ndarray,
+    cfg: np.ndarray,
+    t: int,
+    price: float,
+    reason: int,
+    trades: np.ndarray,
+    k: int,
+) -> int:
+    """Close any open position in ``state`` at ``price`` (before slippage) on bar ``t``.
+
+    The end-of-data exit of a backtest, and a live run's request to flatten. Costs apply
+    as on any fill. Like a protective exit it blocks the closed side, so the strategy stays
+    flat until its target changes. Returns the new trade count (k or k + 1).
+    """
+    side = int(state[STATE_SIDE])
+    if side == 0:
+        return k
+    state[STATE_CASH] = _close_trade(
+        trades, k, state[STATE_CASH], side, state[STATE_UNITS], state[STATE_ENTRY_PRICE],
+        state[STATE_ENTRY_FEE], int(state[STATE_ENTRY_IDX]), t, price,
+        cfg[CFG_SLIPPAGE], cfg[CFG_COMMISSION], reason,
+    )  # fmt: skip
+    state[STATE_SIDE] = 0.0
+    state[STATE_UNITS] = 0.0
+    state[STATE_BLOCKED] = side
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
+def simulate_into(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    cfg: np.ndarray,
+    equity: np.ndarray,
+    position: np.ndarray,
+    trades: np.ndarray,
+) -> int:
+    """Run a whole backtest into caller-owned buffers and return the number of trades.
+
+    A fresh account over bars ``[0, n)``, then the end-of-data exit at the last close.
+    Buffers are passed in so the sweep can reuse per-iteration scratch space and the hot
+    loop never allocates. ``trades`` needs ``len(close)`` rows: at most one entry per bar.
+    """
+    n = close.shape[0]
+    state = new_state(cfg)
+    k = simulate_range(
+        open_, high, low, close, targets, cfg, state, 0, n - 1, equity, position, trades, 0
+    )
+    if state[STATE_SIDE] != 0.0:
+        k = close_out(state, cfg, n - 1, close[n - 1], EXIT_END, trades, k)
+        equity[n - 1] = state[STATE_CASH]
     return k
 
 
@@ -386,10 +465,13 @@ def simulate(
     low: np.ndarray,
     close: np.ndarray,
     targets: np.ndarray,
-    cfg: SimConfig | None = None,
+    cfg: ExecutionOptions | None = None,
 ) -> SimResult:
     """Backtest one target-position array over OHLC prices (semantics in the module doc)."""
-    cfg = cfg or SimConfig()
+    if cfg is None:
+        from stratopt.engine.options import ExecutionOptions  # it imports this module
+
+        cfg = ExecutionOptions()
     o, h, lo, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close))
     n = c.shape[0]
     wanted = as_targets(targets)

@@ -107,8 +107,9 @@ def walk_forward(
 ) -> WalkForwardResult:
     """Optimize on each window's train bars, trade its test bars, stitch the tests.
 
-    ``prices`` maps open/high/low/close/volume to float64 arrays; ``cfg`` is a
-    SimConfig vector whose cash is the starting equity of the first test segment.
+    ``prices`` maps open/high/low/close/volume to float64 arrays; ``cfg`` is a config
+    vector (``ExecutionOptions.to_vector``) whose cash is the starting equity of the first
+    test segment.
     """
     column = metric_index(metric)
     matrix = np.ascontiguousarray(grid, dtype=np.float64)

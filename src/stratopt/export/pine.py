@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stratopt.engine.options import ExecutionOptions
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.pine import PineSettings, number_literal
 
@@ -12,31 +13,35 @@ from stratopt.strategies.pine import PineSettings, number_literal
 def pine_script(
     stype: StrategyType,
     params: Mapping[str, Any],
-    execution: Mapping[str, Any],
+    options: ExecutionOptions,
     title: str,
     *,
     include_execution: bool = True,
 ) -> str:
-    """The full script; execution options become strategy() settings and exit orders."""
+    """The full script; execution options become strategy() settings and exit orders.
+
+    Without ``include_execution`` only the starting capital is carried over; costs, sizing,
+    direction and exits keep Pine's neutral settings (PineSettings' defaults).
+    """
+    if not include_execution:
+        return stype.render_pine(
+            params, PineSettings(title=title, initial_capital=options.initial_cash)
+        )
     settings = PineSettings(
         title=title,
-        initial_capital=float(execution.get("initial_cash", 10_000.0)),
-        commission=float(execution.get("commission", 0.0)) if include_execution else 0.0,
-        size=float(execution.get("position_size", 1.0)) if include_execution else 1.0,
-        direction=execution.get("direction", "long") if include_execution else "both",
-        fill_on_close=bool(execution.get("fill_on_close", False)) and include_execution,
+        initial_capital=options.initial_cash,
+        commission=options.commission,
+        size=options.position_size,
+        direction=options.direction,
+        fill_on_close=options.fill_on_close,
     )
-    script = stype.render_pine(params, settings)
-    stops = _stops(execution) if include_execution else ""
-    return script + stops
+    return stype.render_pine(params, settings) + _stops(options)
 
 
-def _stops(execution: Mapping[str, Any]) -> str:
+def _stops(options: ExecutionOptions) -> str:
     """strategy.exit orders mirroring the simulator's stop-loss, take-profit and trailing stop
     (fractions of the entry price; the trail is a fraction of the best price since entry)."""
-    sl = float(execution.get("stop_loss", 0.0))
-    tp = float(execution.get("take_profit", 0.0))
-    trail = float(execution.get("trailing_stop", 0.0))
+    sl, tp, trail = options.stop_loss, options.take_profit, options.trailing_stop
     if not (sl or tp or trail):
         return ""
     lines = ["", "// Exits: stop-loss, take-profit and trailing stop as in the backtest."]

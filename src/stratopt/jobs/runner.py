@@ -13,21 +13,21 @@ import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from stratopt.data.bars import Bars
+from stratopt.data.resample import resample
 from stratopt.data.storage import DatasetStore
-from stratopt.engine import bar_arrays, infer_periods_per_year
-from stratopt.engine.api import BarArrays
-from stratopt.jobs.bars import load_bars
+from stratopt.engine import infer_periods_per_year
 from stratopt.jobs.events import EventBus, JobEvent
 from stratopt.jobs.repo import BatchRecord, Claim, JobRepo, Reservation
 from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED, JobView, TrialView
 from stratopt.optimize.analysis import best_trial, is_better
-from stratopt.optimize.evaluate import Problem, writable
+from stratopt.optimize.evaluate import Problem
 from stratopt.optimize.optimizer import Finished, Optimizer
+from stratopt.optimize.optuna_private import trial_id
 from stratopt.optimize.rdb import StudyStorage, study_name
 from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import StudySpec
 from stratopt.optimize.validation import in_sample_bars, validate
-from stratopt.services.backtests import sim_config
 from stratopt.store.models import utcnow
 from stratopt.strategies import registry
 
@@ -52,7 +52,7 @@ class StudyRun:
     spec: StudySpec
     study_id: int
     optimizer: Optimizer
-    bars: BarArrays
+    bars: Bars
     watermark: int = -1
     own: set[int] = field(default_factory=set)
 
@@ -132,13 +132,16 @@ class JobRunner:
         ctx = self.ctx
         spec = job.spec
         strategy = registry.get(spec.strategy_type)
-        full = writable(bar_arrays(load_bars(ctx.datasets, spec)))
-        cfg = sim_config(spec.execution)
-        cfg = replace(cfg, periods_per_year=cfg.periods_per_year or infer_periods_per_year(full.ts))
+        full = load_bars(ctx.datasets, spec)
+        # The stored spec carries the resolved options; the whole period's bar spacing
+        # fixes periods_per_year once, so in-sample and held-out metrics agree.
+        cfg = spec.execution
+        if cfg.periods_per_year is None:
+            cfg = cfg.replace(periods_per_year=infer_periods_per_year(full.ts))
         cut = in_sample_bars(len(full.ts), spec.validation)
         problem = Problem(
             build_space(strategy, spec.overrides),
-            _head(full, cut),
+            full.slice(0, cut),
             cfg,
             spec.objectives,
             spec.bounds,
@@ -160,8 +163,8 @@ class JobRunner:
         """Pulls in trials written since the last look (by others, or by a past attempt)."""
         fresh = self.ctx.studies.read_trials(run.study_id, run.watermark)
         if fresh:
-            run.watermark = max(t._trial_id for t in fresh)
-            run.optimizer.absorb(t for t in fresh if t._trial_id not in run.own)
+            run.watermark = max(trial_id(t) for t in fresh)
+            run.optimizer.absorb(t for t in fresh if trial_id(t) not in run.own)
             run.own = {i for i in run.own if i > run.watermark}
 
     def _batch(self, run: StudyRun, k: int) -> list[Finished]:
@@ -255,12 +258,17 @@ class JobRunner:
                 log.warning("heartbeat failed", extra={"job_id": job_id}, exc_info=True)
 
 
-def _head(bars: BarArrays, stop: int) -> BarArrays:
-    return BarArrays(
-        ts=bars.ts[:stop],
-        open=bars.open[:stop],
-        high=bars.high[:stop],
-        low=bars.low[:stop],
-        close=bars.close[:stop],
-        volume=bars.volume[:stop],
-    )
+def load_bars(store: DatasetStore, spec: StudySpec) -> Bars:
+    """The job's period, read straight from the dataset files and resampled when the job asks
+    for another timeframe than the dataset's.
+
+    Not through the dataset service: visibility was checked when the job was created, and a
+    `stratopt worker` on another machine has no caller to check it for. The files must
+    therefore be reachable from every worker (one machine, or a shared folder).
+    """
+    bars = store.load(spec.dataset_id)
+    if spec.start_ns or spec.end_ns:
+        bars = bars.between(spec.start_ns or None, spec.end_ns or None)
+    if spec.timeframe and spec.timeframe != spec.dataset_timeframe:
+        bars = resample(bars, spec.timeframe)
+    return bars

@@ -15,7 +15,7 @@ def warm_up() -> None:
     import numpy as np
 
     from stratopt.data.synthetic import generate_bars
-    from stratopt.engine import SimConfig
+    from stratopt.engine import ExecutionOptions
     from stratopt.optimize import fast_tpe
     from stratopt.optimize.evaluate import Problem
     from stratopt.optimize.space import build_space
@@ -27,6 +27,6 @@ def warm_up() -> None:
     bars = generate_bars(200, seed=0)
     strategy = registry.get("sma_crossover")
     problem = Problem(
-        build_space(strategy, ()), bars, SimConfig(), [Objective("sharpe", "maximize")]
+        build_space(strategy, ()), bars, ExecutionOptions(), [Objective("sharpe", "maximize")]
     )
     problem.evaluate([{"fast": 5, "slow": 20}])

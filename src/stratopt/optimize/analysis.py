@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Sequence
 
 import optuna
-from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -83,6 +82,10 @@ def importances(
     names = set(pool[0].distributions)
     if len(names) == 1:
         return {next(iter(names)): 1.0}
+    # fANOVA pulls in scikit-learn and scipy (~0.8 s): only readers of importances pay it,
+    # not every worker that imports this module for `best_trial`.
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
     study = optuna.create_study(directions=study_directions(directions))
     study.add_trials(pool)
     with warnings.catch_warnings():

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stratopt.engine import METRIC_NAMES, SimConfig, bar_arrays, infer_periods_per_year
-from stratopt.engine.api import BarArrays
+from stratopt.data.bars import Bars
+from stratopt.engine import METRIC_NAMES, ExecutionOptions, as_bars, infer_periods_per_year
 from stratopt.engine.grid_sweep import sweep_grid
 from stratopt.optimize.space import SearchSpace
 from stratopt.optimize.spec import MetricBound, Objective
@@ -49,12 +49,12 @@ class Problem:
         self,
         space: SearchSpace,
         bars: Any,
-        config: SimConfig,
+        config: ExecutionOptions,
         objectives: Sequence[Objective],
         bounds: Sequence[MetricBound] = (),
     ) -> None:
         self.space = space
-        self.bars: BarArrays = writable(bar_arrays(bars))
+        self.bars: Bars = as_bars(bars)
         self.config = config
         self.objectives = tuple(objectives)
         self.bounds = tuple(bounds)
@@ -107,24 +107,11 @@ class Problem:
         )
 
 
-def writable(bars: BarArrays) -> BarArrays:
-    """Private writable copies when the input is read-only (memory-mapped datasets).
-
-    The compiled sweep takes writable arrays only and would otherwise copy every column on
-    every batch.
-    """
-    arrays = (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
-    if all(a.flags.writeable for a in arrays):
-        return bars
-    ts, o, h, lo, c, v = (np.array(a, copy=True) for a in arrays)
-    return BarArrays(ts=ts, open=o, high=h, low=lo, close=c, volume=v)
-
-
 def score(
-    bars: BarArrays,
+    bars: Bars,
     strategy: StrategyType,
     params: Sequence[Mapping[str, Any]],
-    config: SimConfig,
+    config: ExecutionOptions,
     periods_per_year: float,
 ) -> list[dict[str, float]]:
     """Metrics (plus final_equity) of valid full parameter sets on `bars`, in one sweep."""

@@ -16,6 +16,8 @@ Optuna's tables (`write_trials`): Optuna's own `add_trial` costs 5 ms per trial 
 first, exactly as Optuna does when it numbers a trial, so trial numbers stay gap-free and
 unique with any number of writers, and trial ids grow in commit order (which `read_trials`
 relies on to pick up only what is new).
+
+Optuna's table models and `_get_trials` are private API, reached through `optuna_private`.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from typing import Any, Literal
 import optuna
 from optuna.distributions import distribution_to_json
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models as om
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import and_, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL, Connection, make_url
 
+from stratopt.optimize import optuna_private
 from stratopt.optimize.analysis import study_directions
 
 log = logging.getLogger("stratopt.optimize.rdb")
@@ -48,12 +50,13 @@ STUDY_PREFIX = "stratopt-job-"
 _INIT_LOCK_KEY = 0x5AF0_0F7A
 TrialOrder = Literal["number", "value", "value desc"]
 
-_T = om.TrialModel.__table__
-_P = om.TrialParamModel.__table__
-_V = om.TrialValueModel.__table__
-_U = om.TrialUserAttributeModel.__table__
-_S = om.TrialSystemAttributeModel.__table__
-_STUDIES = om.StudyModel.__table__
+_TABLES = optuna_private.trial_tables()
+_T = _TABLES.trials
+_P = _TABLES.params
+_V = _TABLES.values
+_U = _TABLES.user_attrs
+_S = _TABLES.system_attrs
+_STUDIES = _TABLES.studies
 
 
 def study_name(job_id: str) -> str:
@@ -204,13 +207,17 @@ class StudyStorage:
 
     def read_trials(self, study_id: int, after_trial_id: int = -1) -> list[FrozenTrial]:
         """Completed trials with an id above `after_trial_id`, oldest first."""
-        return self.storage._get_trials(study_id, (TrialState.COMPLETE,), set(), after_trial_id)
+        return optuna_private.get_trials(
+            self.storage, study_id, (TrialState.COMPLETE,), set(), after_trial_id
+        )
 
     def trials_by_id(self, study_id: int, trial_ids: Sequence[int]) -> list[FrozenTrial]:
         if not trial_ids:
             return []
-        found = self.storage._get_trials(study_id, None, set(trial_ids), max(trial_ids))
-        by_id = {t._trial_id: t for t in found}
+        found = optuna_private.get_trials(
+            self.storage, study_id, None, set(trial_ids), max(trial_ids)
+        )
+        by_id = {optuna_private.trial_id(t): t for t in found}
         return [by_id[i] for i in trial_ids if i in by_id]
 
     def page_trials(
@@ -329,7 +336,7 @@ def _value_rows(pairs: Iterable[tuple[int, FrozenTrial]]) -> list[dict[str, Any]
     out = []
     for tid, t in pairs:
         for objective, value in enumerate(t.values or ()):
-            stored, kind = om.TrialValueModel.value_to_stored_repr(float(value))
+            stored, kind = optuna_private.stored_value(value)
             out.append(
                 {"trial_id": tid, "objective": objective, "value": stored, "value_type": kind}
             )

@@ -74,10 +74,17 @@ class Dimension:
             return value == int(value) and (int(value) - int(self.low)) % int(self.step or 1) == 0
         return True
 
-    def grid_values(self) -> list[ParamValue]:
-        """Values a grid search visits: every value of small spaces, else a spread."""
+    def grid_values(self, points: int | None = None) -> list[ParamValue]:
+        """Values a grid search visits: every value of small spaces, else a spread.
+
+        With ``points``, a spread of that many values over the range whatever its size
+        (geometric on a log scale, snapped to the step, so an integer range narrower than
+        ``points`` gives each of its values once); categorical choices are all visited.
+        """
         if self.kind == "categorical":
             return list(self.choices)
+        if points is not None:
+            return self._spread_values(points)
         if self.kind == "int":
             step = int(self.step or 1)
             count = (int(self.high) - int(self.low)) // step + 1
@@ -91,6 +98,16 @@ class Dimension:
             if count <= GRID_ALL_UP_TO:
                 return [float(self.low + i * self.step) for i in range(count)]
         return [float(x) for x in _spread(self.low, self.high, FLOAT_GRID_POINTS, self.log)]
+
+    def _spread_values(self, points: int) -> list[ParamValue]:
+        raw = _spread(self.low, self.high, points, self.log)
+        if self.kind == "int" or self.step:
+            step = int(self.step or 1) if self.kind == "int" else float(self.step or 0.0)
+            ticks = sorted({round((x - self.low) / step) for x in raw})
+            values = [self.low + i * step for i in ticks]
+            kept = [v for v in values if v <= self.high + 1e-9 * abs(step)]
+            return [int(v) for v in kept] if self.kind == "int" else [round(v, 10) for v in kept]
+        return [float(x) for x in raw]
 
 
 def _spread(low: float, high: float, points: int, log: bool) -> npt.NDArray[np.float64]:
@@ -133,11 +150,12 @@ class SearchSpace:
             out[d.name] = params[d.name]
         return out
 
-    def grid(self) -> dict[str, list[ParamValue]]:
-        return {d.name: d.grid_values() for d in self.dimensions}
+    def grid(self, points: int | None = None) -> dict[str, list[ParamValue]]:
+        """Every dimension's grid values (see Dimension.grid_values for ``points``)."""
+        return {d.name: d.grid_values(points) for d in self.dimensions}
 
-    def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid().values())
+    def grid_size(self, points: int | None = None) -> int:
+        return math.prod(len(v) for v in self.grid(points).values())
 
 
 def build_space(strategy: StrategyType, overrides: Sequence[ParamOverride]) -> SearchSpace:

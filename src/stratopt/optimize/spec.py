@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from stratopt.engine.options import ExecutionOptions
+
 Direction = Literal["maximize", "minimize"]
 ParamValue = int | float | str
 
@@ -88,7 +90,8 @@ class StudySpec:
     bounds: tuple[MetricBound, ...] = ()
     seed: int | None = None
     patience: int = 0
-    execution: dict[str, Any] = field(default_factory=dict)
+    # Resolved when the job is submitted (every field explicit), so workers need nothing else.
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
     validation: ValidationPlan = ValidationPlan()
     # Parameters of the stored strategy the job started from: evaluated first, as a baseline.
     baseline: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +120,7 @@ class StudySpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "execution": self.execution.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudySpec:
@@ -129,4 +132,5 @@ class StudySpec:
         data["objectives"] = tuple(Objective(**o) for o in data.get("objectives", ()))
         data["bounds"] = tuple(MetricBound(**b) for b in data.get("bounds", ()))
         data["validation"] = ValidationPlan(**data.get("validation", {}))
+        data["execution"] = ExecutionOptions.from_dict(data.get("execution", {}))
         return cls(**data)

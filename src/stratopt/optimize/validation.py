@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from stratopt.engine import SimConfig
-from stratopt.engine.api import BarArrays
+from stratopt.data.bars import Bars
+from stratopt.engine import ExecutionOptions
 from stratopt.optimize.evaluate import score
 from stratopt.optimize.spec import ValidationPlan
 from stratopt.strategies.base import StrategyType
@@ -60,10 +60,10 @@ def plan_problem(n: int, plan: ValidationPlan) -> str | None:
 
 
 def validate(
-    bars: BarArrays,
+    bars: Bars,
     strategy: StrategyType,
     params: Mapping[str, Any],
-    config: SimConfig,
+    config: ExecutionOptions,
     plan: ValidationPlan,
     metric: str,
     periods_per_year: float,
@@ -91,20 +91,12 @@ def _windows(n: int, count: int, anchored: bool) -> list[tuple[int, int]]:
 
 
 def _segment(
-    bars: BarArrays,
+    bars: Bars,
     start: int,
     stop: int,
     strategy: StrategyType,
     params: Mapping[str, Any],
-    config: SimConfig,
+    config: ExecutionOptions,
     periods_per_year: float,
 ) -> dict[str, float]:
-    part = BarArrays(
-        ts=bars.ts[start:stop],
-        open=bars.open[start:stop],
-        high=bars.high[start:stop],
-        low=bars.low[start:stop],
-        close=bars.close[start:stop],
-        volume=bars.volume[start:stop],
-    )
-    return score(part, strategy, [params], config, periods_per_year)[0]
+    return score(bars.slice(start, stop), strategy, [params], config, periods_per_year)[0]

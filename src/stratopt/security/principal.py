@@ -2,7 +2,8 @@
 
 Built by the auth interceptor from a verified access token or API key, then read by
 servicers through the request context. Everything authorization needs is here so a servicer
-never has to look at tokens or keys.
+never has to look at tokens or keys. What a principal may do to one resource (owner, admin,
+shares) is decided in `services/access.py`, which needs the stored resource.
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ from stratopt.security.errors import PermissionDeniedError
 from stratopt.security.roles import ROLE_PERMISSIONS, Permission, Role
 
 AuthMethod = Literal["jwt", "api_key"]
-
-SHARED_RESOURCE_PERMISSIONS: frozenset[Permission] = frozenset(
-    {Permission.READ_STRATEGIES, Permission.VIEW_PERFORMANCE, Permission.RUN_BACKTESTS}
-)
-"""What a strategy shared with you lets you do: look at it, its results, and backtest it.
-Backtesting reads the strategy and writes only your own result, so it is safe to allow."""
 
 
 @dataclass(frozen=True)
@@ -64,24 +59,3 @@ class Principal:
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
             raise PermissionDeniedError(permission, "not granted to role or key scopes")
-
-    def can_access(
-        self, permission: Permission, owner_id: str, *, shared_with_me: bool = False
-    ) -> bool:
-        """May this caller perform `permission` on a resource owned by `owner_id`?
-
-        Admins act on anything, owners on their own resources; anyone else only through a
-        share, and a share grants only `SHARED_RESOURCE_PERMISSIONS`. The permission itself
-        must still be granted (a viewer cannot backtest a shared strategy).
-        """
-        if not self.can(permission):
-            return False
-        if self.is_admin or owner_id == self.user_id:
-            return True
-        return shared_with_me and permission in SHARED_RESOURCE_PERMISSIONS
-
-    def require_access(
-        self, permission: Permission, owner_id: str, *, shared_with_me: bool = False
-    ) -> None:
-        if not self.can_access(permission, owner_id, shared_with_me=shared_with_me):
-            raise PermissionDeniedError(permission, "not the owner and not shared for this")

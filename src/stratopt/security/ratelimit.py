@@ -327,6 +327,11 @@ class ConcurrencyLimiter:
     def in_use(self, principal: str) -> int:
         return self._held.get(principal, 0)
 
+    def total_in_use(self) -> int:
+        """Slots held by everyone (the streams open on this replica)."""
+        with self._lock:
+            return sum(self._held.values())
+
     def __len__(self) -> int:
         return len(self._held)
 

@@ -2,7 +2,7 @@
 
 Permissions say *which kind of action* a role may perform. Whether the action applies to a
 particular resource (a trader may modify *their own* strategies, not a colleague's) is an
-ownership question answered by `Principal.can_access`, not by this table.
+ownership question answered by `services/access.py`, not by this table.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -27,15 +29,18 @@ from stratopt.api.optimization_servicer import OptimizationServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
-from stratopt.security.principal import Principal
 from stratopt.security.tokens import TokenService
 from stratopt.server import bootstrap
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
+from stratopt.server.live_assembly import LiveRuntime, build_live
 from stratopt.server.security_assembly import SecurityServices
 from stratopt.server.settings import Settings
 from stratopt.services.backtests import BacktestCatalog
+from stratopt.services.compare import StrategyComparison
 from stratopt.services.datasets import DatasetCatalog
 from stratopt.services.exports import ExportCatalog
+from stratopt.services.overview import SystemOverview
+from stratopt.services.sharing import StrategySharing
 from stratopt.services.strategies import StrategyCatalog
 from stratopt.store import migrate
 from stratopt.store.db import Database
@@ -51,21 +56,33 @@ from stratopt.v1 import (
     optimization_pb2,
     optimization_pb2_grpc,
     strategy_pb2,
+    strategy_pb2_grpc,
     system_pb2,
     system_pb2_grpc,
 )
 
 log = logging.getLogger("stratopt.server.app")
 
-SERVICES = {
-    "stratopt.v1.AuthService": (auth_pb2, None),
-    "stratopt.v1.MarketDataService": (market_data_pb2, None),
-    "stratopt.v1.StrategyService": (strategy_pb2, None),
-    "stratopt.v1.BacktestService": (backtest_pb2, None),
-    "stratopt.v1.OptimizationService": (optimization_pb2, None),
-    "stratopt.v1.ExportService": (export_pb2, None),
-    "stratopt.v1.SystemService": (system_pb2, None),
+
+def _service(pb_module: ModuleType) -> ServiceDescriptor:
+    (service,) = pb_module.DESCRIPTOR.services_by_name.values()  # one service per .proto
+    return service
+
+
+SERVICES: dict[str, tuple[ServiceDescriptor, ModuleType]] = {
+    _service(pb_module).full_name: (_service(pb_module), grpc_module)
+    for pb_module, grpc_module in (
+        (auth_pb2, auth_pb2_grpc),
+        (market_data_pb2, market_data_pb2_grpc),
+        (strategy_pb2, strategy_pb2_grpc),
+        (backtest_pb2, backtest_pb2_grpc),
+        (optimization_pb2, optimization_pb2_grpc),
+        (export_pb2, export_pb2_grpc),
+        (system_pb2, system_pb2_grpc),
+    )
 }
+"""Every service this server answers, by full name, with its generated grpc module.
+Registration, reflection and health all follow this one table."""
 HEALTH_INTERVAL_S = 2.0
 ENGINE_HEALTH = "stratopt.engine"
 """Health service name that turns SERVING once the numba kernels are compiled or loaded."""
@@ -87,14 +104,31 @@ class Runtime:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     security: SecurityServices | None = None
     optimization: OptimizationRuntime | None = None
+    live: LiveRuntime | None = None
 
-    async def authenticate(self, bearer: str | None, api_key: str | None) -> Principal:
-        """JWT or API key -> Principal; the user (role, disabled) and the JWT's session are
-        re-read through short TTL caches, so a demotion, a disabled account or a logout
-        takes effect within `auth_cache_seconds` on every replica."""
-        if self.security is None:
-            raise RuntimeError("security services are not built yet")
-        return await self.security.authenticator.authenticate(bearer, api_key)
+
+def servicers(rt: Runtime) -> list[Any]:
+    """One servicer for each of `SERVICES`."""
+    assert rt.security is not None and rt.optimization is not None and rt.live is not None
+    return [
+        AuthServicer(rt.security.accounts),
+        MarketDataServicer(rt.datasets, rt.live.service),
+        StrategyServicer(  # type: ignore[abstract]
+            rt.catalog,
+            StrategySharing(rt.db),
+            rt.live.service,
+            compare=StrategyComparison(rt.db, rt.backtests),
+        ),
+        BacktestServicer(rt.backtests),
+        OptimizationServicer(rt.optimization.jobs),
+        ExportServicer(rt.exports),
+        SystemServicer(
+            SystemOverview(
+                rt.db, rt.started_at, lambda: rt.engine_ready, streams=rt.security.streams
+            ),
+            rt.live.notifications,
+        ),
+    ]
 
 
 class Server:
@@ -123,6 +157,9 @@ class Server:
         )
         rt.optimization = build_optimization(db, datasets, s.workers)
         rt.exports.best_params = rt.optimization.jobs.best_parameters
+        rt.live = build_live(
+            db, datasets, allow_private_webhooks=s.dev, queue_size=s.live_queue_size
+        )
         if s.sample_data:
             await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
@@ -151,6 +188,7 @@ class Server:
         self._monitor = asyncio.create_task(self._watch_database())
         rt.background.append(asyncio.create_task(self._warm_engine()))
         await rt.optimization.start()
+        await rt.live.start()
         log.info(
             "listening",
             extra={
@@ -162,43 +200,16 @@ class Server:
         )
         return self.port
 
-    def _add_servicers(self, server: grpc.aio.Server, rt: Runtime) -> None:
-        assert rt.security is not None
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(rt.security), server)
-        from stratopt.v1 import strategy_pb2_grpc
-
-        strategy_pb2_grpc.add_StrategyServiceServicer_to_server(
-            fill_unimplemented(
-                StrategyServicer(rt.catalog),  # type: ignore[abstract]  # unbuilt RPCs are filled in
-                strategy_pb2.DESCRIPTOR.services_by_name["StrategyService"],
-            ),
-            server,
-        )
-        market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(
-            MarketDataServicer(rt.datasets), server
-        )
-        system_pb2_grpc.add_SystemServiceServicer_to_server(
-            fill_unimplemented(
-                SystemServicer(rt),  # type: ignore[abstract]  # unbuilt RPCs are filled in
-                system_pb2.DESCRIPTOR.services_by_name["SystemService"],
-            ),
-            server,
-        )
-        export_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(rt.exports), server)
-        backtest_pb2_grpc.add_BacktestServiceServicer_to_server(
-            BacktestServicer(rt.backtests), server
-        )
-        assert rt.optimization is not None
-        optimization_pb2_grpc.add_OptimizationServiceServicer_to_server(
-            OptimizationServicer(rt.optimization.jobs), server
-        )
-        for full_name, (pb_mod, grpc_mod) in SERVICES.items():
-            if grpc_mod is None:
-                continue
-            short = full_name.rsplit(".", 1)[1]
-            base = getattr(grpc_mod, f"{short}Servicer")
-            servicer = fill_unimplemented(base(), pb_mod.DESCRIPTOR.services_by_name[short])
-            getattr(grpc_mod, f"add_{short}Servicer_to_server")(servicer, server)
+    @staticmethod
+    def _add_servicers(server: grpc.aio.Server, rt: Runtime) -> None:
+        """Registers a servicer for every service; RPCs a servicer does not implement yet
+        answer UNIMPLEMENTED, naming the RPC."""
+        built = servicers(rt)
+        for service, grpc_module in SERVICES.values():
+            base = getattr(grpc_module, f"{service.name}Servicer")
+            (servicer,) = [s for s in built if isinstance(s, base)]
+            add = getattr(grpc_module, f"add_{service.name}Servicer_to_server")
+            add(fill_unimplemented(servicer, service), server)
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -241,6 +252,8 @@ class Server:
         if self.runtime is not None:
             for t in self.runtime.background:
                 t.cancel()
+            if self.runtime.live is not None:
+                await self.runtime.live.stop()
             if self.runtime.optimization is not None:
                 await self.runtime.optimization.stop()
             await self.runtime.db.dispose()

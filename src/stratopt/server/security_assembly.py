@@ -32,6 +32,7 @@ from stratopt.security.refresh_tokens import RefreshTokenPolicy
 from stratopt.security.tokens import TokenService
 from stratopt.security.users import UserService
 from stratopt.server.settings import Settings
+from stratopt.services.accounts import Accounts
 from stratopt.store.db import Database
 from stratopt.store.security_repos import (
     PgRateLimitBackend,
@@ -44,6 +45,8 @@ from stratopt.store.security_repos import (
 log = logging.getLogger("stratopt.security")
 
 HOUSEKEEPING_INTERVAL_S = 600.0
+UNCAPPED_STREAMS = 2**31
+"""The stream cap when rate limits are off: streams are only counted."""
 
 
 def scrypt_params(settings: Settings) -> ScryptParams:
@@ -86,32 +89,51 @@ class SecurityServices:
     authenticator: Authenticator
     limiter: RateLimitBackend
     streams: ConcurrencyLimiter
+    accounts: Accounts
 
     @classmethod
     def build(cls, settings: Settings, db: Database, tokens: TokenService) -> SecurityServices:
         user_repo = SqlUserRepo(db)
         refresh_repo = SqlRefreshTokenRepo(db)
+        key_repo = SqlApiKeyRepo(db)
         # The contract says a key without expire_time does not expire; callers choose.
-        api_keys = ApiKeyService(SqlApiKeyRepo(db), default_ttl=None)
+        api_keys = ApiKeyService(key_repo, default_ttl=None)
+        users = UserService(user_repo, PasswordHasher(scrypt_params(settings)))
+        refresh = RefreshTokenPolicy(refresh_repo)
+        audit = SqlAuditRepo(db)
+        authenticator = Authenticator(
+            tokens,
+            api_keys,
+            user_repo,
+            refresh_repo,
+            cache_ttl=settings.auth_cache_seconds,
+        )
         limits = rate_limits(settings)
         return cls(
             settings=settings,
             tokens=tokens,
-            users=UserService(user_repo, PasswordHasher(scrypt_params(settings))),
+            users=users,
             user_repo=user_repo,
-            refresh=RefreshTokenPolicy(refresh_repo),
+            refresh=refresh,
             refresh_repo=refresh_repo,
             api_keys=api_keys,
-            audit=SqlAuditRepo(db),
-            authenticator=Authenticator(
-                tokens,
-                api_keys,
-                user_repo,
-                refresh_repo,
-                cache_ttl=settings.auth_cache_seconds,
-            ),
+            audit=audit,
+            authenticator=authenticator,
             limiter=rate_limit_backend(settings, db, limits),
-            streams=ConcurrencyLimiter(limits.max_concurrent_streams),
+            # Without rate limits streams are still counted (GetOverview shows them), not capped.
+            streams=ConcurrencyLimiter(
+                limits.max_concurrent_streams if settings.rate_limits else UNCAPPED_STREAMS
+            ),
+            accounts=Accounts(
+                users=users,
+                user_repo=user_repo,
+                tokens=tokens,
+                refresh=refresh,
+                api_keys=api_keys,
+                key_repo=key_repo,
+                audit=audit,
+                authenticator=authenticator,
+            ),
         )
 
     def interceptors(self) -> list[AsyncServerInterceptor]:
@@ -130,7 +152,7 @@ class SecurityServices:
         ]
         if self.settings.rate_limits:
             chain.append(RateLimitInterceptor(self.limiter, trust_forwarded_for=xff))
-            chain.append(StreamCapInterceptor(self.streams))
+        chain.append(StreamCapInterceptor(self.streams))  # uncapped when limits are off
         return chain
 
     async def housekeeping(self) -> None:

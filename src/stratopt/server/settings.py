@@ -35,6 +35,9 @@ class Settings:
     log_json: bool = True
     rate_limits: bool = True
     max_streams_per_user: int = 16
+    # Live events (signals, fills, alerts) queued per stream subscriber before the oldest
+    # are dropped (and counted in the stream's `dropped`).
+    live_queue_size: int = 1024
     # Per-category overrides such as "20/s burst 40" or "10/min burst 5"; empty keeps the
     # production default documented in docs/security.md.
     rate_limit_general: str = ""

@@ -30,8 +30,9 @@ def warm_up() -> float:
         {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1.0},
         index=pd.to_datetime(ts, unit="ns", utc=True),
     )
+    exits = engine.ExecutionOptions(stop_loss=0.05, take_profit=0.1, trailing_stop=0.05)
     for stype in registry.all():
-        engine.backtest(frame, stype, None, stop_loss=0.05, take_profit=0.1, trailing_stop=0.05)
+        engine.backtest(frame, stype, None, exits)
     seconds = time.perf_counter() - start
     log.info(
         "engine ready", extra={"seconds": round(seconds, 2), "strategies": len(registry.all())}

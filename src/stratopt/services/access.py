@@ -1,19 +1,34 @@
-"""Who may do what to one strategy: owner, admin, or a grantee through a share.
+"""Who may see and act on what: the one place ownership and sharing are decided.
 
-Callers who may not even read a strategy get NOT_FOUND, never PERMISSION_DENIED, so ids of
-other users' strategies cannot be probed.
+- `owns`: admins act on anything, everyone else on what they own. Backtests, exports and
+  optimization jobs follow this rule alone (`require_owner`, `owner_scope` for listings).
+- Datasets add public samples, owned by nobody (`PUBLIC_OWNER`): anyone may read them, only
+  admins may delete them (`sees_dataset`, `dataset_owner_scope`).
+- Strategies add shares: a grantee acts with the `Access` the share grants (`load_strategy`,
+  `visible_strategies`).
+- Accounts (users, API keys): the user themself or whoever holds MANAGE_USERS
+  (`manages_account`).
+
+Callers who may not even read a resource get NOT_FOUND, never PERMISSION_DENIED, so ids of
+other users' resources cannot be probed. PERMISSION_DENIED is only for callers who can see
+the resource but not do this to it (a share without the access, a sample dataset).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratopt.errors import NotFound, PermissionDenied
 from stratopt.security.principal import Principal
+from stratopt.security.roles import Permission
 from stratopt.store import models
+
+PUBLIC_OWNER = ""
+"""The owner id of the sample datasets every user may read."""
 
 
 class Access(StrEnum):
@@ -22,6 +37,60 @@ class Access(StrEnum):
     EXECUTE = "execute"
     DELETE = "delete"
     SHARE = "share"
+
+
+# -- owner or admin --------------------------------------------------------------------------
+
+
+def owns(principal: Principal, owner_id: str) -> bool:
+    """May the caller act on a resource owned by `owner_id` as its owner? Admins may."""
+    return principal.is_admin or owner_id == principal.user_id
+
+
+class Owned(Protocol):
+    @property
+    def owner_id(self) -> str: ...
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
+
+
+def require_owner(
+    principal: Principal, row: OwnedT | None, resource: str, resource_id: str
+) -> OwnedT:
+    """The row, if it exists and the caller owns it; NOT_FOUND otherwise."""
+    if row is None or not owns(principal, row.owner_id):
+        raise NotFound(resource, resource_id)
+    return row
+
+
+def owner_scope(principal: Principal) -> str | None:
+    """The owner a listing is restricted to: the caller, or None (everyone) for admins."""
+    return None if principal.is_admin else principal.user_id
+
+
+# -- datasets: owned, or public samples ------------------------------------------------------
+
+
+def sees_dataset(principal: Principal, owner_id: str) -> bool:
+    return owner_id == PUBLIC_OWNER or owns(principal, owner_id)
+
+
+def dataset_owner_scope(principal: Principal) -> tuple[str, ...] | None:
+    """The owners whose datasets a listing shows: the caller's and the public samples, or
+    None (everyone's) for admins."""
+    return None if principal.is_admin else (principal.user_id, PUBLIC_OWNER)
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+def manages_account(principal: Principal, user_id: str) -> bool:
+    """May the caller manage this user's account (read it, its API keys)?"""
+    return user_id == principal.user_id or principal.can(Permission.MANAGE_USERS)
+
+
+# -- strategies: owner, admin, or a grantee through a share ----------------------------------
 
 
 async def load_strategy(
@@ -33,7 +102,7 @@ async def load_strategy(
     row = (await s.execute(stmt)).scalar_one_or_none()
     if row is None:
         raise NotFound("strategy", strategy_id)
-    if principal.is_admin or row.owner_id == principal.user_id:
+    if owns(principal, row.owner_id):
         return row
     granted = await granted_access(s, strategy_id, principal.user_id)
     if not granted:
@@ -49,3 +118,15 @@ async def granted_access(s: AsyncSession, strategy_id: str, user_id: str) -> set
         return set()
     # Any grant implies read: a strategy you may run or edit is one you may look at.
     return {Access(a) for a in share.access} | {Access.READ}
+
+
+def visible_strategies(stmt: Any, principal: Principal) -> Any:
+    """`stmt` over strategies, narrowed to those the caller may read: admins see every
+    strategy, others their own and those shared with them."""
+    if principal.is_admin:
+        return stmt
+    S = models.Strategy
+    shared = select(models.StrategyShare.strategy_id).where(
+        models.StrategyShare.user_id == principal.user_id
+    )
+    return stmt.where(or_(S.owner_id == principal.user_id, S.id.in_(shared)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,14 +19,13 @@ from sqlalchemy import select
 
 from stratopt import engine
 from stratopt.data.bars import Bars
-from stratopt.engine.metrics import compute_metrics
-from stratopt.engine.simulator import SimConfig, simulate
-from stratopt.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from stratopt.engine.options import ExecutionOptions
+from stratopt.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from stratopt.optimize.space import build_space
 from stratopt.security.principal import Principal
-from stratopt.services.access import Access, load_strategy
+from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
-from stratopt.services.ensemble import combine
-from stratopt.services.validation import ENSEMBLE_TYPE, validate_execution
+from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
@@ -39,6 +39,7 @@ from stratopt.store.paging import (
 )
 from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
+from stratopt.strategies.ensemble import Ensemble, EnsembleMember
 
 MAX_EQUITY_POINTS = 20_000
 MAX_TRADE_LIMIT = 1_000
@@ -55,7 +56,8 @@ class BacktestSpec:
     start_ns: int = 0
     end_ns: int = 0
     timeframe: str = ""
-    execution: dict[str, Any] = field(default_factory=dict)
+    # The request's options; merged over a stored strategy's (explicit fields win).
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
     mc_sims: int = 0
     mc_method: str = "shuffle"
     mc_block: int = 20
@@ -76,23 +78,9 @@ class Outcome:
     trades: pd.DataFrame
     walk_forward_windows: pd.DataFrame | None = None
     walk_forward_equity: list[list[float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class EnsembleRun:
-    """The member strategies of an ensemble (type, parameters, weight) and how to combine."""
-
-    members: tuple[tuple[StrategyType, dict[str, Any], float], ...]
-    method: str
-
-
-def sim_config(execution: Mapping[str, Any]) -> SimConfig:
-    """Execution options (API names) -> the engine's SimConfig."""
-    names = {"position_size": "size"}
-    kw = {names.get(k, k): v for k, v in execution.items() if k != "periods_per_year"}
-    if execution.get("periods_per_year"):
-        kw["periods_per_year"] = float(execution["periods_per_year"])
-    return SimConfig(**kw)
+    # The full curve, one value per bar (the row keeps a downsampled copy), and its times.
+    ts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    equity: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 def downsample(
@@ -126,31 +114,27 @@ class BacktestCatalog:
 
     async def run(self, principal: Principal, spec: BacktestSpec) -> Outcome:
         _check_spec(spec)
-        stype, params, execution, ensemble = await self._resolve(principal, spec)
+        strategy, params, cfg = await self._resolve(principal, spec)
         _, bars = await self.datasets.load(
             principal, spec.dataset_id, spec.start_ns, spec.end_ns, spec.timeframe
         )
         if len(bars) < 2:
             raise FailedPrecondition("the selected period has fewer than 2 bars")
-        try:
-            cfg = sim_config(execution)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument.field("execution", str(e)) from None
         started = time.perf_counter()
-        result = await asyncio.to_thread(_simulate, bars, stype, params, cfg, ensemble)
+        result = await asyncio.to_thread(_simulate, bars, strategy, params, cfg)
         duration_ms = (time.perf_counter() - started) * 1000
         metrics, trades, equity = result
         row = models.Backtest(
             id=new_id(),
             owner_id=principal.user_id,
             strategy_id=spec.strategy_id,
-            strategy_type=stype.name if stype else ENSEMBLE_TYPE,
+            strategy_type=strategy.name,
             parameters=params,
             dataset_id=spec.dataset_id,
             start_ts=int(bars.ts[0]),
             end_ts=int(bars.ts[-1]),
             timeframe=spec.timeframe,
-            execution=execution,
+            execution=cfg.resolved().to_dict(),
             metrics={**metrics, "final_equity": float(equity[-1])},
             equity_curve=downsample(bars.ts, equity, spec.max_equity_points),
             trade_count=len(trades),
@@ -159,11 +143,11 @@ class BacktestCatalog:
         )
         if spec.mc_sims:
             row.monte_carlo = await asyncio.to_thread(_monte_carlo, trades, equity, cfg, spec)
-        outcome = Outcome(row=row, trades=trades)
+        outcome = Outcome(row=row, trades=trades, ts=bars.ts, equity=equity)
         if spec.wf_windows:
-            if stype is None:
+            if not isinstance(strategy, StrategyType):
                 raise InvalidArgument.field("walk_forward", "not available for ensembles")
-            await asyncio.to_thread(_walk_forward, outcome, bars, stype, params, cfg, spec)
+            await asyncio.to_thread(_walk_forward, outcome, bars, strategy, cfg, spec)
         if not spec.dry_run:
             await asyncio.to_thread(self._save_files, row.id, trades, bars.ts, equity)
             async with self.db.transaction() as s:
@@ -173,17 +157,15 @@ class BacktestCatalog:
     async def get(self, principal: Principal, backtest_id: str) -> models.Backtest:
         async with self.db.session() as s:
             row = await s.get(models.Backtest, backtest_id)
-        if row is None or not (principal.is_admin or row.owner_id == principal.user_id):
-            raise NotFound("backtest", backtest_id)
-        return row
+        return require_owner(principal, row, "backtest", backtest_id)
 
     async def list_page(
         self, principal: Principal, strategy_id: str, dataset_id: str, requested: int, token: str
     ) -> tuple[list[models.Backtest], str]:
         B = models.Backtest
         stmt = select(B)
-        if not principal.is_admin:
-            stmt = stmt.where(B.owner_id == principal.user_id)
+        if (owner := owner_scope(principal)) is not None:
+            stmt = stmt.where(B.owner_id == owner)
         if strategy_id:
             stmt = stmt.where(B.strategy_id == strategy_id)
         if dataset_id:
@@ -246,24 +228,26 @@ class BacktestCatalog:
 
     async def _resolve(
         self, principal: Principal, spec: BacktestSpec
-    ) -> tuple[StrategyType | None, dict[str, Any], dict[str, Any], EnsembleRun | None]:
+    ) -> tuple[StrategyType | Ensemble, dict[str, Any], ExecutionOptions]:
         if spec.strategy_id:
             async with self.db.session() as s:
                 strat = await load_strategy(s, principal, spec.strategy_id, Access.READ)
-                execution = {**strat.execution, **spec.execution}
+                execution = spec.execution.over(ExecutionOptions.from_dict(strat.execution))
                 if strat.strategy_type != ENSEMBLE_TYPE:
                     stype = registry.get(strat.strategy_type)
                     params = {**strat.parameters, **spec.parameters}
-                    return stype, _valid_params(stype, params), execution, None
+                    return stype, _valid_params(stype, params), execution
                 members = []
                 for m in strat.ensemble_members:
                     member = await load_strategy(s, principal, m["strategy_id"], Access.READ)
                     mt = registry.get(member.strategy_type)
                     members.append(
-                        (mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0)))
+                        EnsembleMember(
+                            mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0))
+                        )
                     )
                 method = strat.ensemble_method or "weighted_vote"
-                return None, {}, execution, EnsembleRun(tuple(members), method)
+                return Ensemble(tuple(members), method, name=ENSEMBLE_TYPE), {}, execution
         if not spec.strategy_type:
             raise InvalidArgument.field("strategy_type", "give strategy_id or strategy_type")
         try:
@@ -272,7 +256,7 @@ class BacktestCatalog:
             raise InvalidArgument.field(
                 "strategy_type", f"unknown strategy type {spec.strategy_type!r}"
             ) from None
-        return stype, _valid_params(stype, spec.parameters), dict(spec.execution), None
+        return stype, _valid_params(stype, spec.parameters), spec.execution
 
 
 def _valid_params(stype: StrategyType, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,47 +294,24 @@ def _check_spec(spec: BacktestSpec) -> None:
         )
     if spec.wf_windows and not 2 <= spec.wf_grid_points <= 20:
         v.append(FieldViolation("walk_forward.grid_points", "2..20"))
-    v += validate_execution(spec.execution, "execution")
     if v:
         raise InvalidArgument.of(v)
 
 
 def _simulate(
     bars: Bars,
-    stype: StrategyType | None,
+    strategy: StrategyType | Ensemble,
     params: dict[str, Any],
-    cfg: SimConfig,
-    ensemble: EnsembleRun | None,
+    cfg: ExecutionOptions,
 ) -> tuple[dict[str, float], pd.DataFrame, npt.NDArray[np.float64]]:
-    if stype is not None:
-        r = engine.backtest(bars, stype, params, **_cfg_kwargs(cfg))
-        return r.metrics, r.trades, r.equity.to_numpy()
-    assert ensemble is not None
-    prices = (bars.open, bars.high, bars.low, bars.close, bars.volume)
-    members = ensemble.members
-    targets = [m.signal(*prices, np.ascontiguousarray(m.to_vector(p))) for m, p, _ in members]
-    combined = combine(targets, [w for *_, w in members], ensemble.method)
-    run = simulate(bars.open, bars.high, bars.low, bars.close, combined, cfg)
-    metrics = compute_metrics(
-        run.equity,
-        run.trades,
-        bars.ts,
-        cfg.periods_per_year,
-        close=bars.close,
-        position=run.position,
-        initial_cash=cfg.initial_cash,
-    )
-    return metrics, engine.api.trades_frame(run.trades, bars.ts), run.equity
-
-
-def _cfg_kwargs(cfg: SimConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(cfg)
+    """One engine backtest (an ensemble is a strategy like any other): metrics, the trades
+    (stored as a file, so the frame is built here) and the equity curve."""
+    r = engine.backtest(bars, strategy, params, cfg)
+    return r.metrics, r.trades, r.equity_values
 
 
 def _monte_carlo(
-    trades: pd.DataFrame, equity: npt.NDArray[np.float64], cfg: SimConfig, spec: BacktestSpec
+    trades: pd.DataFrame, equity: npt.NDArray[np.float64], cfg: ExecutionOptions, spec: BacktestSpec
 ) -> dict[str, Any]:
     from stratopt.engine.montecarlo import monte_carlo
 
@@ -375,33 +336,17 @@ def _monte_carlo(
     }
 
 
-def _grid(stype: StrategyType, points: int) -> dict[str, list[Any]]:
-    grid: dict[str, list[Any]] = {}
-    for p in stype.params:
-        if p.kind == "categorical":
-            grid[p.name] = list(p.choices)
-            continue
-        assert p.low is not None and p.high is not None
-        raw = np.linspace(p.low, p.high, points)
-        if p.kind == "int":
-            step = p.step or 1
-            vals = sorted({int(p.low + round((x - p.low) / step) * step) for x in raw})
-            grid[p.name] = [v for v in vals if p.low <= v <= p.high]
-        else:
-            grid[p.name] = [float(x) for x in raw]
-    return grid
-
-
 def _walk_forward(
     outcome: Outcome,
     bars: Bars,
     stype: StrategyType,
-    params: dict[str, Any],
-    cfg: SimConfig,
+    cfg: ExecutionOptions,
     spec: BacktestSpec,
 ) -> None:
-    grid = _grid(stype, spec.wf_grid_points)
-    combos = int(np.prod([len(v) for v in grid.values()]))
+    """Walk-forward over the strategy's whole space, ``grid_points`` values per parameter
+    (the optimizer's grid: log-scaled parameters are spread geometrically)."""
+    grid: dict[str, list[Any]] = dict(build_space(stype, ()).grid(spec.wf_grid_points))
+    combos = math.prod(len(v) for v in grid.values())
     if combos > MAX_WF_COMBOS:
         raise InvalidArgument.field(
             "walk_forward.grid_points",
@@ -416,7 +361,7 @@ def _walk_forward(
             train_ratio=spec.wf_in_sample,
             anchored=spec.wf_anchored,
             metric=spec.wf_metric,
-            **_cfg_kwargs(cfg),
+            options=cfg,
         )
     except ValueError as e:
         raise FailedPrecondition(f"walk-forward: {e}") from None
@@ -429,7 +374,20 @@ def _walk_forward(
     outcome.row.walk_forward = {
         "efficiency_ratio": float(rep.efficiency) if np.isfinite(rep.efficiency) else 0.0,
         "metrics": {k: float(v) for k, v in rep.metrics.items()},
-        "windows": rep.windows.astype(object).where(rep.windows.notna(), None).to_dict("records"),
+        "windows": windows_json(rep.windows),
         "equity": outcome.walk_forward_equity,
         "parameters": list(grid),
     }
+
+
+def windows_json(windows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Walk-forward window rows in the JSON form stored with a backtest: window bounds as UTC
+    epoch nanoseconds (ints), numbers as plain floats and ints, NaN as None."""
+    frame = windows.copy()
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType):
+            frame[name] = pd.DatetimeIndex(frame[name]).as_unit("ns").asi8
+    records: list[dict[str, Any]] = (
+        frame.astype(object).where(frame.notna(), None).to_dict("records")
+    )
+    return records

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from stratopt.data.bars import Bars
 from stratopt.data.errors import (
@@ -27,6 +27,7 @@ from stratopt.data.synthetic import SampleDataset, generate_bars, sample_dataset
 from stratopt.data.timeframes import format_timeframe, parse_timeframe
 from stratopt.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from stratopt.security.principal import Principal
+from stratopt.services.access import PUBLIC_OWNER, dataset_owner_scope, owns, sees_dataset
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
@@ -146,7 +147,7 @@ class DatasetCatalog:
     async def get(self, principal: Principal, dataset_id: str) -> models.Dataset:
         async with self.db.session() as s:
             row = await s.get(models.Dataset, dataset_id)
-        if row is None or not _visible(principal, row):
+        if row is None or not sees_dataset(principal, row.owner_id):
             raise NotFound("dataset", dataset_id)
         return row
 
@@ -155,8 +156,8 @@ class DatasetCatalog:
     ) -> tuple[list[models.Dataset], str]:
         D = models.Dataset
         stmt = select(D)
-        if not principal.is_admin:
-            stmt = stmt.where(or_(D.owner_id == principal.user_id, D.owner_id == ""))
+        if (owners := dataset_owner_scope(principal)) is not None:
+            stmt = stmt.where(D.owner_id.in_(owners))
         if symbol:
             stmt = stmt.where(func.upper(D.symbol) == symbol.upper())
         if timeframe:
@@ -169,7 +170,7 @@ class DatasetCatalog:
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:
         row = await self.get(principal, dataset_id)
-        if row.owner_id != principal.user_id and not principal.is_admin:
+        if not owns(principal, row.owner_id):
             raise PermissionDenied("only admins may delete sample datasets")
         async with self.db.transaction() as s:
             live = await s.get(models.Dataset, dataset_id)
@@ -206,12 +207,8 @@ class DatasetCatalog:
                     continue
             bars = await asyncio.to_thread(sample.generate)
             meta = DatasetMeta(sample.name, sample.symbol, sample.timeframe, sample.description)
-            await self.create("", meta, bars, "sample", sample.dataset_id)
+            await self.create(PUBLIC_OWNER, meta, bars, "sample", sample.dataset_id)
             made += 1
         if made:
             log.info("created sample datasets", extra={"count": made})
         return made
-
-
-def _visible(principal: Principal, row: models.Dataset) -> bool:
-    return principal.is_admin or row.owner_id in ("", principal.user_id)

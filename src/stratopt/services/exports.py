@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -24,7 +25,7 @@ from stratopt.export.pine import pine_script
 from stratopt.export.reports import report_csv, report_html, report_json
 from stratopt.security.principal import Principal
 from stratopt.security.roles import EXPORT_REPORTS_ONLY_ROLES
-from stratopt.services.access import Access, load_strategy
+from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.backtests import BacktestCatalog
 from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
@@ -36,7 +37,7 @@ from stratopt.store.paging import (
 )
 from stratopt.strategies import registry
 
-BestParams = Callable[[Principal, str], Awaitable[tuple[str, dict[str, Any], dict[str, Any]]]]
+BestParams = Callable[[Principal, str], Awaitable[tuple[str, dict[str, Any], ExecutionOptions]]]
 """(principal, job_id) -> (strategy type, best parameters, execution), from the job system."""
 
 CONTENT_TYPES = {
@@ -81,7 +82,7 @@ class ExportCatalog:
             raise InvalidArgument.field(
                 "strategy_id", "give exactly one of strategy_id, job_id, strategy_type"
             )
-        execution: dict[str, Any] = {}
+        execution = ExecutionOptions()
         if strategy_id:
             async with self.db.session() as s:
                 strat = await load_strategy(s, principal, strategy_id, Access.READ)
@@ -90,7 +91,7 @@ class ExportCatalog:
             stype_name, params, execution = (
                 strat.strategy_type,
                 dict(strat.parameters),
-                dict(strat.execution),
+                ExecutionOptions.from_dict(strat.execution),
             )
             title = title or strat.name
             source = f"strategies/{strat.id}"
@@ -143,7 +144,7 @@ class ExportCatalog:
             "strategy_type": bt.strategy_type,
             "parameters": bt.parameters,
             "dataset_id": bt.dataset_id,
-            "execution": bt.execution,
+            "execution": ExecutionOptions.from_dict(bt.execution).resolved().to_dict(),
             "metrics": bt.metrics,
             "equity_curve": bt.equity_curve,
             "monte_carlo": bt.monte_carlo,
@@ -162,17 +163,15 @@ class ExportCatalog:
     async def get(self, principal: Principal, export_id: str) -> models.ExportFile:
         async with self.db.session() as s:
             row = await s.get(models.ExportFile, export_id)
-        if row is None or not (principal.is_admin or row.owner_id == principal.user_id):
-            raise NotFound("export", export_id)
-        return row
+        return require_owner(principal, row, "export", export_id)
 
     async def list_page(
         self, principal: Principal, kind: str, requested: int, token: str
     ) -> tuple[list[models.ExportFile], str]:
         E = models.ExportFile
         stmt = select(E)
-        if not principal.is_admin:
-            stmt = stmt.where(E.owner_id == principal.user_id)
+        if (owner := owner_scope(principal)) is not None:
+            stmt = stmt.where(E.owner_id == owner)
         if kind:
             stmt = stmt.where(E.kind == kind)
         qhash = query_hash(u=principal.user_id, k=kind)

@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stratopt.engine import METRICS
+from stratopt.engine import METRICS, ExecutionOptions
 from stratopt.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
 )
 from stratopt.jobs.events import EventBus, JobEvent
@@ -39,10 +38,9 @@ from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import Objective, StudySpec
 from stratopt.optimize.validation import ValidationReport, plan_problem
 from stratopt.security.principal import Principal
-from stratopt.services.access import Access, load_strategy
-from stratopt.services.backtests import sim_config
+from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
-from stratopt.services.validation import ENSEMBLE_TYPE, validate_execution
+from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
@@ -183,12 +181,6 @@ class OptimizationJobs:
         spec, strategy = await self._strategy(principal, spec, prefix)
         spec = _with_defaults(spec)
         v = check_spec(spec, strategy, prefix)
-        v += validate_execution(spec.execution, f"{prefix}.execution")
-        if not v:
-            try:
-                sim_config(spec.execution)
-            except (TypeError, ValueError) as e:
-                v.append(FieldViolation(f"{prefix}.execution", str(e)))
         if not spec.dataset_id:
             v.append(FieldViolation(f"{prefix}.dataset_id", "required"))
         if v:
@@ -203,7 +195,7 @@ class OptimizationJobs:
         problem = plan_problem(len(bars), spec.validation)
         if problem:
             raise InvalidArgument.field(f"{prefix}.validation", problem)
-        return replace(spec, dataset_timeframe=row.timeframe)
+        return replace(spec, dataset_timeframe=row.timeframe, execution=spec.execution.resolved())
 
     async def _strategy(
         self, principal: Principal, spec: StudySpec, prefix: str
@@ -233,7 +225,7 @@ class OptimizationJobs:
                 spec,
                 strategy_type=strategy.name,
                 baseline=baseline,
-                execution={**stored.execution, **spec.execution},
+                execution=spec.execution.over(ExecutionOptions.from_dict(stored.execution)),
             ), strategy
         if not spec.strategy_type:
             raise InvalidArgument.field(
@@ -252,15 +244,12 @@ class OptimizationJobs:
 
     async def get(self, principal: Principal, job_id: str) -> JobView:
         view = await self.repo.view(job_id) if job_id else None
-        if view is None or not (principal.is_admin or view.owner_id == principal.user_id):
-            raise NotFound("job", job_id)
-        return view
+        return require_owner(principal, view, "job", job_id)
 
     async def list_jobs(
         self, principal: Principal, state: str, batch_id: str, requested: int, token: str
     ) -> tuple[list[JobView], str]:
-        owner = None if principal.is_admin else principal.user_id
-        return await self.repo.list_jobs(owner, state, batch_id, requested, token)
+        return await self.repo.list_jobs(owner_scope(principal), state, batch_id, requested, token)
 
     async def cancel(self, principal: Principal, job_id: str) -> JobView:
         await self.get(principal, job_id)
@@ -278,14 +267,14 @@ class OptimizationJobs:
 
     async def best_parameters(
         self, principal: Principal, job_id: str
-    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    ) -> tuple[str, dict[str, Any], ExecutionOptions]:
         """(strategy type, full best parameters, execution): what an export needs of a job."""
         job = await self.get(principal, job_id)
         if not job.best_params:
             raise FailedPrecondition("the job has no completed feasible trial yet")
         spec = job.spec
         fixed = build_space(registry.get(spec.strategy_type), spec.overrides).fixed
-        return spec.strategy_type, {**fixed, **job.best_params}, dict(spec.execution)
+        return spec.strategy_type, {**fixed, **job.best_params}, spec.execution
 
     async def result(self, principal: Principal, job_id: str) -> OptimizationResult:
         job = await self.get(principal, job_id)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratopt.errors import InvalidArgument, NotFound, PermissionDenied
 from stratopt.security.principal import Principal
-from stratopt.services.access import Access, granted_access, load_strategy
+from stratopt.services.access import Access, granted_access, load_strategy, owns
 from stratopt.services.strategies import record
 from stratopt.store import models
 from stratopt.store.db import Database
@@ -49,6 +49,9 @@ class StrategySharing:
     async def share(
         self, principal: Principal, strategy_id: str, username: str, access: Iterable[Access]
     ) -> Share:
+        access = list(access)
+        if not access:
+            raise InvalidArgument.field("access", "grant at least one access")
         wanted = normalize_access(access)
         async with self.db.transaction() as s:
             row = await load_strategy(s, principal, strategy_id, Access.SHARE, lock=True)
@@ -70,7 +73,8 @@ class StrategySharing:
             record(s, row, principal, "shared", [f"shares.{grantee.username}"])
             return Share(strategy_id, grantee.id, grantee.username, wanted, share.created_at)
 
-    async def unshare(self, principal: Principal, strategy_id: str, username: str) -> None:
+    async def unshare(self, principal: Principal, strategy_id: str, username: str) -> str:
+        """Removes the user's share; returns their username."""
         async with self.db.transaction() as s:
             leaving = username.strip().lower() == principal.username
             # Anyone may leave a share they hold; removing someone else needs SHARE access.
@@ -85,6 +89,7 @@ class StrategySharing:
                 await _check_within_own(s, principal, row, _access_of(share))
             await s.delete(share)
             record(s, row, principal, "unshared", [f"shares.{grantee.username}"])
+            return grantee.username
 
     async def list_shares(self, principal: Principal, strategy_id: str) -> list[Share]:
         async with self.db.session() as s:
@@ -122,7 +127,7 @@ async def _user_by_name(s: AsyncSession, username: str) -> models.User:
 async def _check_within_own(
     s: AsyncSession, principal: Principal, row: models.Strategy, access: Iterable[Access]
 ) -> None:
-    if principal.is_admin or row.owner_id == principal.user_id:
+    if owns(principal, row.owner_id):
         return
     own = await granted_access(s, row.id, principal.user_id)
     excess = [a.value for a in access if a not in own]

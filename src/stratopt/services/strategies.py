@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import (
     Aborted,
     AlreadyExists,
@@ -20,7 +22,9 @@ from stratopt.errors import (
     NotFound,
 )
 from stratopt.security.principal import Principal
-from stratopt.services.access import Access, load_strategy
+from stratopt.services import templates
+from stratopt.services.access import Access, load_strategy, owns, visible_strategies
+from stratopt.services.users import usernames
 from stratopt.services.validation import (
     ENSEMBLE_TYPE,
     UPDATABLE,
@@ -33,8 +37,11 @@ from stratopt.store.db import Database
 from stratopt.store.models import utcnow
 from stratopt.store.paging import keyset_page, query_hash
 from stratopt.strategies import registry
+from stratopt.strategies.base import CATEGORIES, StrategyType
 
 ORDER_FIELDS = {"create_time": "created_at", "update_time": "updated_at", "name": "name_key"}
+STRATEGY_CATEGORIES: tuple[str, ...] = (*CATEGORIES, "ensemble")
+"""Every category a strategy can have: the built-in types' and the ensembles'."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,135 @@ class StrategyQuery:
     order_by: str = ""
     owner_id: str = ""
 
+    def normalized(self) -> StrategyQuery:
+        """Tags lower-cased, unique and sorted, text trimmed: equal filters page alike."""
+        return StrategyQuery(
+            category=self.category,
+            status=self.status,
+            risk_level=self.risk_level,
+            tags=tuple(sorted({t.strip().lower() for t in self.tags if t.strip()})),
+            query=self.query.strip(),
+            strategy_type=self.strategy_type.strip(),
+            order_by=self.order_by,
+            owner_id=self.owner_id,
+        )
+
+
+@dataclass(frozen=True)
+class StrategyView:
+    """A stored strategy as callers see it, with its owner's username."""
+
+    id: str
+    owner_id: str
+    owner_username: str
+    name: str
+    description: str
+    strategy_type: str
+    category: str
+    risk_level: str
+    parameters: dict[str, Any]
+    symbols: list[str]
+    timeframe: str
+    tags: list[str]
+    status: str
+    execution: dict[str, Any]
+    ensemble_members: list[dict[str, Any]]
+    ensemble_method: str
+    alert_rules: list[dict[str, Any]]
+    run_state: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        return f"v{self.version}"
+
+    @classmethod
+    def of(cls, row: models.Strategy, owner_username: str) -> StrategyView:
+        return cls(
+            id=row.id,
+            owner_id=row.owner_id,
+            owner_username=owner_username,
+            name=row.name,
+            description=row.description,
+            strategy_type=row.strategy_type,
+            category=row.category,
+            risk_level=row.risk_level,
+            parameters=dict(row.parameters),
+            symbols=list(row.symbols),
+            timeframe=row.timeframe,
+            tags=list(row.tags),
+            status=row.status,
+            execution=dict(row.execution),
+            ensemble_members=[dict(m) for m in row.ensemble_members],
+            ensemble_method=row.ensemble_method,
+            alert_rules=[dict(r) for r in row.alert_rules],
+            run_state=row.run_state,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One change of a strategy; `snapshot` is the strategy right after it (see `snapshot`)."""
+
+    id: str
+    strategy_id: str
+    action: str
+    time: datetime
+    actor_id: str
+    actor_username: str
+    version: int
+    changed_fields: list[str]
+    snapshot: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: models.StrategyHistory) -> HistoryEvent:
+        return cls(
+            id=row.id,
+            strategy_id=row.strategy_id,
+            action=row.action,
+            time=row.time,
+            actor_id=row.actor_id,
+            actor_username=row.actor_username,
+            version=row.version,
+            changed_fields=list(row.changed_fields),
+            snapshot=dict(row.snapshot),
+        )
+
+
+@dataclass(frozen=True)
+class CategorySummary:
+    category: str
+    strategy_type_count: int
+    strategy_count: int
+
 
 @dataclass
 class Page:
-    rows: list[models.Strategy]
+    rows: list[StrategyView]
     next_page_token: str
     total_size: int
+
+
+def strategy_types(category: str = "", risk_level: str = "") -> list[StrategyType]:
+    """The built-in strategy types, optionally of one category and risk level."""
+    return [
+        t
+        for t in registry.all()
+        if (not category or t.category == category)
+        and (not risk_level or t.risk_level == risk_level)
+    ]
+
+
+def strategy_type(name: str) -> StrategyType:
+    try:
+        return registry.get(name)
+    except KeyError:
+        raise NotFound("strategy type", name) from None
 
 
 def etag_of(row: models.Strategy) -> str:
@@ -107,7 +237,12 @@ class StrategyCatalog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, principal: Principal, f: StrategyFields) -> models.Strategy:
+    async def create(
+        self, principal: Principal, f: StrategyFields, template_id: str = ""
+    ) -> StrategyView:
+        """A new strategy owned by the caller; `template_id` fills in what `f` leaves out."""
+        if template_id:
+            f = templates.apply(template_id, f)
         f = normalize(f)
         violations = validate(f)
         if violations:
@@ -131,7 +266,7 @@ class StrategyCatalog:
                 timeframe=f.timeframe,
                 tags=f.tags,
                 status=f.status,
-                execution=f.execution,
+                execution=f.execution.to_dict(),
                 ensemble_members=f.ensemble_members,
                 ensemble_method=f.ensemble_method,
                 alert_rules=f.alert_rules,
@@ -143,18 +278,20 @@ class StrategyCatalog:
             s.add(row)
             await self._flush_unique(s, f.name)
             record(s, row, principal, "created", [])
-        return row
+        return StrategyView.of(row, principal.username)
 
-    async def get(self, principal: Principal, strategy_id: str) -> models.Strategy:
+    async def get(self, principal: Principal, strategy_id: str) -> StrategyView:
         async with self.db.session() as s:
-            return await load_strategy(s, principal, strategy_id, Access.READ)
+            row = await load_strategy(s, principal, strategy_id, Access.READ)
+            return (await _views(s, [row]))[0]
 
     async def list_page(
         self, principal: Principal, q: StrategyQuery, requested_size: int, token: str
     ) -> Page:
+        q = q.normalized()
         sort_field, desc = parse_order_by(q.order_by)
         S = models.Strategy
-        base = _visible_to(select(S), principal)
+        base = visible_strategies(select(S), principal)
         if q.owner_id:
             base = base.where(S.owner_id == q.owner_id)
         base = _apply_filters(base, q)
@@ -172,7 +309,8 @@ class StrategyCatalog:
             )
             count = select(func.count()).select_from(base.subquery())
             total = int((await s.execute(count)).scalar_one())
-        return Page(rows, next_token, total)
+            views = await _views(s, rows)
+        return Page(views, next_token, total)
 
     async def update(
         self,
@@ -181,7 +319,8 @@ class StrategyCatalog:
         f: StrategyFields,
         paths: Sequence[str],
         etag: str = "",
-    ) -> models.Strategy:
+    ) -> StrategyView:
+        """Changes the fields named in `paths` (every updatable field when empty)."""
         paths = list(paths) or list(UPDATABLE)
         bad = [p for p in paths if p not in UPDATABLE]
         if bad:
@@ -202,6 +341,7 @@ class StrategyCatalog:
             merged = _fields_of(row)
             for p in paths:
                 setattr(merged, p, getattr(f, p))
+            merged.rejected = {p: f.rejected[p] for p in paths if p in f.rejected}
             merged = normalize(merged)
             violations = validate(merged)
             if violations:
@@ -212,17 +352,19 @@ class StrategyCatalog:
                 merged.parameters = self._resolved_parameters(merged)
             changed = [p for p in paths if getattr(merged, p) != getattr(before, p)]
             if not changed:
-                return row
+                return (await _views(s, [row]))[0]
             if "name" in changed and merged.name.lower() != row.name_key:
                 await self._check_unique_name(s, row.owner_id, merged.name)
             for p in changed:
-                setattr(row, p, getattr(merged, p))
+                value = getattr(merged, p)
+                setattr(row, p, value.to_dict() if p == "execution" else value)
             row.name_key = row.name.lower()
             row.version += 1
             row.updated_at = utcnow()
             await self._flush_unique(s, row.name)
             record(s, row, principal, "updated", changed)
-        return row
+        async with self.db.session() as s:
+            return (await _views(s, [row]))[0]
 
     async def delete(self, principal: Principal, strategy_id: str) -> None:
         async with self.db.transaction() as s:
@@ -235,7 +377,7 @@ class StrategyCatalog:
 
     async def history(
         self, principal: Principal, strategy_id: str, requested_size: int, token: str
-    ) -> tuple[list[models.StrategyHistory], str]:
+    ) -> tuple[list[HistoryEvent], str]:
         H = models.StrategyHistory
         async with self.db.session() as s:
             try:
@@ -245,9 +387,9 @@ class StrategyCatalog:
                 owner = (
                     await s.execute(select(H.owner_id).where(H.strategy_id == strategy_id).limit(1))
                 ).scalar_one_or_none()
-                if owner is None or not (principal.is_admin or owner == principal.user_id):
+                if owner is None or not owns(principal, owner):
                     raise
-            return await keyset_page(
+            rows, next_token = await keyset_page(
                 s,
                 select(H).where(H.strategy_id == strategy_id),
                 H.time,
@@ -256,12 +398,21 @@ class StrategyCatalog:
                 token=token,
                 qhash=query_hash(history=strategy_id),
             )
+        return [HistoryEvent.of(h) for h in rows], next_token
 
-    async def category_counts(self, principal: Principal) -> dict[str, int]:
+    async def categories(self, principal: Principal) -> list[CategorySummary]:
+        """Every category, with how many built-in types and visible strategies it has."""
         S = models.Strategy
-        stmt = _visible_to(select(S.category, func.count()).group_by(S.category), principal)
+        stmt = visible_strategies(select(S.category, func.count()).group_by(S.category), principal)
         async with self.db.session() as s:
-            return {c: int(n) for c, n in (await s.execute(stmt)).all()}
+            counts = {c: int(n) for c, n in (await s.execute(stmt)).all()}
+        type_counts: dict[str, int] = {}
+        for t in registry.all():
+            type_counts[t.category] = type_counts.get(t.category, 0) + 1
+        return [
+            CategorySummary(name, type_counts.get(name, 0), counts.get(name, 0))
+            for name in STRATEGY_CATEGORIES
+        ]
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -330,17 +481,6 @@ def parse_order_by(order_by: str) -> tuple[str, bool]:
     return fieldname, direction == "desc"
 
 
-def _visible_to(stmt: Any, principal: Principal) -> Any:
-    """Admins see every strategy; others their own and those shared with them."""
-    if principal.is_admin:
-        return stmt
-    S = models.Strategy
-    shared = select(models.StrategyShare.strategy_id).where(
-        models.StrategyShare.user_id == principal.user_id
-    )
-    return stmt.where(or_(S.owner_id == principal.user_id, S.id.in_(shared)))
-
-
 def _apply_filters(stmt: Any, q: StrategyQuery) -> Any:
     S = models.Strategy
     if q.category:
@@ -370,6 +510,11 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+async def _views(s: AsyncSession, rows: Sequence[models.Strategy]) -> list[StrategyView]:
+    names = await usernames(s, [r.owner_id for r in rows])
+    return [StrategyView.of(r, names.get(r.owner_id, "")) for r in rows]
+
+
 def _fields_of(row: models.Strategy) -> StrategyFields:
     return StrategyFields(
         name=row.name,
@@ -380,7 +525,7 @@ def _fields_of(row: models.Strategy) -> StrategyFields:
         timeframe=row.timeframe,
         tags=list(row.tags),
         status=row.status,
-        execution=dict(row.execution),
+        execution=ExecutionOptions.from_dict(row.execution),
         ensemble_members=[dict(m) for m in row.ensemble_members],
         ensemble_method=row.ensemble_method,
         alert_rules=[dict(r) for r in row.alert_rules],

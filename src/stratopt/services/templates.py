@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratopt.engine.options import ExecutionOptions
+from stratopt.errors import InvalidArgument
+from stratopt.services.validation import StrategyFields
 from stratopt.strategies import registry
 
 
@@ -15,7 +19,7 @@ class Template:
     description: str
     strategy_type: str
     parameters: dict[str, Any]
-    execution: dict[str, Any] = field(default_factory=dict)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
     tags: tuple[str, ...] = ()
 
 
@@ -26,7 +30,7 @@ _TEMPLATES: tuple[Template, ...] = (
         "The classic long-term trend filter: long while the 50-bar SMA is above the 200-bar.",
         "sma_crossover",
         {"fast": 50, "slow": 200},
-        {"direction": "long"},
+        ExecutionOptions(direction="long"),
         ("trend", "classic"),
     ),
     Template(
@@ -35,7 +39,7 @@ _TEMPLATES: tuple[Template, ...] = (
         "A responsive EMA crossover for intraday trend following, long and short.",
         "ema_crossover",
         {"fast": 12, "slow": 26},
-        {"direction": "both", "commission": 0.0005},
+        ExecutionOptions(direction="both", commission=0.0005),
         ("trend", "intraday"),
     ),
     Template(
@@ -44,7 +48,7 @@ _TEMPLATES: tuple[Template, ...] = (
         "Buy deep short-term oversold dips, exit on the rebound.",
         "rsi_reversion",
         {"period": 2},
-        {"direction": "long"},
+        ExecutionOptions(direction="long"),
         ("mean-reversion", "swing"),
     ),
     Template(
@@ -53,7 +57,7 @@ _TEMPLATES: tuple[Template, ...] = (
         "Richard Dennis' turtle entry: trade 20-bar channel breakouts.",
         "donchian_breakout",
         {"period": 20},
-        {"direction": "both", "trailing_stop": 0.1},
+        ExecutionOptions(direction="both", trailing_stop=0.1),
         ("breakout", "classic"),
     ),
     Template(
@@ -62,7 +66,7 @@ _TEMPLATES: tuple[Template, ...] = (
         "Fade moves outside the 2-sigma bands back to the mean.",
         "bollinger_reversion",
         {},
-        {"direction": "both", "stop_loss": 0.05},
+        ExecutionOptions(direction="both", stop_loss=0.05),
         ("mean-reversion",),
     ),
 )
@@ -96,3 +100,29 @@ def templates() -> list[Template]:
 
 def get(template_id: str) -> Template | None:
     return next((t for t in templates() if t.id == template_id), None)
+
+
+def list_templates(strategy_type: str = "", category: str = "") -> list[Template]:
+    """The templates, optionally only those of one strategy type or category."""
+    return [
+        t
+        for t in templates()
+        if (not strategy_type or t.strategy_type == strategy_type)
+        and (not category or registry.get(t.strategy_type).category == category)
+    ]
+
+
+def apply(template_id: str, f: StrategyFields) -> StrategyFields:
+    """`f` with what it leaves unset taken from the template: the strategy type, tags, and
+    each parameter (when the type is the template's) and execution option."""
+    t = get(template_id)
+    if t is None:
+        raise InvalidArgument.field("template_id", "unknown template; see ListStrategyTemplates")
+    stype = f.strategy_type or t.strategy_type
+    return dataclasses.replace(
+        f,
+        strategy_type=stype,
+        parameters={**t.parameters, **f.parameters} if stype == t.strategy_type else f.parameters,
+        execution=f.execution.over(t.execution),
+        tags=f.tags or list(t.tags),
+    )

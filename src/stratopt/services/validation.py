@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import FieldViolation
+from stratopt.live.alerts import rule_problems
 from stratopt.strategies import registry
+from stratopt.strategies.ensemble import ENSEMBLE_METHODS, ENSEMBLE_TYPE
 
-ENSEMBLE_TYPE = "ensemble"
 NAME_MAX = 100
 DESCRIPTION_MAX = 4000
 MAX_SYMBOLS = 50
@@ -19,9 +20,6 @@ MAX_TAGS = 20
 MIN_ENSEMBLE = 2
 MAX_ENSEMBLE = 10
 STATUSES = ("draft", "active", "archived")
-DIRECTIONS = ("long", "short", "both")
-ENSEMBLE_METHODS = ("weighted_vote", "unanimous", "majority")
-ALERT_OPS = ("<", "<=", ">", ">=")
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:/!\-]{0,31}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
@@ -41,10 +39,14 @@ class StrategyFields:
     timeframe: str = ""
     tags: list[str] = field(default_factory=list)
     status: str = "draft"
-    execution: dict[str, Any] = field(default_factory=dict)
+    # What the owner set (explicit fields only are stored; see engine/options.py).
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
     ensemble_members: list[dict[str, Any]] = field(default_factory=list)
     ensemble_method: str = ""
     alert_rules: list[dict[str, Any]] = field(default_factory=list)
+    # Problems found while reading the request, by field (values a domain type refused, such
+    # as an out-of-range execution option); validate() reports them with all the others.
+    rejected: dict[str, list[FieldViolation]] = field(default_factory=dict)
 
 
 UPDATABLE = (
@@ -74,7 +76,7 @@ def normalize(f: StrategyFields) -> StrategyFields:
 
 
 def validate(f: StrategyFields) -> list[FieldViolation]:
-    v: list[FieldViolation] = []
+    v = [x for found in f.rejected.values() for x in found]
     v += _name(f.name)
     if len(f.description) > DESCRIPTION_MAX:
         v.append(FieldViolation("strategy.description", f"at most {DESCRIPTION_MAX} characters"))
@@ -87,7 +89,6 @@ def validate(f: StrategyFields) -> list[FieldViolation]:
     v += _tags(f.tags)
     if f.status not in STATUSES:
         v.append(FieldViolation("strategy.status", f"must be one of {', '.join(STATUSES)}"))
-    v += validate_execution(f.execution, "strategy.execution")
     v += _alert_rules(f.alert_rules)
     return v
 
@@ -179,44 +180,6 @@ def _tags(tags: list[str]) -> list[FieldViolation]:
     return out
 
 
-_EXEC_BOUNDS: Mapping[str, tuple[float, float, bool]] = {
-    # name: (low, high, low_inclusive)
-    "initial_cash": (0.0, 1e12, False),
-    "position_size": (0.0, 1.0, False),
-    "commission": (0.0, 0.1, True),
-    "slippage": (0.0, 0.1, True),
-    "stop_loss": (0.0, 0.99, True),
-    "take_profit": (0.0, 100.0, True),
-    "trailing_stop": (0.0, 0.99, True),
-    "periods_per_year": (0.0, 1e7, True),
-}
-
-
-def validate_execution(ex: Mapping[str, Any], prefix: str) -> list[FieldViolation]:
-    out: list[FieldViolation] = []
-    for name, (lo, hi, lo_incl) in _EXEC_BOUNDS.items():
-        if name not in ex:
-            continue
-        x = float(ex[name])
-        ok = math.isfinite(x) and (x >= lo if lo_incl else x > lo) and x <= hi
-        if not ok:
-            bound = "[" if lo_incl else "("
-            out.append(FieldViolation(f"{prefix}.{name}", f"must be in {bound}{lo:g}, {hi:g}]"))
-    d = ex.get("direction")
-    if d is not None and d not in DIRECTIONS:
-        out.append(FieldViolation(f"{prefix}.direction", f"one of {', '.join(DIRECTIONS)}"))
-    return out
-
-
 def _alert_rules(rules: list[dict[str, Any]]) -> list[FieldViolation]:
-    out: list[FieldViolation] = []
-    if len(rules) > 20:
-        out.append(FieldViolation("strategy.alert_rules", "at most 20 rules"))
-    for i, r in enumerate(rules):
-        if not r.get("metric"):
-            out.append(FieldViolation(f"strategy.alert_rules[{i}].metric", "required"))
-        if r.get("op") not in ALERT_OPS:
-            out.append(FieldViolation(f"strategy.alert_rules[{i}].op", "one of < <= > >="))
-        if not math.isfinite(float(r.get("threshold", 0.0))):
-            out.append(FieldViolation(f"strategy.alert_rules[{i}].threshold", "must be finite"))
-    return out
+    """The rules a running strategy evaluates (see live.alerts for the metric names)."""
+    return [FieldViolation(f"strategy.{field}", problem) for field, problem in rule_problems(rules)]

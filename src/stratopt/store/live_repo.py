@@ -129,6 +129,12 @@ class LiveRepo:
                 rows = (await s.execute(stmt.order_by(B.ts))).all()
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def count_feed_bars(self, feed_id: str, symbol: str) -> int:
+        B = models.FeedBar
+        stmt = select(func.count()).where(B.feed_id == feed_id, B.symbol == symbol)
+        async with self.db.session() as s:
+            return int((await s.execute(stmt)).scalar_one())
+
     async def mark_feed_finished(self, feed_id: str) -> None:
         async with self.db.transaction() as s:
             await s.execute(

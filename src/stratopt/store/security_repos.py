@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, select, text, update
+from sqlalchemy import CursorResult, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from stratopt.errors import InvalidArgument
@@ -24,7 +24,14 @@ from stratopt.security.roles import Permission, Role
 from stratopt.security.users import LastAdminError, UserExistsError, UserRecord
 from stratopt.store import models
 from stratopt.store.db import Database
-from stratopt.store.paging import Cursor, after_cursor, decode_token, encode_token, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    after_cursor,
+    decode_token,
+    encode_token,
+    keyset_page,
+    query_hash,
+)
 
 
 def _rowcount(result: Any) -> int:
@@ -288,6 +295,39 @@ class SqlApiKeyRepo:
         stmt = select(K).where(K.owner_id == user_id).order_by(K.created_at, K.id)
         async with self.db.session() as s:
             return [_key_record(r) for r in (await s.execute(stmt)).scalars()]
+
+    async def list_page(
+        self, user_id: str, requested: int, page_token: str
+    ) -> tuple[list[ApiKeyRecord], str]:
+        """One page of the user's keys, oldest first (revoked and expired ones included)."""
+        K = models.ApiKey
+        async with self.db.session() as s:
+            rows, token = await keyset_page(
+                s,
+                select(K).where(K.owner_id == user_id),
+                K.created_at,
+                K.id,
+                requested=requested,
+                token=page_token,
+                qhash=query_hash(api_keys=user_id),
+                desc=False,
+            )
+        return [_key_record(r) for r in rows], token
+
+    async def count_active(self, user_id: str, now: datetime) -> int:
+        """Keys of the user neither revoked nor expired at `now` (`ApiKeyRecord.is_active`)."""
+        K = models.ApiKey
+        stmt = (
+            select(func.count())
+            .select_from(K)
+            .where(
+                K.owner_id == user_id,
+                K.revoked_at.is_(None),
+                or_(K.expires_at.is_(None), K.expires_at > now),
+            )
+        )
+        async with self.db.session() as s:
+            return int((await s.execute(stmt)).scalar_one())
 
     async def revoke(self, key_id: str, revoked_at: datetime) -> bool:
         K = models.ApiKey

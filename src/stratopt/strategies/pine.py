@@ -67,7 +67,8 @@ def script(body: str, *, overlay: bool = True) -> str:
 
 @dataclass(frozen=True)
 class PineSettings:
-    """Backtest settings carried into `strategy(...)`; names and units mirror `SimConfig`.
+    """Backtest settings carried into `strategy(...)`; units mirror the engine's
+    `ExecutionOptions` (`size` is its `position_size`).
 
     `commission` and `size` are fractions (0.001 = 0.1 %, 1.0 = all equity) like the
     simulator's; Pine wants percents. Slippage has no Pine equivalent in price fractions

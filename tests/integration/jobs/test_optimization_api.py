@@ -14,8 +14,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
+from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
+from stratopt.v1 import strategy_pb2 as s_pb
+from stratopt.v1 import strategy_pb2_grpc as s_grpc
 
 from tests.conftest import LiveServer
 from tests.integration.helpers import call_error, violations
@@ -68,6 +72,11 @@ def test_bad_specs_get_invalid_argument_with_field_violations(env: Env) -> None:
             "greater than max",
         ),
         (dict(strategy_type="nope"), "spec.strategy_type", "unknown strategy type"),
+        (
+            dict(execution=c.ExecutionOptions(commission=0.5)),
+            "spec.execution.commission",
+            "must be in [0, 0.1]",
+        ),
     ]
     for overrides, field, phrase in cases:
         spec = {"dataset_id": ds, "trials": 10, **overrides}
@@ -75,6 +84,36 @@ def test_bad_specs_get_invalid_argument_with_field_violations(env: Env) -> None:
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err.details())
         found = violations(err)
         assert field in found and phrase in found[field], (field, found)
+
+
+def test_jobs_store_and_echo_resolved_options_where_explicit_zeros_win(env: Env) -> None:
+    stub, ds, srv = env
+    md = srv.md("trader")
+    with srv.channel() as ch:
+        strategy = (
+            s_grpc.StrategyServiceStub(ch)
+            .CreateStrategy(
+                s_pb.CreateStrategyRequest(
+                    strategy=s_pb.Strategy(
+                        name="opt-zero-override",
+                        strategy_type="sma_crossover",
+                        execution=c.ExecutionOptions(commission=0.001, stop_loss=0.05),
+                    )
+                ),
+                metadata=md,
+            )
+            .strategy
+        )
+    zero = c.ExecutionOptions(commission=0.0, set_fields=FieldMask(paths=["commission"]))
+    job = start(
+        stub, md, strategy_type="", strategy_id=strategy.id, dataset_id=ds, trials=4, execution=zero
+    )
+    echoed = job.spec.execution
+    assert echoed.commission == 0.0 and echoed.stop_loss == pytest.approx(0.05)
+    assert echoed.position_size == 1.0 and echoed.direction == c.TRADE_DIRECTION_LONG_ONLY
+    assert len(echoed.set_fields.paths) == 10, "resolved: every field"
+    done = wait_done(stub, md, job.id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED and done.spec.execution == echoed
 
 
 def test_other_users_datasets_and_jobs_are_not_found(env: Env) -> None:

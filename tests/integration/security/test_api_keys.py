@@ -201,3 +201,41 @@ def test_demoting_the_owner_shrinks_existing_keys(
             break
         time.sleep(0.2)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_keys_page_oldest_first_and_count_against_a_quota(
+    stub: apbg.AuthServiceStub, live_server: LiveServer
+) -> None:
+    username, password, _ = new_user(live_server, prefix="quota")
+    md = bearer(login(live_server, username, password).access_token)
+    made = [
+        stub.CreateApiKey(apb.CreateApiKeyRequest(display_name=f"k{i}"), metadata=md).api_key.id
+        for i in range(50)
+    ]
+    err = call_error(
+        stub.CreateApiKey, apb.CreateApiKeyRequest(display_name="one more"), metadata=md
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "50" in (err.details() or "")
+
+    # Revoked keys still list but no longer count.
+    stub.RevokeApiKey(apb.RevokeApiKeyRequest(key_id=made[0]), metadata=md)
+    stub.CreateApiKey(apb.CreateApiKeyRequest(display_name="k50"), metadata=md)
+
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = stub.ListApiKeys(apb.ListApiKeysRequest(page_size=20, page_token=token), metadata=md)
+        assert len(page.api_keys) <= 20
+        seen += [k.display_name for k in page.api_keys]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f"k{i}" for i in range(51)]
+
+    first = stub.ListApiKeys(apb.ListApiKeysRequest(page_size=1), metadata=md)
+    err = call_error(
+        stub.ListApiKeys,
+        apb.ListApiKeysRequest(owner_id="someone-else", page_token=first.next_page_token),
+        metadata=live_server.md("admin"),
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -79,7 +79,7 @@ def _enter(book: Book, t: int, raw: float, side: int, opts: dict) -> None:
     if book.cash <= 0:
         return
     price = _fill(raw, buying=side == 1, slippage=opts["slippage"])
-    units = opts["size"] * book.cash / (price * (1 + opts["commission"]))
+    units = opts["position_size"] * book.cash / (price * (1 + opts["commission"]))
     fee = units * price * opts["commission"]
     if side == 1:
         book.cash -= units * price + fee

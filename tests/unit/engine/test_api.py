@@ -29,9 +29,8 @@ def frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def test_backtest_result_shapes(frame: pd.DataFrame) -> None:
-    res = engine.backtest(
-        frame, SmaCross(), {"fast": 5, "slow": 25}, commission=0.001, stop_loss=0.03
-    )
+    options = engine.ExecutionOptions(commission=0.001, stop_loss=0.03)
+    res = engine.backtest(frame, SmaCross(), {"fast": 5, "slow": 25}, options)
     assert set(res.metrics) == set(METRIC_NAMES)
     assert all(isinstance(v, float) for v in res.metrics.values())
     assert isinstance(res.equity.index, pd.DatetimeIndex)
@@ -55,8 +54,8 @@ def test_bars_object_and_frame_agree(raw: dict[str, np.ndarray], frame: pd.DataF
 
 
 def test_backtest_rejects_bad_input(frame: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="unknown backtest option"):
-        engine.backtest(frame, SmaCross(), leverage=3)
+    with pytest.raises(TypeError):
+        engine.backtest(frame, SmaCross(), leverage=3)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="fast must be < slow"):
         engine.backtest(frame, SmaCross(), {"fast": 40, "slow": 20})
     with pytest.raises(ValueError, match="lacks columns"):
@@ -77,16 +76,18 @@ def test_strategy_name_resolved_through_registry(
     assert by_name.metrics == direct.metrics
     with pytest.raises(KeyError):
         engine.backtest(frame, "nope")
+    monkeypatch.delitem(sys.modules, "stratopt.strategies.registry")
+    with pytest.raises(LookupError, match=r"import stratopt\.strategies"):
+        engine.backtest(frame, "sma_test")
 
 
 def test_sweep_drops_constraint_violations(frame: pd.DataFrame) -> None:
-    table = engine.sweep(
-        frame, SmaCross(), {"fast": [5, 10, 30], "slow": [10, 20, 40]}, commission=0.001
-    )
+    costs = engine.ExecutionOptions(commission=0.001)
+    table = engine.sweep(frame, SmaCross(), {"fast": [5, 10, 30], "slow": [10, 20, 40]}, costs)
     pairs = list(zip(table["fast"], table["slow"], strict=True))
     assert pairs == [(5, 10), (5, 20), (5, 40), (10, 20), (10, 40), (30, 40)]
     assert list(table.columns) == ["fast", "slow", *METRIC_NAMES]
-    single = engine.backtest(frame, SmaCross(), {"fast": 10, "slow": 40}, commission=0.001)
+    single = engine.backtest(frame, SmaCross(), {"fast": 10, "slow": 40}, costs)
     row = table[(table.fast == 10) & (table.slow == 40)].iloc[0]
     for name in METRIC_NAMES:
         assert row[name] == pytest.approx(single.metrics[name], rel=1e-12, abs=1e-15), name

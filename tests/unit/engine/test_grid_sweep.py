@@ -8,7 +8,8 @@ import pytest
 
 from stratopt.engine.grid_sweep import sweep_grid
 from stratopt.engine.metrics import METRIC_NAMES, compute_metrics
-from stratopt.engine.simulator import SimConfig, simulate
+from stratopt.engine.options import ExecutionOptions
+from stratopt.engine.simulator import simulate
 
 from ._signals import price_arrays, random_walk_bars, sma_cross_signal
 
@@ -22,8 +23,8 @@ def _grid() -> np.ndarray:
 @pytest.mark.parametrize(
     "cfg",
     [
-        SimConfig(),
-        SimConfig(
+        ExecutionOptions(),
+        ExecutionOptions(
             commission=0.001,
             slippage=0.0005,
             direction="both",
@@ -33,7 +34,7 @@ def _grid() -> np.ndarray:
         ),
     ],
 )
-def test_sweep_rows_equal_single_backtests(cfg: SimConfig) -> None:
+def test_sweep_rows_equal_single_backtests(cfg: ExecutionOptions) -> None:
     bars = random_walk_bars(4000, seed=7)
     prices = price_arrays(bars)
     grid = _grid()
@@ -57,7 +58,7 @@ def test_sweep_rows_equal_single_backtests(cfg: SimConfig) -> None:
 def test_sweep_is_independent_of_thread_count() -> None:
     bars = random_walk_bars(2000, seed=2)
     prices = price_arrays(bars)
-    cfg = SimConfig(commission=0.001).to_vector()
+    cfg = ExecutionOptions(commission=0.001).to_vector()
     parallel = sweep_grid(*prices, sma_cross_signal, _grid(), cfg, PPY)
     before = numba.get_num_threads()
     numba.set_num_threads(1)
@@ -75,14 +76,16 @@ def test_sweep_accepts_read_only_and_strided_inputs() -> None:
         arr.flags.writeable = False
     grid = np.asfortranarray(_grid())
     o, h, lo, c, v = prices
-    matrix = sweep_grid(o, h, lo, c, v, sma_cross_signal, grid, SimConfig().to_vector(), PPY)
+    matrix = sweep_grid(o, h, lo, c, v, sma_cross_signal, grid, ExecutionOptions().to_vector(), PPY)
     assert np.isfinite(matrix).all()
 
 
 def test_empty_grid_gives_empty_matrix() -> None:
     bars = random_walk_bars(100)
     prices = price_arrays(bars)
-    out = sweep_grid(*prices, sma_cross_signal, np.empty((0, 2)), SimConfig().to_vector(), PPY)
+    out = sweep_grid(
+        *prices, sma_cross_signal, np.empty((0, 2)), ExecutionOptions().to_vector(), PPY
+    )
     assert out.shape == (0, len(METRIC_NAMES))
     with pytest.raises(ValueError, match="2-D"):
-        sweep_grid(*prices, sma_cross_signal, np.ones(3), SimConfig().to_vector(), PPY)
+        sweep_grid(*prices, sma_cross_signal, np.ones(3), ExecutionOptions().to_vector(), PPY)

@@ -18,7 +18,8 @@ from stratopt.engine.metrics import (
     summarize,
     trade_rows,
 )
-from stratopt.engine.simulator import TRADE_DTYPE, SimConfig, simulate
+from stratopt.engine.options import ExecutionOptions
+from stratopt.engine.simulator import TRADE_DTYPE, simulate
 
 from ._signals import random_walk_bars, sma_cross_signal
 
@@ -112,7 +113,7 @@ def test_matches_pandas_on_a_real_backtest() -> None:
         bars["volume"],
         np.array([8.0, 40.0]),
     )
-    cfg = SimConfig(commission=0.0005, direction="both", stop_loss=0.03)
+    cfg = ExecutionOptions(commission=0.0005, direction="both", stop_loss=0.03)
     run = simulate(bars["open"], bars["high"], bars["low"], bars["close"], targets, cfg)
     m = compute_metrics(
         run.equity,

@@ -9,7 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratopt.engine.simulator import SimConfig, SimResult, simulate
+from stratopt.engine.options import ExecutionOptions
+from stratopt.engine.simulator import SimResult, simulate
 
 from ._reference import reference_simulate
 
@@ -55,7 +56,7 @@ options = st.fixed_dictionaries(
         "initial_cash": st.floats(min_value=100.0, max_value=1e6),
         "commission": st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.01)),
         "slippage": st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.01)),
-        "size": st.floats(min_value=0.05, max_value=1.0),
+        "position_size": st.floats(min_value=0.05, max_value=1.0),
         "direction": st.sampled_from(["long", "short", "both"]),
         "fill_on_close": st.booleans(),
         "stop_loss": fractions,
@@ -94,7 +95,7 @@ def test_numba_simulator_matches_reference(
         np.array(lo),
         np.array(c),
         np.array(targets, dtype=np.int8),
-        SimConfig(**opts),
+        ExecutionOptions(**opts),
     )
     equity, units, trades = reference_simulate(o, h, lo, c, targets, opts)
     _assert_same(run, equity, units, trades)
@@ -106,7 +107,9 @@ def test_accounting_identity(bars: Bars, opts: dict[str, Any], seed: int) -> Non
     """Final equity is initial cash plus the sum of trade P&L: nothing leaks."""
     o, h, lo, c = bars
     targets = np.random.default_rng(seed).integers(-1, 2, len(c)).astype(np.int8)
-    run = simulate(np.array(o), np.array(h), np.array(lo), np.array(c), targets, SimConfig(**opts))
+    run = simulate(
+        np.array(o), np.array(h), np.array(lo), np.array(c), targets, ExecutionOptions(**opts)
+    )
     expected = opts["initial_cash"] + run.trades["pnl"].sum()
     assert math.isclose(run.equity[-1], expected, rel_tol=1e-9, abs_tol=1e-6)
     assert np.all(run.trades["exit_idx"] >= run.trades["entry_idx"])

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stratopt.engine.options import ExecutionOptions
 from stratopt.engine.simulator import (
     EXIT_END,
     EXIT_SIGNAL,
     EXIT_STOP,
     EXIT_TARGET,
     EXIT_TRAIL,
-    SimConfig,
     SimResult,
     simulate,
 )
@@ -24,7 +24,7 @@ def run(
     bars: Sequence[tuple[float, float, float, float]], targets: list[int], **opts: Any
 ) -> SimResult:
     o, h, lo, c = (np.array(col, dtype=np.float64) for col in zip(*bars, strict=True))
-    return simulate(o, h, lo, c, np.array(targets, dtype=np.int8), SimConfig(**opts))
+    return simulate(o, h, lo, c, np.array(targets, dtype=np.int8), ExecutionOptions(**opts))
 
 
 FLAT = [(100.0, 101.0, 99.0, 100.0)] * 4
@@ -69,7 +69,7 @@ def test_commission_and_slippage_costs() -> None:
 
 
 def test_size_is_fraction_of_equity() -> None:
-    res = run(FLAT, [1, 1, 1, 1], initial_cash=1000.0, size=0.25)
+    res = run(FLAT, [1, 1, 1, 1], initial_cash=1000.0, position_size=0.25)
     assert res.trades[0]["size"] == pytest.approx(2.5)
 
 
@@ -219,16 +219,17 @@ def test_no_entry_on_last_close_when_filling_on_close() -> None:
     assert len(res.trades) == 0
 
 
-def test_config_rejects_nonsense() -> None:
-    with pytest.raises(ValueError, match="size"):
-        SimConfig(size=1.5)
+def test_options_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="position_size"):
+        ExecutionOptions(position_size=1.5)
     with pytest.raises(ValueError, match="direction"):
-        SimConfig(direction="sideways")  # type: ignore[arg-type]
+        ExecutionOptions(direction="sideways")  # type: ignore[typeddict-item]
     with pytest.raises(ValueError, match="commission"):
-        SimConfig(commission=-0.1)
+        ExecutionOptions(commission=-0.1)
     with pytest.raises(ValueError, match="periods_per_year"):
-        SimConfig(periods_per_year=0.0)
-    assert SimConfig(stop_loss=0.1, take_profit=2.0).problems() == []
+        ExecutionOptions(periods_per_year=-1.0)
+    assert ExecutionOptions(periods_per_year=0.0).periods_per_year is None  # 0 = infer
+    assert ExecutionOptions.problems({"stop_loss": 0.1, "take_profit": 2.0}) == []
 
 
 def test_mismatched_lengths_rejected() -> None:

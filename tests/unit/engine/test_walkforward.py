@@ -9,7 +9,7 @@ import pytest
 
 from stratopt.engine.grid_sweep import sweep_grid
 from stratopt.engine.metrics import METRIC_NAMES
-from stratopt.engine.simulator import SimConfig
+from stratopt.engine.options import ExecutionOptions
 from stratopt.engine.walkforward import WalkForwardResult, Window, make_windows, walk_forward
 
 from ._signals import price_arrays, random_walk_bars, sma_cross_signal
@@ -49,7 +49,7 @@ def test_windows_reject_bad_settings() -> None:
 def result() -> Outcome:
     bars = random_walk_bars(6000, seed=21)
     windows = make_windows(6000, n_windows=3, train_ratio=0.6)
-    cfg = SimConfig(commission=0.001).to_vector()
+    cfg = ExecutionOptions(commission=0.001).to_vector()
     return (
         bars,
         windows,
@@ -63,7 +63,7 @@ def test_best_params_are_in_sample_argmax(result: Outcome) -> None:
     for w, win in enumerate(windows):
         train = price_arrays(bars, win.train_start, win.train_stop)
         scores = sweep_grid(
-            *train, sma_cross_signal, GRID, SimConfig(commission=0.001).to_vector(), PPY
+            *train, sma_cross_signal, GRID, ExecutionOptions(commission=0.001).to_vector(), PPY
         )
         assert res.best_index[w] == int(np.argmax(scores[:, column]))
         np.testing.assert_array_equal(res.best_params[w], GRID[res.best_index[w]])
@@ -104,10 +104,10 @@ def test_minimize_metric_picks_smallest() -> None:
         sma_cross_signal,
         GRID,
         windows,
-        SimConfig().to_vector(),
+        ExecutionOptions().to_vector(),
         PPY,
         metric="max_drawdown",
     )
     train = price_arrays(bars, 0, 2000)
-    scores = sweep_grid(*train, sma_cross_signal, GRID, SimConfig().to_vector(), PPY)
+    scores = sweep_grid(*train, sma_cross_signal, GRID, ExecutionOptions().to_vector(), PPY)
     assert res.best_index[0] == int(np.argmin(scores[:, METRIC_NAMES.index("max_drawdown")]))

@@ -6,7 +6,7 @@ import pytest
 
 from stratopt.data.bars import Bars
 from stratopt.data.synthetic import generate_bars
-from stratopt.engine import SimConfig
+from stratopt.engine import ExecutionOptions
 from stratopt.optimize.evaluate import Problem
 from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import MetricBound, Objective
@@ -30,4 +30,4 @@ def make_problem(
     objectives: tuple[Objective, ...] = (Objective("sharpe", "maximize"),),
     bounds: tuple[MetricBound, ...] = (),
 ) -> Problem:
-    return Problem(build_space(strategy, ()), bars, SimConfig(), objectives, bounds)
+    return Problem(build_space(strategy, ()), bars, ExecutionOptions(), objectives, bounds)

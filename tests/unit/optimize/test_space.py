@@ -103,3 +103,17 @@ def test_searched_part_rejects_values_outside_the_space(sma: StrategyType) -> No
     space = build_space(sma, (ParamOverride("fast", 5, 20),))
     assert space.searched_part({"fast": 10, "slow": 50}) == {"fast": 10, "slow": 50}
     assert space.searched_part({"fast": 30, "slow": 50}) is None
+
+
+def test_grid_with_a_number_of_points_per_parameter(sma: StrategyType) -> None:
+    """What a walk-forward backtest asks for: `points` values per parameter, any range."""
+    grid = build_space(sma, ()).grid(5)
+    assert grid == {"fast": [2, 6, 20, 63, 200], "slow": [5, 15, 45, 134, 400]}
+    assert build_space(sma, ()).grid_size(5) == 25
+    narrow = build_space(sma, (ParamOverride("fast", 2, 4), ParamOverride("slow", 20, 60)))
+    assert narrow.grid(5) == {"fast": [2, 3, 4], "slow": [20, 30, 40, 50, 60]}
+    rsi = build_space(registry.get("rsi_reversion"), ())
+    values = rsi.grid(3)
+    assert values["source"] == ["close", "hl2", "hlc3", "ohlc4"], "every choice is visited"
+    assert values["oversold"] == [5.0, 25.0, 45.0]
+    assert all(isinstance(v, int) for v in values["period"])

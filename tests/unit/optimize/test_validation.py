@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stratopt import engine
 from stratopt.data.bars import Bars
-from stratopt.engine import SimConfig, bar_arrays, infer_periods_per_year
+from stratopt.engine import ExecutionOptions, infer_periods_per_year
 from stratopt.optimize.spec import ValidationPlan
 from stratopt.optimize.validation import in_sample_bars, plan_problem, validate
 from stratopt.strategies.base import StrategyType
@@ -16,14 +16,13 @@ def test_holdout_and_windows_match_backtests_of_those_bars(bars: Bars, sma: Stra
     n = len(bars)
     plan = ValidationPlan(holdout_fraction=0.25, walk_forward_windows=3)
     ppy = infer_periods_per_year(bars.ts)
-    report = validate(bar_arrays(bars), sma, PARAMS, SimConfig(), plan, "sharpe", ppy)
+    report = validate(bars, sma, PARAMS, ExecutionOptions(), plan, "sharpe", ppy)
     cut = in_sample_bars(n, plan)
     assert cut == n - round(n * 0.25)
+    opts = ExecutionOptions(periods_per_year=ppy)
 
     def sharpe(a: int, b: int) -> float:
-        return engine.backtest(bars.slice(a, b), sma, PARAMS, periods_per_year=ppy).metrics[
-            "sharpe"
-        ]
+        return engine.backtest(bars.slice(a, b), sma, PARAMS, opts).metrics["sharpe"]
 
     assert abs(report.in_sample["sharpe"] - sharpe(0, cut)) < 1e-9
     assert abs(report.out_of_sample["sharpe"] - sharpe(cut, n)) < 1e-9
@@ -36,7 +35,7 @@ def test_holdout_and_windows_match_backtests_of_those_bars(bars: Bars, sma: Stra
 def test_anchored_windows_all_start_at_the_first_bar(bars: Bars, sma: StrategyType) -> None:
     plan = ValidationPlan(walk_forward_windows=2, anchored=True)
     ppy = infer_periods_per_year(bars.ts)
-    report = validate(bar_arrays(bars), sma, PARAMS, SimConfig(), plan, "sharpe", ppy)
+    report = validate(bars, sma, PARAMS, ExecutionOptions(), plan, "sharpe", ppy)
     assert report.out_of_sample == {}
     assert abs(report.walk_forward_windows[1]["sharpe"] - report.in_sample["sharpe"]) < 1e-12
 

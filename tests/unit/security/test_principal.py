@@ -45,27 +45,6 @@ def test_require_raises_permission_denied() -> None:
     jwt_user(Role.ANALYST).require(P.RUN_BACKTESTS)
 
 
-def test_ownership_rules() -> None:
-    owner, other = jwt_user(Role.TRADER, "owner"), jwt_user(Role.TRADER, "other")
-    admin = jwt_user(Role.ADMIN, "root")
-    assert owner.can_access(P.DELETE_STRATEGIES, "owner")
-    assert not other.can_access(P.DELETE_STRATEGIES, "owner")
-    assert not other.can_access(P.DELETE_STRATEGIES, "owner", shared_with_me=True)
-    assert not other.can_access(P.READ_STRATEGIES, "owner")
-    assert other.can_access(P.READ_STRATEGIES, "owner", shared_with_me=True)
-    assert other.can_access(P.RUN_BACKTESTS, "owner", shared_with_me=True)
-    assert admin.can_access(P.DELETE_STRATEGIES, "owner")
-    with pytest.raises(PermissionDeniedError):
-        other.require_access(P.WRITE_STRATEGIES, "owner", shared_with_me=True)
-
-
-def test_share_does_not_grant_what_the_role_lacks() -> None:
-    viewer = jwt_user(Role.VIEWER, "v")
-    assert viewer.can_access(P.READ_STRATEGIES, "owner", shared_with_me=True)
-    assert not viewer.can_access(P.RUN_BACKTESTS, "owner", shared_with_me=True)
-    assert not viewer.can_access(P.WRITE_STRATEGIES, "v")
-
-
 def test_principal_shape_is_validated() -> None:
     with pytest.raises(ValueError):
         Principal("u", "u", Role.ADMIN, via="api_key")

@@ -9,6 +9,7 @@ package stratoptv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -821,7 +822,10 @@ func (x *TimeRange) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// How backtests and paper trading fill orders and size positions.
+// How backtests and paper trading fill orders and size positions. In a request, a field
+// counts as set when it is non-zero or named in set_fields; fields not set take the stored
+// strategy's value, then the default. Responses about a run (Backtest, Job) carry the
+// resolved options: every field as the run used it.
 type ExecutionOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Starting cash (default 10,000).
@@ -844,8 +848,14 @@ type ExecutionOptions struct {
 	TrailingStop float64 `protobuf:"fixed64,9,opt,name=trailing_stop,json=trailingStop,proto3" json:"trailing_stop,omitempty"`
 	// Periods per year for annualized metrics (0 = inferred from bar spacing).
 	PeriodsPerYear float64 `protobuf:"fixed64,10,opt,name=periods_per_year,json=periodsPerYear,proto3" json:"periods_per_year,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Fields listed here count as set even when zero, so an explicit 0 (or false) overrides a
+	// stored strategy's value; non-zero fields always count as set. Paths are this message's
+	// field names, e.g. ["commission", "stop_loss", "fill_on_close"]; a listed direction left
+	// at TRADE_DIRECTION_UNSPECIFIED means the default (long only). In responses it lists every
+	// field the options were given: all of them for a backtest's or job's resolved options.
+	SetFields     *fieldmaskpb.FieldMask `protobuf:"bytes,11,opt,name=set_fields,json=setFields,proto3" json:"set_fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecutionOptions) Reset() {
@@ -946,6 +956,13 @@ func (x *ExecutionOptions) GetPeriodsPerYear() float64 {
 		return x.PeriodsPerYear
 	}
 	return 0
+}
+
+func (x *ExecutionOptions) GetSetFields() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.SetFields
+	}
+	return nil
 }
 
 // The performance figures of a backtest or a running strategy. Returns are fractions (0.1 = 10%).
@@ -1457,7 +1474,7 @@ var File_stratopt_v1_common_proto protoreflect.FileDescriptor
 
 const file_stratopt_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x18stratopt/v1/common.proto\x12\vstratopt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n" +
+	"\x18stratopt/v1/common.proto\x12\vstratopt.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n" +
 	"\x0eParameterValue\x12\x1d\n" +
 	"\tint_value\x18\x01 \x01(\x03H\x00R\bintValue\x12#\n" +
 	"\fdouble_value\x18\x02 \x01(\x01H\x00R\vdoubleValue\x12#\n" +
@@ -1480,7 +1497,7 @@ const file_stratopt_v1_common_proto_rawDesc = "" +
 	"\tTimeRange\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x82\x03\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xbd\x03\n" +
 	"\x10ExecutionOptions\x12!\n" +
 	"\finitial_cash\x18\x01 \x01(\x01R\vinitialCash\x12#\n" +
 	"\rposition_size\x18\x02 \x01(\x01R\fpositionSize\x129\n" +
@@ -1495,7 +1512,9 @@ const file_stratopt_v1_common_proto_rawDesc = "" +
 	"takeProfit\x12#\n" +
 	"\rtrailing_stop\x18\t \x01(\x01R\ftrailingStop\x12(\n" +
 	"\x10periods_per_year\x18\n" +
-	" \x01(\x01R\x0eperiodsPerYear\"\xea\x05\n" +
+	" \x01(\x01R\x0eperiodsPerYear\x129\n" +
+	"\n" +
+	"set_fields\x18\v \x01(\v2\x1a.google.protobuf.FieldMaskR\tsetFields\"\xea\x05\n" +
 	"\aMetrics\x12!\n" +
 	"\ftotal_return\x18\x01 \x01(\x01R\vtotalReturn\x12\x12\n" +
 	"\x04cagr\x18\x02 \x01(\x01R\x04cagr\x12+\n" +
@@ -1651,6 +1670,7 @@ var file_stratopt_v1_common_proto_goTypes = []any{
 	(*EquityPoint)(nil),           // 15: stratopt.v1.EquityPoint
 	(*Bar)(nil),                   // 16: stratopt.v1.Bar
 	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 18: google.protobuf.FieldMask
 }
 var file_stratopt_v1_common_proto_depIdxs = []int32{
 	7,  // 0: stratopt.v1.ParameterSpec.kind:type_name -> stratopt.v1.ParameterKind
@@ -1658,17 +1678,18 @@ var file_stratopt_v1_common_proto_depIdxs = []int32{
 	17, // 2: stratopt.v1.TimeRange.start_time:type_name -> google.protobuf.Timestamp
 	17, // 3: stratopt.v1.TimeRange.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: stratopt.v1.ExecutionOptions.direction:type_name -> stratopt.v1.TradeDirection
-	17, // 5: stratopt.v1.Trade.entry_time:type_name -> google.protobuf.Timestamp
-	17, // 6: stratopt.v1.Trade.exit_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: stratopt.v1.Trade.side:type_name -> stratopt.v1.TradeSide
-	4,  // 8: stratopt.v1.Trade.exit_reason:type_name -> stratopt.v1.ExitReason
-	17, // 9: stratopt.v1.EquityPoint.time:type_name -> google.protobuf.Timestamp
-	17, // 10: stratopt.v1.Bar.time:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 5: stratopt.v1.ExecutionOptions.set_fields:type_name -> google.protobuf.FieldMask
+	17, // 6: stratopt.v1.Trade.entry_time:type_name -> google.protobuf.Timestamp
+	17, // 7: stratopt.v1.Trade.exit_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: stratopt.v1.Trade.side:type_name -> stratopt.v1.TradeSide
+	4,  // 9: stratopt.v1.Trade.exit_reason:type_name -> stratopt.v1.ExitReason
+	17, // 10: stratopt.v1.EquityPoint.time:type_name -> google.protobuf.Timestamp
+	17, // 11: stratopt.v1.Bar.time:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_common_proto_init() }

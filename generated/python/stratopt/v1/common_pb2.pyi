@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -349,7 +350,11 @@ Global___TimeRange: _TypeAlias = TimeRange  # noqa: Y015
 
 @_typing.final
 class ExecutionOptions(_message.Message):
-    """How backtests and paper trading fill orders and size positions."""
+    """How backtests and paper trading fill orders and size positions. In a request, a field
+    counts as set when it is non-zero or named in set_fields; fields not set take the stored
+    strategy's value, then the default. Responses about a run (Backtest, Job) carry the
+    resolved options: every field as the run used it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -363,6 +368,7 @@ class ExecutionOptions(_message.Message):
     TAKE_PROFIT_FIELD_NUMBER: _builtins.int
     TRAILING_STOP_FIELD_NUMBER: _builtins.int
     PERIODS_PER_YEAR_FIELD_NUMBER: _builtins.int
+    SET_FIELDS_FIELD_NUMBER: _builtins.int
     initial_cash: _builtins.float
     """Starting cash (default 10,000)."""
     position_size: _builtins.float
@@ -383,6 +389,15 @@ class ExecutionOptions(_message.Message):
     """Trailing-stop distance as a fraction of the best price since entry (0 = off)."""
     periods_per_year: _builtins.float
     """Periods per year for annualized metrics (0 = inferred from bar spacing)."""
+    @_builtins.property
+    def set_fields(self) -> _field_mask_pb2.FieldMask:
+        """Fields listed here count as set even when zero, so an explicit 0 (or false) overrides a
+        stored strategy's value; non-zero fields always count as set. Paths are this message's
+        field names, e.g. ["commission", "stop_loss", "fill_on_close"]; a listed direction left
+        at TRADE_DIRECTION_UNSPECIFIED means the default (long only). In responses it lists every
+        field the options were given: all of them for a backtest's or job's resolved options.
+        """
+
     def __init__(
         self,
         *,
@@ -396,10 +411,11 @@ class ExecutionOptions(_message.Message):
         take_profit: _builtins.float = ...,
         trailing_stop: _builtins.float = ...,
         periods_per_year: _builtins.float = ...,
+        set_fields: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_fields", b"set_fields"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commission", b"commission", "direction", b"direction", "fill_on_close", b"fill_on_close", "initial_cash", b"initial_cash", "periods_per_year", b"periods_per_year", "position_size", b"position_size", "slippage", b"slippage", "stop_loss", b"stop_loss", "take_profit", b"take_profit", "trailing_stop", b"trailing_stop"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commission", b"commission", "direction", b"direction", "fill_on_close", b"fill_on_close", "initial_cash", b"initial_cash", "periods_per_year", b"periods_per_year", "position_size", b"position_size", "set_fields", b"set_fields", "slippage", b"slippage", "stop_loss", b"stop_loss", "take_profit", b"take_profit", "trailing_stop", b"trailing_stop"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

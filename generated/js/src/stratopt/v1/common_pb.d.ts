@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file stratopt/v1/common.proto.
@@ -167,7 +167,10 @@ export declare type TimeRange = Message<"stratopt.v1.TimeRange"> & {
 export declare const TimeRangeSchema: GenMessage<TimeRange>;
 
 /**
- * How backtests and paper trading fill orders and size positions.
+ * How backtests and paper trading fill orders and size positions. In a request, a field
+ * counts as set when it is non-zero or named in set_fields; fields not set take the stored
+ * strategy's value, then the default. Responses about a run (Backtest, Job) carry the
+ * resolved options: every field as the run used it.
  *
  * @generated from message stratopt.v1.ExecutionOptions
  */
@@ -241,6 +244,17 @@ export declare type ExecutionOptions = Message<"stratopt.v1.ExecutionOptions"> &
    * @generated from field: double periods_per_year = 10;
    */
   periodsPerYear: number;
+
+  /**
+   * Fields listed here count as set even when zero, so an explicit 0 (or false) overrides a
+   * stored strategy's value; non-zero fields always count as set. Paths are this message's
+   * field names, e.g. ["commission", "stop_loss", "fill_on_close"]; a listed direction left
+   * at TRADE_DIRECTION_UNSPECIFIED means the default (long only). In responses it lists every
+   * field the options were given: all of them for a backtest's or job's resolved options.
+   *
+   * @generated from field: google.protobuf.FieldMask set_fields = 11;
+   */
+  setFields?: FieldMask | undefined;
 };
 
 /**

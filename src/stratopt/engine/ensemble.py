@@ -1,4 +1,9 @@
-"""Ensembles: member target positions combined into one, then simulated like any strategy."""
+"""Combining several target-position arrays into one: the rule every ensemble trades by.
+
+Pure numpy on whole target arrays, kept in the engine so that every layer above (the
+``strategies.ensemble.Ensemble`` value that ``engine.backtest`` runs, paper trading) uses
+this one definition.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+ENSEMBLE_METHODS: tuple[str, ...] = ("weighted_vote", "unanimous", "majority")
+"""How member targets combine; see `combine`."""
 
 
 def combine(

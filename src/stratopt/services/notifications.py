@@ -1,0 +1,80 @@
+"""A user's notifications and the webhooks that carry their alerts out.
+
+Webhooks are the caller's own (admins included: a webhook delivers *your* notifications,
+so nobody manages another user's). The signing secret is generated here and shown once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from stratopt.errors import FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from stratopt.live.notify import Notifier
+from stratopt.live.webhooks import WebhookUrlError, new_webhook_secret, validate_webhook_url
+from stratopt.security.principal import Principal
+from stratopt.store import models
+from stratopt.store.live_repo import LiveRepo
+
+MAX_WEBHOOKS_PER_USER = 10
+KINDS = frozenset(
+    {
+        "strategy.alert",
+        "strategy.status",
+        "strategy.failed",
+        "job.succeeded",
+        "job.failed",
+        "job.cancelled",
+        "export.ready",
+    }
+)
+
+
+class NotificationService:
+    def __init__(self, repo: LiveRepo, notifier: Notifier) -> None:
+        self.repo = repo
+        self.notifier = notifier
+
+    def stream(self, principal: Principal, after: int) -> AsyncIterator[models.Notification]:
+        if after < 0:
+            raise InvalidArgument.field("after_sequence", "must not be negative")
+        return self.notifier.stream(principal.user_id, after)
+
+    async def create_webhook(
+        self, principal: Principal, url: str, kinds: Sequence[str]
+    ) -> models.Webhook:
+        v: list[FieldViolation] = []
+        try:
+            clean = validate_webhook_url(url)
+        except WebhookUrlError as e:
+            v.append(FieldViolation("webhook.url", str(e)))
+            clean = ""
+        for i, kind in enumerate(kinds):
+            if kind not in KINDS:
+                v.append(
+                    FieldViolation(f"webhook.kinds[{i}]", f"one of {', '.join(sorted(KINDS))}")
+                )
+        if v:
+            raise InvalidArgument.of(v)
+        if len(await self.repo.webhooks(principal.user_id)) >= MAX_WEBHOOKS_PER_USER:
+            raise ResourceExhausted(f"at most {MAX_WEBHOOKS_PER_USER} webhooks per user")
+        hook = models.Webhook(
+            id=models.new_id(),
+            owner_id=principal.user_id,
+            url=clean,
+            secret=new_webhook_secret(),
+            kinds=sorted(set(kinds)),
+            delivered_count=0,
+            failed_count=0,
+            last_error="",
+            created_at=models.utcnow(),
+        )
+        return await self.repo.add_webhook(hook)
+
+    async def webhooks(self, principal: Principal) -> list[models.Webhook]:
+        return await self.repo.webhooks(principal.user_id)
+
+    async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
+        hook = await self.repo.get_webhook(webhook_id) if webhook_id else None
+        if hook is None or hook.owner_id != principal.user_id:
+            raise NotFound("webhook", webhook_id)
+        await self.repo.delete_webhook(hook.id)
