@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -43,6 +44,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._work = asyncio.Event()
+        self._listeners: list[Callable[[JobEvent], None]] = []
 
     def subscribe(self, job_id: str) -> Subscription:
         sub = Subscription(job_id)
@@ -56,7 +58,13 @@ class EventBus:
             if not subs:
                 del self._subs[sub.job_id]
 
+    def listen(self, listener: Callable[[JobEvent], None]) -> None:
+        """Calls `listener` with every event of every job (e.g. to notify owners)."""
+        self._listeners.append(listener)
+
     def publish(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
         for sub in list(self._subs.get(event.job.id, ())):
             try:
                 sub.queue.put_nowait(event)

@@ -9,8 +9,6 @@ worker, another replica) arrive too, a little later.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -85,8 +83,9 @@ class Notifier:
                     yield row
                 if len(rows) == 500:
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sub.__anext__(), self.poll_s)
+                if sub.closed:
+                    return  # the server is shutting down
+                await sub.get(timeout=self.poll_s)  # woken by a local notify, or polls
 
     async def _send_to_webhooks(self, row: models.Notification) -> None:
         hooks = await self.repo.webhooks(row.user_id)

@@ -32,7 +32,7 @@ from stratopt.api.unimplemented import fill_unimplemented
 from stratopt.security.tokens import TokenService
 from stratopt.server import bootstrap
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
-from stratopt.server.live_assembly import LiveRuntime, build_live
+from stratopt.server.live_assembly import LiveRuntime, build_live, notify_job_ends
 from stratopt.server.security_assembly import SecurityServices
 from stratopt.server.settings import Settings
 from stratopt.services.backtests import BacktestCatalog
@@ -160,6 +160,8 @@ class Server:
         rt.live = build_live(
             db, datasets, allow_private_webhooks=s.dev, queue_size=s.live_queue_size
         )
+        rt.optimization.bus.listen(notify_job_ends(rt.live.notifier))
+        rt.exports.notify = rt.live.notifier.notify
         if s.sample_data:
             await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
@@ -248,6 +250,11 @@ class Server:
             self._monitor.cancel()
         if self.grpc is not None:
             await self.health.enter_graceful_shutdown()
+            if self.runtime is not None and self.runtime.live is not None:
+                # Live streams never end by themselves and would hold the whole grace while
+                # strategies go on trading: stop the runs first (they resume at the next
+                # start), which ends their streams, then drain the other calls.
+                await self.runtime.live.stop_runs()
             await self.grpc.stop(grace)
         if self.runtime is not None:
             for t in self.runtime.background:

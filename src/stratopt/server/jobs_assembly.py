@@ -19,6 +19,7 @@ class OptimizationRuntime:
     jobs: OptimizationJobs
     pool: WorkerPool
     studies: StudyStorage
+    bus: EventBus
 
     async def start(self) -> None:
         await self.pool.start()
@@ -36,7 +37,7 @@ def build_optimization(
     bus = EventBus()
     jobs = OptimizationJobs(db, datasets, studies, bus, lease_s=config.lease_s)
     pool = WorkerPool(db, studies, datasets.files, bus, workers, config=config)
-    return OptimizationRuntime(jobs, pool, studies)
+    return OptimizationRuntime(jobs, pool, studies, bus)
 
 
 def build_worker_pool(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from stratopt.jobs.events import JobEvent
+from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED
 from stratopt.live.hub import DEFAULT_MAXSIZE
 from stratopt.live.manager import LiveManager
 from stratopt.live.notify import Notifier
@@ -26,10 +30,45 @@ class LiveRuntime:
         self.notifier.start()
         await self.manager.start()
 
+    async def stop_runs(self) -> None:
+        """Stops the strategies running here and flushes what they did; they stay recorded
+        as running and resume at the next start. Ends their streams with UNAVAILABLE
+        (clients resume with after_sequence)."""
+        await self.manager.close()
+
     async def stop(self) -> None:
-        """Flushes what ran; running strategies stay recorded as running and resume later."""
+        """`stop_runs` (if not done yet), then stops webhook delivery."""
         await self.manager.close()
         await self.notifier.stop()
+
+
+def notify_job_ends(notifier: Notifier) -> Callable[[JobEvent], None]:
+    """A job-event listener that tells a job's owner when it succeeded, failed or was
+    cancelled (jobs run by this server's workers; standalone workers' jobs show in
+    WatchJob and ListJobs)."""
+
+    def on_event(event: JobEvent) -> None:
+        job = event.job
+        if event.type != "state" or not job.terminal:
+            return
+        words = {SUCCEEDED: "finished", FAILED: "failed", CANCELLED: "was cancelled"}
+        severity = "error" if job.state == FAILED else "info"
+        detail = job.error if job.state == FAILED else _best(job.best_value)
+        task = asyncio.get_running_loop().create_task(
+            notifier.notify(
+                job.owner_id, f"job.{job.state}", severity,
+                f"Optimization {words.get(job.state, job.state)}",
+                f"{job.trials_completed}/{job.trials_total} trials. {detail}".strip(),
+                f"jobs/{job.id}",
+            )
+        )  # fmt: skip
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    return on_event
+
+
+def _best(value: float | None) -> str:
+    return "" if value is None else f"Best objective {value:.6g}."
 
 
 def build_live(

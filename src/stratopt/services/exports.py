@@ -40,6 +40,9 @@ from stratopt.strategies import registry
 BestParams = Callable[[Principal, str], Awaitable[tuple[str, dict[str, Any], ExecutionOptions]]]
 """(principal, job_id) -> (strategy type, best parameters, execution), from the job system."""
 
+Notify = Callable[[str, str, str, str, str, str], Awaitable[object]]
+"""(user_id, kind, severity, title, message, resource): see live.notify.Notifier.notify."""
+
 CONTENT_TYPES = {
     "pine": ("text/plain; charset=utf-8", "pine"),
     "json": ("application/json", "json"),
@@ -55,6 +58,8 @@ class ExportCatalog:
         self.root = root
         self.backtests = backtests
         self.best_params: BestParams | None = None
+        # Tells the owner a file is ready (wired to live.notify.Notifier.notify).
+        self.notify: Notify | None = None
 
     async def pine(
         self,
@@ -226,4 +231,9 @@ class ExportCatalog:
         )
         async with self.db.transaction() as s:
             s.add(row)
+        if self.notify is not None:
+            await self.notify(
+                principal.user_id, "export.ready", "info", f"Export ready: {row.file_name}",
+                f"{row.size_bytes:,} bytes, from {source}", f"exports/{row.id}",
+            )  # fmt: skip
         return row

@@ -1,0 +1,87 @@
+"""StreamNotifications tells a user when their jobs end and their exports are ready.
+
+Alerts of running strategies reach the same stream (tests/integration/live); here the
+other sources, and resuming the stream with after_sequence.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from stratopt.v1 import export_pb2 as epb
+from stratopt.v1 import export_pb2_grpc as epbg
+from stratopt.v1 import optimization_pb2_grpc as opbg
+from stratopt.v1 import system_pb2 as spb
+from stratopt.v1 import system_pb2_grpc as spbg
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.integration.jobs.helpers import make_dataset, start, wait_done
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(Path(tmp_path_factory.mktemp("notify")))
+    yield server
+    stop_server(server)
+
+
+def collect(
+    ch: grpc.Channel, md: list[tuple[str, str]], after: int, want: int
+) -> tuple[list[spb.Notification], threading.Thread, threading.Event]:
+    """Reads the stream in a thread until `want` notifications arrived."""
+    got: list[spb.Notification] = []
+    ready = threading.Event()
+    stub = spbg.SystemServiceStub(ch)
+    call = stub.StreamNotifications(
+        spb.StreamNotificationsRequest(after_sequence=after), metadata=md, timeout=60
+    )
+
+    def read() -> None:
+        ready.set()
+        try:
+            for msg in call:
+                got.append(msg.notification)
+                if len(got) >= want:
+                    call.cancel()
+                    return
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:  # cancelled: we stopped reading
+                raise
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    ready.wait()
+    return got, thread, ready
+
+
+def test_job_end_and_export_ready_are_notified_and_resumable(srv: LiveServer) -> None:
+    md = srv.md("trader")
+    with srv.channel() as ch:
+        got, thread, _ = collect(ch, md, after=0, want=2)
+        time.sleep(0.5)  # the stream is open before anything happens
+        dataset = make_dataset(ch, md, bars=2_000)
+        job = start(opbg.OptimizationServiceStub(ch), md, dataset_id=dataset, trials=6)
+        wait_done(opbg.OptimizationServiceStub(ch), md, job.id)
+        epbg.ExportServiceStub(ch).ExportPineScript(
+            epb.ExportPineScriptRequest(strategy_type="sma_crossover"), metadata=md
+        )
+        thread.join(30)
+        kinds = [n.kind for n in got]
+        assert kinds == ["job.succeeded", "export.ready"], kinds
+        assert got[0].resource == f"jobs/{job.id}" and "6/6 trials" in got[0].message
+        assert got[1].resource.startswith("exports/")
+        assert got[1].sequence == got[0].sequence + 1
+
+        again, thread, _ = collect(ch, md, after=got[0].sequence, want=1)
+        thread.join(30)
+        assert [n.sequence for n in again] == [got[1].sequence]
+        assert again[0].kind == "export.ready"
+
+        others, thread, _ = collect(ch, srv.md("analyst"), after=1, want=1)
+        thread.join(1.5)
+        assert others == []  # notifications are per user
