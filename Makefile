@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.bin:$(PATH)
 
-.PHONY: install serve test test-fast lint generate check-generated breaking bench bench-optimize clean js-deps
+.PHONY: install serve test test-fast lint generate check-generated breaking bench bench-optimize bench-live clean js-deps fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
@@ -62,6 +62,14 @@ bench: install
 bench-optimize: install
 	$(PY) -m pip install -q -e '.[bench]' || echo "peers unavailable"
 	$(PY) bench/bench_optimize.py
+
+## Paper trading over gRPC: signal latency of 100 strategies on one replay, fan-out to 1,000 subscribers.
+bench-live: install
+	$(PY) bench/bench_live.py
+
+## Long fuzzing of every RPC's request (a few examples per RPC already run in `make test`).
+fuzz: install
+	STRATOPT_FUZZ_EXAMPLES=300 STRATOPT_FUZZ_RANDOM=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_fuzz.py
 
 clean:
 	rm -rf build var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -39,7 +39,16 @@ TEST_SECURITY_ENV = {
     # in tests/integration/security with their own tiny settings.
     **{
         f"STRATOPT_RATE_LIMIT_{c}": "10000/s burst 10000"
-        for c in ("GENERAL", "BACKTEST", "OPTIMIZATION", "EXPORT", "DATA", "AUTH", "AUTH_PER_IP")
+        for c in (
+            "GENERAL",
+            "BACKTEST",
+            "OPTIMIZATION",
+            "EXPORT",
+            "DATA",
+            "AUTH",
+            "AUTH_PER_IP",
+            "AUTH_PER_USER",
+        )
     },
 }
 

@@ -5,10 +5,12 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	stratoptv1 "github.com/stratopt/stratopt/generated/go/stratopt/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -34,11 +36,24 @@ func setup(t *testing.T) fixture {
 	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	ctx, err = authenticate(ctx, conn)
+	cred, err := sharedCredential(ctx, conn)
 	if err != nil {
 		t.Fatalf("authenticate: %v", err)
 	}
-	return fixture{ctx: ctx, client: stratoptv1.NewStrategyServiceClient(conn)}
+	return fixture{ctx: cred.attach(ctx), client: stratoptv1.NewStrategyServiceClient(conn)}
+}
+
+// The suite logs in once (with STRATOPT_USERNAME/PASSWORD) and every test reuses the token:
+// a login per test would hit the server's login rate limit.
+var (
+	credentialOnce sync.Once
+	sharedCred     header
+	sharedCredErr  error
+)
+
+func sharedCredential(ctx context.Context, conn grpc.ClientConnInterface) (header, error) {
+	credentialOnce.Do(func() { sharedCred, sharedCredErr = credential(ctx, conn) })
+	return sharedCred, sharedCredErr
 }
 
 // create makes a strategy that is deleted when the test ends (if the test did not delete it).

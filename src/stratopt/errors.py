@@ -9,6 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+ECHO_MAX = 64
+"""How much of a caller's value an error message repeats (ids are 32 characters)."""
+
+
+def clip(text: str, limit: int = ECHO_MAX) -> str:
+    """`text`, shortened to about `limit` characters with a note of how much was cut, so
+    an error about a hostile value never carries the value whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 20, 1)]}... ({len(text):,} characters)"
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -38,7 +49,7 @@ class InvalidArgument(StratoptError):
     @classmethod
     def of(cls, violations: Iterable[FieldViolation]) -> InvalidArgument:
         vs = list(violations)
-        summary = "; ".join(f"{v.field}: {v.description}" for v in vs[:3])
+        summary = "; ".join(f"{clip(v.field, 100)}: {clip(v.description, 200)}" for v in vs[:3])
         more = f" (and {len(vs) - 3} more)" if len(vs) > 3 else ""
         return cls(f"invalid request: {summary}{more}", vs)
 
@@ -52,7 +63,7 @@ class NotFound(StratoptError):
     reason = "NOT_FOUND"
 
     def __init__(self, resource_type: str, resource_id: str) -> None:
-        super().__init__(f"{resource_type} {resource_id!r} not found")
+        super().__init__(f"{resource_type} {clip(resource_id)!r} not found")
         self.resource_type = resource_type
         self.resource_id = resource_id
 

@@ -19,6 +19,7 @@ from stratopt.v1 import strategy_pb2_grpc as s_grpc
 
 from stratopt import engine
 from stratopt.api.convert import pb_to_ns
+from stratopt.strategies import registry
 from tests.conftest import LiveServer
 from tests.integration.helpers import call_error, violations
 
@@ -65,7 +66,8 @@ def test_backtest_matches_the_engine_and_is_stored(
 
     bars = DatasetStore(srv.data_dir / "datasets").load(ds_id)
     options = engine.ExecutionOptions(commission=0.001, direction="both")
-    local = engine.backtest(bars, "sma_crossover", {"fast": 10, "slow": 50}, options)
+    sma = registry.get("sma_crossover")
+    local = engine.backtest(bars, sma, {"fast": 10, "slow": 50}, options)
     assert bt.metrics.total_return == pytest.approx(local.metrics["total_return"], rel=1e-12)
     assert bt.metrics.num_trades == len(local.trades)
     assert bt.metrics.final_equity == pytest.approx(float(local.equity.iloc[-1]))

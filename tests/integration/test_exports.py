@@ -63,9 +63,31 @@ def test_pine_script_of_a_stored_strategy(ch: grpc.Channel, live_server: LiveSer
     r = stub.ExportPineScript(
         pb.ExportPineScriptRequest(strategy_id=strat.id, include_execution=True), metadata=md
     )
-    assert r.script.startswith("//@version=6")
-    assert "13" in r.script and "77" in r.script and 'strategy("pine me"' in r.script
-    assert "commission_value=0.1" in r.script and "strategy.exit(" in r.script
+    head, _, body = r.script.partition("//@version=6\n")
+    assert body.startswith('strategy("pine me"') and "13" in body and "77" in body
+    assert "commission_value=0.1" in body and "strategy.exit(" in body
+    # Provenance: the strategy, its parameters and options; no backtest of it yet.
+    assert head.startswith("// Exported by stratopt ") and "pine me" in head
+    assert f"// Source: strategies/{strat.id}" in head and "fast=13, slow=77" in head
+    assert "direction=both" in head and "No backtest of these parameters" in head
+    # After a backtest of the strategy the header names its data and metrics.
+    ds = (
+        md_grpc.MarketDataServiceStub(ch)
+        .GenerateSyntheticDataset(
+            md_pb.GenerateSyntheticDatasetRequest(name="prov", bar_count=500, seed=9), metadata=md
+        )
+        .dataset
+    )
+    bt = (
+        bt_grpc.BacktestServiceStub(ch)
+        .RunBacktest(bt_pb.RunBacktestRequest(strategy_id=strat.id, dataset_id=ds.id), metadata=md)
+        .backtest
+    )
+    again = stub.ExportPineScript(pb.ExportPineScriptRequest(strategy_id=strat.id), metadata=md)
+    head = again.script.partition("//@version=6")[0]
+    assert f"// Dataset: datasets/{ds.id}" in head and "; period: " in head
+    assert "Metrics: total_return=" in head and f"backtests/{bt.id}" in head
+    stub.DeleteExportFile(pb.DeleteExportFileRequest(export_id=again.file.id), metadata=md)
     assert download(stub, r.file.id, md).decode() == r.script
     assert r.file.kind == pb.EXPORT_KIND_PINE_SCRIPT and r.file.file_name.endswith(".pine")
     listed = stub.ListExportFiles(pb.ListExportFilesRequest(), metadata=md).files
@@ -165,5 +187,8 @@ def test_pine_script_of_an_optimization_jobs_best_parameters(
         pb.ExportPineScriptRequest(job_id=job.id), metadata=md
     )
     assert r.file.source == f"jobs/{job.id}"
+    head = r.script.partition("//@version=6")[0]
+    assert f"// Source: jobs/{job.id}" in head and "// Dataset: datasets/" in head
+    assert "Metrics: " in head
     for name, value in best.items():
         assert f'input.int({value}, "' in r.script or f"input.int({value}," in r.script, name

@@ -3,7 +3,7 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StrategyService } from "@stratopt/api/stratopt/v1/strategy_pb";
-import { authHeaderFromEnv, authInterceptor } from "./auth.ts";
+import { authHeaderFromEnv, authInterceptor, type AuthHeader } from "./auth.ts";
 
 export const DEFAULT_SERVER = "127.0.0.1:50051";
 
@@ -17,8 +17,23 @@ export function transport(interceptors: Interceptor[] = []): Transport {
   return createGrpcTransport({ baseUrl: serverUrl(), interceptors });
 }
 
+let credential: Promise<AuthHeader> | undefined;
+
+/**
+ * The credential from the environment, found once per process: with a username and password
+ * that is one login, whose token every client reuses (a login per client or per test would
+ * run into the server's login rate limit).
+ */
+export function sharedAuthHeader(): Promise<AuthHeader> {
+  credential ??= authHeaderFromEnv(transport()).catch((e: unknown) => {
+    credential = undefined;
+    throw e;
+  });
+  return credential;
+}
+
 /** A StrategyService client whose every call carries the credential from the environment. */
 export async function strategyClient(): Promise<Client<typeof StrategyService>> {
-  const header = await authHeaderFromEnv(transport());
+  const header = await sharedAuthHeader();
   return createClient(StrategyService, transport([authInterceptor(header)]));
 }

@@ -4,7 +4,6 @@ by the access table (`authz.py`)."""
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
@@ -21,7 +20,7 @@ from stratopt.api.auth_convert import (
     user_to_pb,
 )
 from stratopt.api.context import current_principal
-from stratopt.api.convert import ts_to_pb
+from stratopt.api.convert import duration_from_pb, ts_from_pb, ts_to_pb
 from stratopt.errors import InvalidArgument, Unauthenticated
 from stratopt.security.audit_trail import AuditQuery
 from stratopt.security.errors import AuthenticationError
@@ -120,7 +119,9 @@ class AuthServicer(pbg.AuthServiceServicer):
             current_principal(),
             request.display_name,
             permissions_from_pb(request.scopes, "scopes") or None,
-            request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None,
+            ts_from_pb(request.expire_time, "expire_time")
+            if request.HasField("expire_time")
+            else None,
         )
         audit.annotate(detail=f"created {public_prefix(created.record.prefix)}")
         return pb.CreateApiKeyResponse(api_key=api_key_to_pb(created.record), secret=created.key)
@@ -145,7 +146,11 @@ class AuthServicer(pbg.AuthServiceServicer):
     async def RotateApiKey(
         self, request: pb.RotateApiKeyRequest, context: Ctx
     ) -> pb.RotateApiKeyResponse:
-        grace = request.grace_period.ToTimedelta() if request.HasField("grace_period") else None
+        grace = (
+            duration_from_pb(request.grace_period, "grace_period")
+            if request.HasField("grace_period")
+            else None
+        )
         rotated = await self.accounts.rotate_api_key(current_principal(), request.key_id, grace)
         old, new = rotated.previous, rotated.created
         audit.annotate(
@@ -212,8 +217,12 @@ class AuthServicer(pbg.AuthServiceServicer):
             actor_id=request.actor_id,
             resource_type=request.resource_type,
             resource_id=request.resource_id,
-            start=tr.start_time.ToDatetime(tzinfo=UTC) if tr.HasField("start_time") else None,
-            end=tr.end_time.ToDatetime(tzinfo=UTC) if tr.HasField("end_time") else None,
+            start=(
+                ts_from_pb(tr.start_time, "time_range.start_time")
+                if tr.HasField("start_time")
+                else None
+            ),
+            end=ts_from_pb(tr.end_time, "time_range.end_time") if tr.HasField("end_time") else None,
         )
         events, token = await self.accounts.audit_events(
             query, request.page_size, request.page_token

@@ -119,6 +119,7 @@ _STRATEGY = {
     "StopStrategy": _write(_P.EXECUTE_STRATEGIES, "strategy", "strategy_id"),
     "ListSignals": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
     "ListFills": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
+    "ListAlerts": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
     "StreamSignals": _read(_P.READ_STRATEGIES, "strategy", "strategy_id"),
     "GetPerformance": _read(_P.VIEW_PERFORMANCE, "strategy", "strategy_id"),
     "StreamPerformance": _read(_P.VIEW_PERFORMANCE, "strategy", "strategy_id"),

@@ -30,8 +30,10 @@ class BacktestServicer(pbg.BacktestServiceServicer):
             strategy_type=request.strategy_type.strip(),
             parameters=params_from_pb(request.parameters, "parameters"),
             dataset_id=request.dataset_id.strip(),
-            start_ns=pb_to_ns(tr.start_time) if tr.HasField("start_time") else 0,
-            end_ns=pb_to_ns(tr.end_time) if tr.HasField("end_time") else 0,
+            start_ns=pb_to_ns(tr.start_time, "time_range.start_time")
+            if tr.HasField("start_time")
+            else 0,
+            end_ns=pb_to_ns(tr.end_time, "time_range.end_time") if tr.HasField("end_time") else 0,
             timeframe=request.timeframe.strip(),
             execution=execution_from_pb(request.execution, "execution"),
             mc_sims=mc.simulations,

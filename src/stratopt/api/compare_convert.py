@@ -14,8 +14,10 @@ def comparison_spec_from_pb(request: pb.CompareStrategiesRequest) -> ComparisonS
         strategy_ids=tuple(i.strip() for i in request.strategy_ids),
         backtest_ids=tuple(i.strip() for i in request.backtest_ids),
         dataset_id=request.dataset_id.strip(),
-        start_ns=pb_to_ns(tr.start_time) if tr.HasField("start_time") else 0,
-        end_ns=pb_to_ns(tr.end_time) if tr.HasField("end_time") else 0,
+        start_ns=pb_to_ns(tr.start_time, "time_range.start_time")
+        if tr.HasField("start_time")
+        else 0,
+        end_ns=pb_to_ns(tr.end_time, "time_range.end_time") if tr.HasField("end_time") else 0,
         execution=execution_from_pb(request.execution, "execution"),
         rank_by=request.rank_by.strip(),
     )

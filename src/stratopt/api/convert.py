@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.internal.containers import MessageMap
 
 from stratopt.engine.options import FIELDS, ExecutionOptions, InvalidExecutionOptions
@@ -61,8 +61,47 @@ def ns_to_pb(ns: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
-def pb_to_ns(t: timestamp_pb2.Timestamp) -> int:
-    return t.seconds * 1_000_000_000 + t.nanos
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+TS_MIN_SECONDS = -62_135_596_800
+TS_MAX_SECONDS = 253_402_300_799
+# google.protobuf.Duration's valid range: about +-10,000 years.
+DURATION_MAX_SECONDS = 315_576_000_000
+# Bar times are int64 nanoseconds since 1970: 1677-09-21 .. 2262-04-11.
+NS_MIN = -(2**63)
+NS_MAX = 2**63 - 1
+
+
+def _check_ts(t: timestamp_pb2.Timestamp, field: str) -> None:
+    if not 0 <= t.nanos <= 999_999_999:
+        raise InvalidArgument.field(field, "nanos must be in 0..999999999")
+    if not TS_MIN_SECONDS <= t.seconds <= TS_MAX_SECONDS:
+        raise InvalidArgument.field(field, "must be between 0001-01-01 and 9999-12-31 (UTC)")
+
+
+def ts_from_pb(t: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A valid Timestamp as an aware UTC datetime; anything else names `field` as invalid."""
+    _check_ts(t, field)
+    return t.ToDatetime(tzinfo=UTC)
+
+
+def pb_to_ns(t: timestamp_pb2.Timestamp, field: str = "time") -> int:
+    """Nanoseconds since 1970, the unit of bar times; out of their range is a client error."""
+    _check_ts(t, field)
+    ns = t.seconds * 1_000_000_000 + t.nanos
+    if not NS_MIN <= ns <= NS_MAX:
+        raise InvalidArgument.field(field, "must be between 1677-09-22 and 2262-04-11 (UTC)")
+    return ns
+
+
+def duration_from_pb(d: duration_pb2.Duration, field: str) -> timedelta:
+    """A valid Duration as a timedelta; anything else names `field` as invalid."""
+    if not -DURATION_MAX_SECONDS <= d.seconds <= DURATION_MAX_SECONDS:
+        raise InvalidArgument.field(field, "must be within 10,000 years")
+    if not -999_999_999 <= d.nanos <= 999_999_999 or (d.seconds and d.nanos * d.seconds < 0):
+        raise InvalidArgument.field(
+            field, "nanos must be in -999999999..999999999, with the sign of seconds"
+        )
+    return d.ToTimedelta()
 
 
 def param_from_pb(v: c.ParameterValue) -> int | float | str | None:

@@ -16,9 +16,10 @@ from grpc_interceptor import AsyncServerInterceptor
 
 from stratopt.api.context import optional_principal
 from stratopt.api.status import internal_status, to_grpc_status
-from stratopt.errors import StratoptError
+from stratopt.errors import StratoptError, clip
 
 log = logging.getLogger("stratopt.rpc")
+LOG_DETAIL_MAX = 500
 
 
 class ErrorInterceptor(AsyncServerInterceptor):
@@ -59,7 +60,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
         self, exc: BaseException, context: grpc.aio.ServicerContext, method_name: str, start: float
     ) -> None:
         if isinstance(exc, StratoptError):
-            _log_call(method_name, exc.code_name, start, detail=exc.message)
+            _log_call(method_name, exc.code_name, start, detail=clip(exc.message, LOG_DETAIL_MAX))
             trailers = _trailers(context)
             await context.abort_with_status(to_grpc_status(exc, trailers))
         code = context.code() if hasattr(context, "code") else None

@@ -85,22 +85,25 @@ def alert_to_pb(e: LiveEvent) -> pb.Alert:
 
 
 def performance_to_pb(v: PerformanceView) -> pb.PerformanceSnapshot:
+    # Before its first bar a run has no bar time: leave it unset rather than 1970.
+    last_bar = ns_to_pb(v.last_bar_ts) if v.last_bar_ts > 0 else None
     return pb.PerformanceSnapshot(
         strategy_id=v.run.strategy_id,
-        time=ns_to_pb(v.last_bar_ts),
+        time=last_bar,
         equity=finite(v.equity),
         cash=finite(v.cash),
         position=v.side,
         unrealized_pnl=finite(v.unrealized_pnl),
         realized_pnl=finite(v.realized_pnl),
         drawdown=finite(v.drawdown),
-        metrics=metrics_to_pb(dict(v.metrics)),
+        # The tracker's metrics are METRIC_NAMES; the Metrics message also has final_equity.
+        metrics=metrics_to_pb({**v.metrics, "final_equity": v.equity}),
         bars_processed=v.bars_processed,
         sequence=v.bars_processed,
         run_state=RUN_STATE_TO_PB.get(v.run.status, 0),  # type: ignore[arg-type]
         position_quantity=finite(v.position),
         entry_price=finite(v.entry_price),
-        last_bar_time=ns_to_pb(v.last_bar_ts),
+        last_bar_time=last_bar,
         feed_id=v.run.feed_id,
         symbol=v.run.symbol,
         execution=execution_to_pb(v.execution),

@@ -13,9 +13,9 @@ import numpy as np
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ns_to_pb, pb_to_ns, ts_to_pb
 from stratopt.api.feed_methods import FeedMethods
-from stratopt.data.errors import DataError
-from stratopt.data.importers import BarStreamImporter
-from stratopt.errors import InvalidArgument
+from stratopt.data.errors import DataError, UploadBudgetError
+from stratopt.data.importers import BarStreamImporter, MemoryBudget, return_freed_memory
+from stratopt.errors import InvalidArgument, ResourceExhausted
 from stratopt.services.datasets import (
     DatasetCatalog,
     DatasetMeta,
@@ -41,6 +41,8 @@ FORMATS = {
 DEFAULT_PAGE = 5_000
 MAX_PAGE = 50_000
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+DEFAULT_UPLOAD_MEMORY = 1024 * 1024 * 1024
+UPLOAD_RETRY_S = 5.0
 
 
 def dataset_to_pb(row: Dataset) -> pb.Dataset:
@@ -62,9 +64,16 @@ def dataset_to_pb(row: Dataset) -> pb.Dataset:
 
 
 class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
-    def __init__(self, datasets: DatasetCatalog, live: LiveService) -> None:
+    def __init__(
+        self,
+        datasets: DatasetCatalog,
+        live: LiveService,
+        upload_budget: MemoryBudget | None = None,
+    ) -> None:
         self.datasets = datasets
         self.live = live
+        # One budget for every upload in progress in this process (STRATOPT_UPLOAD_MEMORY_MB).
+        self.upload_budget = upload_budget or MemoryBudget(DEFAULT_UPLOAD_MEMORY)
 
     async def ImportBars(
         self, request_iterator: AsyncIterator[pb.ImportBarsRequest], context: Ctx
@@ -89,27 +98,39 @@ class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
             if importer is None or header is None:
                 raise InvalidArgument.field("header", "the upload is empty")
             bars = await asyncio.to_thread(importer.finish)
+            meta = DatasetMeta(header.name, header.symbol, header.timeframe, header.description)
+            row = await self.datasets.create(p.user_id, meta, bars, "import")
+            del bars
+        except UploadBudgetError as e:
+            raise ResourceExhausted(str(e), retry_after_seconds=UPLOAD_RETRY_S) from None
         except DataError as e:
             raise data_error_to_invalid(e) from None
-        meta = DatasetMeta(header.name, header.symbol, header.timeframe, header.description)
-        row = await self.datasets.create(p.user_id, meta, bars, "import")
+        finally:
+            # Whatever happened (done, refused, client gone), the upload's memory goes back
+            # to the budget and to the system.
+            if importer is not None:
+                importer.close()
+                _trim_after_the_call()
         return pb.ImportBarsResponse(dataset=dataset_to_pb(row))
 
-    @staticmethod
-    def _start(h: pb.ImportHeader) -> tuple[pb.ImportHeader, BarStreamImporter]:
+    def _start(self, h: pb.ImportHeader) -> tuple[pb.ImportHeader, BarStreamImporter]:
         v = validate_meta(DatasetMeta(h.name, h.symbol, h.timeframe, h.description), "header.")
         if h.format not in FORMATS:
             raise InvalidArgument.field("header.format", "ROWS, CSV or PARQUET")
         if v:
             raise InvalidArgument.of(v)
-        return h, BarStreamImporter(FORMATS[h.format], max_bytes=MAX_UPLOAD_BYTES)  # type: ignore[arg-type]
+        return h, BarStreamImporter(
+            FORMATS[h.format],  # type: ignore[arg-type]
+            max_bytes=MAX_UPLOAD_BYTES,
+            budget=self.upload_budget,
+        )
 
     async def GenerateSyntheticDataset(
         self, request: pb.GenerateSyntheticDatasetRequest, context: Ctx
     ) -> pb.GenerateSyntheticDatasetResponse:
         meta = DatasetMeta(request.name, request.symbol or "SYNTH", request.timeframe or "1h")
         start = (
-            pb_to_ns(request.start_time)
+            pb_to_ns(request.start_time, "start_time")
             if request.HasField("start_time")
             else 1_577_836_800 * 10**9
         )
@@ -162,8 +183,8 @@ class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
         _, bars = await self.datasets.load(
             current_principal(),
             request.dataset_id,
-            pb_to_ns(tr.start_time) if tr.HasField("start_time") else 0,
-            pb_to_ns(tr.end_time) if tr.HasField("end_time") else 0,
+            pb_to_ns(tr.start_time, "time_range.start_time") if tr.HasField("start_time") else 0,
+            pb_to_ns(tr.end_time, "time_range.end_time") if tr.HasField("end_time") else 0,
             request.timeframe.strip(),
         )
         total = len(bars)
@@ -174,6 +195,22 @@ class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
             )
             msg.offset, msg.total = offset, total
             yield msg
+
+
+_TRIMS: set[asyncio.Task[None]] = set()
+
+
+def _trim_after_the_call(delay_s: float = 0.5) -> None:
+    """Return freed memory to the system once the call is over: gRPC releases the request
+    chunks only after the handler returns, so trimming right here would miss most of them."""
+
+    async def trim() -> None:
+        await asyncio.sleep(delay_s)
+        await asyncio.to_thread(return_freed_memory)
+
+    task = asyncio.get_running_loop().create_task(trim())
+    _TRIMS.add(task)
+    task.add_done_callback(_TRIMS.discard)
 
 
 def _bars_page(
@@ -192,9 +229,17 @@ def _feed_rows(importer: BarStreamImporter, rows: pb.BarRows) -> None:
     n = len(rows.bars)
     if n == 0:
         return
-    ts = np.fromiter(
-        (b.time.seconds * 1_000_000_000 + b.time.nanos for b in rows.bars), np.int64, n
-    )
+    try:
+        ts = np.fromiter(
+            (b.time.seconds * 1_000_000_000 + b.time.nanos for b in rows.bars), np.int64, n
+        )
+        nanos = np.fromiter((b.time.nanos for b in rows.bars), np.int64, n)
+        valid = bool(((nanos >= 0) & (nanos < 1_000_000_000)).all())
+    except OverflowError:  # past what int64 nanoseconds hold (1677..2262)
+        valid = False
+    if not valid:
+        for i, b in enumerate(rows.bars):  # name the first bad row
+            pb_to_ns(b.time, f"rows.bars[{i}].time")
     cols = [
         np.fromiter((getattr(b, f) for b in rows.bars), np.float64, n)
         for f in ("open", "high", "low", "close", "volume")

@@ -107,8 +107,12 @@ def spec_from_pb(m: pb.OptimizationSpec, field: str = "spec") -> StudySpec:
         strategy_type=m.strategy_type.strip(),
         strategy_id=m.strategy_id.strip(),
         dataset_id=m.dataset_id.strip(),
-        start_ns=pb_to_ns(tr.start_time) if tr.HasField("start_time") else 0,
-        end_ns=pb_to_ns(tr.end_time) if tr.HasField("end_time") else 0,
+        start_ns=pb_to_ns(tr.start_time, f"{field}.time_range.start_time")
+        if tr.HasField("start_time")
+        else 0,
+        end_ns=pb_to_ns(tr.end_time, f"{field}.time_range.end_time")
+        if tr.HasField("end_time")
+        else 0,
         timeframe=m.timeframe.strip(),
         overrides=tuple(overrides),
         objectives=tuple(
@@ -218,6 +222,7 @@ def job_to_pb(j: JobView) -> pb.Job:
         error=j.error,
         throughput=finite(j.throughput),
         attempts=j.attempts,
+        state_reason=j.state_reason,
     )
     m.create_time.CopyFrom(ts_to_pb(j.created_at))
     if j.started_at is not None:

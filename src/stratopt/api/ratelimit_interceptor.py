@@ -9,8 +9,9 @@ dropped). Server streams send them with their first message and in the trailing 
 carrying google.rpc.RetryInfo.
 
 Buckets are keyed by user (all of a user's API keys and sessions share one budget, so minting
-keys does not multiply it). Login is keyed by client IP and then by the username tried;
-token refresh and logout, which have no principal yet, by client IP.
+keys does not multiply it). Login is keyed by client IP, then by client IP and username, then
+by username from all clients (`security.ratelimit.LOGIN_BUCKETS`); token refresh and logout,
+which have no principal yet, by client IP.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from stratopt.security.ratelimit import (
     RateLimitBackend,
     acquire_login,
     login_ip_key,
-    login_user_key,
+    password_check_key,
 )
 
 log = logging.getLogger("stratopt.ratelimit")
@@ -52,6 +53,18 @@ def rate_headers(decision: Decision) -> Metadata:
         ("x-ratelimit-remaining", str(max(decision.remaining, 0))),
         ("x-ratelimit-reset", str(math.ceil(decision.reset_seconds))),
     )
+
+
+def wait_text(seconds: float) -> str:
+    """A retry hint a person can act on, rounded up (never "0.0 s"): "40 ms", "2.5 s",
+    "20 s", "3 min"."""
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))} ms"
+    if seconds < 10:
+        return f"{math.ceil(seconds * 10) / 10:.1f} s"
+    if seconds < 120:
+        return f"{math.ceil(seconds)} s"
+    return f"{math.ceil(seconds / 60)} min"
 
 
 class RateLimitInterceptor(AsyncServerInterceptor):
@@ -89,7 +102,7 @@ class RateLimitInterceptor(AsyncServerInterceptor):
         if not decision.allowed:
             raise ResourceExhausted(
                 f"rate limit exceeded for {rule.category.value} calls; "
-                f"retry in {decision.retry_after_seconds:.1f} s",
+                f"retry in {wait_text(decision.retry_after_seconds)}",
                 retry_after_seconds=decision.retry_after_seconds,
             )
         result = method(request_or_iterator, context)
@@ -108,9 +121,9 @@ class RateLimitInterceptor(AsyncServerInterceptor):
             return await acquire_login(self.backend, str(username)[:64], ip)
         principal = optional_principal()
         if category is Category.AUTH and principal is not None:
-            # Password checks by a logged-in user draw on the same budget as logins for the
-            # username, so a stolen session cannot be used to guess the password faster.
-            return await self.backend.acquire(login_user_key(principal.username), category)
+            # Password checks by a signed-in user: a budget of their own (all their sessions
+            # share it), which failed logins by a guesser elsewhere cannot drain.
+            return await self.backend.acquire(password_check_key(principal.user_id), category)
         if principal is None:
             return await self.backend.acquire(login_ip_key(ip), Category.AUTH_IP)
         return await self.backend.acquire("u:" + principal.user_id, category)

@@ -12,12 +12,14 @@ from stratopt.api.context import current_principal
 from stratopt.api.convert import execution_from_pb, pb_to_ns
 from stratopt.api.live_convert import alert_to_pb, fill_to_pb, performance_to_pb, signal_to_pb
 from stratopt.api.strategy_convert import strategy_to_pb
-from stratopt.errors import InvalidArgument
+from stratopt.errors import InvalidArgument, Unavailable
+from stratopt.live.events import Kind, LiveEvent
 from stratopt.services.live import LiveService, StartRequest
 from stratopt.services.strategies import StrategyCatalog
 from stratopt.v1 import strategy_pb2 as pb
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+_PageRequest: TypeAlias = pb.ListSignalsRequest | pb.ListFillsRequest | pb.ListAlertsRequest
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1, 60
 
@@ -61,26 +63,30 @@ class LiveStrategyMethods:
     async def ListSignals(
         self, request: pb.ListSignalsRequest, context: Ctx
     ) -> pb.ListSignalsResponse:
-        events, token = await self.live.events(
-            current_principal(),
-            _required(request.strategy_id),
-            "signal",
-            request.page_size,
-            request.page_token,
-        )
+        events, token = await self._page(request, "signal")
         return pb.ListSignalsResponse(
             signals=[signal_to_pb(e) for e in events], next_page_token=token
         )
 
     async def ListFills(self, request: pb.ListFillsRequest, context: Ctx) -> pb.ListFillsResponse:
-        events, token = await self.live.events(
+        events, token = await self._page(request, "fill")
+        return pb.ListFillsResponse(fills=[fill_to_pb(e) for e in events], next_page_token=token)
+
+    async def ListAlerts(
+        self, request: pb.ListAlertsRequest, context: Ctx
+    ) -> pb.ListAlertsResponse:
+        events, token = await self._page(request, "alert")
+        return pb.ListAlertsResponse(alerts=[alert_to_pb(e) for e in events], next_page_token=token)
+
+    async def _page(self, request: _PageRequest, kind: Kind) -> tuple[list[LiveEvent], str]:
+        """One page of a strategy's recorded events of one kind (the three List calls)."""
+        return await self.live.events(
             current_principal(),
             _required(request.strategy_id),
-            "fill",
+            kind,
             request.page_size,
             request.page_token,
         )
-        return pb.ListFillsResponse(fills=[fill_to_pb(e) for e in events], next_page_token=token)
 
     async def GetPerformance(
         self, request: pb.GetPerformanceRequest, context: Ctx
@@ -119,6 +125,10 @@ class LiveStrategyMethods:
         strategy_id = _required(request.strategy_id)
         last = -1
         while True:
+            if self.live.manager.closing:
+                raise Unavailable(
+                    "the server is shutting down; the strategy resumes when it is back"
+                )
             view = await self.live.performance(principal, strategy_id)
             if view.bars_processed != last or view.run.status != "running":
                 last = view.bars_processed

@@ -1,4 +1,9 @@
-"""The `stratopt` command: serve, migrate, user management (more subcommands join later)."""
+"""The `stratopt` command: the server (serve, worker, migrate, user) and the client commands.
+
+The client commands live beside this module, one per concern: datasets.py, strategies.py,
+backtest.py, optimize.py, jobs.py, exports.py, completion.py (output.py formats, remote.py
+connects, args.py parses the shared options). README "The command line" shows them in use.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from stratopt import __version__
+from stratopt.client.args import HelpFormatter, subparser
+from stratopt.client.output import CliError
+from stratopt.client.remote import add_server
 from stratopt.server import logs
 from stratopt.server import settings as config
 
@@ -70,7 +79,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     from stratopt.store.db import Database
 
     s = _settings(args)
-    password = os.environ.get("STRATOPT_NEW_PASSWORD") or getpass.getpass("password: ")
+    password = _secret("password: ", "STRATOPT_NEW_PASSWORD")
 
     async def run() -> None:
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,82 +96,6 @@ def cmd_user_create(args: argparse.Namespace) -> int:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
     print(f"created {args.role} {args.username}")
-    return 0
-
-
-def _param_value(text: str) -> int | float | str:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    """A local backtest of a CSV/Parquet file: the same engine the server runs."""
-    import json
-
-    from stratopt import engine
-    from stratopt.data.errors import DataError
-    from stratopt.data.importers import import_bars
-    from stratopt.data.resample import resample
-    from stratopt.strategies import registry
-
-    params: dict[str, int | float | str] = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            print(f"stratopt: -p expects name=value, got {item!r}", file=sys.stderr)
-            return 2
-        params[name.strip()] = _param_value(value.strip())
-    try:
-        stype = registry.get(args.strategy)
-    except KeyError:
-        print(
-            f"stratopt: unknown strategy {args.strategy!r}; one of {', '.join(registry.names())}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        bars = import_bars(Path(args.data))
-        if args.timeframe:
-            bars = resample(bars, args.timeframe)
-    except (OSError, DataError) as e:
-        print(f"stratopt: {e}", file=sys.stderr)
-        return 2
-    given = {
-        "commission": args.commission,
-        "slippage": args.slippage,
-        "position_size": args.size,
-        "direction": args.direction,
-        "stop_loss": args.stop_loss,
-        "take_profit": args.take_profit,
-        "trailing_stop": args.trailing_stop,
-        "fill_on_close": args.fill_on_close,
-        "initial_cash": args.cash,
-    }
-    try:
-        options = engine.ExecutionOptions.from_dict(
-            {k: v for k, v in given.items() if v is not None}
-        )
-        result = engine.backtest(bars, stype, params, options)
-    except ValueError as e:
-        print(f"stratopt: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        out = {
-            "strategy": stype.name,
-            "parameters": result.params,
-            "bars": len(bars),
-            "metrics": result.metrics,
-            "final_equity": float(result.equity.iloc[-1]),
-        }
-        print(json.dumps(out, indent=2, default=float))
-        return 0
-    print(f"{stype.display_name} {result.params} on {len(bars):,} bars")
-    for name, value in result.metrics.items():
-        print(f"  {name:<24} {value:,.6g}")
     return 0
 
 
@@ -185,54 +118,127 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret(prompt: str, env: str) -> str:
+    """A password from ``env``, else asked on the terminal; a clear error without one."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise CliError(f"no terminal to ask for the password: set {env}")
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise CliError(f"no password given: set {env} or type it at the prompt") from None
+
+
+def _ask(prompt: str, flag: str) -> str:
+    if not sys.stdin.isatty():
+        raise CliError(f"no terminal to ask for it: pass {flag}")
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        raise CliError(f"no answer: pass {flag}") from None
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from stratopt.client import optimize as optimize_client
 
     return optimize_client.run(args)
 
 
-def _server(args: argparse.Namespace) -> str:
-    return str(args.server or os.environ.get("STRATOPT_SERVER") or "127.0.0.1:50051")
-
-
 def cmd_login(args: argparse.Namespace) -> int:
-    import grpc
-
     from stratopt.client import auth as client_auth
 
-    server = _server(args)
-    username = args.username or input("username: ")
-    password = os.environ.get("STRATOPT_PASSWORD") or getpass.getpass("password: ")
-    try:
-        name = client_auth.login(server, username, password)
-    except grpc.RpcError as e:
-        print(f"stratopt: {e.details()}", file=sys.stderr)
-        return 1
-    print(f"logged in to {server} as {name}; credentials in {client_auth.config_dir()}")
+    username = args.username or _ask("username: ", "--username")
+    password = _secret("password: ", "STRATOPT_PASSWORD")
+    name = client_auth.login(args.server, username, password)
+    print(f"logged in to {args.server} as {name}; credentials in {client_auth.config_dir()}")
     return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
     from stratopt.client import auth as client_auth
 
-    server = _server(args)
-    done = client_auth.logout(server)
-    print(f"logged out of {server}" if done else f"not logged in to {server}")
+    done = client_auth.logout(args.server)
+    print(f"logged out of {args.server}" if done else f"not logged in to {args.server}")
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+# -- the parser -------------------------------------------------------------------------------
+
+# Variables the client commands read (the server's come from server/settings.py).
+CLIENT_ENV = {
+    "STRATOPT_SERVER": "server address for client commands",
+    "STRATOPT_TOKEN": "access token for client commands (instead of `stratopt login`)",
+    "STRATOPT_API_KEY": "API key for client commands (instead of `stratopt login`)",
+    "STRATOPT_PASSWORD": "password for `stratopt login` without a prompt",
+    "STRATOPT_NEW_PASSWORD": "password for `stratopt user create` without a prompt",
+}
+
+
+def env_epilog() -> str:
+    """Every STRATOPT_* variable: the client's, then the server's from the Settings class."""
+    import textwrap
+
+    from stratopt.client.remote import DEFAULT_SERVER
+
+    client = [
+        (name, DEFAULT_SERVER if name == "STRATOPT_SERVER" else "", text)
+        for name, text in CLIENT_ENV.items()
+    ]
+    server = []
+    defaults = config.Settings()
+    for f in fields(config.Settings):
+        default = getattr(defaults, f.name)
+        if not f.repr:
+            shown = "(secret)"
+        elif f.name == "database_url":
+            shown = ""  # its description says what the default is
+        elif isinstance(default, bool):
+            shown = "1" if default else "0"
+        else:
+            shown = str(default)
+        server.append((f"STRATOPT_{f.name.upper()}", shown, config.DESCRIPTIONS.get(f.name, "")))
+    rows = [(f"{n}={d}" if d else n, text) for n, d, text in client + server]
+    width = min(max(len(left) for left, _ in rows), 38) + 2
+    lines = ["environment variables (=default; flags override them):"]
+    for i, (left, text) in enumerate(rows):
+        if i == 0:
+            lines.append("  client commands:")
+        elif i == len(client):
+            lines.append("  the server (serve, worker, migrate, user):")
+        head = f"    {left:<{width}}" if len(left) < width else f"    {left}\n{' ' * (width + 4)}"
+        body = textwrap.wrap(text, 100 - width - 4) or [""]
+        lines.append(head + body[0])
+        lines += [" " * (width + 4) + more for more in body[1:]]
+    return "\n".join(lines)
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data folder (env STRATOPT_DATA_DIR, default ./var)")
-    p.add_argument("--database-url", help="SQLAlchemy URL (env STRATOPT_DATABASE_URL)")
+    p.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (env STRATOPT_DATABASE_URL, default a SQLite file in the data folder)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stratopt", description="stratopt service and tools")
-    parser.add_argument("--version", action="version", version=f"stratopt {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from stratopt.client import backtest, completion, datasets, exports, jobs, strategies
+    from stratopt.client.optimize import add_arguments as optimize_arguments
 
-    p = sub.add_parser("serve", help="run the gRPC server")
-    _common(p)
+    parser = argparse.ArgumentParser(
+        prog="stratopt",
+        description="stratopt: trading-strategy research over gRPC. Run a server (serve), "
+        "then log in and use the client commands; `stratopt COMMAND --help` for each.",
+        epilog=env_epilog(),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stratopt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = subparser(sub, "serve", "run the gRPC server")
+    p.epilog = env_epilog()
+    _server_options(p)
     p.add_argument(
         "--addr", help="listen address (env STRATOPT_GRPC_ADDR, default 127.0.0.1:50051)"
     )
@@ -241,76 +247,93 @@ def build_parser() -> argparse.ArgumentParser:
         "--gateway", action="store_true", help="also start the Envoy REST/gRPC-Web gateway"
     )
     p.add_argument("--gateway-addr", help="gateway listen address (default 127.0.0.1:8080)")
-    p.add_argument("--workers", type=int, help="optimization workers in this process")
+    p.add_argument("--workers", type=int, help="optimization workers in this process (default 1)")
     p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("backtest", help="backtest a strategy on a CSV/Parquet file, locally")
-    p.add_argument("--data", required=True, help="CSV or Parquet OHLCV file")
-    p.add_argument("--strategy", required=True, help="strategy type, e.g. sma_crossover")
-    p.add_argument("-p", "--param", action="append", default=[], help="name=value (repeat)")
-    p.add_argument("--timeframe", help="resample to this coarser timeframe first")
-    # Omitted options take the engine's defaults (engine/options.py, the one place they live).
-    p.add_argument("--cash", type=float, help="initial cash")
-    p.add_argument("--commission", type=float, help="fraction per side")
-    p.add_argument("--slippage", type=float, help="fraction against the trader")
-    p.add_argument("--size", type=float, help="fraction of equity per position")
-    p.add_argument("--direction", choices=["long", "short", "both"])
-    p.add_argument("--stop-loss", type=float)
-    p.add_argument("--take-profit", type=float)
-    p.add_argument("--trailing-stop", type=float)
-    p.add_argument("--fill-on-close", action="store_true", default=None)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_backtest)
+    p = subparser(sub, "login", "log in to a server and keep the session for client commands")
+    add_server(p)
+    p.add_argument("--username", help="username (asked when missing)")
+    p.epilog = "The password comes from STRATOPT_PASSWORD, else it is asked on the terminal."
+    p.set_defaults(func=cmd_login)
 
-    p = sub.add_parser("worker", help="run optimization jobs from the database (scale-out)")
-    _common(p)
-    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p = subparser(sub, "logout", "revoke and forget the stored session")
+    add_server(p)
+    p.set_defaults(func=cmd_logout)
+
+    datasets.add_commands(sub)
+    strategies.add_commands(sub)
+    backtest.add_command(sub)
+
+    p = subparser(
+        sub,
+        "optimize",
+        "start an optimization job on a server, follow it, show the results",
+        description="Starts an Optuna study as a job on the server, draws its progress and "
+        "ends with a results report: best trials, in-sample vs out-of-sample, walk-forward "
+        "windows, Pareto front and parameter importances. Ctrl-C detaches; the job keeps "
+        "running (`stratopt jobs watch JOB`).",
+    )
+    optimize_arguments(p)
+    p.set_defaults(func=cmd_optimize)
+
+    jobs.add_commands(sub)
+    exports.add_commands(sub)
+
+    p = subparser(sub, "worker", "run optimization jobs from the database (scale-out)")
+    p.epilog = env_epilog()
+    _server_options(p)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once")
     p.add_argument("--name", help="worker name in job records (default host:pid)")
     p.add_argument(
         "--lease-seconds",
         type=float,
         default=10.0,
-        help="silence after which a worker's jobs are taken over (default 10)",
+        help="silence after which a worker's jobs are taken over",
     )
     p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("optimize", help="start an optimization job on a server and follow it")
-    from stratopt.client.optimize import add_arguments
-
-    add_arguments(p)
-    p.set_defaults(func=cmd_optimize)
-
-    p = sub.add_parser("login", help="log in to a server and keep the session for client commands")
-    p.add_argument("--server", help="server address (env STRATOPT_SERVER, default 127.0.0.1:50051)")
-    p.add_argument("--username", help="username (prompted when missing)")
-    p.set_defaults(func=cmd_login)
-
-    p = sub.add_parser("logout", help="revoke and forget the stored session")
-    p.add_argument("--server", help="server address (env STRATOPT_SERVER, default 127.0.0.1:50051)")
-    p.set_defaults(func=cmd_logout)
-
-    p = sub.add_parser("migrate", help="bring the database schema up to date")
-    _common(p)
+    p = subparser(sub, "migrate", "bring the database schema up to date")
+    _server_options(p)
     p.set_defaults(func=cmd_migrate)
 
-    user = sub.add_parser("user", help="manage users").add_subparsers(
-        dest="user_cmd", required=True
-    )
-    p = user.add_parser(
-        "create", help="create a user (password from STRATOPT_NEW_PASSWORD or prompt)"
-    )
-    _common(p)
+    user = subparser(sub, "user", "manage users (on the database, not over gRPC)")
+    verbs = user.add_subparsers(dest="user_cmd", required=True, metavar="VERB")
+    p = subparser(verbs, "create", "create a user (password from STRATOPT_NEW_PASSWORD or asked)")
+    _server_options(p)
     p.add_argument("username")
     p.add_argument("--role", default="trader", help="admin, trader, analyst or viewer")
     p.set_defaults(func=cmd_user_create)
+
+    completion.add_command(sub, parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import grpc
+
+    from stratopt.client.auth import LoginRequired
+    from stratopt.client.remote import describe_rpc_error
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return e.code
+    except LoginRequired as e:
+        print(f"stratopt: {e}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as e:
+        print(f"stratopt: {describe_rpc_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stratopt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `stratopt ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

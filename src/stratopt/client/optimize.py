@@ -1,27 +1,32 @@
-"""`stratopt optimize`: start an optimization job on a server and follow it live.
+"""`stratopt optimize`: start an optimization job on a server, follow it, show its results.
 
 A thin gRPC client. The job runs on the server, so Ctrl-C only detaches the terminal: the
-job keeps going and `stratopt optimize --watch JOB` picks it up again (the server sends a
-snapshot first, so the progress line resumes where the job is).
+job keeps going and `stratopt jobs watch JOB` (or `stratopt optimize --watch JOB`) picks it
+up again (the server sends a snapshot first, so the progress resumes where the job is).
+
+Costs: optimizing without costs rewards strategies that trade too often, so a strategy
+type is optimized with DEFAULT_COMMISSION (10 bps per side, a typical exchange taker fee)
+unless --commission says otherwise; a stored strategy keeps its own options. A run whose
+commission and slippage are both zero gets a warning.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-from collections.abc import Sequence
 from typing import TextIO
 
-import grpc
-
-from stratopt.client.auth import LoginRequired, credentials
+from stratopt.client import output as o
+from stratopt.client.args import execution_from_pb, execution_to_pb
+from stratopt.client.jobs import bar_seconds, watch
+from stratopt.client.output import CliError
+from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_COMMISSION = 0.001
 SAMPLERS = {
     "tpe": pb.SAMPLER_TPE,
     "random": pb.SAMPLER_RANDOM,
@@ -37,35 +42,40 @@ PRIORITIES = {
     "critical": pb.JOB_PRIORITY_CRITICAL,
 }
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*(-?[0-9.eE+-]+)\s*$")
-BAR_WIDTH = 24
+_DASH_RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$")
+PARAM_FORMS = "NAME=LOW:HIGH[:STEP] (a range), NAME=a,b,c (choices) or NAME=VALUE (fixed)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server",
-        default=os.environ.get("STRATOPT_SERVER", DEFAULT_SERVER),
-        help="server address (env STRATOPT_SERVER, default 127.0.0.1:50051)",
-    )
+    add_server(p)
     p.add_argument("--watch", metavar="JOB", help="follow an existing job instead of starting one")
     p.add_argument("--strategy", help="strategy type, e.g. sma_crossover")
     p.add_argument("--strategy-id", help="a stored strategy (its type, parameters, execution)")
-    p.add_argument("--dataset", help="dataset id")
-    p.add_argument("--timeframe", default="", help="resample to this timeframe, e.g. 4h")
-    p.add_argument("--trials", type=int, default=200)
+    p.add_argument(
+        "--dataset", "--data", dest="dataset", help="dataset id (`stratopt datasets ls`)"
+    )
+    p.add_argument("--timeframe", default="", help="resample to this timeframe first, e.g. 4h")
+    p.add_argument("--trials", type=int, default=200, help="trial budget")
     p.add_argument("--timeout", type=float, default=0.0, help="seconds (0 = none)")
     p.add_argument(
         "--metric",
         action="append",
         default=[],
-        help="objective metric, optionally :max or :min; repeat for a Pareto front",
+        help="objective metric, optionally :max or :min; repeat for a Pareto front "
+        "(default: sharpe:max)",
     )
-    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--sampler",
+        choices=sorted(SAMPLERS),
+        default=None,
+        help="default: tpe, nsga2 for several metrics",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for a repeatable study")
     p.add_argument(
         "--param",
         action="append",
         default=[],
-        help="NAME=LOW:HIGH[:STEP] range, NAME=a,b,c choices, NAME=VALUE fixed",
+        help=f"{PARAM_FORMS}, e.g. fast=5:50 (repeat)",
     )
     p.add_argument(
         "--constraint",
@@ -74,14 +84,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="metric bound such as max_drawdown<=0.25 or num_trades>=20",
     )
     p.add_argument(
-        "--patience", type=int, default=0, help="stop after N trials without improvement"
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after N trials without improvement (0 = never)",
     )
     p.add_argument("--holdout", type=float, default=0.0, help="fraction held out as out-of-sample")
     p.add_argument(
         "--walk-forward", type=int, default=0, help="walk-forward windows for the winner"
     )
-    p.add_argument("--commission", type=float, help="fraction per side (default: the strategy's)")
-    p.add_argument("--priority", choices=sorted(PRIORITIES), default="normal")
+    p.add_argument(
+        "--commission",
+        type=float,
+        default=None,
+        help=f"fraction per side (default: {DEFAULT_COMMISSION} = 10 bps for a strategy type; "
+        "a stored strategy's own)",
+    )
+    p.add_argument(
+        "--slippage",
+        type=float,
+        default=None,
+        help="fraction of price against the trader (default: 0 or the strategy's)",
+    )
+    p.add_argument(
+        "--priority", choices=sorted(PRIORITIES), default="normal", help="queue priority"
+    )
+    p.add_argument("--top", type=int, default=5, help="best trials to list at the end")
+    p.add_argument("--detach", action="store_true", help="start the job, print its id and return")
+    p.add_argument("--json", action="store_true", help="no progress; print the results as JSON")
 
 
 def build_spec(args: argparse.Namespace) -> pb.OptimizationSpec:
@@ -102,6 +132,8 @@ def build_spec(args: argparse.Namespace) -> pb.OptimizationSpec:
     for text in args.metric:
         name, _, way = text.partition(":")
         direction = {"max": pb.OPTIMIZE_DIRECTION_MAXIMIZE, "min": pb.OPTIMIZE_DIRECTION_MINIMIZE}
+        if way and way not in direction:
+            raise CliError(f"--metric {text}: expected METRIC, METRIC:max or METRIC:min")
         spec.objectives.add(metric=name, direction=direction.get(way, 0))
     for text in args.param:
         spec.search_space.append(parse_param(text))
@@ -109,24 +141,48 @@ def build_spec(args: argparse.Namespace) -> pb.OptimizationSpec:
         spec.constraints.append(parse_constraint(text))
     spec.validation.holdout_fraction = args.holdout
     spec.validation.walk_forward_windows = args.walk_forward
-    if args.commission is not None:  # set, even to 0: it overrides a stored strategy's
-        spec.execution.commission = args.commission
-        spec.execution.set_fields.paths.append("commission")
+    costs: dict[str, float] = {}
+    # Set, even to 0, they override a stored strategy's options.
+    if args.commission is not None:
+        costs["commission"] = args.commission
+    elif not args.strategy_id:
+        costs["commission"] = DEFAULT_COMMISSION
+    if getattr(args, "slippage", None) is not None:
+        costs["slippage"] = args.slippage
+    if costs:
+        spec.execution.CopyFrom(execution_to_pb(costs))
     return spec
 
 
 def parse_param(text: str) -> pb.ParameterOverride:
+    """One --param, in the documented forms; anything else gets an error that shows them."""
     name, sep, rest = text.partition("=")
-    if not sep or not name:
-        raise ValueError(f"--param {text!r}: expected NAME=...")
+    name, rest = name.strip(), rest.strip()
+    if not sep or not name or not rest:
+        raise CliError(f"--param {text!r}: expected {PARAM_FORMS}")
+    dash = _DASH_RANGE.match(rest)
+    if dash:
+        raise CliError(
+            f"--param {text}: write a range with colons, {name}={dash.group(1)}:{dash.group(2)} "
+            f"(forms: {PARAM_FORMS})"
+        )
     if ":" in rest:
-        parts = [float(x) for x in rest.split(":")]
-        o = pb.ParameterOverride(name=name, min=parts[0], max=parts[1])
-        if len(parts) > 2:
-            o.step = parts[2]
-        return o
+        parts = rest.split(":")
+        try:
+            numbers = [float(x) for x in parts]
+        except ValueError:
+            raise CliError(
+                f"--param {text}: LOW, HIGH and STEP must be numbers, as in {name}=5:50 or "
+                f"{name}=5:50:5"
+            ) from None
+        if len(numbers) not in (2, 3):
+            raise CliError(f"--param {text}: a range is LOW:HIGH or LOW:HIGH:STEP")
+        o_ = pb.ParameterOverride(name=name, min=numbers[0], max=numbers[1])
+        if len(numbers) == 3:
+            o_.step = numbers[2]
+        return o_
     if "," in rest:
-        return pb.ParameterOverride(name=name, choices=rest.split(","))
+        return pb.ParameterOverride(name=name, choices=[x.strip() for x in rest.split(",")])
     return pb.ParameterOverride(name=name, fixed=_value(rest))
 
 
@@ -144,90 +200,31 @@ def _value(text: str) -> c.ParameterValue:
 def parse_constraint(text: str) -> pb.MetricConstraint:
     m = _CONSTRAINT.match(text)
     if not m:
-        raise ValueError(f"--constraint {text!r}: expected METRIC<=VALUE or METRIC>=VALUE")
+        raise CliError(f"--constraint {text!r}: expected METRIC<=VALUE or METRIC>=VALUE")
     metric, op, value = m.group(1), m.group(2), float(m.group(3))
     return pb.MetricConstraint(metric=metric, **({"max": value} if op == "<=" else {"min": value}))
 
 
-def progress_line(job: pb.Job, metric: str) -> str:
-    total = max(job.trials_total, 1)
-    done = min(job.trials_completed, total)
-    filled = BAR_WIDTH * done // total
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    best = f"best {metric} {job.best_value:.4g}" if job.HasField("best_value") else "best -"
-    params = ", ".join(f"{k}={_show(v)}" for k, v in sorted(job.best_parameters.items()))
-    eta = f" ETA {job.eta.seconds // 60}:{job.eta.seconds % 60:02d}" if job.HasField("eta") else ""
-    state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-    return (
-        f"[{bar}] {done}/{job.trials_total} {state}  {best}"
-        f"{f' ({params})' if params else ''}  {job.throughput:.1f} trials/s{eta}"
-    )
-
-
-def _show(v: c.ParameterValue) -> str:
-    kind = v.WhichOneof("kind")
-    return str(getattr(v, kind)) if kind else "?"
-
-
-def follow(
-    stub: pbg.OptimizationServiceStub, job_id: str, md: Sequence[tuple[str, str]], out: TextIO
-) -> pb.Job | None:
-    """Prints one live progress line until the job ends; returns the final job."""
-    last: pb.Job | None = None
-    for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md):
-        last = event.job
-        metric = last.spec.objectives[0].metric if last.spec.objectives else "sharpe"
-        out.write("\r\x1b[2K" + progress_line(last, metric))
-        out.flush()
-    out.write("\n")
-    return last
-
-
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    try:
-        md = credentials(args.server)
-    except LoginRequired as e:
-        print(f"stratopt: {e}", file=sys.stderr)
-        return 2
-    with grpc.insecure_channel(args.server) as channel:
-        stub = pbg.OptimizationServiceStub(channel)
-        try:
-            job_id = args.watch or _start(stub, args, md, out)
-            final = follow(stub, job_id, md, out)
-        except KeyboardInterrupt:
-            out.write(
-                f"\ndetached; the job keeps running. Reattach: stratopt optimize --watch {job_id}\n"
-            )
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    with Remote(args.server) as r:
+        if args.watch:
+            return watch(r, args.watch, args.top, args.json, out)
+        if not (args.strategy or args.strategy_id) or not args.dataset:
+            raise CliError("give --strategy TYPE (or --strategy-id ID) and --dataset ID")
+        spec = build_spec(args)
+        stub = r.stub(pbg.OptimizationServiceStub)
+        job = stub.StartOptimization(
+            pb.StartOptimizationRequest(spec=spec, priority=PRIORITIES[args.priority]),
+            metadata=r.md,
+        ).job
+        used = execution_from_pb(job.spec.execution)
+        if args.detach:
+            print(job.id, file=out)
             return 0
-        except grpc.RpcError as e:
-            print(f"stratopt: {e.code().name}: {e.details()}", file=sys.stderr)
-            return 1
-        except ValueError as e:
-            print(f"stratopt: {e}", file=sys.stderr)
-            return 2
-    return _report(final, out)
-
-
-def _start(
-    stub: pbg.OptimizationServiceStub,
-    args: argparse.Namespace,
-    md: Sequence[tuple[str, str]],
-    out: TextIO,
-) -> str:
-    request = pb.StartOptimizationRequest(spec=build_spec(args), priority=PRIORITIES[args.priority])
-    job = stub.StartOptimization(request, metadata=md).job
-    out.write(f"job {job.id} queued (Ctrl-C detaches; the job keeps running)\n")
-    return str(job.id)
-
-
-def _report(job: pb.Job | None, out: TextIO) -> int:
-    if job is None:
-        return 1
-    state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-    out.write(f"job {job.id} {state} after {job.trials_completed} trials\n")
-    if job.error:
-        out.write(f"error: {job.error}\n")
-    if job.best_parameters:
-        params = " ".join(f"{k}={_show(v)}" for k, v in sorted(job.best_parameters.items()))
-        out.write(f"best {job.best_value:.6g}: {params}\n")
-    return 0 if job.state == pb.JOB_STATE_SUCCEEDED else 1
+        if not args.json:
+            out.write(f"job {job.id} queued (Ctrl-C detaches; the job keeps running)\n")
+            summary = o.execution_summary(used, bar_seconds(r, job.spec))
+            out.write(f"execution: {summary}\n")
+            out.flush()
+        return watch(r, job.id, args.top, args.json, out)

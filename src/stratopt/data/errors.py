@@ -28,6 +28,10 @@ class UploadTooLargeError(DataError):
     """An upload went over its configured byte or row limit."""
 
 
+class UploadBudgetError(DataError):
+    """The uploads in progress already hold the memory set aside for uploads; try later."""
+
+
 class InvalidDatasetIdError(DataError, ValueError):
     """A dataset id that could escape the storage folder or is otherwise unusable."""
 

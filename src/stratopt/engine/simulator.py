@@ -232,6 +232,9 @@ def _rebalance(
     if wanted != 0 and cash > 0.0 and can_enter:
         entry_price = price * (1.0 + wanted * slippage)
         units = cfg[CFG_SIZE] * cash / (entry_price * (1.0 + commission))
+        if units * entry_price <= 0.0:
+            # Too little cash to buy anything representable (e.g. 5e-324): stay flat.
+            return k, (cash, 0, 0.0, entry_price, entry_fee, entry_idx, best)
         entry_fee = units * entry_price * commission
         cash -= wanted * units * entry_price + entry_fee
         side = wanted

@@ -33,6 +33,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stratopt.jobs.pace import Pace, eta_seconds
 from stratopt.jobs.views import (
     CANCELLED,
     FAILED,
@@ -85,8 +86,38 @@ class BatchRecord:
     best_trial: int | None
     direction: str
     last_trial: TrialView
-    # (time, trials_completed) when this worker started: throughput is measured from there.
-    since: tuple[datetime, int]
+    # This worker's view of the job's pace at its previous record (or when it started).
+    pace: Pace
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The job after a batch, and the worker's pace to carry to its next record."""
+
+    view: JobView
+    pace: Pace
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """A snapshot of what the queue is waiting on."""
+
+    running: dict[str, int]
+    """Running jobs per owner."""
+    busy_workers: int
+    """Workers (any process) taking part in a running job, heartbeat within the lease."""
+    queued: list[tuple[str, str]]
+    """(job id, owner id) of the queued jobs, in the order workers claim them."""
+
+    def ahead(self, job_id: str, limit: int) -> int:
+        """Queued jobs a worker would claim before `job_id` (owners at `limit` are skipped)."""
+        count = 0
+        for other, owner in self.queued:
+            if other == job_id:
+                return count
+            if self.running.get(owner, 0) < limit:
+                count += 1
+        return count
 
 
 class JobRepo:
@@ -131,6 +162,26 @@ class JobRepo:
         )
         async with self.db.session() as s:
             return int((await s.execute(stmt)).scalar_one())
+
+    async def queue_state(self) -> QueueState:
+        """What queued jobs wait for: running jobs per owner, busy workers, the queue."""
+        now = utcnow()
+        running = select(J.owner_id, func.count()).where(J.state == RUNNING).group_by(J.owner_id)
+        busy = (
+            select(func.count(func.distinct(W.worker_id)))
+            .join(J, J.id == W.job_id)
+            .where(J.state == RUNNING, W.heartbeat_at >= now - self.lease)
+        )
+        queued = (
+            select(J.id, J.owner_id)
+            .where(J.state == QUEUED)
+            .order_by(J.priority.desc(), J.created_at, J.id)
+        )
+        async with self.db.session() as s:
+            per_owner = {o: int(n) for o, n in await s.execute(running)}
+            workers = int((await s.execute(busy)).scalar_one())
+            order = [(str(i), str(o)) for i, o in await s.execute(queued)]
+        return QueueState(per_owner, workers, order)
 
     # -- creating and cancelling --------------------------------------------------------
 
@@ -394,7 +445,7 @@ class JobRepo:
         """True if this worker may write the batch it reserved (its lease is still valid)."""
         return await self.heartbeat(job_id, worker_id)
 
-    async def record(self, job_id: str, worker_id: str, batch: BatchRecord) -> JobView | None:
+    async def record(self, job_id: str, worker_id: str, batch: BatchRecord) -> Recorded | None:
         now = utcnow()
         async with self.db.transaction() as s:
             row = await self._lock(s, job_id, now)
@@ -420,10 +471,12 @@ class JobRepo:
                 row.best_trial = batch.best_trial
             row.progress_seq += batch.count
             row.last_trial = batch.last_trial.to_dict()
-            row.throughput, row.eta_seconds = _pace(row, batch.since, now)
+            pace = batch.pace.advance(row.trials_completed, now)
+            row.throughput = pace.rate
+            row.eta_seconds = _eta(row, pace.rate, now)
             row.lease_expires_at = now + self.lease
             await s.flush()
-            return JobView.from_row(row)
+            return Recorded(JobView.from_row(row), pace)
 
     async def begin_finalize(self, job_id: str, worker_id: str) -> bool:
         """Exactly one worker validates and closes a job; True if it is this one."""
@@ -515,16 +568,10 @@ class JobRepo:
         row.progress_seq += 1
 
 
-def _pace(
-    row: models.Job, since: tuple[datetime, int], now: datetime
-) -> tuple[float, float | None]:
-    """Trials per second since `since` (all workers together) and the time left."""
-    t0, c0 = since
-    elapsed = (now - t0).total_seconds()
-    rate = (row.trials_completed - c0) / elapsed if elapsed > 0 else 0.0
-    eta = (row.trials_total - row.trials_completed) / rate if rate > 0 else None
+def _eta(row: models.Job, rate: float, now: datetime) -> float | None:
+    """Seconds left at the recent rate, or to the job's timeout if that comes first."""
     timeout = float(row.spec.get("timeout_s") or 0)
+    timeout_left = None
     if timeout and row.started_at is not None:
-        left = max(0.0, timeout - (now - row.started_at).total_seconds())
-        eta = left if eta is None else min(eta, left)
-    return rate, eta
+        timeout_left = max(0.0, timeout - (now - row.started_at).total_seconds())
+    return eta_seconds(rate, row.trials_total - row.trials_completed, timeout_left)

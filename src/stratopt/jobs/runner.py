@@ -11,13 +11,15 @@ import asyncio
 import logging
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 
 from stratopt.data.bars import Bars
+from stratopt.data.errors import DataError
 from stratopt.data.resample import resample
 from stratopt.data.storage import DatasetStore
 from stratopt.engine import infer_periods_per_year
+from stratopt.errors import StratoptError
 from stratopt.jobs.events import EventBus, JobEvent
+from stratopt.jobs.pace import Pace
 from stratopt.jobs.repo import BatchRecord, Claim, JobRepo, Reservation
 from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED, JobView, TrialView
 from stratopt.optimize.analysis import best_trial, is_better
@@ -33,6 +35,19 @@ from stratopt.strategies import registry
 
 log = logging.getLogger("stratopt.jobs")
 IDLE_WAIT_S = 0.05
+
+
+def failure_text(e: Exception, job_id: str) -> str:
+    """What `Job.error` tells the user: the message of an error meant for users (a domain
+    or data error), otherwise a plain sentence pointing at the server log. Never a class
+    name, memory address or traceback (those are in the log, under the job id)."""
+    if isinstance(e, StratoptError | DataError):
+        text = e.message if isinstance(e, StratoptError) else str(e)
+        return text[:1000]
+    return (
+        "the optimization stopped on an internal error; "
+        f"the server log has the details (job {job_id})"
+    )
 
 
 def batch_size(spec: StudySpec) -> int:
@@ -55,6 +70,7 @@ class StudyRun:
     bars: Bars
     watermark: int = -1
     own: set[int] = field(default_factory=set)
+    pace: Pace = field(default_factory=lambda: Pace(utcnow(), 0))
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ class JobRunner:
             raise
         except Exception as e:
             log.exception("job failed", extra={"job_id": job.id})
-            await self._end(job.id, FAILED, error=f"{type(e).__name__}: {e}")
+            await self._end(job.id, FAILED, error=failure_text(e, job.id))
         finally:
             beat.cancel()
 
@@ -97,7 +113,7 @@ class JobRunner:
         run = await asyncio.to_thread(self._prepare, job)
         if job.study_id is None:
             await ctx.repo.set_study(job.id, run.study_id)
-        since = (utcnow(), job.trials_completed)
+        run.pace = Pace(utcnow(), job.trials_completed)
         while True:
             r = await ctx.repo.reserve(job.id, ctx.worker_id, batch_size(run.spec))
             if r.stop or r.granted == 0:
@@ -112,7 +128,7 @@ class JobRunner:
                 ctx.studies.write_trials, run.study_id, [f.trial for f in finished]
             )
             run.own.update(tid for tid, _ in ids)
-            await self._record(job, run, finished, [n for _, n in ids], since)
+            await self._record(job, run, finished, [n for _, n in ids])
 
     async def _stop(self, job: JobView, r: Reservation, run: StudyRun) -> bool:
         """Acts on a stop reason; False means "nothing granted yet, ask again shortly" (the
@@ -177,7 +193,6 @@ class JobRunner:
         run: StudyRun,
         finished: list[Finished],
         numbers: list[int],
-        since: tuple[datetime, int],
     ) -> None:
         fixed = run.optimizer.problem.space.fixed
         views = [
@@ -196,11 +211,12 @@ class JobRunner:
             best_trial=best.number if best else None,
             direction=direction,
             last_trial=views[-1],
-            since=since,
+            pace=run.pace,
         )
-        view = await self.ctx.repo.record(job.id, self.ctx.worker_id, record)
-        if view is None:
+        recorded = await self.ctx.repo.record(job.id, self.ctx.worker_id, record)
+        if recorded is None:
             return
+        view, run.pace = recorded.view, recorded.pace
         first_seq = view.progress_seq - len(views)
         for i, v in enumerate(views):
             self.ctx.bus.publish(JobEvent("trial", view, first_seq + i + 1, trial=v))

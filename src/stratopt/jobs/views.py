@@ -97,6 +97,8 @@ class JobView:
     study_id: int | None = None
     last_trial: TrialView | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    # Why a queued job waits; filled in for readers (not stored: it changes as others run).
+    state_reason: str = ""
 
     @property
     def terminal(self) -> bool:

@@ -267,6 +267,11 @@ class AlertEngine:
         """The rules in effect (normalized)."""
         return [dict(s.rule) for s in self._rules]
 
+    @property
+    def active(self) -> bool:
+        """Whether any rule is in effect; without one, `evaluate` never fires."""
+        return bool(self._rules)
+
     def armed(self) -> list[bool]:
         """Per rule in effect: True when it fires as soon as its condition holds."""
         return [s.armed for s in self._rules]

@@ -71,6 +71,19 @@ def bar_problem(bar: LiveBar) -> str | None:
     Same rules as dataset validation: finite numbers, prices > 0 (a zero price would size
     an infinite position), volume >= 0, low <= high, open and close within [low, high].
     """
+    o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
+    if (  # the common case, decided in a few comparisons: plain finite floats, a valid bar
+        type(bar.ts) is int
+        and type(o) is float
+        and type(h) is float
+        and type(lo) is float
+        and type(c) is float
+        and type(v) is float
+        and 0.0 < lo <= o <= h < math.inf
+        and lo <= c <= h
+        and 0.0 <= v < math.inf
+    ):
+        return None
     if not _is_int(bar.ts):
         return f"timestamp must be integer epoch nanoseconds, got {bar.ts!r}"
     fields = {

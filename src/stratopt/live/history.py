@@ -122,6 +122,20 @@ class BarHistory:
             volume=p[VOLUME, start:end],
         )
 
+    def prices(self, n: int) -> tuple[F64, F64, F64, F64, F64]:
+        """(open, high, low, close, volume) views of the last ``n`` bars held: what
+        ``window(n).prices()`` returns, without building the window (a live step's path)."""
+        end = self._end
+        start = max(0, end - n)
+        p = self._prices
+        return (
+            p[OPEN, start:end],
+            p[HIGH, start:end],
+            p[LOW, start:end],
+            p[CLOSE, start:end],
+            p[VOLUME, start:end],
+        )
+
     def _make_room(self) -> None:
         """Called when full: slide the newest ``keep`` bars to the front, or double."""
         end = self._end

@@ -19,8 +19,14 @@ a moment later (group commit). After a crash the runs resume from their last com
 state and re-process the bars after it; the strategy being deterministic, they produce
 the same events with the same sequence numbers, so a client resuming with
 `after_sequence` neither misses nor repeats anything, and the stored history has every
-event exactly once. Streams resume from storage plus the events still waiting for the
-writer, so nothing published is invisible to a resume.
+event exactly once; a subscriber that saw some of those events before the crash does not
+get them again (the hub skips what is at or below its position). Events a resumed run
+would not produce again (status changes, a stalled feed, errors) are written at once.
+Streams resume from storage plus the events still waiting for the writer, so nothing
+published is invisible to a resume. A graceful stop (`close`) stops the feeds, writes
+everything and ends the streams with UNAVAILABLE; the runs stay "running" in storage and
+resume at the next start, each from the bar after its last one (a replay shared by several
+runs restarts at the earliest of them; the others skip what they already traded).
 
 Across replicas (PostgreSQL), a strategy runs in the server that started it (or resumed
 it); the others serve its streams by polling the events table (`POLL_INTERVAL_S`).
@@ -31,13 +37,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from stratopt.data.bars import Bars
 from stratopt.engine.options import ExecutionOptions
+from stratopt.errors import FailedPrecondition, Unavailable
 from stratopt.live.alerts import AlertEngine, AlertEvent, error_alert, status_alert, stop_alerts
 from stratopt.live.bars import BarRejected, FeedValidator, LiveBar
 from stratopt.live.events import KINDS, Kind, LiveEvent, alert_payload, fill_payload, signal_payload
@@ -53,9 +63,18 @@ from stratopt.strategies import registry
 log = logging.getLogger("stratopt.live")
 
 POLL_INTERVAL_S = 0.25
+HEARTBEAT_S = 2.0
+RUNNER_STALE_S = 15.0
 COMMIT_INTERVAL_S = 0.2
 STALL_SPACINGS = 3
 MAX_REJECTIONS_REPORTED = 100
+# How far past the newest published sequence a stream may resume. After a crash, a run
+# resumes from its last commit and publishes again, with the same numbers, the events its
+# previous life had published (and clients had seen) but not stored: a client may be that
+# far ahead for a moment. Commits every 0.2 s (and at 2,000 pending events) keep it small.
+MAX_UNSTORED_AHEAD = 10_000
+# Why streams end when the server stops (they end with UNAVAILABLE: resume elsewhere or later).
+SHUTTING_DOWN = "server shutting down"
 
 Notify = Callable[[str, str, str, str, str, str], Any]
 """(user_id, kind, severity, title, message, resource) -> awaitable or None."""
@@ -78,8 +97,10 @@ class RunSpec:
     alert_rules: tuple[Mapping[str, Any], ...] = ()
     warmup_bars: int = 0
     # A replay's first bar in its dataset (a feed already replaying here goes on from where
-    # it is instead).
+    # it is instead); the index the run actually started at once it has started.
     start_index: int = 0
+    # A push feed's newest bar of `symbol` when the run started: it trades the bars after.
+    after_ts: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +117,7 @@ class RunSpec:
             "alert_rules": [dict(r) for r in self.alert_rules],
             "warmup_bars": self.warmup_bars,
             "start_index": self.start_index,
+            "after_ts": self.after_ts,
         }
 
     @classmethod
@@ -114,6 +136,7 @@ class RunSpec:
             alert_rules=tuple(dict(r) for r in data.get("alert_rules", [])),
             warmup_bars=int(data.get("warmup_bars", 0)),
             start_index=int(data.get("start_index", 0)),
+            after_ts=int(data.get("after_ts", 0)),
         )
 
     def signal(self) -> LiveSignal:
@@ -159,8 +182,12 @@ class RunHandle:
     alerts: AlertEngine
     sequences: dict[str, int]
     last: StepResult | None = None
+    # Bars up to this time are not this run's: traded before a restart, or older than the
+    # run (a push feed's bars before it started).
     skip_until_ts: int = 0
     dirty: bool = False
+    # The stored run it resumed from: its account figures hold until the next bar.
+    resumed: models.LiveRun | None = None
     # Set when the run is being stopped or failed: its feed no longer hands it bars.
     ended: bool = False
 
@@ -170,15 +197,32 @@ class RunHandle:
             "performance": self.performance.snapshot(),
             "alerts": self.alerts.snapshot(),
             "sequences": dict(self.sequences),
+            "skip_until_ts": self.skip_until_ts,
         }
         last = self.last
         return RunProgress(
             run_id=self.run_id,
             state=state,
             bars_processed=self.run.bars_processed,
-            last_bar_ts=last.ts if last else self.skip_until_ts,
-            equity=last.equity if last else self.spec.execution.resolved().initial_cash,
+            last_bar_ts=self.last_ts,
+            equity=last.equity if last else self.equity_before_bars,
         )
+
+    @property
+    def last_ts(self) -> int:
+        """Time of the newest bar it traded (before a restart too), else where it starts."""
+        if self.last is not None:
+            return self.last.ts
+        if self.resumed is not None:
+            return self.resumed.last_bar_ts
+        return self.skip_until_ts
+
+    @property
+    def equity_before_bars(self) -> float:
+        """Equity until its next bar: as stored when it resumed, else the initial cash."""
+        if self.resumed is not None:
+            return self.resumed.equity
+        return self.spec.execution.resolved().initial_cash
 
 
 @dataclass
@@ -191,6 +235,22 @@ class FeedRuntime:
     stalled: bool = False
     # A replay's next bar in its dataset.
     position: int = 0
+    # A replay waits before its next bar while a strategy joins it (see `start_run`).
+    holds: int = 0
+    unheld: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.unheld.set()
+
+    def hold(self) -> None:
+        self.holds += 1
+        self.unheld.clear()
+
+    def release(self) -> None:
+        self.holds -= 1
+        if self.holds <= 0:
+            self.holds = 0
+            self.unheld.set()
 
 
 class LiveManager:
@@ -204,8 +264,12 @@ class LiveManager:
         *,
         commit_interval: float = COMMIT_INTERVAL_S,
         queue_size: int = 1024,
+        runner: str = "",
     ) -> None:
         self.repo = repo
+        # Who runs the runs started here (stable across restarts of this server, distinct
+        # between replicas), written on every run and refreshed by heartbeats.
+        self.runner = runner or f"{socket.gethostname()}:{os.getpid()}"
         self.load_bars = load_bars
         self.notify = notify
         self.commit_interval = commit_interval
@@ -220,6 +284,15 @@ class LiveManager:
         self._flushing = asyncio.Lock()
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting: set[str] = set()  # strategy ids between StartStrategy and attach
+        self._push_locks: dict[str, asyncio.Lock] = {}  # one upload at a time per feed
+        # While `start` resumes runs: replays start once all their runs are back, at the
+        # earliest bar one of them needs, and pushed bars wait (they would race the
+        # stored bars being handed to the resumed runs).
+        self._resuming = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._heartbeats: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -227,15 +300,42 @@ class LiveManager:
         """Resumes every run recorded as running, then starts the writer and the watchdog."""
         self._writer = asyncio.create_task(self._write_loop(), name="live-writer")
         self._watchdog = asyncio.create_task(self._watch_feeds(), name="live-watchdog")
-        for row in await self.repo.running_runs():
-            try:
-                await self._resume(row)
-            except Exception as e:  # one broken run must not keep the others down
-                log.exception("could not resume run %s", row.id)
-                await self._fail(row.id, row.strategy_id, row.owner_id, f"resume failed: {e}")
+        await self._resume_claimed()
+        self._heartbeats = asyncio.create_task(self._heartbeat_loop(), name="live-heartbeat")
+
+    async def _resume_claimed(self) -> None:
+        """Resumes the runs this server may take: its own, and those of silent runners."""
+        stale_before = models.utcnow() - timedelta(seconds=RUNNER_STALE_S)
+        self._resuming = True
+        self._resumed.clear()
+        try:
+            for row in await self.repo.claim_runs(self.runner, stale_before):
+                if row.strategy_id in self.runs:
+                    continue
+                try:
+                    await self._resume(row)
+                except Exception as e:  # one broken run must not keep the others down
+                    log.exception("could not resume run %s", row.id)
+                    await self._fail(row.id, row.strategy_id, row.owner_id, f"resume failed: {e}")
+        finally:
+            self._resuming = False
+            self._resumed.set()
+            for rt in list(self.feeds.values()):
+                if rt.feed.kind == "replay" and rt.task is None and rt.runs:
+                    self._start_replay(rt, rt.position)
+
+    @property
+    def closing(self) -> bool:
+        """The server is shutting down: runs stop here (to resume at the next start)."""
+        return self._closing
 
     async def close(self) -> None:
-        """Stops feeds and flushes; runs stay `running` in storage, to resume next start."""
+        """Stops feeds and flushes; runs stay `running` in storage, to resume next start.
+
+        Idempotent. Their streams end (see `SHUTTING_DOWN`).
+        """
+        if self._closing:
+            return
         self._closing = True
         for rt in self.feeds.values():
             if rt.task is not None:
@@ -244,20 +344,63 @@ class LiveManager:
             if rt.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await rt.task
-        for task in (self._watchdog, self._writer):
+        for task in (self._heartbeats, self._watchdog, self._writer):
             if task is not None:
-                task.cancel()
+                task.cancel()  # a commit under way completes (see _flush)
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self._flush()
-        self.hub.close_all("server shutting down")
+        # Any server may resume them now, without waiting for the heartbeat to go stale.
+        with contextlib.suppress(Exception):
+            await self.repo.release(self.runner, [h.run_id for h in self.runs.values()])
+        self.hub.close_all(SHUTTING_DOWN)
 
     # -- runs ----------------------------------------------------------------------------
 
     async def start_run(self, spec: RunSpec, feed: models.Feed) -> str:
-        """Starts a run on `feed`: from `spec.start_index`, or where a running replay is."""
-        running = self.feeds.get(feed.id)
-        start_index = running.position if running is not None else spec.start_index
+        """Starts a run on `feed`: from `spec.start_index`, or where a running replay is.
+
+        One start per strategy at a time: a second (concurrent) one is refused here, and
+        `LiveRepo.add_run` refuses a strategy that runs in another process.
+        """
+        if self._closing:
+            raise Unavailable("the server is shutting down; start the strategy again shortly")
+        strategy_id = spec.strategy_id
+        if strategy_id in self.runs or strategy_id in self._starting:
+            raise FailedPrecondition("this strategy is already running; stop it first")
+        self._starting.add(strategy_id)
+        try:
+            return await self._start_run(spec, feed)
+        finally:
+            self._starting.discard(strategy_id)
+
+    async def _start_run(self, spec: RunSpec, feed: models.Feed) -> str:
+        if feed.kind == "push":
+            # Uploads wait while it starts, so its warm-up (the last bars stored) ends right
+            # before the first bar it trades, with no bar pushed in between.
+            async with self._push_lock(feed.id):
+                return await self._start_on(spec, feed, await self._feed_runtime(feed), False)
+        rt = await self._feed_runtime(feed)
+        joins = rt.task is not None or (self._resuming and bool(rt.runs))
+        if joins:
+            # The replay waits at its next bar until the run is attached, so the warm-up
+            # ends right before the first bar the run trades (no bar in between).
+            rt.hold()
+        try:
+            return await self._start_on(spec, feed, rt, joins)
+        finally:
+            if joins:
+                rt.release()
+
+    async def _start_on(
+        self, spec: RunSpec, feed: models.Feed, rt: FeedRuntime, joins: bool
+    ) -> str:
+        start_index = rt.position if joins else spec.start_index
+        # What the run starts from is stored with it, so that a restart before its first
+        # bar starts it over at the same place.
+        spec = replace(
+            spec, start_index=start_index, after_ts=rt.validator.last_ts(spec.symbol) or 0
+        )
         signal = spec.signal()
         run = StrategyRun(signal, spec.execution.resolved(), spec.symbol)
         warm = await self._warmup_bars(feed, spec, start_index)
@@ -272,6 +415,8 @@ class LiveManager:
             spec=spec.to_json(),
             state={},
             equity=spec.execution.resolved().initial_cash,
+            runner=self.runner,
+            heartbeat_at=models.utcnow(),
         )
         handle = RunHandle(
             run_id=row.id or models.new_id(),
@@ -283,10 +428,25 @@ class LiveManager:
         )
         row.id = handle.run_id
         await self.repo.add_run(row)
-        self._attach(handle, feed, start_index)
+        try:
+            if feed.kind == "push":
+                # Bars pushed while it was being recorded are not its own either.
+                handle.skip_until_ts = rt.validator.last_ts(spec.symbol) or 0
+            self._attach(handle, rt, start_index)
+        except BaseException as e:  # not a run after all: no row may stay "running"
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self.repo.end_run(
+                        handle.run_id, spec.strategy_id, "failed", _user_error(str(e))
+                    )
+                )
+            raise
         self._alert(
             handle, status_alert("started", f"{spec.strategy_name} started on {spec.symbol}")
         )
+        # Stored at once: a run resumed after a crash does not publish it again, so its
+        # number must not be handed out anew to another event.
+        await self._flush()
         await self._notify_status(handle, "started")
         return handle.run_id
 
@@ -301,13 +461,24 @@ class LiveManager:
             result = handle.run.close_position()
             self._record(handle, result, signal=False)
         self._alert(handle, status_alert("stopped", f"{handle.spec.strategy_name} stopped"))
-        await self._detach(handle, "stopped")
-        await self.repo.end_run(handle.run_id, strategy_id, "stopped")
-        await self._notify_status(handle, "stopped")
+        # Once begun, the stop completes even if the caller hangs up: cut short, the run
+        # would get no more bars yet stay recorded as running, and a second StopStrategy
+        # would find it already being stopped.
+        await asyncio.shield(self._stopped(handle))
         return True
+
+    async def _stopped(self, handle: RunHandle) -> None:
+        await self._detach(handle, "stopped")
+        await self.repo.end_run(handle.run_id, handle.spec.strategy_id, "stopped")
+        await self._notify_status(handle, "stopped")
 
     def is_running_here(self, strategy_id: str) -> bool:
         return strategy_id in self.runs
+
+    def last_sequence_here(self, strategy_id: str, kind: Kind) -> int | None:
+        """The newest sequence of a kind a run here has published (None: not running here)."""
+        handle = self.runs.get(strategy_id)
+        return handle.sequences[kind] if handle is not None else None
 
     def performance_here(self, strategy_id: str) -> PerformanceView | None:
         handle = self.runs.get(strategy_id)
@@ -331,24 +502,59 @@ class LiveManager:
         self, feed: models.Feed, bars: Sequence[LiveBar], first_index: int
     ) -> PushOutcome:
         """Validates, persists, then trades a batch of pushed bars (each bar on its own)."""
-        rt = self.feeds.get(feed.id) or await self._open_feed(feed)
-        accepted: list[LiveBar] = []
-        rejections: list[tuple[int, LiveBar, str]] = []
-        for i, bar in enumerate(bars):
+        if self._closing:
+            raise Unavailable("the server is shutting down; push these bars again shortly")
+        await self._resumed.wait()
+        # A batch, once begun, is stored and traded whole even if the uploader hangs up:
+        # stored but not traded, its bars would be refused as repeats when sent again.
+        return await asyncio.shield(self._push_batch(feed, bars, first_index))
+
+    async def _push_batch(
+        self, feed: models.Feed, bars: Sequence[LiveBar], first_index: int
+    ) -> PushOutcome:
+        # One batch at a time per feed: two uploads validated together but committed in
+        # the other order would hand the runs a symbol's bars out of order.
+        async with self._push_lock(feed.id):
+            rt = await self._feed_runtime(feed)
+            before = rt.validator.snapshot()
+            accepted: list[LiveBar] = []
+            rejections: list[tuple[int, LiveBar, str]] = []
+            for i, bar in enumerate(bars):
+                try:
+                    accepted.append(rt.validator.accept(bar))
+                except BarRejected as e:
+                    rejections.append((first_index + i, bar, e.reason))
             try:
-                accepted.append(rt.validator.accept(bar))
-            except BarRejected as e:
-                rejections.append((first_index + i, bar, e.reason))
-        await self.repo.add_feed_bars(
-            feed.id,
-            [(b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume) for b in accepted],
-            len(rejections),
-        )
-        for bar in accepted:
-            self._dispatch(rt, bar)
-        if not rt.runs:
-            self.feeds.pop(feed.id, None)
+                await self.repo.add_feed_bars(
+                    feed.id,
+                    [(b.symbol, b.ts, b.open, b.high, b.low, b.close, b.volume) for b in accepted],
+                    len(rejections),
+                )
+            except BaseException:
+                rt.validator.restore(before)  # not stored: the same bars may come again
+                raise
+            for bar in accepted:
+                self._dispatch(rt, bar)
+            if not rt.runs and self.feeds.get(feed.id) is rt:
+                del self.feeds[feed.id]
         return PushOutcome(len(accepted), len(rejections), tuple(rejections))
+
+    def _push_lock(self, feed_id: str) -> asyncio.Lock:
+        return self._push_locks.setdefault(feed_id, asyncio.Lock())
+
+    def replay_position(self, feed_id: str) -> int | None:
+        """The next bar of a replay running here (where a run started on it begins)."""
+        rt = self.feeds.get(feed_id)
+        return rt.position if rt is not None and rt.task is not None else None
+
+    def forget_feed(self, feed_id: str) -> None:
+        """A deleted feed (nothing runs on it): drop what this process keeps of it."""
+        rt = self.feeds.get(feed_id)
+        if rt is not None and not rt.runs:
+            del self.feeds[feed_id]
+        lock = self._push_locks.get(feed_id)
+        if lock is not None and not lock.locked():
+            del self._push_locks[feed_id]
 
     def feed_run_count(self, feed_id: str) -> int:
         rt = self.feeds.get(feed_id)
@@ -372,6 +578,8 @@ class LiveManager:
             async with sub:
                 async for delivery in sub:
                     yield delivery
+            if sub.close_reason == SHUTTING_DOWN:
+                raise _shutting_down()
             return
         async for delivery in self._poll(strategy_id, kind, after):
             yield delivery
@@ -410,26 +618,37 @@ class LiveManager:
                 if tail:
                     last[symbol] = tail[-1][0]
             validator.restore(last)
+        existing = self.feeds.get(feed.id)  # opened by someone else meanwhile
+        if existing is not None:
+            return existing
         rt = FeedRuntime(feed=feed, validator=validator)
         self.feeds[feed.id] = rt
         return rt
 
-    def _attach(self, handle: RunHandle, feed: models.Feed, start_index: int) -> None:
+    async def _feed_runtime(self, feed: models.Feed) -> FeedRuntime:
+        """The feed's runtime here; a push feed's opens knowing its last stored bars."""
+        return self.feeds.get(feed.id) or await self._open_feed(feed)
+
+    def _attach(self, handle: RunHandle, rt: FeedRuntime, start_index: int) -> None:
+        """Hands the feed's bars to the run from now on (a replay from `start_index`)."""
         strategy_id = handle.spec.strategy_id
         self.runs[strategy_id] = handle
         for kind in KINDS:
             self.hub.open((kind, strategy_id), last_sequence=handle.sequences[kind])
-        rt = self.feeds.get(feed.id)
-        if rt is None:
-            rt = FeedRuntime(feed=feed, validator=FeedValidator(feed.symbols))
-            self.feeds[feed.id] = rt
-            if feed.kind == "replay":
-                rt.task = asyncio.create_task(
-                    self._replay(rt, start_index), name=f"replay-{feed.id}"
-                )
+        # The runtime may have been let go (no run left) while the caller awaited.
+        rt = self.feeds.setdefault(rt.feed.id, rt)
+        if rt.feed.kind == "replay" and rt.task is None:
+            if self._resuming:  # started by `start` at the earliest bar a run needs
+                rt.position = min(rt.position, start_index) if rt.runs else start_index
+            else:
+                self._start_replay(rt, start_index)
         rt.runs[handle.run_id] = handle
         handle.dirty = True
         self._pending_runs[strategy_id] = handle.run_id
+
+    def _start_replay(self, rt: FeedRuntime, start_index: int) -> None:
+        rt.position = start_index
+        rt.task = asyncio.create_task(self._replay(rt, start_index), name=f"replay-{rt.feed.id}")
 
     def _unhook(self, handle: RunHandle) -> bool:
         """Stops handing bars to a run, at once (no await), so that no bar reaches it while
@@ -444,6 +663,8 @@ class LiveManager:
                 self.feeds.pop(handle.spec.feed_id, None)
                 if rt.task is not None and rt.task is not asyncio.current_task():
                     rt.task.cancel()
+                    # A run joining it meanwhile (start_run holds `rt`) restarts the replay.
+                    rt.task = None
         return True
 
     async def _detach(self, handle: RunHandle, reason: str) -> None:
@@ -463,6 +684,10 @@ class LiveManager:
             source = ReplaySource(bars, symbol, start_index, feed.bars_per_second)
             rt.position = start_index
             async for bar in source.bars():
+                if rt.holds:
+                    await rt.unheld.wait()
+                    if not rt.runs:
+                        return
                 rt.position += 1
                 rt.validator.accept(bar)
                 self._dispatch(rt, bar)
@@ -533,12 +758,13 @@ class LiveManager:
             self._emit(handle, "fill", result.ts, fill_payload(fill, spec.symbol, pnl))
         for alert in stop_alerts(result, spec.symbol, strategy_name=spec.strategy_name):
             self._alert(handle, alert)
-        for alert in handle.alerts.evaluate(handle.performance.figures(), ts=result.ts):
-            self._alert(handle, alert)
+        if handle.alerts.active:  # the figures cost more than the rest of the bar: only if read
+            for alert in handle.alerts.evaluate(handle.performance.figures(), ts=result.ts):
+                self._alert(handle, alert)
         handle.dirty = True
 
     def _alert(self, handle: RunHandle, alert: AlertEvent) -> None:
-        ts = handle.last.ts if handle.last else 0
+        ts = handle.last_ts
         payload = alert_payload(
             alert.kind, alert.severity, alert.title, alert.message,
             rule=dict(alert.rule) if alert.rule else None, value=alert.value,
@@ -579,8 +805,14 @@ class LiveManager:
     async def _flush(self) -> None:
         """Commits pending events with the states that include them (taken in one go).
 
-        One flush at a time: two would both take the same pending events.
+        One flush at a time: two would both take the same pending events. A commit, once
+        started, completes even if the caller is cancelled (a client hanging up on
+        StopStrategy, the writer stopped at shutdown): cancelled half-way, it would leave
+        events stored (or not) without the state that includes them.
         """
+        await asyncio.shield(self._flush_locked())
+
+    async def _flush_locked(self) -> None:
         async with self._flushing:
             await self._flush_once()
 
@@ -601,7 +833,7 @@ class LiveManager:
         ]
         try:
             await self.repo.commit_progress(progress, rows)
-        except Exception:
+        except BaseException:
             for h in handles:
                 h.dirty = True
             raise
@@ -620,19 +852,26 @@ class LiveManager:
             raise RuntimeError("its feed was deleted")
         signal = spec.signal()
         state = row.state or {}
+        snap = state.get("run") or {}
         last = await self.repo.last_sequences(spec.strategy_id)
-        if not state.get("run"):
-            # Killed before its first commit: start over from where it started.
+        if snap.get("last_ts") is None:
+            # No bar seen yet (no warm-up, no bar traded), or killed before the first
+            # commit: start over from where it started.
+            skip_ts = int(state.get("skip_until_ts", spec.after_ts))
             run = StrategyRun(signal, spec.execution.resolved(), spec.symbol)
             start_index = spec.start_index
-            run.warm_up(await self._warmup_bars(feed, spec, start_index))
+            run.warm_up(await self._warmup_bars(feed, spec, start_index, until_ts=skip_ts))
             performance = self._tracker(spec)
             alerts = _alert_engine(spec)
-            resume_at, skip_ts = start_index, 0
+            resume_at = start_index
+            resumed = None  # no figure from before
         else:
-            snap = state["run"]
-            bars = await self._bars_until(feed, spec, int(snap["last_ts"]), signal.window)
+            # Exactly the bars its indicators had seen: the newest `window`, or all of
+            # them when it had seen fewer (older bars of the feed were never its own).
+            seen = min(signal.window, int(snap["history_bars"]))
+            bars = await self._bars_until(feed, spec, int(snap["last_ts"]), seen)
             run = StrategyRun.restore(snap, signal, bars)
+            resumed = row
             performance = PerformanceTracker.restore(state["performance"])
             alerts = AlertEngine.restore(
                 list(spec.alert_rules),
@@ -650,18 +889,21 @@ class LiveManager:
             alerts=alerts,
             sequences={k: last.get(k, 0) for k in KINDS},
             skip_until_ts=skip_ts,
+            resumed=resumed,
         )
-        self._attach(handle, feed, resume_at)
-        if feed.kind == "push":
+        rt = await self._feed_runtime(feed)
+        self._attach(handle, rt, resume_at)
+        if feed.kind == "push":  # what was pushed after its last commit (pushes wait)
             for ts, o, h, lo, c, v in await self.repo.feed_bars(
                 feed.id, spec.symbol, after_ts=skip_ts
             ):
-                self._dispatch(self.feeds[feed.id], LiveBar(spec.symbol, ts, o, h, lo, c, v))
+                self._dispatch(rt, LiveBar(spec.symbol, ts, o, h, lo, c, v))
         log.info("resumed run %s of strategy %s", row.id, spec.strategy_id)
 
     async def _warmup_bars(
-        self, feed: models.Feed, spec: RunSpec, start_index: int
+        self, feed: models.Feed, spec: RunSpec, start_index: int, until_ts: int | None = None
     ) -> list[LiveBar]:
+        """A replay's bars before `start_index`; a push feed's last ones (up to `until_ts`)."""
         n = spec.warmup_bars
         if n <= 0:
             return []
@@ -669,7 +911,7 @@ class LiveManager:
             bars = await asyncio.to_thread(self.load_bars, feed.dataset_id)
             lo = max(0, start_index - n)
             return _live_bars(bars, spec.symbol, lo, start_index)
-        rows = await self.repo.feed_bars(feed.id, spec.symbol, last=n)
+        rows = await self.repo.feed_bars(feed.id, spec.symbol, until_ts=until_ts, last=n)
         return [LiveBar(spec.symbol, *r) for r in rows]
 
     async def _bars_until(
@@ -680,8 +922,7 @@ class LiveManager:
             bars = await asyncio.to_thread(self.load_bars, feed.dataset_id)
             stop = int(bars.ts.searchsorted(last_ts, side="right"))
             return _live_bars(bars, spec.symbol, max(0, stop - window), stop)
-        rows = await self.repo.feed_bars(feed.id, spec.symbol, last=window + 1_000_000)
-        rows = [r for r in rows if r[0] <= last_ts][-window:]
+        rows = await self.repo.feed_bars(feed.id, spec.symbol, until_ts=last_ts, last=window)
         return [LiveBar(spec.symbol, *r) for r in rows]
 
     async def _index_after(self, feed: models.Feed, ts: int) -> int:
@@ -689,6 +930,40 @@ class LiveManager:
             return 0
         bars = await asyncio.to_thread(self.load_bars, feed.dataset_id)
         return int(bars.ts.searchsorted(ts, side="right"))
+
+    # -- internals: ownership across replicas -------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        """Tells the others this server still runs its runs; takes over silent runners'.
+
+        A run whose runner stays silent for RUNNER_STALE_S (killed, partitioned) is resumed
+        by the next replica that looks, from its last committed state. A runner that finds
+        a run taken over (it was silent that long itself) lets it go, so one run never runs
+        twice for longer than a heartbeat.
+        """
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                mine = [h.run_id for h in self.runs.values()]
+                owned = await self.repo.heartbeat(self.runner, mine)
+                for handle in [h for h in self.runs.values() if h.run_id not in owned]:
+                    log.warning("run %s was taken over by another server", handle.run_id)
+                    await self._release(handle)
+                await self._resume_claimed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live heartbeat failed; retrying")
+
+    async def _release(self, handle: RunHandle) -> None:
+        """Stops running `handle` here without recording anything: another server has it."""
+        self._unhook(handle)
+        strategy_id = handle.spec.strategy_id
+        async with self._flushing:  # its unwritten events are the new runner's to write
+            self._pending = [e for e in self._pending if e.strategy_id != strategy_id]
+        self.runs.pop(strategy_id, None)
+        for kind in KINDS:
+            self.hub.close((kind, handle.spec.strategy_id), "running on another server")
 
     # -- internals: failures, watchdog, notifications ------------------------------------
 
@@ -735,6 +1010,11 @@ class LiveManager:
                     rt.stalled = True
                     for handle in list(rt.runs.values()):
                         self._alert(handle, _stalled(rt.feed, silent))
+                    # Stored at once, like every event a resumed run would not repeat.
+                    try:
+                        await self._flush()
+                    except Exception:
+                        log.exception("could not record a stalled-feed alert; retrying")
 
     async def _notify_status(self, handle: RunHandle, what: str) -> None:
         if self.notify is None:
@@ -766,6 +1046,9 @@ class LiveManager:
             id=handle.run_id, strategy_id=handle.spec.strategy_id, owner_id=handle.spec.owner_id,
             feed_id=handle.spec.feed_id, symbol=handle.spec.symbol, status="running",
         )  # fmt: skip
+        if last is None and handle.resumed is not None:
+            # Resumed and no bar since: the figures it was stored with.
+            return replace(_stored_view(handle.resumed), run=run)
         broker = handle.run.broker
         return PerformanceView(
             run=run,
@@ -797,6 +1080,8 @@ class LiveManager:
             cursor = (await self.repo.last_sequences(strategy_id)).get(kind, 0)
         checked = 0.0
         while True:
+            if self._closing:
+                raise _shutting_down()
             events = await self.history(strategy_id, kind, cursor, 500)
             for e in events:
                 cursor = e.sequence
@@ -817,6 +1102,13 @@ class LiveManager:
                         yield d
                     return
             await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable(
+        "the server is shutting down; reconnect with after_sequence set to the last "
+        "sequence received"
+    )
 
 
 def _alert_engine(spec: RunSpec) -> AlertEngine:

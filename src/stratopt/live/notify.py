@@ -44,6 +44,8 @@ class Notifier:
     ) -> None:
         self.repo = repo
         self.poll_s = poll_s
+        # Whether webhooks may point at loopback or private addresses (development).
+        self.allow_private_webhooks = allow_private_webhooks
         self.hub: Hub[Wakeup] = Hub(maxsize=1, coalesce=lambda _key: True)
         self.webhooks = WebhookDispatcher(
             on_outcome=self._outcome, allow_private_networks=allow_private_webhooks
@@ -85,7 +87,10 @@ class Notifier:
                     continue
                 if sub.closed:
                     return  # the server is shutting down
-                await sub.get(timeout=self.poll_s)  # woken by a local notify, or polls
+                try:
+                    await sub.get(timeout=self.poll_s)  # woken by a local notify, or polls
+                except StopAsyncIteration:
+                    return  # closed while waiting: the server is shutting down
 
     async def _send_to_webhooks(self, row: models.Notification) -> None:
         hooks = await self.repo.webhooks(row.user_id)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from stratopt.engine.metrics import (
     DEFAULT_PERIODS_PER_YEAR,
@@ -240,9 +240,7 @@ class PerformanceTracker:
 
     def _commit(self) -> None:
         """Fold the pending bar into the committed sums (it is final once a newer one came)."""
-        st = _BarStats.of(self)
-        st.fold(self.p_equity, self.p_in_market, self.initial_cash)
-        st.store(self)
+        _fold(self, self.p_equity, self.p_in_market, self.initial_cash)  # in place: no copy
 
     def _add_spacing(self, gap: int) -> None:
         if gap in self.spacings:
@@ -458,36 +456,60 @@ class _BarStats:
             setattr(tracker, name, getattr(self, name))
 
     def fold(self, equity: float, in_market: int, initial: float) -> None:
-        # Return: the first bar against the initial cash; 0 after a dead account.
-        if self.n == 0:
-            r = equity / initial - 1.0
-        else:
-            prev = self.prev_equity
-            r = equity / prev - 1.0 if prev > 0.0 else 0.0
-        self.n += 1
-        # Neumaier-compensated sum for the mean; Welford for the sample variance.
-        s = self.ret_sum + r
-        if abs(self.ret_sum) >= abs(r):
-            self.ret_comp += (self.ret_sum - s) + r
-        else:
-            self.ret_comp += (r - s) + self.ret_sum
-        self.ret_sum = s
-        delta = r - self.ret_mean
-        self.ret_mean += delta / self.n
-        self.ret_m2 += delta * (r - self.ret_mean)
-        neg = min(r, 0.0)
-        self.down_sq += neg * neg
-        # Drawdown exactly as engine.metrics._drawdown_stats computes it.
-        if equity > self.peak:
-            self.peak = equity
-            self.inv_peak = 1.0 / equity
-        dd = 1.0 - equity * self.inv_peak
-        self.max_dd = max(self.max_dd, dd)
-        self.dd_sq += dd * dd
-        self.underwater = self.underwater + 1 if equity < self.peak else 0
-        self.longest = max(self.longest, self.underwater)
-        self.in_market += in_market
-        self.prev_equity = equity
+        _fold(self, equity, in_market, initial)
+
+
+class _Sums(Protocol):
+    """What `_fold` reads and writes: the names `_BarStats` and the tracker share."""
+
+    n: int
+    prev_equity: float
+    ret_sum: float
+    ret_comp: float
+    ret_mean: float
+    ret_m2: float
+    down_sq: float
+    peak: float
+    inv_peak: float
+    max_dd: float
+    dd_sq: float
+    underwater: int
+    longest: int
+    in_market: int
+
+
+def _fold(st: _Sums, equity: float, in_market: int, initial: float) -> None:
+    """One bar into the committed sums of `st` (a `_BarStats`, or the tracker itself)."""
+    # Return: the first bar against the initial cash; 0 after a dead account.
+    if st.n == 0:
+        r = equity / initial - 1.0
+    else:
+        prev = st.prev_equity
+        r = equity / prev - 1.0 if prev > 0.0 else 0.0
+    st.n += 1
+    # Neumaier-compensated sum for the mean; Welford for the sample variance.
+    s = st.ret_sum + r
+    if abs(st.ret_sum) >= abs(r):
+        st.ret_comp += (st.ret_sum - s) + r
+    else:
+        st.ret_comp += (r - s) + st.ret_sum
+    st.ret_sum = s
+    delta = r - st.ret_mean
+    st.ret_mean += delta / st.n
+    st.ret_m2 += delta * (r - st.ret_mean)
+    neg = min(r, 0.0)
+    st.down_sq += neg * neg
+    # Drawdown exactly as engine.metrics._drawdown_stats computes it.
+    if equity > st.peak:
+        st.peak = equity
+        st.inv_peak = 1.0 / equity
+    dd = 1.0 - equity * st.inv_peak
+    st.max_dd = max(st.max_dd, dd)
+    st.dd_sq += dd * dd
+    st.underwater = st.underwater + 1 if equity < st.peak else 0
+    st.longest = max(st.longest, st.underwater)
+    st.in_market += in_market
+    st.prev_equity = equity
 
 
 def _nth(ordered: list[tuple[int, int]], index: int) -> int:

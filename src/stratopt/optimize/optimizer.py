@@ -6,6 +6,9 @@ database in one transaction (`optimize.rdb`), removes that cost and gives a clea
 rule: a trial exists in the durable study only once it is complete, so a crashed worker
 leaves nothing half-done behind and a restarted one asks only for the trials still missing.
 Trials other workers wrote are pulled in with `absorb` before each batch.
+
+For TPE the in-memory study holds a bounded window of a long history (`optimize.history`):
+TPE's cost per ask grows with every trial it sees, and so would Optuna's in-memory storage.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.storages import InMemoryStorage
@@ -23,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from stratopt.optimize import fast_tpe
 from stratopt.optimize.analysis import study_directions
 from stratopt.optimize.evaluate import Evaluation, Problem
+from stratopt.optimize.history import History, Window, window_for
 from stratopt.optimize.samplers import batch_seed, make_sampler
 
 WORKER_ATTR = "worker"
@@ -53,7 +57,10 @@ class Optimizer:
         salt: int = 0,
         worker_id: str = "",
         baseline: Mapping[str, Any] | None = None,
+        window: Window | Literal["default"] | None = "default",
     ) -> None:
+        """`window`: how much history the sampler sees ("default": `window_for(sampler)`,
+        None: all of it)."""
         fast_tpe.install()
         self.problem = problem
         self.sampler_name = sampler
@@ -61,25 +68,41 @@ class Optimizer:
         self.salt = salt
         self.worker_id = worker_id
         self._baseline = dict(baseline) if baseline else None
-        self._study = optuna.create_study(
-            storage=InMemoryStorage(), directions=study_directions(problem.directions)
+        self._history = History(
+            problem.directions, window_for(sampler) if window == "default" else window
         )
+        self._study = self._new_study()
 
     @property
     def size(self) -> int:
-        """Trials the sampler knows about (absorbed plus own)."""
-        return len(self._study.get_trials(deepcopy=False))
+        """Trials the sampler knows about (absorbed plus own), in or out of its window."""
+        return self._history.count
 
     @property
     def study(self) -> optuna.Study:
+        """The sampling study: every trial, or the window of a long TPE study."""
         return self._study
 
     def absorb(self, trials: Iterable[FrozenTrial]) -> int:
         """Adds completed trials from the durable study (other workers', or a past attempt's)."""
         batch = [t for t in trials if t.state == TrialState.COMPLETE]
-        if batch:
+        self._history.add(batch)
+        if not self._slide():
             self._study.add_trials(batch)
         return len(batch)
+
+    def _slide(self) -> bool:
+        """Rebuilds the sampling study when the history's window moved; True if it did."""
+        if not self._history.moved():
+            return False
+        self._study = self._new_study()
+        self._study.add_trials(self._history.visible())
+        return True
+
+    def _new_study(self) -> optuna.Study:
+        return optuna.create_study(
+            storage=InMemoryStorage(), directions=study_directions(self.problem.directions)
+        )
 
     def run_batch(self, k: int) -> list[Finished]:
         """Asks k trials, scores them in one engine call, tells them; returns them finished."""
@@ -89,6 +112,7 @@ class Optimizer:
             return self._run_batch(k)
 
     def _run_batch(self, k: int) -> list[Finished]:
+        self._slide()
         study = self._study
         study.sampler = self._sampler()
         if self._baseline is not None and self.size == 0:
@@ -109,6 +133,7 @@ class Optimizer:
             for name, amount in zip(self.problem.constraint_names, ev.violations, strict=True):
                 trial.set_constraint(name, amount)
             out.append(Finished(study.tell(trial, list(ev.values)), ev))
+        self._history.add(f.trial for f in out)
         return out
 
     def _sampler(self) -> optuna.samplers.BaseSampler:

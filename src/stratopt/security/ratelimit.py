@@ -14,8 +14,9 @@ backtest      2 / s          10     each is up to ~1 s of a core; a compare scre
 optimization  10 / min       5      each starts a long job; the queue does the rest
 export        1 / s          5      PDF/HTML rendering is the expensive part
 data          5 / s          10     bar uploads and range queries move megabytes
-auth          5 / min        5      login attempts per username (online guessing)
+auth          5 / min        5      login attempts per client IP and username (guessing)
 auth per IP   60 / min       20     login attempts per client IP; higher because offices NAT
+auth per user 30 / min       30     login attempts per username from all clients together
 ============  =============  =====  ==========================================================
 
 Buckets live in process memory (`TokenBucketLimiter`), which is exact for one replica and
@@ -68,6 +69,8 @@ class Category(StrEnum):
     AUTH = "auth"
     # Per client IP, for the calls that come before any principal exists (login, refresh).
     AUTH_IP = "auth_per_ip"
+    # Per username from every client together: the ceiling on distributed guessing.
+    AUTH_USER = "auth_per_user"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class RateLimits:
     data: Rate = Rate(5.0, 10)
     auth: Rate = Rate(5 / 60, 5)
     auth_per_ip: Rate = Rate(1.0, 20)
+    auth_per_user: Rate = Rate(30 / 60, 30)
     max_concurrent_streams: int = 8
 
     def for_category(self, category: Category) -> Rate:
@@ -170,13 +174,38 @@ def login_user_key(username: str) -> str:
     return "user:" + username.strip().casefold()
 
 
+def login_pair_key(username: str, peer: str) -> str:
+    """One client guessing one username: the bucket a guesser drains (and only theirs)."""
+    return f"{login_user_key(username)}|{login_ip_key(peer)}"
+
+
+def password_check_key(user_id: str) -> str:
+    """Password checks by a signed-in user (ChangePassword): their own bucket, which failed
+    logins by others cannot drain, shared by all their sessions so a stolen session cannot
+    guess faster than the owner."""
+    return "pw:" + user_id
+
+
+LOGIN_BUCKETS = (
+    (Category.AUTH_IP, lambda username, peer: login_ip_key(peer)),
+    (Category.AUTH, login_pair_key),
+    (Category.AUTH_USER, lambda username, peer: login_user_key(username)),
+)
+"""A login attempt, in order: the client's address, the (client, username) pair, and the
+username from all clients. A refusal stops there, so later buckets are not drained: a
+throttled guesser spends nothing of the username's ceiling, and the owner logging in from
+another address (or holding a session) is not locked out by someone else's guesses."""
+
+
 async def acquire_login(backend: RateLimitBackend, username: str, peer: str) -> Decision:
-    """`TokenBucketLimiter.check_login` for any backend (the shared one included): the IP
-    bucket first, and the username bucket only when the IP still has budget."""
-    by_ip = await backend.acquire(login_ip_key(peer), Category.AUTH_IP)
-    if not by_ip.allowed:
-        return by_ip
-    return await backend.acquire(login_user_key(username), Category.AUTH)
+    """`TokenBucketLimiter.check_login` for any backend (the shared one included)."""
+    decision: Decision | None = None
+    for category, key in LOGIN_BUCKETS:
+        decision = await backend.acquire(key(username, peer), category)
+        if not decision.allowed:
+            return decision
+    assert decision is not None
+    return decision
 
 
 class _Bucket:
@@ -231,15 +260,15 @@ class TokenBucketLimiter:
         return decision
 
     def check_login(self, username: str, peer: str) -> Decision:
-        """One login attempt against both the client IP and the username buckets.
-
-        The IP is checked first and a refusal there leaves the username bucket untouched, so
-        an attacker whose IP is throttled cannot also drain a victim's username bucket.
-        """
-        by_ip = self.check(login_ip_key(peer), Category.AUTH_IP)
-        if not by_ip.allowed:
-            return by_ip
-        return self.check(login_user_key(username), Category.AUTH)
+        """One login attempt against the buckets of `LOGIN_BUCKETS`, in order; a refusal
+        leaves the later ones untouched."""
+        decision: Decision | None = None
+        for category, key in LOGIN_BUCKETS:
+            decision = self.check(key(username, peer), category)
+            if not decision.allowed:
+                return decision
+        assert decision is not None
+        return decision
 
     def sweep(self) -> int:
         """Drop buckets that have refilled completely (they carry no state); return how

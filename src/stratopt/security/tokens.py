@@ -8,11 +8,21 @@ is kept in `.reason` for debug logs and is always one of the fixed phrases below
 
 Time checks (exp, nbf, iat) are done here with an injectable clock rather than by PyJWT, so
 tests can move time and the verified-token cache honours expiry with the very same clock.
+
+Key rotation. Every token names its key in the `kid` header: a digest of the HS256 secret, or
+the RFC 7638 thumbprint of the public key, so every replica computes the same id and the id
+reveals nothing. Verification picks the key by `kid` from a key set: the current key, plus
+previous keys (`previous_secrets` / `previous_public_keys_pem`) accepted until
+`previous_keys_until` (or for as long as they are configured, which is how every replica
+learns a new key before any of them signs with it). Tokens from before key ids existed have
+no `kid`; only the current key verifies those. `key_set()` is the JWKS of the public keys.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -61,6 +71,10 @@ class TokenConfig:
     audience: str = "stratopt-api"
     access_ttl: timedelta = timedelta(minutes=15)
     leeway: timedelta = timedelta(seconds=10)
+    # Keys that verify but no longer sign (rotation), until `previous_keys_until` if set.
+    previous_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    previous_public_keys_pem: tuple[bytes, ...] = ()
+    previous_keys_until: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -68,10 +82,14 @@ class TokenConfig:
         if self.algorithm == "HS256":
             if self.secret is None or len(self.secret) < MIN_HMAC_SECRET_BYTES:
                 raise ValueError(f"HS256 needs a secret of at least {MIN_HMAC_SECRET_BYTES} bytes")
-            if self.private_key_pem or self.public_key_pem:
+            if self.private_key_pem or self.public_key_pem or self.previous_public_keys_pem:
                 raise ValueError("HS256 takes a secret, not PEM keys")
+            if any(len(p) < MIN_HMAC_SECRET_BYTES for p in self.previous_secrets):
+                raise ValueError(
+                    f"previous HS256 secrets need at least {MIN_HMAC_SECRET_BYTES} bytes too"
+                )
         else:
-            if self.secret is not None:
+            if self.secret is not None or self.previous_secrets:
                 raise ValueError(f"{self.algorithm} takes PEM keys, not a secret")
             if self.private_key_pem is None and self.public_key_pem is None:
                 raise ValueError(f"{self.algorithm} needs a private and/or public PEM key")
@@ -127,6 +145,9 @@ class Claims:
 class _Keys:
     signing: bytes | _PrivateKey | None
     verifying: bytes | _PublicKey
+    kid: str = ""
+    # Verification keys by kid: the current one first, then the previous ones.
+    previous: tuple[tuple[str, bytes | _PublicKey], ...] = ()
 
 
 class TokenService:
@@ -145,9 +166,29 @@ class TokenService:
         self.config = config
         self._clock = clock
         self._keys = _load_keys(config)
-        self._cache: OrderedDict[bytes, Claims] = OrderedDict()
+        self._by_kid: dict[str, bytes | _PublicKey] = dict(self._keys.previous)
+        self._by_kid[self._keys.kid] = self._keys.verifying
+        self._retire_at = (
+            config.previous_keys_until.timestamp() if config.previous_keys_until else None
+        )
+        # Verified claims by token digest, with when they stop counting because their key
+        # was a previous one that retires (None: signed by the current key).
+        self._cache: OrderedDict[bytes, tuple[Claims, float | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+
+    @property
+    def key_id(self) -> str:
+        """The `kid` of the signing (current) key."""
+        return self._keys.kid
+
+    def key_set(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys that verify tokens, as a JWKS (RFC 7517): current first. Empty
+        for HS256, whose key is a shared secret."""
+        if self.config.algorithm == "HS256":
+            return {"keys": []}
+        keys = [(self._keys.kid, self._keys.verifying), *self._keys.previous]
+        return {"keys": [_public_jwk(key, kid, self.config.algorithm) for kid, key in keys]}
 
     def issue_access(self, subject: str, role: Role, session_id: str | None = None) -> IssuedToken:
         """Sign an access token. `session_id` is the refresh-token family, so a session's
@@ -171,7 +212,12 @@ class TokenService:
         }
         if session_id is not None:
             payload["sid"] = session_id
-        token = jwt.encode(payload, self._keys.signing, algorithm=self.config.algorithm)
+        token = jwt.encode(
+            payload,
+            self._keys.signing,
+            algorithm=self.config.algorithm,
+            headers={"kid": self._keys.kid},
+        )
         return IssuedToken(token, _from_epoch(exp))
 
     def verify_access(self, token: str) -> Claims:
@@ -181,11 +227,15 @@ class TokenService:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         cached = self._cache_get(digest)
         if cached is not None:
-            self._check_times(cached, now)
-            return cached
-        claims = self._claims_from(self._decode(token))
+            claims, retires = cached
+            if retires is not None and now >= retires:
+                raise AuthenticationError("signing key retired")
+            self._check_times(claims, now)
+            return claims
+        payload, retires = self._decode(token, now)
+        claims = self._claims_from(payload)
         self._check_times(claims, now)
-        self._cache_put(digest, claims)
+        self._cache_put(digest, (claims, retires))
         return claims
 
     def clear_cache(self) -> None:
@@ -194,7 +244,20 @@ class TokenService:
 
     # --- verification steps ---------------------------------------------------------------
 
-    def _decode(self, token: str) -> dict[str, Any]:
+    def _verifying_key(self, header: dict[str, Any], now: float) -> tuple[Any, float | None]:
+        """The key the token names, and when it retires (None for the current key)."""
+        kid = header.get("kid")
+        if kid is None:  # issued before tokens named their key: the current key only
+            return self._keys.verifying, None
+        if not isinstance(kid, str) or kid not in self._by_kid:
+            raise AuthenticationError("unknown signing key")
+        if kid == self._keys.kid:
+            return self._keys.verifying, None
+        if self._retire_at is not None and now >= self._retire_at:
+            raise AuthenticationError("signing key retired")
+        return self._by_kid[kid], self._retire_at
+
+    def _decode(self, token: str, now: float) -> tuple[dict[str, Any], float | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -205,10 +268,11 @@ class TokenService:
             raise AuthenticationError("algorithm not allowed")
         if not set(header) <= _ALLOWED_HEADER_KEYS:
             raise AuthenticationError("unexpected header parameters")
+        key, retires = self._verifying_key(header, now)
         try:
-            return jwt.decode(
+            payload = jwt.decode(
                 token,
-                self._keys.verifying,
+                key,
                 algorithms=[self.config.algorithm],
                 audience=self.config.audience,
                 issuer=self.config.issuer,
@@ -225,6 +289,7 @@ class TokenService:
             raise AuthenticationError(_reason_for(exc)) from None
         except (ValueError, TypeError):
             raise AuthenticationError("malformed token") from None
+        return payload, retires
 
     def _claims_from(self, payload: dict[str, Any]) -> Claims:
         if payload.get("typ") != ACCESS_TOKEN_TYPE:
@@ -269,18 +334,18 @@ class TokenService:
 
     # --- cache ----------------------------------------------------------------------------
 
-    def _cache_get(self, digest: bytes) -> Claims | None:
+    def _cache_get(self, digest: bytes) -> tuple[Claims, float | None] | None:
         with self._lock:
             claims = self._cache.get(digest)
             if claims is not None:
                 self._cache.move_to_end(digest)
             return claims
 
-    def _cache_put(self, digest: bytes, claims: Claims) -> None:
+    def _cache_put(self, digest: bytes, entry: tuple[Claims, float | None]) -> None:
         if self._cache_size <= 0:
             return
         with self._lock:
-            self._cache[digest] = claims
+            self._cache[digest] = entry
             self._cache.move_to_end(digest)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -326,15 +391,50 @@ def _reason_for(exc: jwt.PyJWTError) -> str:
 def _load_keys(config: TokenConfig) -> _Keys:
     if config.algorithm == "HS256":
         assert config.secret is not None  # guaranteed by TokenConfig
-        return _Keys(signing=config.secret, verifying=config.secret)
+        secrets_ = tuple((_secret_kid(p), p) for p in config.previous_secrets if p != config.secret)
+        return _Keys(
+            signing=config.secret,
+            verifying=config.secret,
+            kid=_secret_kid(config.secret),
+            previous=secrets_,
+        )
     private = _load_private(config) if config.private_key_pem else None
     public = _load_public(config) if config.public_key_pem else None
     if private is None:
         assert public is not None  # guaranteed by TokenConfig
-        return _Keys(signing=None, verifying=public)
-    if public is not None and not _same_public_key(private, public):
-        raise ValueError("public_key_pem does not match private_key_pem")
-    return _Keys(signing=private, verifying=private.public_key())
+        current: _PublicKey = public
+    else:
+        if public is not None and not _same_public_key(private, public):
+            raise ValueError("public_key_pem does not match private_key_pem")
+        current = private.public_key()
+    kid = _public_kid(current, config.algorithm)
+    olds = [_load_public_pem(pem, config.algorithm) for pem in config.previous_public_keys_pem]
+    publics = tuple((k, key) for key in olds if (k := _public_kid(key, config.algorithm)) != kid)
+    return _Keys(signing=private, verifying=current, kid=kid, previous=publics)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _secret_kid(secret: bytes) -> str:
+    """A stable id for an HMAC secret: a domain-separated SHA-256, 128 bits of it. The secret
+    has at least 256 bits of entropy, so the id gives nothing away."""
+    return "hs-" + _b64(hashlib.sha256(b"stratopt jwt kid\x00" + secret).digest()[:16])
+
+
+def _public_jwk(key: Any, kid: str, algorithm: str) -> dict[str, Any]:
+    impl = jwt.get_algorithm_by_name(algorithm)
+    jwk = json.loads(impl.to_jwk(key))
+    return {**jwk, "kid": kid, "use": "sig", "alg": algorithm}
+
+
+def _public_kid(key: Any, algorithm: str) -> str:
+    """The RFC 7638 JWK thumbprint of a public key (what JWKS consumers expect as kid)."""
+    jwk = json.loads(jwt.get_algorithm_by_name(algorithm).to_jwk(key))
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return _b64(hashlib.sha256(canonical.encode()).digest())
 
 
 def _load_private(config: TokenConfig) -> _PrivateKey:
@@ -348,10 +448,14 @@ def _load_private(config: TokenConfig) -> _PrivateKey:
 
 def _load_public(config: TokenConfig) -> _PublicKey:
     assert config.public_key_pem is not None
-    key = serialization.load_pem_public_key(config.public_key_pem)
+    return _load_public_pem(config.public_key_pem, config.algorithm)
+
+
+def _load_public_pem(pem: bytes, algorithm: str) -> _PublicKey:
+    key = serialization.load_pem_public_key(pem)
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise ValueError("unsupported public key type")
-    _check_key_fits(config.algorithm, key)
+    _check_key_fits(algorithm, key)
     return key
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -24,13 +25,15 @@ from stratopt.api.auth_servicer import AuthServicer
 from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.export_servicer import ExportServicer
+from stratopt.api.limits import RequestLimitsInterceptor
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.optimization_servicer import OptimizationServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
+from stratopt.data.importers import MemoryBudget
 from stratopt.security.tokens import TokenService
-from stratopt.server import bootstrap
+from stratopt.server import bootstrap, datadir
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
 from stratopt.server.live_assembly import LiveRuntime, build_live, notify_job_ends
 from stratopt.server.security_assembly import SecurityServices
@@ -112,7 +115,11 @@ def servicers(rt: Runtime) -> list[Any]:
     assert rt.security is not None and rt.optimization is not None and rt.live is not None
     return [
         AuthServicer(rt.security.accounts),
-        MarketDataServicer(rt.datasets, rt.live.service),
+        MarketDataServicer(
+            rt.datasets,
+            rt.live.service,
+            MemoryBudget(rt.settings.upload_memory_mb * 1024 * 1024),
+        ),
         StrategyServicer(  # type: ignore[abstract]
             rt.catalog,
             StrategySharing(rt.db),
@@ -142,7 +149,7 @@ class Server:
 
     async def start(self) -> int:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.make_private(s.data_dir)
         db = Database(s.resolved_database_url)
         await migrate.upgrade(db)
         tokens = TokenService(bootstrap.token_config(s))
@@ -158,7 +165,12 @@ class Server:
         rt.optimization = build_optimization(db, datasets, s.workers)
         rt.exports.best_params = rt.optimization.jobs.best_parameters
         rt.live = build_live(
-            db, datasets, allow_private_webhooks=s.dev, queue_size=s.live_queue_size
+            db,
+            datasets,
+            allow_private_webhooks=s.dev,
+            queue_size=s.live_queue_size,
+            # Stable across restarts of this server, distinct between replicas.
+            runner=s.instance_id or f"{socket.gethostname()}:{s.data_dir.resolve()}",
         )
         rt.optimization.bus.listen(notify_job_ends(rt.live.notifier))
         rt.exports.notify = rt.live.notifier.notify
@@ -169,7 +181,9 @@ class Server:
         rt.background.append(asyncio.create_task(security.housekeeping()))
 
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), *security.interceptors()],
+            # Field bounds last: a request too large to serve is still authenticated,
+            # authorized and counted first, like any other call.
+            interceptors=[ErrorInterceptor(), *security.interceptors(), RequestLimitsInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),

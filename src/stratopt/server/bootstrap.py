@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -44,6 +45,14 @@ class BootstrapError(RuntimeError):
 
 
 def token_config(s: Settings) -> TokenConfig:
+    try:
+        return _token_config(s)
+    except (OSError, ValueError) as e:
+        raise BootstrapError(f"JWT keys: {e}") from None
+
+
+def _token_config(s: Settings) -> TokenConfig:
+    until = _rotation_end(s.jwt_previous_keys_until)
     if s.jwt_algorithm in ("RS256", "ES256"):
         if not s.jwt_private_key_file and not s.jwt_public_key_file:
             raise BootstrapError(f"{s.jwt_algorithm} needs STRATOPT_JWT_PRIVATE_KEY_FILE")
@@ -51,15 +60,47 @@ def token_config(s: Settings) -> TokenConfig:
             s.jwt_algorithm,  # type: ignore[arg-type]
             private_key_file=s.jwt_private_key_file or None,
             public_key_file=s.jwt_public_key_file or None,
+            previous_public_keys_pem=tuple(
+                Path(f).read_bytes() for f in _split(s.jwt_previous_public_key_files)
+            ),
+            previous_keys_until=until,
         )
+    previous = tuple(p.encode() for p in _split(s.jwt_previous_secrets))
     if s.jwt_secret:
-        return TokenConfig(algorithm="HS256", secret=s.jwt_secret.encode())
+        return TokenConfig(
+            algorithm="HS256",
+            secret=s.jwt_secret.encode(),
+            previous_secrets=previous,
+            previous_keys_until=until,
+        )
     if not s.dev:
         raise BootstrapError(
             "set STRATOPT_JWT_SECRET (32+ bytes) or RS256/ES256 key files; "
             "or run with --dev for a local development server"
         )
-    return TokenConfig(algorithm="HS256", secret=_dev_secret(s.data_dir))
+    return TokenConfig(
+        algorithm="HS256",
+        secret=_dev_secret(s.data_dir),
+        previous_secrets=previous,
+        previous_keys_until=until,
+    )
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _rotation_end(text: str) -> datetime | None:
+    """STRATOPT_JWT_PREVIOUS_KEYS_UNTIL: ISO 8601; without a zone it is UTC."""
+    if not text.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BootstrapError(
+            "STRATOPT_JWT_PREVIOUS_KEYS_UNTIL must be an ISO 8601 time, e.g. 2030-01-01T12:00:00Z"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _dev_secret(data_dir: Path) -> bytes:

@@ -35,7 +35,14 @@ def build_optimization(
 ) -> OptimizationRuntime:
     studies = StudyStorage(db.url)
     bus = EventBus()
-    jobs = OptimizationJobs(db, datasets, studies, bus, lease_s=config.lease_s)
+    jobs = OptimizationJobs(
+        db,
+        datasets,
+        studies,
+        bus,
+        lease_s=config.lease_s,
+        running_limit=config.max_running_per_owner,
+    )
     pool = WorkerPool(db, studies, datasets.files, bus, workers, config=config)
     return OptimizationRuntime(jobs, pool, studies, bus)
 

@@ -77,10 +77,13 @@ def build_live(
     *,
     allow_private_webhooks: bool,
     queue_size: int = DEFAULT_MAXSIZE,
+    runner: str = "",
 ) -> LiveRuntime:
     repo = LiveRepo(db)
     notifier = Notifier(repo, allow_private_webhooks=allow_private_webhooks)
-    manager = LiveManager(repo, datasets.files.load, notifier.notify, queue_size=queue_size)
+    manager = LiveManager(
+        repo, datasets.files.load, notifier.notify, queue_size=queue_size, runner=runner
+    )
     return LiveRuntime(
         manager=manager,
         notifier=notifier,

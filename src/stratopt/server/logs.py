@@ -11,6 +11,38 @@ from typing import Any
 from stratopt.security.redact import RedactingFilter
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+MAX_TEXT = 2_000
+"""Longest message or string field in a log line: a hostile request cannot make 1 MB lines."""
+MAX_TRACEBACK = 12_000
+"""Longest traceback kept (its head and, mostly, its tail, where the error is)."""
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+class BoundedFilter(logging.Filter):
+    """Shortens long messages and string fields. Runs after redaction, which must see whole
+    secrets to recognise them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_TEXT:
+            record.msg, record.args = _clip(message, MAX_TEXT), ()
+        for k, v in list(record.__dict__.items()):
+            if k not in _STD and isinstance(v, str) and len(v) > MAX_TEXT:
+                setattr(record, k, _clip(v, MAX_TEXT))
+        return True
+
+
+def _clip_traceback(text: str) -> str:
+    if len(text) <= MAX_TRACEBACK:
+        return text
+    head = MAX_TRACEBACK // 5
+    tail = MAX_TRACEBACK - head
+    return f"{text[:head]}\n... ({len(text) - head - tail:,} characters) ...\n{text[-tail:]}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,7 +57,8 @@ class JsonFormatter(logging.Formatter):
             if k not in _STD and not k.startswith("_"):
                 out[k] = v
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            # exc_text is the traceback as the redaction filter left it.
+            out["exc"] = _clip_traceback(record.exc_text or self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
@@ -37,6 +70,7 @@ def setup(level: str = "INFO", json_lines: bool = True) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     handler.addFilter(RedactingFilter())
+    handler.addFilter(BoundedFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

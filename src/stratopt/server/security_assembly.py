@@ -46,7 +46,7 @@ log = logging.getLogger("stratopt.security")
 
 HOUSEKEEPING_INTERVAL_S = 600.0
 UNCAPPED_STREAMS = 2**31
-"""The stream cap when rate limits are off: streams are only counted."""
+"""The stream cap with STRATOPT_MAX_STREAMS_PER_USER=0: streams are only counted."""
 
 
 def scrypt_params(settings: Settings) -> ScryptParams:
@@ -63,6 +63,7 @@ def rate_limits(settings: Settings) -> RateLimits:
             "data": settings.rate_limit_data,
             "auth": settings.rate_limit_auth,
             "auth_per_ip": settings.rate_limit_auth_per_ip,
+            "auth_per_user": settings.rate_limit_auth_per_user,
         }
     )
 
@@ -120,10 +121,10 @@ class SecurityServices:
             audit=audit,
             authenticator=authenticator,
             limiter=rate_limit_backend(settings, db, limits),
-            # Without rate limits streams are still counted (GetOverview shows them), not capped.
-            streams=ConcurrencyLimiter(
-                limits.max_concurrent_streams if settings.rate_limits else UNCAPPED_STREAMS
-            ),
+            # The stream cap guards memory, not throughput: it stays when rate limits are
+            # switched off (STRATOPT_RATE_LIMITS=0); STRATOPT_MAX_STREAMS_PER_USER=0 lifts it
+            # (streams are still counted, GetOverview shows them).
+            streams=ConcurrencyLimiter(limits.max_concurrent_streams or UNCAPPED_STREAMS),
             accounts=Accounts(
                 users=users,
                 user_repo=user_repo,
@@ -152,7 +153,7 @@ class SecurityServices:
         ]
         if self.settings.rate_limits:
             chain.append(RateLimitInterceptor(self.limiter, trust_forwarded_for=xff))
-        chain.append(StreamCapInterceptor(self.streams))  # uncapped when limits are off
+        chain.append(StreamCapInterceptor(self.streams))  # capped even when limits are off
         return chain
 
     async def housekeeping(self) -> None:

@@ -24,6 +24,11 @@ class Settings:
     jwt_algorithm: str = "HS256"
     jwt_private_key_file: str = ""
     jwt_public_key_file: str = ""
+    # Key rotation: keys that still verify (not sign), comma-separated, until the optional
+    # ISO 8601 time (docs/security.md, "Rotating the signing key").
+    jwt_previous_secrets: str = field(default="", repr=False)
+    jwt_previous_public_key_files: str = ""
+    jwt_previous_keys_until: str = ""
     admin_user: str = ""
     admin_password: str = field(default="", repr=False)
     gateway: bool = False
@@ -35,9 +40,13 @@ class Settings:
     log_json: bool = True
     rate_limits: bool = True
     max_streams_per_user: int = 16
+    upload_memory_mb: int = 1024
     # Live events (signals, fills, alerts) queued per stream subscriber before the oldest
     # are dropped (and counted in the stream's `dropped`).
     live_queue_size: int = 1024
+    # Names this server as the runner of its paper-trading runs; a restart with the same id
+    # resumes them at once (default: host and data folder). Replicas need distinct ids.
+    instance_id: str = ""
     # Per-category overrides such as "20/s burst 40" or "10/min burst 5"; empty keeps the
     # production default documented in docs/security.md.
     rate_limit_general: str = ""
@@ -47,6 +56,7 @@ class Settings:
     rate_limit_data: str = ""
     rate_limit_auth: str = ""
     rate_limit_auth_per_ip: str = ""
+    rate_limit_auth_per_user: str = ""
     # "auto" shares buckets through PostgreSQL when the database is PostgreSQL; "memory"
     # keeps them per process.
     rate_limit_backend: str = "auto"
@@ -104,3 +114,48 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             conv[name] = raw
         del f
     return replace(s, **conv)
+
+
+# One line per setting for `stratopt --help` (client/cli.py lists every field of Settings as
+# STRATOPT_<NAME> with its default; a field missing here is listed without a description).
+DESCRIPTIONS: Mapping[str, str] = {
+    "grpc_addr": "gRPC listen address",
+    "data_dir": "data folder: datasets, exports, the SQLite file",
+    "database_url": "SQLAlchemy URL (default: a SQLite file in the data folder)",
+    "dev": "development mode: demo users, sample data, a generated JWT secret",
+    "jwt_secret": "HS256 signing secret, 32+ bytes (required outside --dev)",
+    "jwt_algorithm": "HS256, RS256 or ES256",
+    "jwt_private_key_file": "PEM private key for RS256/ES256",
+    "jwt_public_key_file": "PEM public key for RS256/ES256",
+    "jwt_previous_secrets": "old HS256 secrets that still verify, comma-separated",
+    "jwt_previous_public_key_files": "old RS256/ES256 public key files, comma-separated",
+    "jwt_previous_keys_until": "ISO 8601 time after which the previous keys are refused",
+    "admin_user": "first admin, created at the first start",
+    "admin_password": "the first admin's password",
+    "gateway": "also start the Envoy REST/gRPC-Web gateway",
+    "gateway_addr": "gateway listen address",
+    "gateway_admin_port": "Envoy admin port (0 = none)",
+    "workers": "optimization workers in the server process",
+    "sample_data": "create the SAMPLE-* datasets at the first start",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_json": "structured JSON logs on stderr",
+    "rate_limits": "per-user rate limits",
+    "max_streams_per_user": "open server streams per user (0 = no cap)",
+    "upload_memory_mb": "memory all uploads in progress may hold together",
+    "live_queue_size": "live events queued per stream subscriber",
+    "instance_id": "this server's name as the runner of paper trades (default host:data dir)",
+    "rate_limit_general": "e.g. '20/s burst 40' (docs/security.md)",
+    "rate_limit_backtest": "backtest calls",
+    "rate_limit_optimization": "optimization calls",
+    "rate_limit_export": "export calls",
+    "rate_limit_data": "data calls",
+    "rate_limit_auth": "logins per client IP and username",
+    "rate_limit_auth_per_ip": "logins per client IP",
+    "rate_limit_auth_per_user": "logins per username from all clients",
+    "rate_limit_backend": "auto (PostgreSQL when used) or memory",
+    "scrypt_log2_n": "password hashing cost, log2(N)",
+    "auth_cache_seconds": "how long roles and logouts may be cached",
+    "trust_forwarded_for": "take the client IP from x-forwarded-for (behind Envoy)",
+    "audit_refusals_per_minute": "audit entries for refused calls per caller and minute",
+    "precompile": "compile the numba kernels at start",
+}

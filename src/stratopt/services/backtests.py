@@ -120,6 +120,10 @@ class BacktestCatalog:
         )
         if len(bars) < 2:
             raise FailedPrecondition("the selected period has fewer than 2 bars")
+        if cfg.periods_per_year is None:
+            # Echo the annualization the run used, not 0 ("inferred"): the same value the
+            # engine would infer, so the metrics do not change.
+            cfg = cfg.replace(periods_per_year=engine.infer_periods_per_year(bars.ts))
         started = time.perf_counter()
         result = await asyncio.to_thread(_simulate, bars, strategy, params, cfg)
         duration_ms = (time.perf_counter() - started) * 1000
@@ -282,6 +286,8 @@ def _check_spec(spec: BacktestSpec) -> None:
         v.append(FieldViolation("monte_carlo.simulations", f"0..{MAX_MC_SIMS}"))
     if spec.mc_sims and not 1 <= spec.mc_block <= 10_000:
         v.append(FieldViolation("monte_carlo.block_size", "1..10000"))
+    if spec.mc_seed < 0:
+        v.append(FieldViolation("monte_carlo.seed", "must not be negative"))
     if spec.wf_windows and not 2 <= spec.wf_windows <= 50:
         v.append(FieldViolation("walk_forward.windows", "2..50"))
     if spec.wf_windows and not 0.1 <= spec.wf_in_sample <= 0.95:

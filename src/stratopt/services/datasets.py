@@ -36,6 +36,8 @@ from stratopt.store.paging import keyset_page, query_hash
 log = logging.getLogger("stratopt.datasets")
 MAX_SYNTHETIC_BARS = 5_000_000
 MIN_SYNTHETIC_BARS = 100
+MAX_TIME_NS = 2**63 - 1
+"""Bar times are int64 nanoseconds since 1970."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,14 @@ class DatasetCatalog:
             v.append(FieldViolation("bar_count", f"{MIN_SYNTHETIC_BARS}..{MAX_SYNTHETIC_BARS:,}"))
         if not 0 < start_price < 1e9:
             v.append(FieldViolation("start_price", "must be in (0, 1e9)"))
+        if seed < 0:
+            v.append(FieldViolation("seed", "must not be negative"))
+        if not v:
+            # Every bar's time must fit int64 nanoseconds (up to 2262-04-11); weekday-only
+            # series never stretch further than 7/5 of this plus a few days.
+            span = (bar_count * 7 // 5 + 14) * parse_timeframe(meta.timeframe) * 1_000_000_000
+            if start_ns > MAX_TIME_NS - span:
+                v.append(FieldViolation("start_time", "the bars would end after 2262-04-11"))
         if v:
             raise InvalidArgument.of(v)
         bars = await asyncio.to_thread(

@@ -21,7 +21,7 @@ from stratopt.errors import (
     PermissionDenied,
     Unimplemented,
 )
-from stratopt.export.pine import pine_script
+from stratopt.export.pine import Provenance, period_text, pine_script
 from stratopt.export.reports import report_csv, report_html, report_json
 from stratopt.security.principal import Principal
 from stratopt.security.roles import EXPORT_REPORTS_ONLY_ROLES
@@ -37,8 +37,11 @@ from stratopt.store.paging import (
 )
 from stratopt.strategies import registry
 
-BestParams = Callable[[Principal, str], Awaitable[tuple[str, dict[str, Any], ExecutionOptions]]]
-"""(principal, job_id) -> (strategy type, best parameters, execution), from the job system."""
+BestParams = Callable[
+    [Principal, str], Awaitable[tuple[str, dict[str, Any], ExecutionOptions, Provenance]]
+]
+"""(principal, job_id) -> (strategy type, best parameters, execution, provenance), from the
+job system."""
 
 Notify = Callable[[str, str, str, str, str, str], Awaitable[object]]
 """(user_id, kind, severity, title, message, resource): see live.notify.Notifier.notify."""
@@ -100,16 +103,20 @@ class ExportCatalog:
             )
             title = title or strat.name
             source = f"strategies/{strat.id}"
+            provenance = await self._strategy_provenance(principal, strat)
         elif job_id:
             if self.best_params is None:
                 raise Unimplemented("optimization jobs are not available in this server")
-            stype_name, params, execution = await self.best_params(principal, job_id)
+            stype_name, params, execution, provenance = await self.best_params(principal, job_id)
             source = f"jobs/{job_id}"
         else:
             stype_name, params, source = (
                 strategy_type,
                 dict(parameters),
                 f"strategyTypes/{strategy_type}",
+            )
+            provenance = Provenance(
+                source=source, note="Not from a stored backtest: default execution options."
             )
         try:
             stype = registry.get(stype_name)
@@ -121,11 +128,60 @@ class ExportCatalog:
         if problems:
             raise InvalidArgument.of(FieldViolation(v.field, v.description) for v in problems)
         title = (title or stype.display_name)[:100]
-        script = pine_script(stype, params, execution, title, include_execution=include_execution)
+        script = pine_script(
+            stype,
+            params,
+            execution,
+            title,
+            include_execution=include_execution,
+            provenance=provenance,
+        )
         row = await self._store(
             principal, "pine_script", f"{title}.pine", "pine", script.encode(), source
         )
         return script, row
+
+    async def _strategy_provenance(
+        self, principal: Principal, strat: models.Strategy
+    ) -> Provenance:
+        """The strategy's latest backtest that the caller may see and that ran its current
+        parameters and execution options: its data, period and metrics."""
+        B = models.Backtest
+        stmt = select(B).where(B.strategy_id == strat.id)
+        if (owner := owner_scope(principal)) is not None:
+            stmt = stmt.where(B.owner_id == owner)
+        stmt = stmt.order_by(B.created_at.desc(), B.id.desc()).limit(20)
+        async with self.db.session() as s:
+            recent = list((await s.execute(stmt)).scalars())
+        try:
+            params = registry.get(strat.strategy_type).resolve(strat.parameters)
+        except (KeyError, ValueError):
+            params = dict(strat.parameters)
+        runs = _trade_settings(ExecutionOptions.from_dict(strat.execution))
+        bt = next(
+            (
+                b
+                for b in recent
+                if b.parameters == params
+                and _trade_settings(ExecutionOptions.from_dict(b.execution)) == runs
+            ),
+            None,
+        )
+        if bt is None:
+            return Provenance(
+                source=f"strategies/{strat.id}",
+                strategy=strat.name,
+                note="No backtest of these parameters and options on record.",
+            )
+        metrics = {k: v for k, v in (bt.metrics or {}).items() if isinstance(v, int | float)}
+        return Provenance(
+            source=f"strategies/{strat.id}",
+            strategy=strat.name,
+            dataset=f"datasets/{bt.dataset_id}" + (f" ({bt.timeframe})" if bt.timeframe else ""),
+            period=period_text(bt.start_ts, bt.end_ts),
+            metrics=metrics,
+            note=f"Metrics of backtests/{bt.id} ({bt.bar_count:,} bars).",
+        )
 
     async def report(
         self, principal: Principal, *, backtest_id: str, job_id: str, fmt: str, charts: bool
@@ -237,3 +293,10 @@ class ExportCatalog:
                 f"{row.size_bytes:,} bytes, from {source}", f"exports/{row.id}",
             )  # fmt: skip
         return row
+
+
+def _trade_settings(options: ExecutionOptions) -> dict[str, Any]:
+    """The options that decide a backtest's trades (the annualization does not)."""
+    values = options.resolved().to_dict()
+    values.pop("periods_per_year", None)
+    return values

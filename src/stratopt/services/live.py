@@ -21,7 +21,13 @@ from stratopt.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from stratopt.live.bars import LiveBar
 from stratopt.live.events import Kind, LiveEvent
 from stratopt.live.hub import Delivery
-from stratopt.live.manager import LiveManager, PerformanceView, PushOutcome, RunSpec
+from stratopt.live.manager import (
+    MAX_UNSTORED_AHEAD,
+    LiveManager,
+    PerformanceView,
+    PushOutcome,
+    RunSpec,
+)
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
@@ -106,19 +112,21 @@ class LiveService:
 
     async def get_feed(self, principal: Principal, feed_id: str) -> FeedView:
         row = require_owner(principal, await self.repo.get_feed(feed_id), "feed", feed_id)
-        return FeedView(row, await self._running_on(row.id))
+        return FeedView(row, (await self.repo.running_counts([row.id])).get(row.id, 0))
 
     async def list_feeds(
         self, principal: Principal, requested: int, token: str
     ) -> tuple[list[FeedView], str]:
         rows, nxt = await self.repo.list_feeds(owner_scope(principal), requested, token)
-        return [FeedView(r, await self._running_on(r.id)) for r in rows], nxt
+        counts = await self.repo.running_counts([r.id for r in rows])
+        return [FeedView(r, counts.get(r.id, 0)) for r in rows], nxt
 
     async def delete_feed(self, principal: Principal, feed_id: str) -> None:
         row = require_owner(principal, await self.repo.get_feed(feed_id), "feed", feed_id)
-        if await self._running_on(row.id):
+        if (await self.repo.running_counts([row.id])).get(row.id, 0):
             raise FailedPrecondition("strategies are running on this feed; stop them first")
         await self.repo.delete_feed(row.id)
+        self.manager.forget_feed(row.id)
 
     async def push_bars(
         self, principal: Principal, batches: AsyncIterator[tuple[str, Sequence[LiveBar]]]
@@ -147,9 +155,6 @@ class LiveService:
         if feed is None:
             raise InvalidArgument.field("feed_id", "no message received")
         return PushOutcome(accepted, rejected, tuple(rejections))
-
-    async def _running_on(self, feed_id: str) -> int:
-        return sum(1 for r in await self.repo.running_runs() if r.feed_id == feed_id)
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -249,6 +254,13 @@ class LiveService:
             raise FailedPrecondition(
                 "this strategy is not running; give after_sequence to read what it recorded"
             )
+        newest = self.manager.last_sequence_here(strategy_id, kind)
+        if newest is not None and after > newest + MAX_UNSTORED_AHEAD:
+            # It would wait for events numbered above a sequence it never sent. (Slightly
+            # ahead is fine: events published before a crash come again after the restart.)
+            raise InvalidArgument.field(
+                "after_sequence", f"{after} is after the newest {kind} sequence ({newest})"
+            )
         return self.manager.subscribe(strategy_id, kind, after)
 
     async def _check_warmup(
@@ -256,8 +268,9 @@ class LiveService:
     ) -> None:
         """Warm-up bars come before the first traded bar: refuse more than there are."""
         if feed.kind == "replay":
-            available = start_index
-            where = "before the replay's first bar (a later start_time leaves more)"
+            # A replay running here goes on from where it is (see LiveManager.start_run).
+            available = self.manager.replay_position(feed.id) or start_index
+            where = "before the replay's next bar (a later start_time leaves more)"
         else:
             available = await self.repo.count_feed_bars(feed.id, symbol)
             where = f"of {symbol} pushed to this feed so far"
@@ -307,6 +320,8 @@ def _check_start(req: StartRequest) -> None:
         v.append(FieldViolation("dataset_id", "give exactly one of dataset_id and feed_id"))
     if req.feed_id and req.start_ns:
         v.append(FieldViolation("start_time", "a feed has its own start; only for dataset_id"))
+    if req.feed_id and req.bars_per_second:
+        v.append(FieldViolation("bars_per_second", "a feed has its own speed; only for dataset_id"))
     if not 0 <= req.bars_per_second <= MAX_BARS_PER_SECOND:
         v.append(FieldViolation("bars_per_second", f"0..{MAX_BARS_PER_SECOND:g} (0 = unpaced)"))
     if not 0 <= req.warmup_bars <= MAX_WARMUP_BARS:

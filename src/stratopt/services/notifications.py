@@ -44,7 +44,9 @@ class NotificationService:
     ) -> models.Webhook:
         v: list[FieldViolation] = []
         try:
-            clean = validate_webhook_url(url)
+            # Where deliveries would be refused (a private address outside development),
+            # say so now rather than fail every delivery later.
+            clean = validate_webhook_url(url, allow_private=self.notifier.allow_private_webhooks)
         except WebhookUrlError as e:
             v.append(FieldViolation("webhook.url", str(e)))
             clean = ""
@@ -74,7 +76,9 @@ class NotificationService:
         return await self.repo.webhooks(principal.user_id)
 
     async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
-        hook = await self.repo.get_webhook(webhook_id) if webhook_id else None
+        if not webhook_id:
+            raise InvalidArgument.field("webhook_id", "required")
+        hook = await self.repo.get_webhook(webhook_id)
         if hook is None or hook.owner_id != principal.user_id:
             raise NotFound("webhook", webhook_id)
         await self.repo.delete_webhook(hook.id)

@@ -25,11 +25,12 @@ from stratopt.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
+from stratopt.export.pine import Provenance, period_text
 from stratopt.jobs.events import EventBus, JobEvent
-from stratopt.jobs.repo import JobRepo
+from stratopt.jobs.repo import JobRepo, QueueState
 from stratopt.jobs.views import QUEUED, JobView, TrialView
 from stratopt.jobs.watch import watch_job
-from stratopt.jobs.worker import LEASE_S
+from stratopt.jobs.worker import LEASE_S, MAX_RUNNING_PER_OWNER
 from stratopt.optimize.analysis import best_trial, importances, pareto_front
 from stratopt.optimize.checks import check_spec
 from stratopt.optimize.rdb import StudyStorage, TrialOrder
@@ -80,12 +81,14 @@ class OptimizationJobs:
         bus: EventBus,
         *,
         lease_s: float = LEASE_S,
+        running_limit: int = MAX_RUNNING_PER_OWNER,
     ) -> None:
         self.db = db
         self.datasets = datasets
         self.studies = studies
         self.bus = bus
         self.repo = JobRepo(db, studies, lease_s)
+        self.running_limit = running_limit
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -95,6 +98,7 @@ class OptimizationJobs:
         row = self._row(principal, resolved, priority, "")
         (view,) = await self.repo.create([row])
         self.bus.notify_work()
+        (view,) = await self._explain(principal, [view])
         return view
 
     async def batch_start(
@@ -139,7 +143,7 @@ class OptimizationJobs:
         batch_id = new_id()
         views = await self.repo.create([self._row(principal, s, priority, batch_id) for s in specs])
         self.bus.notify_work()
-        return batch_id, views
+        return batch_id, await self._explain(principal, views)
 
     async def _check_quota(self, principal: Principal, adding: int) -> None:
         active = await self.repo.count_active(principal.user_id)
@@ -244,12 +248,16 @@ class OptimizationJobs:
 
     async def get(self, principal: Principal, job_id: str) -> JobView:
         view = await self.repo.view(job_id) if job_id else None
-        return require_owner(principal, view, "job", job_id)
+        (view,) = await self._explain(principal, [require_owner(principal, view, "job", job_id)])
+        return view
 
     async def list_jobs(
         self, principal: Principal, state: str, batch_id: str, requested: int, token: str
     ) -> tuple[list[JobView], str]:
-        return await self.repo.list_jobs(owner_scope(principal), state, batch_id, requested, token)
+        views, out = await self.repo.list_jobs(
+            owner_scope(principal), state, batch_id, requested, token
+        )
+        return await self._explain(principal, views), out
 
     async def cancel(self, principal: Principal, job_id: str) -> JobView:
         await self.get(principal, job_id)
@@ -261,20 +269,49 @@ class OptimizationJobs:
     async def watch(self, principal: Principal, job_id: str) -> AsyncIterator[JobEvent]:
         await self.get(principal, job_id)
         async for event in watch_job(self.repo, self.bus, job_id):
+            if event.job.state == QUEUED:
+                (job,) = await self._explain(principal, [event.job])
+                event = replace(event, job=job)
             yield event
+
+    async def _explain(self, principal: Principal, views: list[JobView]) -> list[JobView]:
+        """Fills in why each queued job waits (one look at the queue for all of them)."""
+        if not any(v.state == QUEUED for v in views):
+            return views
+        queue = await self.repo.queue_state()
+        return [
+            replace(v, state_reason=wait_reason(v, queue, self.running_limit, principal.user_id))
+            if v.state == QUEUED
+            else v
+            for v in views
+        ]
 
     # -- results ------------------------------------------------------------------------
 
     async def best_parameters(
         self, principal: Principal, job_id: str
-    ) -> tuple[str, dict[str, Any], ExecutionOptions]:
-        """(strategy type, full best parameters, execution): what an export needs of a job."""
+    ) -> tuple[str, dict[str, Any], ExecutionOptions, Provenance]:
+        """(strategy type, full best parameters, execution, provenance): what an export needs
+        of a job; the provenance names the dataset, the period and the best objective values."""
         job = await self.get(principal, job_id)
         if not job.best_params:
             raise FailedPrecondition("the job has no completed feasible trial yet")
         spec = job.spec
         fixed = build_space(registry.get(spec.strategy_type), spec.overrides).fixed
-        return spec.strategy_type, {**fixed, **job.best_params}, spec.execution
+        metrics: dict[str, float] = {}
+        if job.last_trial is not None and job.last_trial.number == job.best_trial:
+            metrics.update(job.last_trial.metrics)
+        if job.best_value is not None and len(spec.objectives) == 1:
+            metrics[spec.objectives[0].metric] = job.best_value
+        provenance = Provenance(
+            source=f"jobs/{job.id}",
+            strategy=f"best trial of optimization job {job.id}",
+            dataset=f"datasets/{spec.dataset_id}",
+            period=period_text(spec.start_ns, spec.end_ns),
+            metrics=metrics,
+            note=f"Optimized over {job.trials_completed} trials (in-sample metrics).",
+        )
+        return spec.strategy_type, {**fixed, **job.best_params}, spec.execution, provenance
 
     async def result(self, principal: Principal, job_id: str) -> OptimizationResult:
         job = await self.get(principal, job_id)
@@ -330,6 +367,24 @@ class OptimizationJobs:
             key = last.values[0] if last.values and order != "number" else 0.0
             out = encode_token(Cursor(key, str(last.number)), qhash)
         return views, out
+
+
+def wait_reason(job: JobView, queue: QueueState, limit: int, viewer_id: str) -> str:
+    """Why a queued job waits: its owner's running limit, or the workers (and jobs ahead)."""
+    running = queue.running.get(job.owner_id, 0)
+    if running >= limit:
+        who = "you have" if viewer_id == job.owner_id else "its owner has"
+        return f"waiting: {who} {_count(running, 'job')} running (limit {limit})"
+    ahead = queue.ahead(job.id, limit)
+    queued = f"{_count(ahead, 'job')} ahead in the queue" if ahead else ""
+    if queue.busy_workers:
+        detail = ", ".join(x for x in (f"{queue.busy_workers} busy", queued) if x)
+        return f"waiting for a free worker ({detail})"
+    return "waiting for a worker to claim it" + (f" ({queued})" if queued else "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _with_defaults(spec: StudySpec) -> StudySpec:

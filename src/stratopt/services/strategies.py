@@ -27,6 +27,8 @@ from stratopt.services.access import Access, load_strategy, owns, visible_strate
 from stratopt.services.users import usernames
 from stratopt.services.validation import (
     ENSEMBLE_TYPE,
+    MAX_TAGS,
+    TAG_MAX,
     UPDATABLE,
     StrategyFields,
     normalize,
@@ -288,6 +290,7 @@ class StrategyCatalog:
     async def list_page(
         self, principal: Principal, q: StrategyQuery, requested_size: int, token: str
     ) -> Page:
+        _check_query(q)
         q = q.normalized()
         sort_field, desc = parse_order_by(q.order_by)
         S = models.Strategy
@@ -504,6 +507,30 @@ def _apply_filters(stmt: Any, q: StrategyQuery) -> Any:
             )
         )
     return stmt
+
+
+QUERY_MAX = 200
+"""Longest search text: longer ones match nothing useful and only cost the database."""
+
+
+def _check_query(q: StrategyQuery) -> None:
+    """Filters a stored strategy could match: tags as long as a tag may be, a short search."""
+    v: list[FieldViolation] = []
+    if len(q.query) > QUERY_MAX:
+        v.append(FieldViolation("query", f"at most {QUERY_MAX} characters"))
+    if len(q.tags) > MAX_TAGS:
+        v.append(FieldViolation("tags", f"at most {MAX_TAGS} tags"))
+    else:
+        v += [
+            FieldViolation(f"tags[{i}]", f"at most {TAG_MAX} characters")
+            for i, t in enumerate(q.tags)
+            if len(t.strip()) > TAG_MAX
+        ]
+    for name in ("strategy_type", "order_by", "owner_id"):
+        if len(getattr(q, name)) > QUERY_MAX:
+            v.append(FieldViolation(name, f"at most {QUERY_MAX} characters"))
+    if v:
+        raise InvalidArgument.of(v)
 
 
 def _escape_like(text: str) -> str:

@@ -14,9 +14,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+WRITE_TRANSACTION = "stratopt_write_transaction"
+"""Execution option marking a connection whose transaction will write (`Database.transaction`)."""
+
 
 def create_engine(url: str) -> AsyncEngine:
-    """Creates the engine; SQLite gets WAL and a busy timeout so readers never block writers."""
+    """Creates the engine; SQLite gets WAL and a busy timeout so readers never block writers.
+
+    On SQLite a write transaction starts with BEGIN IMMEDIATE, taking the write lock before
+    its first read: the driver would otherwise read outside any transaction and begin only
+    at the first INSERT/UPDATE, so two read-modify-writes could both act on what they read
+    (lost updates). PostgreSQL gets the same guarantee from row locks (SELECT ... FOR UPDATE)
+    or conditional UPDATEs where the code reads before it writes.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -28,6 +38,12 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Read sessions keep the driver's behaviour (each read sees the latest commit).
+            if conn.get_execution_options().get(WRITE_TRANSACTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -52,7 +68,11 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction, committed at the end; every read-modify-write goes
+        through here. On SQLite it holds the database's write lock from its first statement
+        (BEGIN IMMEDIATE), so writers run one at a time and never act on stale reads."""
         async with self.sessions() as s, s.begin():
+            await s.connection(execution_options={WRITE_TRANSACTION: True})
             yield s
 
     async def ping(self) -> bool:

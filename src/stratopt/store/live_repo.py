@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from stratopt.errors import FailedPrecondition
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.paging import keyset_page, query_hash
@@ -115,12 +117,21 @@ class LiveRepo:
             )
 
     async def feed_bars(
-        self, feed_id: str, symbol: str, *, after_ts: int = 0, last: int | None = None
+        self,
+        feed_id: str,
+        symbol: str,
+        *,
+        after_ts: int = 0,
+        until_ts: int | None = None,
+        last: int | None = None,
     ) -> list[tuple[int, float, float, float, float, float]]:
-        """(ts, o, h, l, c, v) of one symbol, oldest first: all after `after_ts`, or the last N."""
+        """(ts, o, h, l, c, v) of one symbol, oldest first, after `after_ts` and up to
+        `until_ts` included: all of them, or the last N."""
         B = models.FeedBar
         cols = (B.ts, B.open, B.high, B.low, B.close, B.volume)
         stmt = select(*cols).where(B.feed_id == feed_id, B.symbol == symbol, B.ts > after_ts)
+        if until_ts is not None:
+            stmt = stmt.where(B.ts <= until_ts)
         async with self.db.session() as s:
             if last is not None:
                 rows = (await s.execute(stmt.order_by(B.ts.desc()).limit(last))).all()
@@ -144,14 +155,22 @@ class LiveRepo:
     # -- runs ----------------------------------------------------------------------------
 
     async def add_run(self, run: models.LiveRun) -> models.LiveRun:
-        """Records a new running run and marks its strategy running, in one transaction."""
+        """Records a new running run and marks its strategy running, in one transaction.
+
+        Raises FailedPrecondition when the strategy is marked running already (a start
+        racing another, possibly in another replica): the mark is set only if it was not.
+        """
         async with self.db.transaction() as s:
-            s.add(run)
-            await s.execute(
+            marked = await s.execute(
                 update(models.Strategy)
-                .where(models.Strategy.id == run.strategy_id)
+                .where(
+                    models.Strategy.id == run.strategy_id, models.Strategy.run_state != "running"
+                )
                 .values(run_state="running")
             )
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
+                raise FailedPrecondition("this strategy is already running; stop it first")
+            s.add(run)
         return run
 
     async def get_run(self, run_id: str) -> models.LiveRun | None:
@@ -164,6 +183,57 @@ class LiveRepo:
         async with self.db.session() as s:
             return (await s.execute(stmt)).scalar_one_or_none()
 
+    async def claim_runs(self, runner: str, stale_before: datetime) -> list[models.LiveRun]:
+        """Takes over the running runs that are this runner's already, or whose runner has
+        not sent a heartbeat since `stale_before` (it died). Compare-and-set per run, so two
+        replicas never both take one."""
+        R = models.LiveRun
+        stmt = select(R).where(
+            R.status == "running",
+            or_(R.runner == runner, R.heartbeat_at.is_(None), R.heartbeat_at < stale_before),
+        )
+        claimed: list[models.LiveRun] = []
+        async with self.db.transaction() as s:
+            for row in (await s.execute(stmt.order_by(R.started_at))).scalars():
+                seen = (
+                    R.heartbeat_at.is_(None)
+                    if row.heartbeat_at is None
+                    else (R.heartbeat_at == row.heartbeat_at)
+                )
+                taken = await s.execute(
+                    update(R)
+                    .where(R.id == row.id, R.runner == row.runner, seen, R.status == "running")
+                    .values(runner=runner, heartbeat_at=models.utcnow())
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(row)
+        return claimed
+
+    async def heartbeat(self, runner: str, run_ids: Sequence[str]) -> set[str]:
+        """Says `runner` still runs these; returns the ids it still owns (others took the
+        rest after a long silence, and this runner must let them go)."""
+        if not run_ids:
+            return set()
+        R = models.LiveRun
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(R)
+                .where(R.id.in_(run_ids), R.runner == runner, R.status == "running")
+                .values(heartbeat_at=models.utcnow())
+            )
+            owned = await s.execute(select(R.id).where(R.id.in_(run_ids), R.runner == runner))
+            return {str(i) for i in owned.scalars()}
+
+    async def release(self, runner: str, run_ids: Sequence[str]) -> None:
+        """A runner shutting down hands its runs to whoever starts first (no heartbeat)."""
+        if not run_ids:
+            return
+        R = models.LiveRun
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(R).where(R.id.in_(run_ids), R.runner == runner).values(heartbeat_at=None)
+            )
+
     async def running_runs(self, owner_id: str | None = None) -> list[models.LiveRun]:
         R = models.LiveRun
         stmt = select(R).where(R.status == "running")
@@ -171,6 +241,19 @@ class LiveRepo:
             stmt = stmt.where(R.owner_id == owner_id)
         async with self.db.session() as s:
             return list((await s.execute(stmt.order_by(R.started_at))).scalars())
+
+    async def running_counts(self, feed_ids: Sequence[str]) -> dict[str, int]:
+        """Runs recorded as running, per feed (feeds without any are left out)."""
+        if not feed_ids:
+            return {}
+        R = models.LiveRun
+        stmt = (
+            select(R.feed_id, func.count())
+            .where(R.status == "running", R.feed_id.in_(list(feed_ids)))
+            .group_by(R.feed_id)
+        )
+        async with self.db.session() as s:
+            return {feed_id: int(n) for feed_id, n in (await s.execute(stmt)).all()}
 
     async def commit_progress(
         self, progress: Iterable[RunProgress], events: Iterable[EventRow]

@@ -380,6 +380,10 @@ class LiveRun(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The server that runs it (see live.manager: replicas claim runs whose runner went
+    # silent), and when that server last said it still does.
+    runner: Mapped[str] = mapped_column(String(200), default="")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class LiveEvent(Base):

@@ -96,6 +96,8 @@ class SqlUserRepo:
     async def update(self, user_id: str, changes: Mapping[str, Any]) -> UserRecord | None:
         values = {k: (v.value if isinstance(v, Role) else v) for k, v in changes.items()}
         async with self.db.transaction() as s:
+            if "role" in values or "disabled" in values:
+                await _lock_admin_changes(s)
             row = await s.get(models.User, user_id)
             if row is None:
                 return None
@@ -109,6 +111,7 @@ class SqlUserRepo:
 
     async def delete(self, user_id: str) -> bool:
         async with self.db.transaction() as s:
+            await _lock_admin_changes(s)
             row = await s.get(models.User, user_id)
             if row is None:
                 return False
@@ -139,9 +142,9 @@ class SqlUserRepo:
     @staticmethod
     async def _check_admins(s: Any) -> None:
         """Inside the changing transaction, so the change rolls back when it would leave no
-        enabled admin. SQLite serializes writers, which makes this exact there; on
-        PostgreSQL two concurrent demotions of the last two admins could both pass, which
-        is an accepted gap (both are admins acting deliberately)."""
+        enabled admin. Exact on both databases: SQLite runs one write transaction at a time,
+        and on PostgreSQL every change that may demote an admin first takes one advisory
+        lock (`_lock_admin_changes`), so this count sees the other changes committed."""
         U = models.User
         admins = (
             await s.execute(
@@ -152,6 +155,19 @@ class SqlUserRepo:
         ).scalar_one()
         if admins == 0:
             raise LastAdminError
+
+
+_ADMIN_CHANGES_LOCK = 0x5354524154_0001
+"""pg_advisory_xact_lock key held by every transaction that may demote or delete an admin."""
+
+
+async def _lock_admin_changes(s: Any) -> None:
+    """Serializes changes that may remove an admin, on PostgreSQL (where two demotions of
+    the last two admins would otherwise each count the other as still an admin). Taken
+    before the user row is read, and released at commit; SQLite needs nothing (BEGIN
+    IMMEDIATE already runs its writers one at a time)."""
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADMIN_CHANGES_LOCK})
 
 
 # --- refresh tokens ---------------------------------------------------------------------------

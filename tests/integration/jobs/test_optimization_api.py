@@ -255,11 +255,11 @@ def test_cancel_is_prompt_for_running_and_queued_jobs(env: Env) -> None:
     for e in events:
         if e.job.trials_completed > 0:
             break
-    # One worker, busy: the second job waits in the queue and is cancelled on the spot.
-    assert (
-        stub.GetJob(pb.GetJobRequest(job_id=queued.id), metadata=md).job.state
-        == pb.JOB_STATE_QUEUED
-    )
+    # One worker, busy: the second job waits in the queue (and says so), and is cancelled on
+    # the spot.
+    waiting = stub.GetJob(pb.GetJobRequest(job_id=queued.id), metadata=md).job
+    assert waiting.state == pb.JOB_STATE_QUEUED
+    assert waiting.state_reason == "waiting for a free worker (1 busy)"
     gone = stub.CancelJob(pb.CancelJobRequest(job_id=queued.id), metadata=md).job
     assert gone.state == pb.JOB_STATE_CANCELLED and gone.trials_completed == 0
     asked = time.monotonic()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from stratopt.jobs.pace import Pace
 from stratopt.jobs.repo import BatchRecord, JobRepo
 from stratopt.jobs.views import TrialView
 from stratopt.optimize.rdb import StudyStorage
 from stratopt.optimize.spec import StudySpec
+from stratopt.services.optimization_jobs import wait_reason
 from stratopt.store import migrate, models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id, utcnow
@@ -52,7 +54,9 @@ async def add(
     return job.id
 
 
-def record(count: int, value: float | None = None, number: int | None = None) -> BatchRecord:
+def record(
+    count: int, value: float | None = None, number: int | None = None, pace: Pace | None = None
+) -> BatchRecord:
     trial = TrialView(number or 0, "complete", {}, (value or 0.0,), {}, True, None, 0.0)
     return BatchRecord(
         count,
@@ -61,7 +65,7 @@ def record(count: int, value: float | None = None, number: int | None = None) ->
         number,
         "maximize",
         trial,
-        (utcnow() - timedelta(seconds=1), 0),
+        pace or Pace(utcnow() - timedelta(seconds=1), 0),
     )
 
 
@@ -100,8 +104,9 @@ async def test_reservations_never_overshoot_and_dead_workers_give_theirs_back(
     assert (await repo.reserve(job_id, "b", 16)).granted == 16
     assert not await repo.fence(job_id, "a"), "a was presumed dead: it must not write"
     assert (await repo.reserve(job_id, "a", 16)).stop == "lost"
-    view = await repo.record(job_id, "b", record(16, 2.5, 19))
-    assert view is not None and view.trials_completed == 20 and view.best_value == 2.5
+    after = await repo.record(job_id, "b", record(16, 2.5, 19))
+    assert after is not None
+    assert after.view.trials_completed == 20 and after.view.best_value == 2.5
     assert (await repo.reserve(job_id, "b", 16)).stop == "budget"
     assert await repo.begin_finalize(job_id, "b") and not await repo.begin_finalize(job_id, "a")
     done = await repo.finish(job_id, "succeeded", result={"stop_reason": "budget"})
@@ -160,3 +165,77 @@ async def test_early_stopping_and_timeout_end_the_search(repo: JobRepo) -> None:
             .values(started_at=utcnow() - timedelta(seconds=31))
         )
     assert (await repo.reserve(timed, "b", 4)).stop == "timeout"
+
+
+def test_the_pace_is_a_time_weighted_rate_whoever_did_the_trials() -> None:
+    t0 = utcnow()
+
+    def at(s: float) -> datetime:
+        return t0 + timedelta(seconds=s)
+
+    steady = Pace(t0, 0)
+    for i in range(1, 50):
+        steady = steady.advance(40 * i, at(i * 0.4))
+    assert steady.rate == pytest.approx(100.0)
+    # Two workers' records interleave unevenly (0.1 s, then 0.9 s); each sees the job's count.
+    a, b = Pace(t0, 0), Pace(t0, 0)
+    done = 0
+    for i in range(20):
+        done += 16
+        a = a.advance(done, at(i + 0.1))
+        done += 16
+        b = b.advance(done, at(i + 1.0))
+    assert b.rate == pytest.approx(32.0, rel=0.05), "not 89/s, the mean of 160/s and 18/s"
+
+
+async def test_the_eta_follows_the_recent_rate_after_a_slowdown(repo: JobRepo) -> None:
+    job_id = await add(repo, total=10_000)
+    assert await repo.claim("a", 2) is not None
+    # 60 s at 100 trials/s, then 60 s at 10 trials/s, one record a second; the last record
+    # (10 more trials in the last second) goes through the repository.
+    t0 = utcnow() - timedelta(seconds=120)
+    pace, done = Pace(t0, 0), 0
+    for s in range(1, 120):
+        done += 100 if s <= 60 else 10
+        pace = pace.advance(done, t0 + timedelta(seconds=s))
+    after = await repo.record(job_id, "a", record(done + 10, 1.0, 3, pace))
+    assert after is not None
+    job = after.view
+    assert job.trials_completed == 6_600
+    average = job.trials_completed / 120
+    assert average > 50, "the average since the start is still high"
+    assert 9 < job.throughput < 12, job.throughput
+    assert job.eta_seconds is not None
+    assert job.eta_seconds > (10_000 - 6_600) / 12, "the ETA is at the recent rate"
+    assert after.pace.completed == 6_600 and after.pace.rate == job.throughput
+
+
+async def test_a_queued_job_says_why_it_waits(repo: JobRepo) -> None:
+    def reason(job_id: str, viewer: str = "u1") -> str:
+        job = next(v for v in views if v.id == job_id)
+        return wait_reason(job, queue, 2, viewer)
+
+    first = await add(repo, age_s=50)
+    assert (await repo.claim("w1", 2)) is not None
+    second = await add(repo, age_s=40)
+    third = await add(repo, age_s=30)
+    other = await add(repo, owner="u2", age_s=20)
+    views = [v for v in [await repo.view(i) for i in (second, third, other)] if v]
+    queue = await repo.queue_state()
+    assert queue.running == {"u1": 1} and queue.busy_workers == 1
+    assert reason(second) == "waiting for a free worker (1 busy)"
+    assert reason(third) == "waiting for a free worker (1 busy, 1 job ahead in the queue)"
+    assert reason(other, "u2") == "waiting for a free worker (1 busy, 2 jobs ahead in the queue)"
+
+    assert (await repo.claim("w2", 2)) is not None  # u1's second job: u1 is at the limit
+    queue = await repo.queue_state()
+    assert reason(third) == "waiting: you have 2 jobs running (limit 2)"
+    assert reason(third, "admin") == "waiting: its owner has 2 jobs running (limit 2)"
+    assert reason(other, "u2") == "waiting for a free worker (2 busy)", "u1's jobs are skipped"
+
+    for job_id in (first, second):
+        await repo.finish(job_id, "succeeded")
+    queue = await repo.queue_state()
+    assert queue.busy_workers == 0
+    assert reason(third) == "waiting for a worker to claim it"
+    assert reason(other, "u2") == "waiting for a worker to claim it (1 job ahead in the queue)"

@@ -145,3 +145,35 @@ async def test_compare_and_sets_are_atomic(db: Database) -> None:
     assert (await users.get(admin.user_id)).role is Role.ADMIN
     before = datetime.now(UTC) - timedelta(seconds=5)
     assert (await users.authenticate("PGUSER", "a long enough password")).last_login_at >= before
+
+
+async def test_concurrent_demotions_never_leave_no_admin(db: Database) -> None:
+    """Two admins demoting each other at once: one must be refused (issue 14). Without a
+    lock both transactions count the other, still uncommitted, admin and both pass."""
+    hasher = PasswordHasher(ScryptParams(log2_n=10))
+    users = UserService(SqlUserRepo(db), hasher)
+
+    async def hold_a_connection() -> None:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(0.05)"))
+
+    for attempt in range(10):
+        # Two pooled connections ready, so neither update waits for a connect and they overlap.
+        await asyncio.gather(hold_a_connection(), hold_a_connection())
+        a = await users.create(f"pga{attempt}", "a long enough password", Role.ADMIN)
+        b = await users.create(f"pgb{attempt}", "a long enough password", Role.ADMIN)
+        outcomes = await asyncio.gather(
+            users.update(a.user_id, {"role": Role.VIEWER}),
+            users.update(b.user_id, {"disabled": True}),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, Exception) for o in outcomes) == 1, (attempt, outcomes)
+        admins = [
+            u
+            for u in (await users.get(a.user_id), await users.get(b.user_id))
+            if u.role is Role.ADMIN and not u.disabled
+        ]
+        assert len(admins) == 1
+        # Leave no admin standing for the next round, so the race starts from two again.
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM users WHERE role = 'admin'"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,5 +110,112 @@ def test_limits_can_be_switched_off(tmp_path: Path) -> None:
                     spb.ListStrategyTypesRequest(), metadata=srv.md("trader")
                 )
                 assert headers(call) == {}
+    finally:
+        stop_server(srv)
+
+
+GUESSED = {
+    **LIMITED,
+    "STRATOPT_RATE_LIMIT_AUTH_PER_USER": "8/1m burst 8",
+    "STRATOPT_TRUST_FORWARDED_FOR": "1",
+}
+
+
+def from_ip(ip: str, md: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    return [*(md or []), ("x-forwarded-for", ip)]
+
+
+def test_a_guesser_cannot_lock_the_owner_out(tmp_path: Path) -> None:
+    """Wrong guesses throttle the guesser (client and username), not the user: the owner
+    still logs in from elsewhere, and a session already held keeps ChangePassword. Many
+    clients together meet a per-username ceiling, which still spares the session."""
+    srv = start_server(tmp_path, GUESSED)
+    try:
+        with srv.channel() as ch:
+            stub = apbg.AuthServiceStub(ch)
+            owner = stub.Login(
+                apb.LoginRequest(username="analyst", password=DEMO_PASSWORDS["analyst"]),
+                metadata=from_ip("198.51.100.1"),
+            )
+            session = from_ip("198.51.100.1", [("authorization", f"Bearer {owner.access_token}")])
+            guess = apb.LoginRequest(username="analyst", password="a wrong guess")
+            codes = [
+                call_error(stub.Login, guess, metadata=from_ip("203.0.113.66")).code()
+                for _ in range(6)
+            ]
+            assert codes[:3] == [grpc.StatusCode.UNAUTHENTICATED] * 3
+            assert codes[3:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
+            # The owner, from their own address, is not locked out.
+            again = stub.Login(
+                apb.LoginRequest(username="Analyst", password=DEMO_PASSWORDS["analyst"]),
+                metadata=from_ip("198.51.100.2"),
+            )
+            assert again.access_token
+            # A botnet: every address a few guesses, until the per-username ceiling (8).
+            refused = []
+            for i in range(10):
+                err = call_error(stub.Login, guess, metadata=from_ip(f"192.0.2.{i}"))
+                refused.append(err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert refused[-1] and not all(refused)
+            # Whoever holds a session still changes their password (wrong current password
+            # here, so the demo password stays): refused as wrong, not as rate limited.
+            for _ in range(3):
+                err = call_error(
+                    stub.ChangePassword,
+                    apb.ChangePasswordRequest(
+                        current_password="not it at all", new_password="another-long-passphrase-9"
+                    ),
+                    metadata=session,
+                )
+                assert err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+    finally:
+        stop_server(srv)
+
+
+def test_the_retry_hint_is_never_zero(limited: LiveServer) -> None:
+    """At 5 calls a second the wait is under 0.2 s; "retry in 0.0 s" helped nobody."""
+    admin = limited.md("admin")
+    with limited.channel() as ch:
+        stub = spbg.StrategyServiceStub(ch)
+        request = spb.ListStrategyTypesRequest()
+        err = None
+        for _ in range(20):
+            try:
+                stub.ListStrategyTypes(request, metadata=admin)
+            except grpc.RpcError as e:
+                err = e
+                break
+        assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "0.0 s" not in err.details(), err.details()
+        assert re.search(r"retry in [1-9]\d* ms", err.details()), err.details()
+        time.sleep(retry_delay(err) + 0.05)  # leave the budget as the next test expects
+
+
+def test_switching_rate_limits_off_keeps_the_stream_cap(tmp_path: Path) -> None:
+    """STRATOPT_RATE_LIMITS=0 turns off the token buckets only; concurrent streams stay
+    capped (STRATOPT_MAX_STREAMS_PER_USER), since they hold server memory, not throughput."""
+    from stratopt.v1 import system_pb2 as sysb
+    from stratopt.v1 import system_pb2_grpc as sysg
+
+    srv = start_server(
+        tmp_path, {"STRATOPT_RATE_LIMITS": "0", "STRATOPT_MAX_STREAMS_PER_USER": "2"}
+    )
+    try:
+        with srv.channel() as ch:
+            stub = sysg.SystemServiceStub(ch)
+            md = srv.md("trader")
+            held = [
+                stub.StreamNotifications(sysb.StreamNotificationsRequest(), metadata=md)
+                for _ in range(2)
+            ]
+            time.sleep(0.5)  # both are open and waiting for notifications
+            third = stub.StreamNotifications(
+                sysb.StreamNotificationsRequest(), metadata=md, timeout=5
+            )
+            with pytest.raises(grpc.RpcError) as info:
+                next(iter(third))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            for call in held:
+                call.cancel()
     finally:
         stop_server(srv)

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,7 +25,7 @@ from stratopt.v1 import auth_pb2 as apb
 from stratopt.v1 import auth_pb2_grpc as apbg
 
 from stratopt.api.auth_interceptor import INVALID_CREDENTIALS
-from tests.conftest import JWT_SECRET, LiveServer
+from tests.conftest import JWT_SECRET, LiveServer, start_server, stop_server
 from tests.integration.helpers import call_error
 from tests.integration.security.support import Metadata, bearer, login, new_user, unique
 
@@ -212,3 +213,59 @@ def test_revoked_and_expired_api_keys(live_server: LiveServer) -> None:
             tampered = secret[:-1] + ("a" if secret[-1] != "a" else "b")
             err = call_error(me, stub, [("x-api-key", tampered)])
             assert err.details() == INVALID_CREDENTIALS
+
+
+def test_rotating_the_jwt_secret_keeps_sessions_for_the_grace_period(tmp_path: Path) -> None:
+    """Restart with a new secret and the old one as previous: tokens already handed out keep
+    working; once the grace period is over they fail, and new logins use the new key."""
+    old_secret = "old-secret-" + "o" * 40
+    new_secret = "new-secret-" + "n" * 40
+    srv = start_server(tmp_path, {"STRATOPT_JWT_SECRET": old_secret})
+    try:
+        old_token = srv.token("viewer")
+    finally:
+        stop_server(srv)
+
+    def who(addr: str, token: str) -> str:
+        with grpc.insecure_channel(addr) as ch:
+            me = apbg.AuthServiceStub(ch).GetCurrentUser(
+                apb.GetCurrentUserRequest(), metadata=[("authorization", f"Bearer {token}")]
+            )
+            return str(me.user.username)
+
+    later = (datetime.now(UTC) + timedelta(minutes=15)).isoformat()
+    srv = start_server(
+        tmp_path,
+        {
+            "STRATOPT_JWT_SECRET": new_secret,
+            "STRATOPT_JWT_PREVIOUS_SECRETS": old_secret,
+            "STRATOPT_JWT_PREVIOUS_KEYS_UNTIL": later,
+        },
+    )
+    try:
+        assert who(srv.addr, old_token) == "viewer"
+        new_token = srv.token("viewer")
+        assert (
+            jwt.get_unverified_header(new_token)["kid"]
+            != jwt.get_unverified_header(old_token)["kid"]
+        )
+        assert who(srv.addr, new_token) == "viewer"
+    finally:
+        stop_server(srv)
+
+    over = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    srv = start_server(
+        tmp_path,
+        {
+            "STRATOPT_JWT_SECRET": new_secret,
+            "STRATOPT_JWT_PREVIOUS_SECRETS": old_secret,
+            "STRATOPT_JWT_PREVIOUS_KEYS_UNTIL": over,
+        },
+    )
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            who(srv.addr, old_token)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert who(srv.addr, new_token) == "viewer"
+    finally:
+        stop_server(srv)

@@ -257,3 +257,23 @@ def test_string_ts_column_in_parquet() -> None:
 def test_slash_dates_are_read_consistently(first: str, second: str, expected: list[str]) -> None:
     bars = import_csv(two_rows(first, second))
     assert [format_ts(t) for t in bars.ts.tolist()] == expected
+
+
+def test_uploads_share_one_memory_budget() -> None:
+    from stratopt.data.errors import UploadBudgetError
+    from stratopt.data.importers import BarStreamImporter, MemoryBudget
+
+    budget = MemoryBudget(1_000)
+    first = BarStreamImporter("csv", budget=budget)
+    second = BarStreamImporter("csv", budget=budget)
+    first.feed_bytes(b"ts,open,high,low,close,volume\n" + b"1,1,1,1,1,1\n" * 40)
+    assert budget.used > 0
+    with pytest.raises(UploadBudgetError):
+        second.feed_bytes(b"x" * 800)
+    assert second.buffered_bytes == 0  # the refused upload dropped what it held
+    first.close()
+    assert budget.used == 0
+    third = BarStreamImporter("csv", budget=budget)
+    third.feed_bytes(b"x" * 800)  # room again
+    third.close()
+    assert budget.used == 0

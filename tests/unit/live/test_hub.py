@@ -593,6 +593,26 @@ async def test_two_readers_on_one_subscription_is_an_error() -> None:
 # --- memory ---------------------------------------------------------------------------------
 
 
+async def test_events_republished_after_a_restart_are_not_delivered_twice() -> None:
+    """A publisher crashed after publishing 1..10 and storing only 1..7; restarted, it
+    publishes 8.. again. A client that saw up to 10 resumes after 10: it gets 11.. only,
+    whether it resumes before or after 8..10 come again, and no drop is counted."""
+    store = Store()
+    for i in range(1, 8):
+        store.append(Event(i, i * 10))
+    topic: Topic[Event[int]] = Topic("k", maxsize=4, last_sequence=7)
+    early = topic.subscribe(after_sequence=10, history=store.read)
+    assert await early.get(timeout=0.05) is None  # history has nothing after 10 yet
+    for i in range(8, 12):
+        persist_and_publish(topic, store, i)
+    late = topic.subscribe(after_sequence=10, history=store.read)
+    persist_and_publish(topic, store, 12)
+    for sub in (early, late):
+        got = await take(sub, 2)
+        assert seqs(got) == [11, 12]
+        assert [d.dropped for d in got] == [0, 0]
+
+
 async def test_memory_per_idle_subscriber_is_small() -> None:
     topic: Topic[Event[int]] = Topic(("signals", "s1"))
     gc.collect()

@@ -36,7 +36,8 @@ def test_window_rule() -> None:
     macd = registry.get("macd_signal")
     assert lookback(macd) == 12 + 26 + 9  # nested smoothing adds up
     assert lookback(macd, {"fast": 50, "slow": 100, "signal_period": 50}) == 200
-    assert window_for(47) == MIN_WINDOW
+    assert window_for(5) == MIN_WINDOW
+    assert window_for(47) == 47 * LOOKBACK_MULTIPLE
     assert window_for(200) == 200 * LOOKBACK_MULTIPLE
     assert StrategySignal(macd, {"fast": 50, "slow": 100, "signal_period": 50}).window == 10_000
     assert StrategySignal(macd, window=123).window == 123
@@ -46,8 +47,8 @@ def test_window_rule() -> None:
 def test_rule_window_past_its_length_matches_full_history(name: str) -> None:
     """Once history outgrows the window, the newest target still equals the full run's.
 
-    The rule without its 4,096-bar floor (50 x the summed periods), on 6,000 bars: a
-    harder test than production, where the floor makes the window longer still.
+    The rule without its floor (50 x the summed periods), on 6,000 bars: a harder test
+    than production, where the floor makes the shortest windows longer.
     """
     stype = registry.get(name)
     bars = synthetic(6000, seed=11)

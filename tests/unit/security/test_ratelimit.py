@@ -110,14 +110,29 @@ def test_sweep_drops_only_full_buckets(limiter: TokenBucketLimiter, ticks: TickC
     assert not limiter.check("bob", Category.GENERAL).allowed
 
 
-def test_login_limited_per_username_across_ips(ticks: TickClock) -> None:
+def test_login_limited_per_client_and_username(ticks: TickClock) -> None:
     limiter = TokenBucketLimiter(clock=ticks)
-    for i in range(5):
-        assert limiter.check_login("Alice", f"10.0.0.{i}").allowed
-    refused = limiter.check_login(" alice ", "10.0.0.99")
+    for _ in range(5):
+        assert limiter.check_login("Alice", "10.0.0.1").allowed
+    refused = limiter.check_login(" alice ", "10.0.0.1")
     assert not refused.allowed
     assert refused.retry_after_seconds == pytest.approx(12.0)  # 5 per minute
-    assert limiter.check_login("bob", "10.0.0.99").allowed
+    # The guesser's address is throttled; Alice elsewhere and Bob here are not.
+    assert limiter.check_login("alice", "10.0.0.2").allowed
+    assert limiter.check_login("bob", "10.0.0.1").allowed
+
+
+def test_login_has_a_ceiling_per_username_across_clients(ticks: TickClock) -> None:
+    limits = RateLimits(auth_per_user=Rate.per_minute(8, 8))
+    limiter = TokenBucketLimiter(limits, clock=ticks)
+    allowed = [limiter.check_login("alice", f"10.0.{i // 2}.{i}").allowed for i in range(12)]
+    assert allowed == [True] * 8 + [False] * 4
+    assert limiter.check_login("bob", "10.0.9.9").allowed
+    # Refused pair attempts do not spend the ceiling: a throttled client costs nothing more.
+    limiter2 = TokenBucketLimiter(limits, clock=ticks)
+    for _ in range(20):
+        limiter2.check_login("carol", "203.0.113.9")
+    assert limiter2.check_login("carol", "198.51.100.1").remaining == 8 - 5 - 1
 
 
 def test_login_ip_refusal_spares_the_username_bucket(ticks: TickClock) -> None:
@@ -139,6 +154,8 @@ def test_production_defaults_match_the_documentation() -> None:
     assert limits.for_category(Category.EXPORT) == Rate(1.0, 5)
     assert limits.for_category(Category.DATA) == Rate(5.0, 10)
     assert limits.for_category(Category.AUTH) == Rate.per_minute(5, 5)
+    assert limits.for_category(Category.AUTH_IP) == Rate.per_minute(60, 20)
+    assert limits.for_category(Category.AUTH_USER) == Rate.per_minute(30, 30)
     for category in Category:
         assert limits.for_category(category).burst >= 1
 

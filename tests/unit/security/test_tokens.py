@@ -383,3 +383,91 @@ def test_token_hash_is_not_the_token(clock: WallClock) -> None:
     token, _ = service.issue_access("user-1", Role.VIEWER)
     service.verify_access(token)
     assert list(service._cache) == [hashlib.sha256(token.encode()).digest()]
+
+
+# --- key rotation: kid and a key set ---------------------------------------------------------
+
+
+def test_tokens_name_their_key(clock: WallClock) -> None:
+    service = hs_service(clock)
+    token, _ = service.issue_access("user-1", Role.VIEWER)
+    kid = jwt.get_unverified_header(token)["kid"]
+    assert kid == service.key_id and len(kid) >= 16
+    assert SECRET.decode(errors="ignore")[:8] not in kid  # derived, never the secret
+    assert hs_service(clock).key_id == kid  # stable across restarts and replicas
+    other = TokenService(TokenConfig(algorithm="HS256", secret=OTHER_SECRET), clock=clock)
+    assert other.key_id != kid
+
+
+def test_rotated_secret_keeps_old_tokens_for_the_grace_period(clock: WallClock) -> None:
+    old = hs_service(clock)
+    token, _ = old.issue_access("user-1", Role.TRADER)
+    until = clock() + timedelta(minutes=15)
+    rotated = TokenService(
+        TokenConfig(
+            algorithm="HS256",
+            secret=OTHER_SECRET,
+            previous_secrets=(SECRET,),
+            previous_keys_until=until,
+        ),
+        clock=clock,
+    )
+    assert rotated.verify_access(token).subject == "user-1"  # signed by the previous key
+    fresh, _ = rotated.issue_access("user-2", Role.VIEWER)
+    assert jwt.get_unverified_header(fresh)["kid"] == rotated.key_id != old.key_id
+    with pytest.raises(AuthenticationError):
+        old.verify_access(fresh)  # the old replica does not know the new key
+    clock.advance(minutes=16)
+    again, _ = old.issue_access("user-1", Role.TRADER)  # minted with the retired key
+    rotated.clear_cache()
+    err = assert_rejected(rotated, again)
+    assert err.reason == "signing key retired"
+    # Without the previous key the old tokens fail at once.
+    plain = TokenService(TokenConfig(algorithm="HS256", secret=OTHER_SECRET), clock=clock)
+    assert assert_rejected(plain, again).reason == "unknown signing key"
+
+
+def test_previous_keys_without_an_end_verify_while_configured(clock: WallClock) -> None:
+    """Step one of a rolling rotation: every replica learns the new key before any signs."""
+    new = TokenService(TokenConfig(algorithm="HS256", secret=OTHER_SECRET), clock=clock)
+    learning = hs_service(clock, previous_secrets=(OTHER_SECRET,))
+    token, _ = new.issue_access("user-3", Role.ANALYST)
+    clock.advance(minutes=10)
+    assert learning.verify_access(token).subject == "user-3"
+
+
+def test_unknown_kid_and_legacy_tokens(clock: WallClock) -> None:
+    service = hs_service(clock)
+    payload = claims_at(clock)
+    forged_kid = hand_made({"alg": "HS256", "typ": "JWT", "kid": "nope"}, payload, SECRET)
+    assert assert_rejected(service, forged_kid).reason == "unknown signing key"
+    # Tokens issued before key ids existed carry none: the current key alone verifies them.
+    legacy = hand_made({"alg": "HS256", "typ": "JWT"}, payload, SECRET)
+    assert service.verify_access(legacy).subject == "user-1"
+    rotated = TokenService(
+        TokenConfig(algorithm="HS256", secret=OTHER_SECRET, previous_secrets=(SECRET,)),
+        clock=clock,
+    )
+    assert_rejected(rotated, legacy)
+
+
+def test_asymmetric_rotation_and_key_set(
+    clock: WallClock, rsa_pems: tuple[bytes, bytes], other_rsa_pems: tuple[bytes, bytes]
+) -> None:
+    old_private, old_public = rsa_pems
+    new_private, _ = other_rsa_pems
+    old = TokenService(TokenConfig(algorithm="RS256", private_key_pem=old_private), clock=clock)
+    token, _ = old.issue_access("user-4", Role.TRADER)
+    rotated = TokenService(
+        TokenConfig(
+            algorithm="RS256",
+            private_key_pem=new_private,
+            previous_public_keys_pem=(old_public,),
+        ),
+        clock=clock,
+    )
+    assert rotated.verify_access(token).subject == "user-4"
+    keys = rotated.key_set()["keys"]
+    assert [k["kid"] for k in keys] == [rotated.key_id, old.key_id]
+    assert all(k["kty"] == "RSA" and k["use"] == "sig" and "d" not in k for k in keys)
+    assert TokenService(TokenConfig(algorithm="HS256", secret=SECRET)).key_set() == {"keys": []}

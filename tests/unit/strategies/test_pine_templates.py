@@ -7,7 +7,7 @@ import re
 import pytest
 
 from stratopt.strategies import ParamSpec, PineSettings, registry
-from stratopt.strategies.pine import SETTINGS_FIELDS, number_literal
+from stratopt.strategies.pine import ORDER_NAMES, SETTINGS_FIELDS, number_literal
 
 INPUT_CALL = {"int": "input.int", "float": "input.float", "categorical": "input.string"}
 # Identifiers Pine reserves or predefines; a parameter named like one would break the script.
@@ -38,9 +38,10 @@ def test_renders_a_complete_v6_strategy_with_defaults(name: str) -> None:
     assert f'strategy("{strategy.display_name}"' in script
     assert "{" not in script and "}" not in script, "unfilled template field"
     assert re.search(r"^(var )?int target = ", script, re.MULTILINE), "target never declared"
-    assert 'strategy.entry("Long", strategy.long)' in script
-    assert 'strategy.entry("Short", strategy.short)' in script
-    assert "strategy.close_all()" in script
+    assert 'strategy.entry(simWanted > 0 ? "Long" : "Short"' in script
+    assert 'strategy.close(simHeld > 0 ? "Long" : "Short"' in script
+    # Exits are explicit orders: allow_entry_in is not portable to every runtime.
+    assert "allow_entry_in" not in script and "strategy.opened_trades" not in script
     assert "\t" not in script, "Pine indents with spaces"
     for spec in strategy.params:
         args = input_line(script, spec)
@@ -70,6 +71,14 @@ def test_parameter_names_are_safe_pine_identifiers(name: str) -> None:
     for spec in registry.get(name).params:
         assert spec.name not in PINE_RESERVED
         assert spec.name not in SETTINGS_FIELDS
+        assert spec.name not in ORDER_NAMES
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_template_logic_leaves_the_order_names_alone(name: str) -> None:
+    body = registry.get(name).pine.split("{orders}")[0]
+    for ident in ORDER_NAMES:
+        assert not re.search(rf"\b{ident}\b", body), f"{name} uses {ident}"
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -106,7 +115,9 @@ def test_settings_map_onto_the_strategy_declaration() -> None:
     assert "default_qty_value=50.0," in header
     assert "commission_value=0.1," in header
     assert "process_orders_on_close=true," in header
-    assert "strategy.risk.allow_entry_in(strategy.direction.long)" in script
+    assert "calc_on_order_fills=false" in header
+    assert "margin_long=0, margin_short=0" in header
+    assert "(1 != 0 and simSide != 1)" in script, "long only"
 
 
 def test_default_settings() -> None:
@@ -114,7 +125,9 @@ def test_default_settings() -> None:
     assert "commission_value=0.0," in script
     assert "default_qty_value=100.0," in script
     assert "process_orders_on_close=false," in script
-    assert "strategy.risk.allow_entry_in(strategy.direction.all)" in script
+    assert "calc_on_order_fills=true" in script
+    assert "(1 != 0 and simSide != 1)" in script, "long only, like a backtest's default"
+    assert "strategy.exit" not in script
 
 
 def test_invalid_parameters_are_refused() -> None:

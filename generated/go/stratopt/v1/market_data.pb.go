@@ -1167,7 +1167,7 @@ type Feed struct {
 	// Replay: the dataset, where to start, and how fast.
 	DatasetId string                 `protobuf:"bytes,6,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// Bars per second (default 10; 0 = as fast as possible).
+	// Bars per second; 0 (or unset) replays as fast as possible.
 	BarsPerSecond        float64                `protobuf:"fixed64,8,opt,name=bars_per_second,json=barsPerSecond,proto3" json:"bars_per_second,omitempty"`
 	OwnerId              string                 `protobuf:"bytes,9,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	CreateTime           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

@@ -913,7 +913,10 @@ type Job struct {
 	// Trials per second over the recent past.
 	Throughput float64 `protobuf:"fixed64,16,opt,name=throughput,proto3" json:"throughput,omitempty"`
 	// The job was interrupted and resumed this many times.
-	Attempts      int32 `protobuf:"varint,17,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts int32 `protobuf:"varint,17,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why a queued job is still waiting, e.g. "waiting for a free worker (2 busy)" or
+	// "waiting: you have 2 jobs running (limit 2)"; empty in the other states.
+	StateReason   string `protobuf:"bytes,18,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1068,13 @@ func (x *Job) GetAttempts() int32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *Job) GetStateReason() string {
+	if x != nil {
+		return x.StateReason
+	}
+	return ""
 }
 
 type StartOptimizationRequest struct {
@@ -2138,7 +2148,7 @@ const file_stratopt_v1_optimization_proto_rawDesc = "" +
 	"durationMs\x1aZ\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.stratopt.v1.ParameterValueR\x05value:\x028\x01\"\xbf\x06\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.stratopt.v1.ParameterValueR\x05value:\x028\x01\"\xe2\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.stratopt.v1.JobStateR\x05state\x124\n" +
@@ -2162,7 +2172,8 @@ const file_stratopt_v1_optimization_proto_rawDesc = "" +
 	"\n" +
 	"throughput\x18\x10 \x01(\x01R\n" +
 	"throughput\x12\x1a\n" +
-	"\battempts\x18\x11 \x01(\x05R\battempts\x1a^\n" +
+	"\battempts\x18\x11 \x01(\x05R\battempts\x12!\n" +
+	"\fstate_reason\x18\x12 \x01(\tR\vstateReason\x1a^\n" +
 	"\x13BestParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.stratopt.v1.ParameterValueR\x05value:\x028\x01B\r\n" +

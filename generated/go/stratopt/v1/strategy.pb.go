@@ -3389,7 +3389,7 @@ type StartStrategyRequest struct {
 	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
 	// The bar feed: a dataset replayed bar by bar.
 	DatasetId string `protobuf:"bytes,2,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
-	// Replay speed in bars per second (default 10, 0 = as fast as possible).
+	// Replay speed in bars per second; 0 (or unset) replays as fast as possible.
 	BarsPerSecond float64 `protobuf:"fixed64,3,opt,name=bars_per_second,json=barsPerSecond,proto3" json:"bars_per_second,omitempty"`
 	// Bars to warm indicators up with before trading starts.
 	WarmupBars int64 `protobuf:"varint,4,opt,name=warmup_bars,json=warmupBars,proto3" json:"warmup_bars,omitempty"`
@@ -3858,6 +3858,119 @@ func (x *ListFillsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ListAlertsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
+	// 1..1000, default 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsRequest) Reset() {
+	*x = ListAlertsRequest{}
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsRequest) ProtoMessage() {}
+
+func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
+func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListAlertsRequest) GetStrategyId() string {
+	if x != nil {
+		return x.StrategyId
+	}
+	return ""
+}
+
+func (x *ListAlertsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAlertsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAlertsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alerts        []*Alert               `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAlertsResponse) Reset() {
+	*x = ListAlertsResponse{}
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAlertsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAlertsResponse) ProtoMessage() {}
+
+func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
+func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListAlertsResponse) GetAlerts() []*Alert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *ListAlertsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type StreamSignalsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	StrategyId string                 `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
@@ -3869,7 +3982,7 @@ type StreamSignalsRequest struct {
 
 func (x *StreamSignalsRequest) Reset() {
 	*x = StreamSignalsRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +3994,7 @@ func (x *StreamSignalsRequest) String() string {
 func (*StreamSignalsRequest) ProtoMessage() {}
 
 func (x *StreamSignalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[51]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +4007,7 @@ func (x *StreamSignalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSignalsRequest.ProtoReflect.Descriptor instead.
 func (*StreamSignalsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{51}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StreamSignalsRequest) GetStrategyId() string {
@@ -3922,7 +4035,7 @@ type StreamSignalsResponse struct {
 
 func (x *StreamSignalsResponse) Reset() {
 	*x = StreamSignalsResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3934,7 +4047,7 @@ func (x *StreamSignalsResponse) String() string {
 func (*StreamSignalsResponse) ProtoMessage() {}
 
 func (x *StreamSignalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[52]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3947,7 +4060,7 @@ func (x *StreamSignalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSignalsResponse.ProtoReflect.Descriptor instead.
 func (*StreamSignalsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{52}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StreamSignalsResponse) GetSignal() *Signal {
@@ -3973,7 +4086,7 @@ type GetPerformanceRequest struct {
 
 func (x *GetPerformanceRequest) Reset() {
 	*x = GetPerformanceRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4098,7 @@ func (x *GetPerformanceRequest) String() string {
 func (*GetPerformanceRequest) ProtoMessage() {}
 
 func (x *GetPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[53]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4111,7 @@ func (x *GetPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*GetPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{53}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetPerformanceRequest) GetStrategyId() string {
@@ -4017,7 +4130,7 @@ type GetPerformanceResponse struct {
 
 func (x *GetPerformanceResponse) Reset() {
 	*x = GetPerformanceResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4142,7 @@ func (x *GetPerformanceResponse) String() string {
 func (*GetPerformanceResponse) ProtoMessage() {}
 
 func (x *GetPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[54]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4155,7 @@ func (x *GetPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*GetPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{54}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetPerformanceResponse) GetPerformance() *PerformanceSnapshot {
@@ -4063,7 +4176,7 @@ type StreamPerformanceRequest struct {
 
 func (x *StreamPerformanceRequest) Reset() {
 	*x = StreamPerformanceRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +4188,7 @@ func (x *StreamPerformanceRequest) String() string {
 func (*StreamPerformanceRequest) ProtoMessage() {}
 
 func (x *StreamPerformanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[55]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +4201,7 @@ func (x *StreamPerformanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPerformanceRequest.ProtoReflect.Descriptor instead.
 func (*StreamPerformanceRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{55}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StreamPerformanceRequest) GetStrategyId() string {
@@ -4114,7 +4227,7 @@ type StreamPerformanceResponse struct {
 
 func (x *StreamPerformanceResponse) Reset() {
 	*x = StreamPerformanceResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4239,7 @@ func (x *StreamPerformanceResponse) String() string {
 func (*StreamPerformanceResponse) ProtoMessage() {}
 
 func (x *StreamPerformanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[56]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4252,7 @@ func (x *StreamPerformanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamPerformanceResponse.ProtoReflect.Descriptor instead.
 func (*StreamPerformanceResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{56}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StreamPerformanceResponse) GetPerformance() *PerformanceSnapshot {
@@ -4160,7 +4273,7 @@ type StreamAlertsRequest struct {
 
 func (x *StreamAlertsRequest) Reset() {
 	*x = StreamAlertsRequest{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4172,7 +4285,7 @@ func (x *StreamAlertsRequest) String() string {
 func (*StreamAlertsRequest) ProtoMessage() {}
 
 func (x *StreamAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[57]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4185,7 +4298,7 @@ func (x *StreamAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAlertsRequest.ProtoReflect.Descriptor instead.
 func (*StreamAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{57}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StreamAlertsRequest) GetStrategyId() string {
@@ -4213,7 +4326,7 @@ type StreamAlertsResponse struct {
 
 func (x *StreamAlertsResponse) Reset() {
 	*x = StreamAlertsResponse{}
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4338,7 @@ func (x *StreamAlertsResponse) String() string {
 func (*StreamAlertsResponse) ProtoMessage() {}
 
 func (x *StreamAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_strategy_proto_msgTypes[58]
+	mi := &file_stratopt_v1_strategy_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4351,7 @@ func (x *StreamAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAlertsResponse.ProtoReflect.Descriptor instead.
 func (*StreamAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{58}
+	return file_stratopt_v1_strategy_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StreamAlertsResponse) GetAlert() *Alert {
@@ -4567,6 +4680,15 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"d\n" +
 	"\x11ListFillsResponse\x12'\n" +
 	"\x05fills\x18\x01 \x03(\v2\x11.stratopt.v1.FillR\x05fills\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"v\n" +
+	"\x11ListAlertsRequest\x12%\n" +
+	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"strategyId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"h\n" +
+	"\x12ListAlertsResponse\x12*\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x12.stratopt.v1.AlertR\x06alerts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
 	"\x14StreamSignalsRequest\x12%\n" +
 	"\vstrategy_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
@@ -4633,7 +4755,7 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\x16HISTORY_ACTION_STARTED\x10\x04\x12\x1a\n" +
 	"\x16HISTORY_ACTION_STOPPED\x10\x05\x12\x19\n" +
 	"\x15HISTORY_ACTION_SHARED\x10\x06\x12\x1b\n" +
-	"\x17HISTORY_ACTION_UNSHARED\x10\a2\xa3\x18\n" +
+	"\x17HISTORY_ACTION_UNSHARED\x10\a2\x9f\x19\n" +
 	"\x0fStrategyService\x12}\n" +
 	"\x11ListStrategyTypes\x12%.stratopt.v1.ListStrategyTypesRequest\x1a&.stratopt.v1.ListStrategyTypesResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/strategyTypes\x12~\n" +
 	"\x0fGetStrategyType\x12#.stratopt.v1.GetStrategyTypeRequest\x1a$.stratopt.v1.GetStrategyTypeResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/strategyTypes/{name}\x12\x8d\x01\n" +
@@ -4653,7 +4775,9 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\rStartStrategy\x12!.stratopt.v1.StartStrategyRequest\x1a\".stratopt.v1.StartStrategyResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/strategies/{strategy_id}:start\x12\x81\x01\n" +
 	"\fStopStrategy\x12 .stratopt.v1.StopStrategyRequest\x1a!.stratopt.v1.StopStrategyResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/strategies/{strategy_id}:stop\x12~\n" +
 	"\vListSignals\x12\x1f.stratopt.v1.ListSignalsRequest\x1a .stratopt.v1.ListSignalsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/strategies/{strategy_id}/signals\x12v\n" +
-	"\tListFills\x12\x1d.stratopt.v1.ListFillsRequest\x1a\x1e.stratopt.v1.ListFillsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/strategies/{strategy_id}/fills\x12\x8d\x01\n" +
+	"\tListFills\x12\x1d.stratopt.v1.ListFillsRequest\x1a\x1e.stratopt.v1.ListFillsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/strategies/{strategy_id}/fills\x12z\n" +
+	"\n" +
+	"ListAlerts\x12\x1e.stratopt.v1.ListAlertsRequest\x1a\x1f.stratopt.v1.ListAlertsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/strategies/{strategy_id}/alerts\x12\x8d\x01\n" +
 	"\rStreamSignals\x12!.stratopt.v1.StreamSignalsRequest\x1a\".stratopt.v1.StreamSignalsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/strategies/{strategy_id}/signals:stream0\x01\x12\x8b\x01\n" +
 	"\x0eGetPerformance\x12\".stratopt.v1.GetPerformanceRequest\x1a#.stratopt.v1.GetPerformanceResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/strategies/{strategy_id}/performance\x12\x9d\x01\n" +
 	"\x11StreamPerformance\x12%.stratopt.v1.StreamPerformanceRequest\x1a&.stratopt.v1.StreamPerformanceResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/strategies/{strategy_id}/performance:stream0\x01\x12\x89\x01\n" +
@@ -4672,7 +4796,7 @@ func file_stratopt_v1_strategy_proto_rawDescGZIP() []byte {
 }
 
 var file_stratopt_v1_strategy_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_stratopt_v1_strategy_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_stratopt_v1_strategy_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_stratopt_v1_strategy_proto_goTypes = []any{
 	(StrategyStatus)(0),                   // 0: stratopt.v1.StrategyStatus
 	(RunState)(0),                         // 1: stratopt.v1.RunState
@@ -4732,80 +4856,82 @@ var file_stratopt_v1_strategy_proto_goTypes = []any{
 	(*ListSignalsResponse)(nil),           // 55: stratopt.v1.ListSignalsResponse
 	(*ListFillsRequest)(nil),              // 56: stratopt.v1.ListFillsRequest
 	(*ListFillsResponse)(nil),             // 57: stratopt.v1.ListFillsResponse
-	(*StreamSignalsRequest)(nil),          // 58: stratopt.v1.StreamSignalsRequest
-	(*StreamSignalsResponse)(nil),         // 59: stratopt.v1.StreamSignalsResponse
-	(*GetPerformanceRequest)(nil),         // 60: stratopt.v1.GetPerformanceRequest
-	(*GetPerformanceResponse)(nil),        // 61: stratopt.v1.GetPerformanceResponse
-	(*StreamPerformanceRequest)(nil),      // 62: stratopt.v1.StreamPerformanceRequest
-	(*StreamPerformanceResponse)(nil),     // 63: stratopt.v1.StreamPerformanceResponse
-	(*StreamAlertsRequest)(nil),           // 64: stratopt.v1.StreamAlertsRequest
-	(*StreamAlertsResponse)(nil),          // 65: stratopt.v1.StreamAlertsResponse
-	nil,                                   // 66: stratopt.v1.StrategyTemplate.ParametersEntry
-	nil,                                   // 67: stratopt.v1.Strategy.ParametersEntry
-	(StrategyCategory)(0),                 // 68: stratopt.v1.StrategyCategory
-	(RiskLevel)(0),                        // 69: stratopt.v1.RiskLevel
-	(*ParameterSpec)(nil),                 // 70: stratopt.v1.ParameterSpec
-	(*ParameterConstraint)(nil),           // 71: stratopt.v1.ParameterConstraint
-	(*ExecutionOptions)(nil),              // 72: stratopt.v1.ExecutionOptions
-	(*timestamppb.Timestamp)(nil),         // 73: google.protobuf.Timestamp
-	(*Metrics)(nil),                       // 74: stratopt.v1.Metrics
-	(*fieldmaskpb.FieldMask)(nil),         // 75: google.protobuf.FieldMask
-	(*TimeRange)(nil),                     // 76: stratopt.v1.TimeRange
-	(*ParameterValue)(nil),                // 77: stratopt.v1.ParameterValue
+	(*ListAlertsRequest)(nil),             // 58: stratopt.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),            // 59: stratopt.v1.ListAlertsResponse
+	(*StreamSignalsRequest)(nil),          // 60: stratopt.v1.StreamSignalsRequest
+	(*StreamSignalsResponse)(nil),         // 61: stratopt.v1.StreamSignalsResponse
+	(*GetPerformanceRequest)(nil),         // 62: stratopt.v1.GetPerformanceRequest
+	(*GetPerformanceResponse)(nil),        // 63: stratopt.v1.GetPerformanceResponse
+	(*StreamPerformanceRequest)(nil),      // 64: stratopt.v1.StreamPerformanceRequest
+	(*StreamPerformanceResponse)(nil),     // 65: stratopt.v1.StreamPerformanceResponse
+	(*StreamAlertsRequest)(nil),           // 66: stratopt.v1.StreamAlertsRequest
+	(*StreamAlertsResponse)(nil),          // 67: stratopt.v1.StreamAlertsResponse
+	nil,                                   // 68: stratopt.v1.StrategyTemplate.ParametersEntry
+	nil,                                   // 69: stratopt.v1.Strategy.ParametersEntry
+	(StrategyCategory)(0),                 // 70: stratopt.v1.StrategyCategory
+	(RiskLevel)(0),                        // 71: stratopt.v1.RiskLevel
+	(*ParameterSpec)(nil),                 // 72: stratopt.v1.ParameterSpec
+	(*ParameterConstraint)(nil),           // 73: stratopt.v1.ParameterConstraint
+	(*ExecutionOptions)(nil),              // 74: stratopt.v1.ExecutionOptions
+	(*timestamppb.Timestamp)(nil),         // 75: google.protobuf.Timestamp
+	(*Metrics)(nil),                       // 76: stratopt.v1.Metrics
+	(*fieldmaskpb.FieldMask)(nil),         // 77: google.protobuf.FieldMask
+	(*TimeRange)(nil),                     // 78: stratopt.v1.TimeRange
+	(*ParameterValue)(nil),                // 79: stratopt.v1.ParameterValue
 }
 var file_stratopt_v1_strategy_proto_depIdxs = []int32{
-	68,  // 0: stratopt.v1.StrategyType.category:type_name -> stratopt.v1.StrategyCategory
-	69,  // 1: stratopt.v1.StrategyType.risk_level:type_name -> stratopt.v1.RiskLevel
-	70,  // 2: stratopt.v1.StrategyType.parameters:type_name -> stratopt.v1.ParameterSpec
-	71,  // 3: stratopt.v1.StrategyType.constraints:type_name -> stratopt.v1.ParameterConstraint
-	66,  // 4: stratopt.v1.StrategyTemplate.parameters:type_name -> stratopt.v1.StrategyTemplate.ParametersEntry
-	72,  // 5: stratopt.v1.StrategyTemplate.execution:type_name -> stratopt.v1.ExecutionOptions
-	68,  // 6: stratopt.v1.CategoryCount.category:type_name -> stratopt.v1.StrategyCategory
+	70,  // 0: stratopt.v1.StrategyType.category:type_name -> stratopt.v1.StrategyCategory
+	71,  // 1: stratopt.v1.StrategyType.risk_level:type_name -> stratopt.v1.RiskLevel
+	72,  // 2: stratopt.v1.StrategyType.parameters:type_name -> stratopt.v1.ParameterSpec
+	73,  // 3: stratopt.v1.StrategyType.constraints:type_name -> stratopt.v1.ParameterConstraint
+	68,  // 4: stratopt.v1.StrategyTemplate.parameters:type_name -> stratopt.v1.StrategyTemplate.ParametersEntry
+	74,  // 5: stratopt.v1.StrategyTemplate.execution:type_name -> stratopt.v1.ExecutionOptions
+	70,  // 6: stratopt.v1.CategoryCount.category:type_name -> stratopt.v1.StrategyCategory
 	5,   // 7: stratopt.v1.AlertRule.severity:type_name -> stratopt.v1.AlertSeverity
-	68,  // 8: stratopt.v1.Strategy.category:type_name -> stratopt.v1.StrategyCategory
-	69,  // 9: stratopt.v1.Strategy.risk_level:type_name -> stratopt.v1.RiskLevel
-	67,  // 10: stratopt.v1.Strategy.parameters:type_name -> stratopt.v1.Strategy.ParametersEntry
+	70,  // 8: stratopt.v1.Strategy.category:type_name -> stratopt.v1.StrategyCategory
+	71,  // 9: stratopt.v1.Strategy.risk_level:type_name -> stratopt.v1.RiskLevel
+	69,  // 10: stratopt.v1.Strategy.parameters:type_name -> stratopt.v1.Strategy.ParametersEntry
 	0,   // 11: stratopt.v1.Strategy.status:type_name -> stratopt.v1.StrategyStatus
-	72,  // 12: stratopt.v1.Strategy.execution:type_name -> stratopt.v1.ExecutionOptions
+	74,  // 12: stratopt.v1.Strategy.execution:type_name -> stratopt.v1.ExecutionOptions
 	10,  // 13: stratopt.v1.Strategy.ensemble_members:type_name -> stratopt.v1.EnsembleMember
 	3,   // 14: stratopt.v1.Strategy.ensemble_method:type_name -> stratopt.v1.EnsembleMethod
 	11,  // 15: stratopt.v1.Strategy.alert_rules:type_name -> stratopt.v1.AlertRule
 	1,   // 16: stratopt.v1.Strategy.run_state:type_name -> stratopt.v1.RunState
-	73,  // 17: stratopt.v1.Strategy.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 18: stratopt.v1.Strategy.update_time:type_name -> google.protobuf.Timestamp
+	75,  // 17: stratopt.v1.Strategy.create_time:type_name -> google.protobuf.Timestamp
+	75,  // 18: stratopt.v1.Strategy.update_time:type_name -> google.protobuf.Timestamp
 	6,   // 19: stratopt.v1.StrategyHistoryEvent.action:type_name -> stratopt.v1.HistoryAction
-	73,  // 20: stratopt.v1.StrategyHistoryEvent.time:type_name -> google.protobuf.Timestamp
+	75,  // 20: stratopt.v1.StrategyHistoryEvent.time:type_name -> google.protobuf.Timestamp
 	12,  // 21: stratopt.v1.StrategyHistoryEvent.snapshot:type_name -> stratopt.v1.Strategy
 	2,   // 22: stratopt.v1.StrategyShare.access:type_name -> stratopt.v1.StrategyAccess
-	73,  // 23: stratopt.v1.StrategyShare.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 24: stratopt.v1.Signal.time:type_name -> google.protobuf.Timestamp
+	75,  // 23: stratopt.v1.StrategyShare.create_time:type_name -> google.protobuf.Timestamp
+	75,  // 24: stratopt.v1.Signal.time:type_name -> google.protobuf.Timestamp
 	4,   // 25: stratopt.v1.Signal.action:type_name -> stratopt.v1.SignalAction
-	73,  // 26: stratopt.v1.PerformanceSnapshot.time:type_name -> google.protobuf.Timestamp
-	74,  // 27: stratopt.v1.PerformanceSnapshot.metrics:type_name -> stratopt.v1.Metrics
+	75,  // 26: stratopt.v1.PerformanceSnapshot.time:type_name -> google.protobuf.Timestamp
+	76,  // 27: stratopt.v1.PerformanceSnapshot.metrics:type_name -> stratopt.v1.Metrics
 	1,   // 28: stratopt.v1.PerformanceSnapshot.run_state:type_name -> stratopt.v1.RunState
-	73,  // 29: stratopt.v1.PerformanceSnapshot.last_bar_time:type_name -> google.protobuf.Timestamp
-	72,  // 30: stratopt.v1.PerformanceSnapshot.execution:type_name -> stratopt.v1.ExecutionOptions
-	73,  // 31: stratopt.v1.Alert.time:type_name -> google.protobuf.Timestamp
+	75,  // 29: stratopt.v1.PerformanceSnapshot.last_bar_time:type_name -> google.protobuf.Timestamp
+	74,  // 30: stratopt.v1.PerformanceSnapshot.execution:type_name -> stratopt.v1.ExecutionOptions
+	75,  // 31: stratopt.v1.Alert.time:type_name -> google.protobuf.Timestamp
 	5,   // 32: stratopt.v1.Alert.severity:type_name -> stratopt.v1.AlertSeverity
 	11,  // 33: stratopt.v1.Alert.rule:type_name -> stratopt.v1.AlertRule
-	73,  // 34: stratopt.v1.Fill.time:type_name -> google.protobuf.Timestamp
+	75,  // 34: stratopt.v1.Fill.time:type_name -> google.protobuf.Timestamp
 	4,   // 35: stratopt.v1.Fill.side:type_name -> stratopt.v1.SignalAction
-	68,  // 36: stratopt.v1.ListStrategyTypesRequest.category:type_name -> stratopt.v1.StrategyCategory
-	69,  // 37: stratopt.v1.ListStrategyTypesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
+	70,  // 36: stratopt.v1.ListStrategyTypesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	71,  // 37: stratopt.v1.ListStrategyTypesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
 	7,   // 38: stratopt.v1.ListStrategyTypesResponse.strategy_types:type_name -> stratopt.v1.StrategyType
 	7,   // 39: stratopt.v1.GetStrategyTypeResponse.strategy_type:type_name -> stratopt.v1.StrategyType
-	68,  // 40: stratopt.v1.ListStrategyTemplatesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	70,  // 40: stratopt.v1.ListStrategyTemplatesRequest.category:type_name -> stratopt.v1.StrategyCategory
 	8,   // 41: stratopt.v1.ListStrategyTemplatesResponse.templates:type_name -> stratopt.v1.StrategyTemplate
 	9,   // 42: stratopt.v1.ListCategoriesResponse.categories:type_name -> stratopt.v1.CategoryCount
 	12,  // 43: stratopt.v1.CreateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
 	12,  // 44: stratopt.v1.CreateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
 	12,  // 45: stratopt.v1.GetStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	68,  // 46: stratopt.v1.ListStrategiesRequest.category:type_name -> stratopt.v1.StrategyCategory
+	70,  // 46: stratopt.v1.ListStrategiesRequest.category:type_name -> stratopt.v1.StrategyCategory
 	0,   // 47: stratopt.v1.ListStrategiesRequest.status:type_name -> stratopt.v1.StrategyStatus
-	69,  // 48: stratopt.v1.ListStrategiesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
+	71,  // 48: stratopt.v1.ListStrategiesRequest.risk_level:type_name -> stratopt.v1.RiskLevel
 	12,  // 49: stratopt.v1.ListStrategiesResponse.strategies:type_name -> stratopt.v1.Strategy
 	12,  // 50: stratopt.v1.UpdateStrategyRequest.strategy:type_name -> stratopt.v1.Strategy
-	75,  // 51: stratopt.v1.UpdateStrategyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 51: stratopt.v1.UpdateStrategyRequest.update_mask:type_name -> google.protobuf.FieldMask
 	12,  // 52: stratopt.v1.UpdateStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
 	13,  // 53: stratopt.v1.ListStrategyHistoryResponse.events:type_name -> stratopt.v1.StrategyHistoryEvent
 	2,   // 54: stratopt.v1.ShareStrategyRequest.access:type_name -> stratopt.v1.StrategyAccess
@@ -4814,74 +4940,77 @@ var file_stratopt_v1_strategy_proto_depIdxs = []int32{
 	10,  // 57: stratopt.v1.CreateEnsembleRequest.members:type_name -> stratopt.v1.EnsembleMember
 	3,   // 58: stratopt.v1.CreateEnsembleRequest.method:type_name -> stratopt.v1.EnsembleMethod
 	12,  // 59: stratopt.v1.CreateEnsembleResponse.strategy:type_name -> stratopt.v1.Strategy
-	76,  // 60: stratopt.v1.CompareStrategiesRequest.time_range:type_name -> stratopt.v1.TimeRange
-	72,  // 61: stratopt.v1.CompareStrategiesRequest.execution:type_name -> stratopt.v1.ExecutionOptions
-	74,  // 62: stratopt.v1.ComparisonRow.metrics:type_name -> stratopt.v1.Metrics
+	78,  // 60: stratopt.v1.CompareStrategiesRequest.time_range:type_name -> stratopt.v1.TimeRange
+	74,  // 61: stratopt.v1.CompareStrategiesRequest.execution:type_name -> stratopt.v1.ExecutionOptions
+	76,  // 62: stratopt.v1.ComparisonRow.metrics:type_name -> stratopt.v1.Metrics
 	48,  // 63: stratopt.v1.CompareStrategiesResponse.rows:type_name -> stratopt.v1.ComparisonRow
-	76,  // 64: stratopt.v1.CompareStrategiesResponse.time_range:type_name -> stratopt.v1.TimeRange
-	73,  // 65: stratopt.v1.StartStrategyRequest.start_time:type_name -> google.protobuf.Timestamp
-	72,  // 66: stratopt.v1.StartStrategyRequest.execution:type_name -> stratopt.v1.ExecutionOptions
+	78,  // 64: stratopt.v1.CompareStrategiesResponse.time_range:type_name -> stratopt.v1.TimeRange
+	75,  // 65: stratopt.v1.StartStrategyRequest.start_time:type_name -> google.protobuf.Timestamp
+	74,  // 66: stratopt.v1.StartStrategyRequest.execution:type_name -> stratopt.v1.ExecutionOptions
 	12,  // 67: stratopt.v1.StartStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
 	12,  // 68: stratopt.v1.StopStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
 	15,  // 69: stratopt.v1.ListSignalsResponse.signals:type_name -> stratopt.v1.Signal
 	18,  // 70: stratopt.v1.ListFillsResponse.fills:type_name -> stratopt.v1.Fill
-	15,  // 71: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
-	16,  // 72: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	16,  // 73: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	17,  // 74: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
-	77,  // 75: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	77,  // 76: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	19,  // 77: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
-	21,  // 78: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
-	23,  // 79: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
-	25,  // 80: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
-	27,  // 81: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
-	29,  // 82: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
-	31,  // 83: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
-	33,  // 84: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
-	35,  // 85: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
-	37,  // 86: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
-	39,  // 87: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
-	41,  // 88: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
-	43,  // 89: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
-	45,  // 90: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
-	47,  // 91: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
-	50,  // 92: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
-	52,  // 93: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
-	54,  // 94: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
-	56,  // 95: stratopt.v1.StrategyService.ListFills:input_type -> stratopt.v1.ListFillsRequest
-	58,  // 96: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
-	60,  // 97: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
-	62,  // 98: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
-	64,  // 99: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
-	20,  // 100: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
-	22,  // 101: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
-	24,  // 102: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
-	26,  // 103: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
-	28,  // 104: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
-	30,  // 105: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
-	32,  // 106: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
-	34,  // 107: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
-	36,  // 108: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
-	38,  // 109: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
-	40,  // 110: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
-	42,  // 111: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
-	44,  // 112: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
-	46,  // 113: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
-	49,  // 114: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
-	51,  // 115: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
-	53,  // 116: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
-	55,  // 117: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
-	57,  // 118: stratopt.v1.StrategyService.ListFills:output_type -> stratopt.v1.ListFillsResponse
-	59,  // 119: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
-	61,  // 120: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
-	63,  // 121: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
-	65,  // 122: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
-	100, // [100:123] is the sub-list for method output_type
-	77,  // [77:100] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	17,  // 71: stratopt.v1.ListAlertsResponse.alerts:type_name -> stratopt.v1.Alert
+	15,  // 72: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
+	16,  // 73: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	16,  // 74: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	17,  // 75: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
+	79,  // 76: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	79,  // 77: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	19,  // 78: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
+	21,  // 79: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
+	23,  // 80: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
+	25,  // 81: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
+	27,  // 82: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
+	29,  // 83: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
+	31,  // 84: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
+	33,  // 85: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
+	35,  // 86: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
+	37,  // 87: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
+	39,  // 88: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
+	41,  // 89: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
+	43,  // 90: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
+	45,  // 91: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
+	47,  // 92: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
+	50,  // 93: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
+	52,  // 94: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
+	54,  // 95: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
+	56,  // 96: stratopt.v1.StrategyService.ListFills:input_type -> stratopt.v1.ListFillsRequest
+	58,  // 97: stratopt.v1.StrategyService.ListAlerts:input_type -> stratopt.v1.ListAlertsRequest
+	60,  // 98: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
+	62,  // 99: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
+	64,  // 100: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
+	66,  // 101: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
+	20,  // 102: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
+	22,  // 103: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
+	24,  // 104: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
+	26,  // 105: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
+	28,  // 106: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
+	30,  // 107: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
+	32,  // 108: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
+	34,  // 109: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
+	36,  // 110: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
+	38,  // 111: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
+	40,  // 112: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
+	42,  // 113: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
+	44,  // 114: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
+	46,  // 115: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
+	49,  // 116: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
+	51,  // 117: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
+	53,  // 118: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
+	55,  // 119: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
+	57,  // 120: stratopt.v1.StrategyService.ListFills:output_type -> stratopt.v1.ListFillsResponse
+	59,  // 121: stratopt.v1.StrategyService.ListAlerts:output_type -> stratopt.v1.ListAlertsResponse
+	61,  // 122: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
+	63,  // 123: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
+	65,  // 124: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
+	67,  // 125: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
+	102, // [102:126] is the sub-list for method output_type
+	78,  // [78:102] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_strategy_proto_init() }
@@ -4896,7 +5025,7 @@ func file_stratopt_v1_strategy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_strategy_proto_rawDesc), len(file_stratopt_v1_strategy_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   61,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	StrategyService_StopStrategy_FullMethodName          = "/stratopt.v1.StrategyService/StopStrategy"
 	StrategyService_ListSignals_FullMethodName           = "/stratopt.v1.StrategyService/ListSignals"
 	StrategyService_ListFills_FullMethodName             = "/stratopt.v1.StrategyService/ListFills"
+	StrategyService_ListAlerts_FullMethodName            = "/stratopt.v1.StrategyService/ListAlerts"
 	StrategyService_StreamSignals_FullMethodName         = "/stratopt.v1.StrategyService/StreamSignals"
 	StrategyService_GetPerformance_FullMethodName        = "/stratopt.v1.StrategyService/GetPerformance"
 	StrategyService_StreamPerformance_FullMethodName     = "/stratopt.v1.StrategyService/StreamPerformance"
@@ -81,6 +82,8 @@ type StrategyServiceClient interface {
 	ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error)
 	// The paper broker's fills for a strategy, oldest first.
 	ListFills(ctx context.Context, in *ListFillsRequest, opts ...grpc.CallOption) (*ListFillsResponse, error)
+	// A strategy's recorded alerts, oldest first.
+	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
 	// Streams signals as the running strategy emits them.
 	StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error)
 	GetPerformance(ctx context.Context, in *GetPerformanceRequest, opts ...grpc.CallOption) (*GetPerformanceResponse, error)
@@ -288,6 +291,16 @@ func (c *strategyServiceClient) ListFills(ctx context.Context, in *ListFillsRequ
 	return out, nil
 }
 
+func (c *strategyServiceClient) ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertsResponse)
+	err := c.cc.Invoke(ctx, StrategyService_ListAlerts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *strategyServiceClient) StreamSignals(ctx context.Context, in *StreamSignalsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSignalsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &StrategyService_ServiceDesc.Streams[0], StrategyService_StreamSignals_FullMethodName, cOpts...)
@@ -392,6 +405,8 @@ type StrategyServiceServer interface {
 	ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error)
 	// The paper broker's fills for a strategy, oldest first.
 	ListFills(context.Context, *ListFillsRequest) (*ListFillsResponse, error)
+	// A strategy's recorded alerts, oldest first.
+	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
 	// Streams signals as the running strategy emits them.
 	StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error
 	GetPerformance(context.Context, *GetPerformanceRequest) (*GetPerformanceResponse, error)
@@ -465,6 +480,9 @@ func (UnimplementedStrategyServiceServer) ListSignals(context.Context, *ListSign
 }
 func (UnimplementedStrategyServiceServer) ListFills(context.Context, *ListFillsRequest) (*ListFillsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFills not implemented")
+}
+func (UnimplementedStrategyServiceServer) ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlerts not implemented")
 }
 func (UnimplementedStrategyServiceServer) StreamSignals(*StreamSignalsRequest, grpc.ServerStreamingServer[StreamSignalsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamSignals not implemented")
@@ -841,6 +859,24 @@ func _StrategyService_ListFills_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StrategyService_ListAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StrategyServiceServer).ListAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StrategyService_ListAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StrategyServiceServer).ListAlerts(ctx, req.(*ListAlertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StrategyService_StreamSignals_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(StreamSignalsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -974,6 +1010,10 @@ var StrategyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFills",
 			Handler:    _StrategyService_ListFills_Handler,
+		},
+		{
+			MethodName: "ListAlerts",
+			Handler:    _StrategyService_ListAlerts_Handler,
 		},
 		{
 			MethodName: "GetPerformance",

@@ -532,7 +532,7 @@ class Feed(_message.Message):
     dataset_id: _builtins.str
     """Replay: the dataset, where to start, and how fast."""
     bars_per_second: _builtins.float
-    """Bars per second (default 10; 0 = as fast as possible)."""
+    """Bars per second; 0 (or unset) replays as fast as possible."""
     owner_id: _builtins.str
     bars_accepted: _builtins.int
     bars_rejected: _builtins.int

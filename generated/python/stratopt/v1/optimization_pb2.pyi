@@ -469,6 +469,7 @@ class Job(_message.Message):
     ETA_FIELD_NUMBER: _builtins.int
     THROUGHPUT_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    STATE_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___JobState.ValueType
     priority: Global___JobPriority.ValueType
@@ -483,6 +484,10 @@ class Job(_message.Message):
     """Trials per second over the recent past."""
     attempts: _builtins.int
     """The job was interrupted and resumed this many times."""
+    state_reason: _builtins.str
+    """Why a queued job is still waiting, e.g. "waiting for a free worker (2 busy)" or
+    "waiting: you have 2 jobs running (limit 2)"; empty in the other states.
+    """
     @_builtins.property
     def spec(self) -> Global___OptimizationSpec: ...
     @_builtins.property
@@ -515,10 +520,11 @@ class Job(_message.Message):
         eta: _duration_pb2.Duration | None = ...,
         throughput: _builtins.float = ...,
         attempts: _builtins.int = ...,
+        state_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_best_value", b"_best_value", "best_value", b"best_value", "create_time", b"create_time", "end_time", b"end_time", "eta", b"eta", "spec", b"spec", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_value", b"_best_value", "attempts", b"attempts", "batch_id", b"batch_id", "best_parameters", b"best_parameters", "best_value", b"best_value", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "eta", b"eta", "id", b"id", "owner_id", b"owner_id", "priority", b"priority", "spec", b"spec", "start_time", b"start_time", "state", b"state", "throughput", b"throughput", "trials_completed", b"trials_completed", "trials_total", b"trials_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_best_value", b"_best_value", "attempts", b"attempts", "batch_id", b"batch_id", "best_parameters", b"best_parameters", "best_value", b"best_value", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "eta", b"eta", "id", b"id", "owner_id", b"owner_id", "priority", b"priority", "spec", b"spec", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "throughput", b"throughput", "trials_completed", b"trials_completed", "trials_total", b"trials_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__best_value: _TypeAlias = _typing.Literal["best_value"]  # noqa: Y015
     _WhichOneofArgType__best_value: _TypeAlias = _typing.Literal["_best_value", b"_best_value"]  # noqa: Y015

@@ -131,6 +131,11 @@ class StrategyServiceStub:
                 request_serializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/stratopt.v1.StrategyService/ListAlerts',
+                request_serializer=stratopt_dot_v1_dot_strategy__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
         self.StreamSignals = channel.unary_stream(
                 '/stratopt.v1.StrategyService/StreamSignals',
                 request_serializer=stratopt_dot_v1_dot_strategy__pb2.StreamSignalsRequest.SerializeToString,
@@ -283,6 +288,13 @@ class StrategyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """A strategy's recorded alerts, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamSignals(self, request, context):
         """Streams signals as the running strategy emits them.
         """
@@ -407,6 +419,11 @@ def add_StrategyServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.FromString,
                     response_serializer=stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=stratopt_dot_v1_dot_strategy__pb2.ListAlertsRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_strategy__pb2.ListAlertsResponse.SerializeToString,
             ),
             'StreamSignals': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamSignals,
@@ -944,6 +961,33 @@ class StrategyService:
             '/stratopt.v1.StrategyService/ListFills',
             stratopt_dot_v1_dot_strategy__pb2.ListFillsRequest.SerializeToString,
             stratopt_dot_v1_dot_strategy__pb2.ListFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.StrategyService/ListAlerts',
+            stratopt_dot_v1_dot_strategy__pb2.ListAlertsRequest.SerializeToString,
+            stratopt_dot_v1_dot_strategy__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,8 @@ class StrategyServiceStub:
     ListSignals: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListSignalsRequest, _strategy_pb2.ListSignalsResponse]
     ListFills: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListFillsRequest, _strategy_pb2.ListFillsResponse]
     """The paper broker's fills for a strategy, oldest first."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListAlertsRequest, _strategy_pb2.ListAlertsResponse]
+    """A strategy's recorded alerts, oldest first."""
     StreamSignals: _grpc.UnaryStreamMultiCallable[_strategy_pb2.StreamSignalsRequest, _strategy_pb2.StreamSignalsResponse]
     """Streams signals as the running strategy emits them."""
     GetPerformance: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.GetPerformanceRequest, _strategy_pb2.GetPerformanceResponse]
@@ -110,6 +112,8 @@ class StrategyServiceAsyncStub(StrategyServiceStub):
     ListSignals: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListSignalsRequest, _strategy_pb2.ListSignalsResponse]  # type: ignore[assignment]
     ListFills: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListFillsRequest, _strategy_pb2.ListFillsResponse]  # type: ignore[assignment]
     """The paper broker's fills for a strategy, oldest first."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListAlertsRequest, _strategy_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """A strategy's recorded alerts, oldest first."""
     StreamSignals: _aio.UnaryStreamMultiCallable[_strategy_pb2.StreamSignalsRequest, _strategy_pb2.StreamSignalsResponse]  # type: ignore[assignment]
     """Streams signals as the running strategy emits them."""
     GetPerformance: _aio.UnaryUnaryMultiCallable[_strategy_pb2.GetPerformanceRequest, _strategy_pb2.GetPerformanceResponse]  # type: ignore[assignment]
@@ -266,6 +270,14 @@ class StrategyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_strategy_pb2.ListFillsResponse, _abc.Awaitable[_strategy_pb2.ListFillsResponse]]:
         """The paper broker's fills for a strategy, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _strategy_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_strategy_pb2.ListAlertsResponse, _abc.Awaitable[_strategy_pb2.ListAlertsResponse]]:
+        """A strategy's recorded alerts, oldest first."""
 
     @_abc_1.abstractmethod
     def StreamSignals(

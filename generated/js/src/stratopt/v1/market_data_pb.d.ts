@@ -499,7 +499,7 @@ export declare type Feed = Message<"stratopt.v1.Feed"> & {
   startTime?: Timestamp | undefined;
 
   /**
-   * Bars per second (default 10; 0 = as fast as possible).
+   * Bars per second; 0 (or unset) replays as fast as possible.
    *
    * @generated from field: double bars_per_second = 8;
    */

@@ -396,6 +396,14 @@ export declare type Job = Message<"stratopt.v1.Job"> & {
    * @generated from field: int32 attempts = 17;
    */
   attempts: number;
+
+  /**
+   * Why a queued job is still waiting, e.g. "waiting for a free worker (2 busy)" or
+   * "waiting: you have 2 jobs running (limit 2)"; empty in the other states.
+   *
+   * @generated from field: string state_reason = 18;
+   */
+  stateReason: string;
 };
 
 /**

@@ -1453,7 +1453,7 @@ export declare type StartStrategyRequest = Message<"stratopt.v1.StartStrategyReq
   datasetId: string;
 
   /**
-   * Replay speed in bars per second (default 10, 0 = as fast as possible).
+   * Replay speed in bars per second; 0 (or unset) replays as fast as possible.
    *
    * @generated from field: double bars_per_second = 3;
    */
@@ -1652,6 +1652,55 @@ export declare type ListFillsResponse = Message<"stratopt.v1.ListFillsResponse">
  * Use `create(ListFillsResponseSchema)` to create a new message.
  */
 export declare const ListFillsResponseSchema: GenMessage<ListFillsResponse>;
+
+/**
+ * @generated from message stratopt.v1.ListAlertsRequest
+ */
+export declare type ListAlertsRequest = Message<"stratopt.v1.ListAlertsRequest"> & {
+  /**
+   * @generated from field: string strategy_id = 1;
+   */
+  strategyId: string;
+
+  /**
+   * 1..1000, default 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListAlertsRequest.
+ * Use `create(ListAlertsRequestSchema)` to create a new message.
+ */
+export declare const ListAlertsRequestSchema: GenMessage<ListAlertsRequest>;
+
+/**
+ * @generated from message stratopt.v1.ListAlertsResponse
+ */
+export declare type ListAlertsResponse = Message<"stratopt.v1.ListAlertsResponse"> & {
+  /**
+   * @generated from field: repeated stratopt.v1.Alert alerts = 1;
+   */
+  alerts: Alert[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListAlertsResponse.
+ * Use `create(ListAlertsResponseSchema)` to create a new message.
+ */
+export declare const ListAlertsResponseSchema: GenMessage<ListAlertsResponse>;
 
 /**
  * @generated from message stratopt.v1.StreamSignalsRequest
@@ -2254,6 +2303,16 @@ export declare const StrategyService: GenService<{
     methodKind: "unary";
     input: typeof ListFillsRequestSchema;
     output: typeof ListFillsResponseSchema;
+  },
+  /**
+   * A strategy's recorded alerts, oldest first.
+   *
+   * @generated from rpc stratopt.v1.StrategyService.ListAlerts
+   */
+  listAlerts: {
+    methodKind: "unary";
+    input: typeof ListAlertsRequestSchema;
+    output: typeof ListAlertsResponseSchema;
   },
   /**
    * Streams signals as the running strategy emits them.

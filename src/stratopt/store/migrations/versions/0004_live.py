@@ -70,6 +70,8 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("started_at", UTC, nullable=False),
         sa.Column("stopped_at", UTC, nullable=True),
+        sa.Column("runner", sa.String(length=200), nullable=False),
+        sa.Column("heartbeat_at", UTC, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_live_runs")),
     )
     op.create_index("ix_live_runs_strategy_started", "live_runs", ["strategy_id", "started_at"])
