@@ -77,6 +77,31 @@ def serve_traced(trace: Path) -> int:
         return traced()
 
     sources.ReplaySource.bars = bars  # type: ignore[method-assign]
+    if os.environ.get("BENCH_LIVE_GC_LOG"):  # slow garbage collections, to a file
+        import gc
+
+        gc_log = Path(os.environ["BENCH_LIVE_GC_LOG"]).open("w", buffering=1)  # noqa: SIM115
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif (ms := (time.perf_counter() - started[0]) * 1e3) > 5:
+                gc_log.write(f"{time.monotonic():.3f} gen{info['generation']} {ms:.1f} ms\n")
+
+        gc.callbacks.append(on_gc)
+    if os.environ.get("BENCH_LIVE_FREEZE"):
+        import gc
+
+        from stratopt.server import app
+
+        start = app.Server.start
+
+        async def start_then_freeze(self: Any) -> None:
+            await start(self)
+            gc.freeze()
+
+        app.Server.start = start_then_freeze  # type: ignore[method-assign]
     profile = os.environ.get("BENCH_LIVE_PROFILE")  # a path: cProfile the server's main thread
     if not profile:
         return cli(["serve", "--dev"])
@@ -355,6 +380,21 @@ def lateness(arrivals: dict[int, float], bps: float, since: float, until: float)
     ]
 
 
+async def catch_up(trace: Path, bps: float, timeout: float = 240.0) -> str:
+    """Waits until the replay is back on its schedule (joins hold it, then it catches up)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        arrivals = read_trace(trace)
+        if arrivals:
+            ts0, t0 = min(arrivals.items())
+            ts1, t1 = max(arrivals.items())
+            late = t1 - (t0 + (ts1 - ts0) / MINUTE_NS / bps)
+            if late < 0.05 and time.monotonic() - t1 < 0.5:
+                return f"on schedule after {time.monotonic() - start:.1f} s"
+        await asyncio.sleep(0.5)
+    return f"NOT back on schedule after {timeout:.0f} s (the server cannot keep up)"
+
+
 @dataclass
 class Row:
     name: str
@@ -378,7 +418,7 @@ async def latency_phase(args: argparse.Namespace, types: list[str], label: str) 
         names = registry.names() if types == ["all"] else types
         specs = [varied_params(names[i % len(names)], rng) for i in range(args.strategies)]
         warm = max(w for _, w in specs)
-        bars = warm + int(args.bps * (args.seconds + 120))
+        bars = warm + int(args.bps * (args.seconds + 400))
         dataset_id = await api.dataset(bars)
         feed_id = await api.replay_feed(dataset_id, warm, args.bps)
         ids = [
@@ -388,14 +428,23 @@ async def latency_phase(args: argparse.Namespace, types: list[str], label: str) 
         received = [Received() for _ in ids]
         tasks: list[asyncio.Task[None]] = []
         t_start = time.monotonic()
-        for sid, (_, window), into in zip(ids, specs, received, strict=True):
-            await api.start(sid, feed_id, window)
-            tasks.append(asyncio.create_task(subscribe(api.strategies, api.md, sid, into)))
+
+        async def start_and_subscribe(i: int) -> None:
+            await api.start(ids[i], feed_id, specs[i][1])
+            tasks.append(
+                asyncio.create_task(subscribe(api.strategies, api.md, ids[i], received[i]))
+            )
+
+        # The first start starts the replay; the others join it (each holding it for a
+        # moment while it warms up), all at once.
+        await start_and_subscribe(0)
+        await asyncio.gather(*(start_and_subscribe(i) for i in range(1, len(ids))))
         await asyncio.gather(*(r.ready.wait() for r in received))
         errors = [r.error for r in received if r.error]
         if errors:
             raise RuntimeError(f"{len(errors)} subscriptions failed: {errors[0]}")
         ramp = time.monotonic() - t_start
+        behind = await catch_up(server.trace, args.bps)
         await asyncio.sleep(1.0)
         since = time.monotonic()
         cpu0 = server.cpu_seconds()
@@ -426,7 +475,7 @@ async def latency_phase(args: argparse.Namespace, types: list[str], label: str) 
             f"{len(lat)} signals over {measured_bars} bars in {args.seconds:g} s; bars late vs "
             f"schedule p50 {pct(late, 0.5):.2f} / p99 {pct(late, 0.99):.2f} ms; server CPU "
             f"{cpu * 100:.0f}% of a core; windows {min(w for _, w in specs)}-{warm} bars; "
-            f"ramp-up {ramp:.1f} s",
+            f"all started in {ramp:.1f} s, {behind}",
         )
     ]
 
@@ -434,13 +483,104 @@ async def latency_phase(args: argparse.Namespace, types: list[str], label: str) 
 # -- (b) fan-out -------------------------------------------------------------------------------
 
 
-async def fanout_phase(args: argparse.Namespace) -> list[Row]:
-    import grpc
-    from stratopt.v1 import strategy_pb2_grpc
+GO_SUBSCRIBERS = Path(__file__).resolve().parent / "go_subscribers"
 
+
+def build_go_subscribers() -> Path | None:
+    """The Go subscriber program (bench/go_subscribers), built once; None without Go."""
+    import shutil
+
+    if shutil.which("go") is None:
+        return None
+    out = Path(tempfile.mkdtemp(prefix="bench-live-go-")) / "go_subscribers"
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=GO_SUBSCRIBERS, check=True)
+    return out
+
+
+class Subscribers:
+    """N StreamSignals subscribers of one strategy, in this process or in the Go program."""
+
+    def __init__(self, args: argparse.Namespace, api: Api, strategy_id: str, conns: int) -> None:
+        self.args, self.api, self.sid = args, api, strategy_id
+        self.n = args.subscribers
+        self.conns = max(1, min(conns, self.n))
+        self.go: Path | None = build_go_subscribers() if args.client == "go" else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.channels: list[Any] = []
+        self.received = [Received() for _ in range(self.n)]
+        self.tasks: list[asyncio.Task[None]] = []
+        self.cpu0 = 0.0
+
+    @property
+    def label(self) -> str:
+        return "Go client" if self.go else "grpc.aio client"
+
+    async def open(self) -> None:
+        if self.go is not None:
+            token = self.api.md[0][1].removeprefix("Bearer ")
+            self.proc = subprocess.Popen(
+                [
+                    str(self.go), "-addr", self.api.addr, "-token", token, "-strategy", self.sid,
+                    "-n", str(self.n), "-conns", str(self.conns),
+                    "-seconds", str(self.args.fanout_seconds + 3),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert self.proc.stderr is not None
+            line = await asyncio.to_thread(self.proc.stderr.readline)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"go_subscribers: {line.decode()}{self.proc.stderr.read()!r}")
+            return
+        import grpc
+        from stratopt.v1 import strategy_pb2_grpc
+
+        for i in range(self.conns):  # a local subchannel pool: each channel its own connection
+            self.channels.append(
+                grpc.aio.insecure_channel(
+                    self.api.addr, options=[("grpc.use_local_subchannel_pool", 1), ("x", i)]
+                )
+            )
+        stubs = [strategy_pb2_grpc.StrategyServiceStub(ch) for ch in self.channels]
+        self.tasks = [
+            asyncio.create_task(
+                subscribe(stubs[i % self.conns], self.api.md, self.sid, self.received[i])
+            )
+            for i in range(self.n)
+        ]
+        await asyncio.gather(*(r.ready.wait() for r in self.received))
+        errors = [r.error for r in self.received if r.error]
+        if errors:
+            raise RuntimeError(f"{len(errors)} subscriptions failed: {errors[0]}")
+
+    def start_clock(self) -> None:
+        self.cpu0 = self.cpu_seconds()
+
+    def cpu_seconds(self) -> float:
+        if self.proc is not None:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return time.process_time()
+
+    async def close(self) -> list[Received]:
+        if self.proc is not None:
+            out, _ = await asyncio.to_thread(self.proc.communicate)
+            got = Received()
+            for line in out.decode().splitlines():
+                bar, _, ns = line.partition(" ")
+                got.samples.append((int(bar), int(ns) / 1e9))
+            return [got]
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for ch in self.channels:
+            await ch.close()
+        return self.received
+
+
+async def fanout_phase(args: argparse.Namespace, conns: int) -> list[Row]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-live-b-"))
     server = start_server(data_dir)
-    channels: list[grpc.aio.Channel] = []
     try:
         api = Api(server.addr)
         await api.login()
@@ -456,44 +596,28 @@ async def fanout_phase(args: argparse.Namespace) -> list[Row]:
         await asyncio.sleep(3.0)
         rss0 = server.rss_kib()
 
-        conns = max(1, min(args.connections, n))
-        for i in range(conns):
-            # A local subchannel pool: each channel its own TCP connection.
-            channels.append(
-                grpc.aio.insecure_channel(
-                    server.addr, options=[("grpc.use_local_subchannel_pool", 1), ("x", i)]
-                )
-            )
-        stubs = [strategy_pb2_grpc.StrategyServiceStub(ch) for ch in channels]
-        received = [Received() for _ in range(n)]
+        subs = Subscribers(args, api, sid, conns)
         t0 = time.monotonic()
-        tasks = [
-            asyncio.create_task(subscribe(stubs[i % conns], api.md, sid, received[i]))
-            for i in range(n)
-        ]
-        await asyncio.gather(*(r.ready.wait() for r in received))
+        await subs.open()
         connect_s = time.monotonic() - t0
-        errors = [r.error for r in received if r.error]
-        if errors:
-            raise RuntimeError(f"{len(errors)} subscriptions failed: {errors[0]}")
         await asyncio.sleep(1.0)
+        rss_open = server.rss_kib()
         since = time.monotonic()
         cpu0 = server.cpu_seconds()
+        subs.start_clock()
         await asyncio.sleep(args.fanout_seconds)
         until = time.monotonic()
         cpu = (server.cpu_seconds() - cpu0) / (until - since)
+        client_cpu = (subs.cpu_seconds() - subs.cpu0) / (until - since)
         rss1 = server.rss_kib()
-        await asyncio.sleep(1.0)
+        received = await subs.close()
         await api.stop(sid)
-        for t in [*tasks, warm_task]:
-            t.cancel()
-        await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+        warm_task.cancel()
+        await asyncio.gather(warm_task, return_exceptions=True)
         arrivals = read_trace(server.trace)
         lat, worst = latencies(received, arrivals, since, until)
         late = lateness(arrivals, args.fanout_bps, since, until)
     finally:
-        for ch in channels:
-            await ch.close()
         server.stop()
     per_sub = (rss1 - rss0) / n
     if not lat:
@@ -501,21 +625,22 @@ async def fanout_phase(args: argparse.Namespace) -> list[Row]:
     slowest = list(worst.values())
     return [
         Row(
-            f"(b) {n:,} subscribers on one strategy ({conns:,} connections)",
+            f"(b) {n:,} subscribers on one strategy ({subs.conns:,} connections, {subs.label})",
             f"p50 {pct(lat, 0.5):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  max {max(lat):.1f} ms",
             "p99 <= 50 ms",
             f"{len(worst)} signals x {n} = {len(lat):,} deliveries in {args.fanout_seconds:g} s "
             f"at {args.fanout_bps:g} bars/s; slowest subscriber per signal p50 "
             f"{pct(slowest, 0.5):.1f} / p99 {pct(slowest, 0.99):.1f} ms; bars late p99 "
-            f"{pct(late, 0.99):.2f} ms; server CPU {cpu * 100:.0f}% of a core; "
-            f"all connected in {connect_s:.1f} s",
+            f"{pct(late, 0.99):.2f} ms; CPU: server {cpu * 100:.0f}%, subscribers "
+            f"{client_cpu * 100:.0f}% of a core; all connected in {connect_s:.1f} s",
         ),
         Row(
-            "(b) server memory per subscriber",
+            f"(b) server memory per subscriber ({subs.conns:,} connections)",
             f"{per_sub:.1f} KiB",
             "<= 50 KB",
             f"VmRSS {rss0 / 1024:.1f} MiB with 1 subscriber -> {rss1 / 1024:.1f} MiB with "
-            f"{n + 1:,}",
+            f"{n + 1:,} after the run ({(rss_open - rss0) / n:.1f} KiB each right after "
+            "connecting)",
         ),
     ]
 
@@ -540,10 +665,11 @@ async def run(args: argparse.Namespace) -> None:
     if "a" in args.phases:
         for mix in args.mix:
             rows += await latency_phase(args, mix.split(","), mix)
-            print_table(rows)
-            print(flush=True)
+            print(f"done: {rows[-1].name}: {rows[-1].figures}", file=sys.stderr, flush=True)
     if "b" in args.phases:
-        rows += await fanout_phase(args)
+        for conns in args.connections:
+            rows += await fanout_phase(args, conns)
+            print(f"done: {rows[-2].name}: {rows[-2].figures}", file=sys.stderr, flush=True)
     print_table(rows)
 
 
@@ -563,7 +689,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="(a) strategy mixes: 'all' (every built-in type) or comma-separated type names",
     )
     ap.add_argument("--subscribers", type=int, default=1000)
-    ap.add_argument("--connections", type=int, default=1000, help="(b) HTTP/2 connections")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[1000, 10],
+        help="(b) HTTP/2 connections the subscribers share (one run per value)",
+    )
+    ap.add_argument(
+        "--client",
+        choices=("go", "python"),
+        default="go",
+        help="(b) subscribers: bench/go_subscribers (needs Go) or grpc.aio in this process",
+    )
     ap.add_argument("--fanout-bps", type=float, default=10.0, help="(b) replay bars per second")
     ap.add_argument("--fanout-seconds", type=float, default=20.0, help="(b) measured seconds")
     args = ap.parse_args(argv)

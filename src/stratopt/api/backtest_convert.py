@@ -31,14 +31,15 @@ MC_TO_PB = {
 }
 MC_FROM_PB = {v: k for k, v in MC_TO_PB.items()}
 METRIC_FIELDS = [f.name for f in c.Metrics.DESCRIPTOR.fields]
+INT_METRIC_FIELDS = frozenset({"num_trades", "winning_trades", "losing_trades"})
 
 
 def metrics_to_pb(m: dict[str, Any]) -> c.Metrics:
     out = c.Metrics()
     for name in METRIC_FIELDS:
         if name in m:
-            if name == "num_trades":
-                out.num_trades = int(finite(m[name]))
+            if name in INT_METRIC_FIELDS:
+                setattr(out, name, int(finite(m[name])))
             else:
                 setattr(out, name, finite(m[name]))
     return out

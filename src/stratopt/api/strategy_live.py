@@ -23,6 +23,12 @@ _PageRequest: TypeAlias = pb.ListSignalsRequest | pb.ListFillsRequest | pb.ListA
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1, 60
 
+# A signal goes to every subscriber of its strategy at once: its message is built once and
+# the same (never modified) object is handed to each stream, instead of one conversion per
+# subscriber. Keyed by (strategy, sequence, dropped); the oldest entries go first.
+_RESPONSE_CACHE_SIZE = 256
+_SIGNAL_RESPONSES: dict[tuple[str, int, int], pb.StreamSignalsResponse] = {}
+
 
 class LiveStrategyMethods:
     """Mixed into StrategyServicer; needs `catalog` and `live`."""
@@ -101,7 +107,14 @@ class LiveStrategyMethods:
             current_principal(), _required(request.strategy_id), "signal", request.after_sequence
         )
         async for d in stream:
-            yield pb.StreamSignalsResponse(signal=signal_to_pb(d.event), dropped=d.dropped)
+            key = (d.event.strategy_id, d.event.sequence, d.dropped)
+            response = _SIGNAL_RESPONSES.get(key)
+            if response is None:
+                response = pb.StreamSignalsResponse(signal=signal_to_pb(d.event), dropped=d.dropped)
+                _SIGNAL_RESPONSES[key] = response
+                if len(_SIGNAL_RESPONSES) > _RESPONSE_CACHE_SIZE:
+                    del _SIGNAL_RESPONSES[next(iter(_SIGNAL_RESPONSES))]
+            yield response
 
     async def StreamAlerts(
         self, request: pb.StreamAlertsRequest, context: Ctx

@@ -18,9 +18,11 @@ from stratopt.engine.api import (
 from stratopt.engine.metrics import (
     METRIC_NAMES,
     METRICS,
+    REPORT_METRIC_NAMES,
     MetricSpec,
     compute_metrics,
     infer_periods_per_year,
+    report_metrics,
 )
 from stratopt.engine.montecarlo import MonteCarloResult
 from stratopt.engine.options import ExecutionOptions, InvalidExecutionOptions
@@ -35,6 +37,7 @@ __all__ = [
     "EXIT_REASONS",
     "METRICS",
     "METRIC_NAMES",
+    "REPORT_METRIC_NAMES",
     "TRADE_DTYPE",
     "BacktestResult",
     "ExecutionOptions",
@@ -49,6 +52,7 @@ __all__ = [
     "infer_periods_per_year",
     "monte_carlo",
     "parameter_grid",
+    "report_metrics",
     "resolve_strategy",
     "simulate",
     "sweep",

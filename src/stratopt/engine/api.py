@@ -27,7 +27,12 @@ import numpy as np
 import pandas as pd
 
 from stratopt.data.bars import UTC_NS, Bars
-from stratopt.engine.metrics import METRIC_NAMES, infer_periods_per_year, metrics_of
+from stratopt.engine.metrics import (
+    METRIC_NAMES,
+    infer_periods_per_year,
+    metrics_of,
+    report_metrics,
+)
 from stratopt.engine.montecarlo import Method, MonteCarloResult
 from stratopt.engine.montecarlo import monte_carlo as _monte_carlo
 from stratopt.engine.options import ExecutionOptions
@@ -258,8 +263,14 @@ def backtest(
     rows = buffer[:count]
     ppy = cfg.periods_per_year or infer_periods_per_year(data.ts)
     values = metrics_of(equity, cfg.initial_cash, rows, position, data.close, float(ppy))
+    metrics = dict(zip(METRIC_NAMES, values.tolist(), strict=True))
+    metrics.update(
+        report_metrics(
+            equity, data.close, initial_cash=cfg.initial_cash, periods_per_year=float(ppy)
+        )
+    )
     return BacktestResult(
-        metrics=dict(zip(METRIC_NAMES, values.tolist(), strict=True)),
+        metrics=metrics,
         params=full,
         config=cfg,
         bars=data,

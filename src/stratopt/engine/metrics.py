@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -358,6 +359,24 @@ def avg_trade_duration(s: Summary) -> float:
 
 
 @njit(cache=True, nogil=True)
+def winning_trades(s: Summary) -> float:
+    """Trades with positive currency P&L."""
+    return float(s.n_wins)
+
+
+@njit(cache=True, nogil=True)
+def losing_trades(s: Summary) -> float:
+    """Trades with negative currency P&L (break-even trades are neither)."""
+    return float(s.n_losses)
+
+
+@njit(cache=True, nogil=True)
+def trades_per_month(s: Summary) -> float:
+    """Closed trades per month of the run: n_trades / (n_bars / periods_per_year x 12)."""
+    return _finite(s.n_trades * s.periods_per_year / (12.0 * s.n_bars))
+
+
+@njit(cache=True, nogil=True)
 def buy_and_hold_return(s: Summary) -> float:
     """Close-to-close return of the instrument over the run, the benchmark to beat."""
     return _finite(s.buy_and_hold)
@@ -412,6 +431,9 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             "buy_and_hold_return", "maximize", "Instrument return over the run", buy_and_hold_return
         ),
+        MetricSpec("winning_trades", "maximize", "Number of trades with P&L > 0", winning_trades),
+        MetricSpec("losing_trades", "minimize", "Number of trades with P&L < 0", losing_trades),
+        MetricSpec("trades_per_month", "maximize", "Closed trades per month", trades_per_month),
     )
 }
 
@@ -421,7 +443,7 @@ METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
 @njit(cache=True, nogil=True)
 def metrics_vector(s: Summary) -> np.ndarray:
     """All metrics in METRIC_NAMES order (a vector so sweeps can fill a matrix row)."""
-    out = np.empty(22, dtype=np.float64)
+    out = np.empty(25, dtype=np.float64)
     out[0] = total_return(s)
     out[1] = cagr(s)
     out[2] = annual_volatility(s)
@@ -444,6 +466,9 @@ def metrics_vector(s: Summary) -> np.ndarray:
     out[19] = kelly(s)
     out[20] = avg_trade_duration(s)
     out[21] = buy_and_hold_return(s)
+    out[22] = winning_trades(s)
+    out[23] = losing_trades(s)
+    out[24] = trades_per_month(s)
     return out
 
 
@@ -458,6 +483,132 @@ def metrics_of(
 ) -> np.ndarray:
     """summarize() then metrics_vector() in one compiled call (no Summary boxing)."""
     return metrics_vector(summarize(equity, initial, trades, position, close, periods_per_year))
+
+
+# Metrics of a single backtest report that sweeps, walk-forward and the live tracker do not
+# keep (they need the buy-and-hold return series or every drawdown episode): computed by
+# report_metrics() and added to a backtest's metrics, in this order.
+REPORT_METRIC_NAMES: tuple[str, ...] = ("burke_ratio", "alpha", "beta")
+
+
+@njit(cache=True, nogil=True)
+def _report_values(
+    equity: np.ndarray, initial: float, close: np.ndarray, periods_per_year: float
+) -> np.ndarray:
+    """(Burke ratio, annualized alpha, beta) of one run; see report_metrics()."""
+    n = equity.shape[0]
+    out = np.zeros(3, dtype=np.float64)
+    # Burke: CAGR / sqrt(sum of squared episode drawdowns); an episode runs from a peak
+    # until equity makes a new peak, and contributes its deepest drawdown.
+    peak = initial
+    episode = 0.0
+    dd_sq = 0.0
+    for t in range(n):
+        cur = equity[t]
+        if cur > peak:
+            dd_sq += episode * episode
+            episode = 0.0
+            peak = cur
+        else:
+            episode = max(episode, 1.0 - cur / peak)
+    dd_sq += episode * episode
+    final = equity[n - 1]
+    if final <= 0.0:
+        growth = -1.0
+    else:
+        growth = np.exp(np.log(final / initial) / (n / periods_per_year)) - 1.0
+    if dd_sq > 0.0:
+        out[0] = _finite(growth / np.sqrt(dd_sq))
+    # Alpha and beta against buy-and-hold over bars 1..n-1 (bar 0 has no prior close):
+    # beta = cov(r, b) / var(b), alpha = (mean(r) - beta mean(b)) x periods_per_year.
+    m = n - 1
+    if m < 2:
+        return out
+    mean_r = 0.0
+    mean_b = 0.0
+    for t in range(1, n):
+        prev = equity[t - 1]
+        mean_r += equity[t] / prev - 1.0 if prev > 0.0 else 0.0
+        mean_b += close[t] / close[t - 1] - 1.0
+    mean_r /= m
+    mean_b /= m
+    cov = 0.0
+    var_b = 0.0
+    for t in range(1, n):
+        prev = equity[t - 1]
+        dr = (equity[t] / prev - 1.0 if prev > 0.0 else 0.0) - mean_r
+        db = close[t] / close[t - 1] - 1.0 - mean_b
+        cov += dr * db
+        var_b += db * db
+    beta = cov / var_b if np.sqrt(var_b / (m - 1)) >= ZERO_VOLATILITY else 0.0
+    out[1] = _finite((mean_r - beta * mean_b) * periods_per_year)
+    out[2] = _finite(beta)
+    return out
+
+
+def report_metrics(
+    equity: np.ndarray,
+    close: np.ndarray,
+    *,
+    initial_cash: float,
+    periods_per_year: float,
+) -> dict[str, float]:
+    """REPORT_METRIC_NAMES of one run, with the module's conventions (rf = 0, 0.0 if undefined).
+
+    * ``burke_ratio``: CAGR / sqrt(sum of D_i^2), D_i the deepest drawdown (fraction) of each
+      drawdown episode, an episode ending when equity makes a new peak; 0 with no drawdown.
+    * ``beta``: cov(r, b) / var(b) of bar returns r and buy-and-hold close-to-close returns b
+      over bars 1..n-1; 0 when the instrument's returns do not vary.
+    * ``alpha``: Jensen's alpha, (mean(r) - beta x mean(b)) x periods_per_year.
+    """
+    eq = np.ascontiguousarray(equity, dtype=np.float64)
+    if eq.shape[0] == 0:
+        return dict.fromkeys(REPORT_METRIC_NAMES, 0.0)
+    px = np.ascontiguousarray(close, dtype=np.float64)
+    if px.shape != eq.shape:
+        raise ValueError("close must have one value per equity value")
+    values = _report_values(eq, float(initial_cash), px, float(periods_per_year))
+    return dict(zip(REPORT_METRIC_NAMES, values.tolist(), strict=True))
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def deflated_sharpe_ratio(
+    sharpe_ratio: float,
+    trial_sharpes: np.ndarray,
+    n_obs: int,
+    skewness: float,
+    kurtosis: float,
+) -> float:
+    """Deflated Sharpe ratio (Bailey & Lopez de Prado, 2014): the probability that the best
+    of N trials has a true Sharpe ratio above zero, after accounting for selection bias.
+
+    Sharpe ratios are per bar (not annualized). ``trial_sharpes`` are the Sharpe ratios of
+    all N trials (the best included), ``n_obs`` the number of bar returns T, ``skewness``
+    and ``kurtosis`` (non-excess: 3 for a normal) those of the best trial's bar returns.
+    SR0 = sqrt(V[SR]) x ((1 - g) Z^-1(1 - 1/N) + g Z^-1(1 - 1/(N e))), g Euler's constant;
+    DSR = Z((SR - SR0) sqrt(T - 1) / sqrt(1 - skew SR + (kurt - 1) / 4 SR^2)).
+    Returns 0.0 when undefined (fewer than two observations, non-finite inputs).
+    """
+    values = np.asarray(trial_sharpes, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = values.shape[0]
+    if n_obs < 2 or not np.isfinite(sharpe_ratio):
+        return 0.0
+    z = NormalDist()
+    sr0 = 0.0
+    if n > 1:
+        spread = float(np.std(values, ddof=1))
+        sr0 = spread * (
+            (1.0 - EULER_GAMMA) * z.inv_cdf(1.0 - 1.0 / n)
+            + EULER_GAMMA * z.inv_cdf(1.0 - 1.0 / (n * np.e))
+        )
+    denom = 1.0 - skewness * sharpe_ratio + (kurtosis - 1.0) / 4.0 * sharpe_ratio**2
+    if not denom > 0.0 or not np.isfinite(denom):
+        return 0.0
+    stat = (sharpe_ratio - sr0) * np.sqrt(n_obs - 1.0) / np.sqrt(denom)
+    return float(z.cdf(float(stat))) if np.isfinite(stat) else 0.0
 
 
 def infer_periods_per_year(ts: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from stratopt.jobs.events import EventBus, JobEvent
 from stratopt.jobs.pace import Pace
 from stratopt.jobs.repo import BatchRecord, Claim, JobRepo, Reservation
 from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED, JobView, TrialView
-from stratopt.optimize.analysis import best_trial, is_better
+from stratopt.optimize.analysis import is_better
 from stratopt.optimize.evaluate import Problem
 from stratopt.optimize.optimizer import Finished, Optimizer
 from stratopt.optimize.optuna_private import trial_id
@@ -176,12 +176,23 @@ class JobRunner:
         return run
 
     def _sync(self, run: StudyRun) -> None:
-        """Pulls in trials written since the last look (by others, or by a past attempt)."""
-        fresh = self.ctx.studies.read_trials(run.study_id, run.watermark)
-        if fresh:
-            run.watermark = max(trial_id(t) for t in fresh)
-            run.optimizer.absorb(t for t in fresh if trial_id(t) not in run.own)
-            run.own = {i for i in run.own if i > run.watermark}
+        """Pulls in trials written since the last look (by others, or by a past attempt).
+
+        Only their ids are read first: the trials this worker wrote itself are not loaded
+        again (that cost about 0.5 ms a trial).
+        """
+        studies = self.ctx.studies
+        ids = studies.trial_ids_after(run.study_id, run.watermark)
+        if not ids:
+            return
+        others = [i for i in ids if i not in run.own]
+        if len(others) == len(ids):  # none of ours (a resumed or shared study): read them all
+            fresh = studies.read_trials(run.study_id, run.watermark)
+        else:
+            fresh = studies.trials_by_id(run.study_id, others)
+        run.watermark = max([*ids, *(trial_id(t) for t in fresh)])
+        run.optimizer.absorb(fresh)
+        run.own = {i for i in run.own if i > run.watermark}
 
     def _batch(self, run: StudyRun, k: int) -> list[Finished]:
         self._sync(run)
@@ -231,8 +242,7 @@ class JobRunner:
     def _validation(self, run: StudyRun, reason: str) -> dict[str, object]:
         spec = run.spec
         problem = run.optimizer.problem
-        trials = self.ctx.studies.read_trials(run.study_id)
-        best = best_trial(trials, spec.objectives[0].direction)
+        best = self.ctx.studies.best_trial(run.study_id, spec.objectives[0].direction)
         result: dict[str, object] = {"stop_reason": reason, "validation": None}
         if best is None:
             result["note"] = "no trial satisfied every constraint"

@@ -178,6 +178,7 @@ class PaperBroker:
         self._equity = np.empty(1, dtype=np.float64)
         self._position = np.empty(1, dtype=np.float64)
         self._trades = np.empty((2, TRADE_COLUMNS), dtype=np.float64)
+        self._rows = (self._prices[0], self._prices[1], self._prices[2], self._prices[3])
 
     @property
     def config(self) -> npt.NDArray[np.float64]:
@@ -236,22 +237,30 @@ class PaperBroker:
         """
         if bar_index <= self._bar_index:
             raise ValueError(f"bar {bar_index} is not after bar {self._bar_index}")
-        p = self._prices
-        p[0, 0], p[1, 0], p[2, 0], p[3, 0] = open_, high, low, close
-        self._target[0] = _sign(target)
+        o, h, lo, c = self._rows
+        o[0], h[0], lo[0], c[0] = open_, high, low, close
+        self._target[0] = 1 if target > 0 else (-1 if target < 0 else 0)
+        state = self._state
         count = simulate_range(
-            p[0], p[1], p[2], p[3], self._target, self._cfg, self._state, bar_index, -1,
+            o, h, lo, c, self._target, self._cfg, state, bar_index, -1,
             self._equity, self._position, self._trades, 0,
         )  # fmt: skip
         self._bar_index = bar_index
-        trades = tuple(ClosedTrade.from_row(self._trades[i]) for i in range(count))
+        side = int(state[STATE_SIDE])
+        if count:
+            trades = tuple(ClosedTrade.from_row(self._trades[i]) for i in range(count))
+            fills = self._fills(bar_index, trades)
+        elif side != 0 and int(state[STATE_ENTRY_IDX]) == bar_index:
+            trades, fills = (), self._fills(bar_index, ())
+        else:  # most bars: nothing filled (what _fills would find, without looking)
+            trades, fills = (), ()
         return BrokerUpdate(
             bar_index=bar_index,
-            fills=self._fills(bar_index, trades),
+            fills=fills,
             trades=trades,
-            side=self.side,
+            side=side,
             position=float(self._position[0]),
-            cash=self.cash,
+            cash=float(state[STATE_CASH]),
             equity=float(self._equity[0]),
         )
 

@@ -337,6 +337,9 @@ class PerformanceTracker:
             "kelly": kelly,
             "avg_trade_duration": self.held_sum / k if k > 0 else 0.0,
             "buy_and_hold_return": bnh,
+            "winning_trades": float(self.n_wins),
+            "losing_trades": float(self.n_losses),
+            "trades_per_month": _finite(k * ppy / (12.0 * n)),
         }
         return {name: values[name] for name in METRIC_NAMES}
 

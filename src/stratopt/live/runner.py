@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy.typing as npt
 
 from stratopt.live.bars import BarRejected, LiveBar, bar_problem, format_ts
-from stratopt.live.broker import ClosedTrade, ExecutionLike, Fill, PaperBroker
+from stratopt.live.broker import BrokerUpdate, ClosedTrade, ExecutionLike, Fill, PaperBroker
 from stratopt.live.history import BarHistory
 from stratopt.live.signals import LiveSignal
 
@@ -146,10 +146,10 @@ class StrategyRun:
         if target != self._target:
             event = SignalEvent(t, bar.ts, bar.symbol, target, self._target, bar.close)
             self._target = target
-        trades = self._stamp(update.trades, t, bar.ts)
+        trades = self._stamp(update.trades, t, bar.ts) if update.trades else ()
         if update.side != 0 and any(f.kind == "entry" for f in update.fills):
             self._entry_ts = bar.ts
-        return self._result(t, bar.ts, target, event, update.fills, trades, update.equity)
+        return self._result(t, bar.ts, target, event, trades, update)
 
     def close_position(self) -> StepResult:
         """Flatten at the last bar's close (a stop that asks to); no-op result when flat."""
@@ -159,9 +159,7 @@ class StrategyRun:
         assert last_ts is not None
         update = self.broker.close_position(self._last_close)
         trades = self._stamp(update.trades, self._bar_index, last_ts)
-        return self._result(
-            self._bar_index, last_ts, self._target, None, update.fills, trades, update.equity
-        )
+        return self._result(self._bar_index, last_ts, self._target, None, trades, update)
 
     def snapshot(self) -> dict[str, Any]:
         """The run's state as a small JSON-able dict (the bars themselves are not in it)."""
@@ -246,11 +244,12 @@ class StrategyRun:
         ts: int,
         target: int,
         event: SignalEvent | None,
-        fills: tuple[Fill, ...],
         trades: tuple[ClosedTrade, ...],
-        equity: float,
+        update: BrokerUpdate,
     ) -> StepResult:
-        self._peak = max(self._peak, equity)
+        equity = update.equity
+        if equity > self._peak:
+            self._peak = equity
         drawdown = 1.0 - equity / self._peak if self._peak > 0 else 0.0
         return StepResult(
             bar_index=t,
@@ -258,11 +257,11 @@ class StrategyRun:
             symbol=self.symbol,
             target=target,
             signal=event,
-            fills=fills,
+            fills=update.fills,
             trades=trades,
-            side=self.broker.side,
+            side=update.side,  # the broker's, as of this update
             position=self.broker.position,
-            cash=self.broker.cash,
+            cash=update.cash,
             equity=equity,
             realized_pnl=self._realized,
             unrealized_pnl=equity - self._initial_cash - self._realized,

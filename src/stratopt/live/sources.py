@@ -34,7 +34,8 @@ class ReplaySource:
     """A stored dataset replayed from bar `start`, at `bars_per_second` (0 = no pacing).
 
     Pacing follows an absolute schedule (bar i is due at t0 + i / rate), so a slow step does
-    not make the whole replay drift; a replay that falls behind catches up without sleeping.
+    not make the whole replay drift; a replay that falls behind catches up without sleeping
+    (but still yields to the event loop between bars).
     Unpaced replays still yield to the event loop every `YIELD_EVERY` bars so that streams,
     stops and other feeds keep running.
     """
@@ -60,8 +61,9 @@ class ReplaySource:
         for k, i in enumerate(range(self._start, len(b))):
             if self._rate > 0:
                 delay = t0 + k / self._rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # Behind schedule, still let streams run between bars: catching up on a
+                # backlog without yielding would hold every signal until it is done.
+                await asyncio.sleep(max(delay, 0.0))
             elif k % self.YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             yield LiveBar(

@@ -41,7 +41,7 @@ from sqlalchemy import and_, create_engine, event, func, insert, or_, select, te
 from sqlalchemy.engine import URL, Connection, make_url
 
 from stratopt.optimize import optuna_private
-from stratopt.optimize.analysis import study_directions
+from stratopt.optimize.analysis import best_trial, feasible, study_directions
 
 log = logging.getLogger("stratopt.optimize.rdb")
 
@@ -210,6 +210,48 @@ class StudyStorage:
         return optuna_private.get_trials(
             self.storage, study_id, (TrialState.COMPLETE,), set(), after_trial_id
         )
+
+    def trial_ids_after(self, study_id: int, after_trial_id: int) -> list[int]:
+        """Ids of the completed trials above `after_trial_id`, oldest first: what a worker
+        checks before each batch, without loading trials it wrote itself."""
+        stmt = (
+            select(_T.c.trial_id)
+            .where(
+                _T.c.study_id == study_id,
+                _T.c.state == TrialState.COMPLETE,
+                _T.c.trial_id > after_trial_id,
+            )
+            .order_by(_T.c.trial_id)
+        )
+        with self.storage.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(stmt)]
+
+    def best_trial(self, study_id: int, direction: str, page: int = 256) -> FrozenTrial | None:
+        """`analysis.best_trial` of the whole study, read a page at a time in value order
+        (a 20,000-trial study takes seconds to load whole). Values Optuna stores as NULL
+        (infinities) are outside that order: a study with any falls back to loading it all."""
+        if self._has_null_values(study_id):
+            return best_trial(self.read_trials(study_id), direction)
+        order: TrialOrder = "value desc" if direction == "maximize" else "value"
+        after: tuple[float, int] | None = None
+        while True:
+            found = self.page_trials(study_id, order, after, page)
+            for t in found:
+                if t.state == TrialState.COMPLETE and t.values and feasible(t):
+                    return t
+            if len(found) < page:
+                return None
+            after = (found[-1].values[0], found[-1].number)
+
+    def _has_null_values(self, study_id: int) -> bool:
+        stmt = (
+            select(func.count())
+            .select_from(_V)
+            .join(_T, _T.c.trial_id == _V.c.trial_id)
+            .where(_T.c.study_id == study_id, _V.c.objective == 0, _V.c.value.is_(None))
+        )
+        with self.storage.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one()) > 0
 
     def trials_by_id(self, study_id: int, trial_ids: Sequence[int]) -> list[FrozenTrial]:
         if not trial_ids:

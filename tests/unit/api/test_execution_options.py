@@ -16,6 +16,7 @@ from stratopt.engine import ExecutionOptions, simulator
 from stratopt.engine import api as engine_api
 from stratopt.engine.options import FIELDS
 from stratopt.errors import FieldViolation, InvalidArgument
+from stratopt.strategies import registry
 
 
 def test_only_non_zero_or_named_fields_count_as_set() -> None:
@@ -99,7 +100,8 @@ def test_a_commission_changes_form_twice_on_its_way_to_the_kernel(
     for module in (simulator, engine_api):  # wherever the engine looks the kernel up
         if getattr(module, "simulate_into", None) is kernel:
             monkeypatch.setattr(module, "simulate_into", spy_kernel)
-    result = engine.backtest(generate_bars(500, seed=1), "sma_crossover", None, options)
+    sma = registry.get("sma_crossover")
+    result = engine.backtest(generate_bars(500, seed=1), sma, None, options)
 
     assert len(packed) == 1 and len(kernel_cfg) == 1
     assert kernel_cfg[0] is packed[0], "the kernel gets the vector to_vector made, untouched"

@@ -12,7 +12,7 @@ import pytest
 
 import stratopt.engine as engine
 import stratopt.strategies
-from stratopt.engine.metrics import METRIC_NAMES
+from stratopt.engine.metrics import METRIC_NAMES, REPORT_METRIC_NAMES
 
 from ._signals import SmaCross, random_walk_bars
 
@@ -31,7 +31,7 @@ def frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
 def test_backtest_result_shapes(frame: pd.DataFrame) -> None:
     options = engine.ExecutionOptions(commission=0.001, stop_loss=0.03)
     res = engine.backtest(frame, SmaCross(), {"fast": 5, "slow": 25}, options)
-    assert set(res.metrics) == set(METRIC_NAMES)
+    assert set(res.metrics) == set(METRIC_NAMES) | set(REPORT_METRIC_NAMES)
     assert all(isinstance(v, float) for v in res.metrics.values())
     assert isinstance(res.equity.index, pd.DatetimeIndex)
     assert str(res.equity.index.tz) == "UTC"

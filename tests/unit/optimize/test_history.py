@@ -12,9 +12,11 @@ from optuna.distributions import IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from stratopt.data.bars import Bars
+from stratopt.optimize.analysis import pareto_front
 from stratopt.optimize.history import TPE_WINDOW, History, Window, best_of, window_for
 from stratopt.optimize.optimizer import Optimizer
 from stratopt.optimize.rdb import StudyStorage, study_name
+from stratopt.optimize.spec import Objective
 from stratopt.strategies.base import StrategyType
 from tests.unit.optimize.conftest import make_problem
 
@@ -106,3 +108,17 @@ def test_a_long_study_samples_from_a_bounded_study_and_resumes_on_the_same_seque
     assert run(resumed, 8) == seen[352:]
     unbounded = Optimizer(make_problem(bars, sma), "tpe", seed=3, window=None)
     assert run(unbounded, 20)[:304] == seen[:304], "before the window starts, nothing changes"
+
+
+def test_several_objectives_keep_their_pareto_layers(bars: Bars, sma: StrategyType) -> None:
+    objectives = (Objective("total_return", "maximize"), Objective("max_drawdown", "minimize"))
+    opt = Optimizer(make_problem(bars, sma, objectives), "tpe", seed=2, window=SMALL)
+    trials = [f.trial for _ in range(24) for f in opt.run_batch(16)]
+    assert opt.size == 384 and len(opt.study.trials) < 384
+    kept = SMALL.kept(2)
+    assert kept == 30
+    window = opt.study.trials
+    front = pareto_front(trials[: SMALL.cut(384)], ["maximize", "minimize"])
+    assert len(front) <= kept
+    shown = {(tuple(t.values), tuple(sorted(t.params.items()))) for t in window}
+    assert all((tuple(t.values), tuple(sorted(t.params.items()))) in shown for t in front)

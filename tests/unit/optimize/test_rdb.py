@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from stratopt.data.bars import Bars
-from stratopt.optimize.analysis import feasible
+from stratopt.optimize.analysis import best_trial, feasible
 from stratopt.optimize.optimizer import METRICS_ATTR, Optimizer
 from stratopt.optimize.rdb import StudyStorage, study_name, target_for
 from stratopt.optimize.spec import MetricBound
@@ -77,3 +77,28 @@ def test_reads_since_a_watermark_and_pages_in_either_order(
     last = desc[5]
     rest = storage.page_trials(study_id, "value desc", (last.values[0], last.number), 100)
     assert [t.number for t in desc[:6] + rest] == [t.number for t in desc]
+
+
+def test_new_ids_and_the_best_trial_without_loading_the_study(
+    storage: StudyStorage, bars: Bars, sma: StrategyType
+) -> None:
+    problem = make_problem(bars, sma, bounds=(MetricBound("num_trades", min=40),))
+    study_id = storage.ensure_study(study_name("best"), problem.directions)
+    opt = Optimizer(problem, "random", seed=4)
+    first = storage.write_trials(study_id, [f.trial for f in opt.run_batch(16)])
+    second = storage.write_trials(study_id, [f.trial for f in opt.run_batch(16)])
+    assert storage.trial_ids_after(study_id, -1) == [i for i, _ in first + second]
+    assert storage.trial_ids_after(study_id, first[-1][0]) == [i for i, _ in second]
+    trials = storage.read_trials(study_id)
+    assert any(not feasible(t) and t.values[0] > -1e11 for t in trials), "bounds bite"
+    for direction in ("maximize", "minimize"):
+        want = best_trial(trials, direction)
+        assert want is not None
+        got = storage.best_trial(study_id, direction, page=3)
+        assert got is not None and got.number == want.number, direction
+    impossible = storage.ensure_study(study_name("none"), problem.directions)
+    strict = make_problem(bars, sma, bounds=(MetricBound("num_trades", min=10**9),))
+    storage.write_trials(
+        impossible, [f.trial for f in Optimizer(strict, "random", seed=1).run_batch(8)]
+    )
+    assert storage.best_trial(impossible, "maximize", page=3) is None

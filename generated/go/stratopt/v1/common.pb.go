@@ -994,8 +994,20 @@ type Metrics struct {
 	AvgTradeDuration float64 `protobuf:"fixed64,21,opt,name=avg_trade_duration,json=avgTradeDuration,proto3" json:"avg_trade_duration,omitempty"`
 	BuyAndHoldReturn float64 `protobuf:"fixed64,22,opt,name=buy_and_hold_return,json=buyAndHoldReturn,proto3" json:"buy_and_hold_return,omitempty"`
 	FinalEquity      float64 `protobuf:"fixed64,23,opt,name=final_equity,json=finalEquity,proto3" json:"final_equity,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Burke ratio: CAGR / sqrt(sum of squared drawdowns of each drawdown episode).
+	// Backtests only (not in sweeps, walk-forward windows or live runs).
+	BurkeRatio float64 `protobuf:"fixed64,24,opt,name=burke_ratio,json=burkeRatio,proto3" json:"burke_ratio,omitempty"`
+	// Jensen's alpha against buy-and-hold, annualized (rf = 0). Backtests only.
+	Alpha float64 `protobuf:"fixed64,25,opt,name=alpha,proto3" json:"alpha,omitempty"`
+	// Beta of bar returns against buy-and-hold close-to-close returns. Backtests only.
+	Beta float64 `protobuf:"fixed64,26,opt,name=beta,proto3" json:"beta,omitempty"`
+	// Trades with P&L > 0.
+	WinningTrades int64 `protobuf:"varint,27,opt,name=winning_trades,json=winningTrades,proto3" json:"winning_trades,omitempty"`
+	// Trades with P&L < 0.
+	LosingTrades   int64   `protobuf:"varint,28,opt,name=losing_trades,json=losingTrades,proto3" json:"losing_trades,omitempty"`
+	TradesPerMonth float64 `protobuf:"fixed64,29,opt,name=trades_per_month,json=tradesPerMonth,proto3" json:"trades_per_month,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Metrics) Reset() {
@@ -1185,6 +1197,48 @@ func (x *Metrics) GetBuyAndHoldReturn() float64 {
 func (x *Metrics) GetFinalEquity() float64 {
 	if x != nil {
 		return x.FinalEquity
+	}
+	return 0
+}
+
+func (x *Metrics) GetBurkeRatio() float64 {
+	if x != nil {
+		return x.BurkeRatio
+	}
+	return 0
+}
+
+func (x *Metrics) GetAlpha() float64 {
+	if x != nil {
+		return x.Alpha
+	}
+	return 0
+}
+
+func (x *Metrics) GetBeta() float64 {
+	if x != nil {
+		return x.Beta
+	}
+	return 0
+}
+
+func (x *Metrics) GetWinningTrades() int64 {
+	if x != nil {
+		return x.WinningTrades
+	}
+	return 0
+}
+
+func (x *Metrics) GetLosingTrades() int64 {
+	if x != nil {
+		return x.LosingTrades
+	}
+	return 0
+}
+
+func (x *Metrics) GetTradesPerMonth() float64 {
+	if x != nil {
+		return x.TradesPerMonth
 	}
 	return 0
 }
@@ -1514,7 +1568,7 @@ const file_stratopt_v1_common_proto_rawDesc = "" +
 	"\x10periods_per_year\x18\n" +
 	" \x01(\x01R\x0eperiodsPerYear\x129\n" +
 	"\n" +
-	"set_fields\x18\v \x01(\v2\x1a.google.protobuf.FieldMaskR\tsetFields\"\xea\x05\n" +
+	"set_fields\x18\v \x01(\v2\x1a.google.protobuf.FieldMaskR\tsetFields\"\xab\a\n" +
 	"\aMetrics\x12!\n" +
 	"\ftotal_return\x18\x01 \x01(\x01R\vtotalReturn\x12\x12\n" +
 	"\x04cagr\x18\x02 \x01(\x01R\x04cagr\x12+\n" +
@@ -1544,7 +1598,14 @@ const file_stratopt_v1_common_proto_rawDesc = "" +
 	"\x05kelly\x18\x14 \x01(\x01R\x05kelly\x12,\n" +
 	"\x12avg_trade_duration\x18\x15 \x01(\x01R\x10avgTradeDuration\x12-\n" +
 	"\x13buy_and_hold_return\x18\x16 \x01(\x01R\x10buyAndHoldReturn\x12!\n" +
-	"\ffinal_equity\x18\x17 \x01(\x01R\vfinalEquity\"\xc7\x03\n" +
+	"\ffinal_equity\x18\x17 \x01(\x01R\vfinalEquity\x12\x1f\n" +
+	"\vburke_ratio\x18\x18 \x01(\x01R\n" +
+	"burkeRatio\x12\x14\n" +
+	"\x05alpha\x18\x19 \x01(\x01R\x05alpha\x12\x12\n" +
+	"\x04beta\x18\x1a \x01(\x01R\x04beta\x12%\n" +
+	"\x0ewinning_trades\x18\x1b \x01(\x03R\rwinningTrades\x12#\n" +
+	"\rlosing_trades\x18\x1c \x01(\x03R\flosingTrades\x12(\n" +
+	"\x10trades_per_month\x18\x1d \x01(\x01R\x0etradesPerMonth\"\xc7\x03\n" +
 	"\x05Trade\x12\x1f\n" +
 	"\ventry_index\x18\x01 \x01(\x03R\n" +
 	"entryIndex\x12\x1d\n" +

@@ -450,6 +450,12 @@ class Metrics(_message.Message):
     AVG_TRADE_DURATION_FIELD_NUMBER: _builtins.int
     BUY_AND_HOLD_RETURN_FIELD_NUMBER: _builtins.int
     FINAL_EQUITY_FIELD_NUMBER: _builtins.int
+    BURKE_RATIO_FIELD_NUMBER: _builtins.int
+    ALPHA_FIELD_NUMBER: _builtins.int
+    BETA_FIELD_NUMBER: _builtins.int
+    WINNING_TRADES_FIELD_NUMBER: _builtins.int
+    LOSING_TRADES_FIELD_NUMBER: _builtins.int
+    TRADES_PER_MONTH_FIELD_NUMBER: _builtins.int
     total_return: _builtins.float
     cagr: _builtins.float
     annual_volatility: _builtins.float
@@ -476,6 +482,19 @@ class Metrics(_message.Message):
     """Mean bars held per trade."""
     buy_and_hold_return: _builtins.float
     final_equity: _builtins.float
+    burke_ratio: _builtins.float
+    """Burke ratio: CAGR / sqrt(sum of squared drawdowns of each drawdown episode).
+    Backtests only (not in sweeps, walk-forward windows or live runs).
+    """
+    alpha: _builtins.float
+    """Jensen's alpha against buy-and-hold, annualized (rf = 0). Backtests only."""
+    beta: _builtins.float
+    """Beta of bar returns against buy-and-hold close-to-close returns. Backtests only."""
+    winning_trades: _builtins.int
+    """Trades with P&L > 0."""
+    losing_trades: _builtins.int
+    """Trades with P&L < 0."""
+    trades_per_month: _builtins.float
     def __init__(
         self,
         *,
@@ -502,10 +521,16 @@ class Metrics(_message.Message):
         avg_trade_duration: _builtins.float = ...,
         buy_and_hold_return: _builtins.float = ...,
         final_equity: _builtins.float = ...,
+        burke_ratio: _builtins.float = ...,
+        alpha: _builtins.float = ...,
+        beta: _builtins.float = ...,
+        winning_trades: _builtins.int = ...,
+        losing_trades: _builtins.int = ...,
+        trades_per_month: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annual_volatility", b"annual_volatility", "avg_loss", b"avg_loss", "avg_trade_duration", b"avg_trade_duration", "avg_win", b"avg_win", "buy_and_hold_return", b"buy_and_hold_return", "cagr", b"cagr", "calmar", b"calmar", "expectancy", b"expectancy", "exposure", b"exposure", "final_equity", b"final_equity", "kelly", b"kelly", "largest_loss", b"largest_loss", "largest_win", b"largest_win", "max_drawdown", b"max_drawdown", "max_drawdown_duration", b"max_drawdown_duration", "num_trades", b"num_trades", "profit_factor", b"profit_factor", "sharpe", b"sharpe", "sortino", b"sortino", "sqn", b"sqn", "total_return", b"total_return", "ulcer_index", b"ulcer_index", "win_rate", b"win_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "annual_volatility", b"annual_volatility", "avg_loss", b"avg_loss", "avg_trade_duration", b"avg_trade_duration", "avg_win", b"avg_win", "beta", b"beta", "burke_ratio", b"burke_ratio", "buy_and_hold_return", b"buy_and_hold_return", "cagr", b"cagr", "calmar", b"calmar", "expectancy", b"expectancy", "exposure", b"exposure", "final_equity", b"final_equity", "kelly", b"kelly", "largest_loss", b"largest_loss", "largest_win", b"largest_win", "losing_trades", b"losing_trades", "max_drawdown", b"max_drawdown", "max_drawdown_duration", b"max_drawdown_duration", "num_trades", b"num_trades", "profit_factor", b"profit_factor", "sharpe", b"sharpe", "sortino", b"sortino", "sqn", b"sqn", "total_return", b"total_return", "trades_per_month", b"trades_per_month", "ulcer_index", b"ulcer_index", "win_rate", b"win_rate", "winning_trades", b"winning_trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

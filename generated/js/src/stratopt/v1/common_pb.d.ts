@@ -389,6 +389,47 @@ export declare type Metrics = Message<"stratopt.v1.Metrics"> & {
    * @generated from field: double final_equity = 23;
    */
   finalEquity: number;
+
+  /**
+   * Burke ratio: CAGR / sqrt(sum of squared drawdowns of each drawdown episode).
+   * Backtests only (not in sweeps, walk-forward windows or live runs).
+   *
+   * @generated from field: double burke_ratio = 24;
+   */
+  burkeRatio: number;
+
+  /**
+   * Jensen's alpha against buy-and-hold, annualized (rf = 0). Backtests only.
+   *
+   * @generated from field: double alpha = 25;
+   */
+  alpha: number;
+
+  /**
+   * Beta of bar returns against buy-and-hold close-to-close returns. Backtests only.
+   *
+   * @generated from field: double beta = 26;
+   */
+  beta: number;
+
+  /**
+   * Trades with P&L > 0.
+   *
+   * @generated from field: int64 winning_trades = 27;
+   */
+  winningTrades: bigint;
+
+  /**
+   * Trades with P&L < 0.
+   *
+   * @generated from field: int64 losing_trades = 28;
+   */
+  losingTrades: bigint;
+
+  /**
+   * @generated from field: double trades_per_month = 29;
+   */
+  tradesPerMonth: number;
 };
 
 /**
