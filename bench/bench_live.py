@@ -12,8 +12,10 @@ process.
     a long-running strategy), each with one ``StreamSignals`` subscriber. Two mixes: every
     built-in type, and sma_crossover alone; parameters are drawn around each type's
     defaults so that strategies do not all signal on the same bar. The replay starts with
-    the first strategy; the others join it where it is, and the clock starts once every
-    strategy runs and every subscriber is connected (plus 1 s).
+    the first strategy; the others join it where it is (all at once; each join holds the
+    replay while the strategy warms up, and the replay then catches up with its schedule),
+    and the clock starts once every strategy runs, every subscriber is connected and the
+    replay is back on schedule (plus 1 s).
 
     Latency = receipt of the signal by the subscriber minus the *arrival of its bar*: the
     instant the replay source hands the bar to the runtime, taken in the server process with
@@ -27,10 +29,20 @@ process.
 (b) Fan-out, ``--subscribers`` subscribers on ONE strategy (sma_crossover 2/5, about one
     signal every 3 bars, on its own replay at ``--fanout-bps``). Every (signal, subscriber)
     pair is a sample, timed from the bar's arrival as in (a); also the slowest subscriber
-    per signal. Memory: the server's VmRSS with one warm subscriber, then with all of them
-    connected and each having received signals; the difference divided by their number.
-    The subscribers share ``--connections`` HTTP/2 connections (1 per subscriber: separate
-    clients, as 1,000 browsers or bots would be).
+    per signal. The subscribers share ``--connections`` HTTP/2 connections (one run per
+    value: 1,000 = separate clients, as 1,000 browsers or bots would be; 10 = a few
+    multiplexing gateways). They are ``bench/go_subscribers`` (``--client go``, the default
+    when Go is installed): a Go program whose cost per message is a few microseconds, so
+    the figures are the server's, not the queue of a Python client receiving 1,000 messages
+    on one event loop (``--client python`` measures that instead: grpc.aio in this process).
+    It reads CLOCK_MONOTONIC too. Memory: the server's VmRSS with one warm subscriber, then
+    with all of them connected and each having received signals for the whole run; the
+    difference divided by their number (it includes whatever else the server allocated
+    meanwhile, so it errs high).
+
+Tools for looking into the server, all off by default (environment of ``bench_live.py``):
+``BENCH_LIVE_PROFILE=<file>`` writes a cProfile of the server's main thread at exit;
+``BENCH_LIVE_GC_LOG=<file>`` lists garbage collections over 5 ms.
 
 Nothing here fails on a slow machine; the targets are printed beside the figures.
 """
@@ -90,18 +102,6 @@ def serve_traced(trace: Path) -> int:
                 gc_log.write(f"{time.monotonic():.3f} gen{info['generation']} {ms:.1f} ms\n")
 
         gc.callbacks.append(on_gc)
-    if os.environ.get("BENCH_LIVE_FREEZE"):
-        import gc
-
-        from stratopt.server import app
-
-        start = app.Server.start
-
-        async def start_then_freeze(self: Any) -> None:
-            await start(self)
-            gc.freeze()
-
-        app.Server.start = start_then_freeze  # type: ignore[method-assign]
     profile = os.environ.get("BENCH_LIVE_PROFILE")  # a path: cProfile the server's main thread
     if not profile:
         return cli(["serve", "--dev"])

@@ -9,7 +9,13 @@ import pytest
 import stratopt.engine as engine
 from stratopt.data import Bars, generate_bars
 from stratopt.engine.ensemble import combine
-from stratopt.engine.metrics import METRIC_NAMES, compute_metrics
+from stratopt.engine.metrics import (
+    METRIC_NAMES,
+    REPORT_METRIC_NAMES,
+    compute_metrics,
+    infer_periods_per_year,
+    report_metrics,
+)
 from stratopt.strategies import registry
 from stratopt.strategies.ensemble import Ensemble, EnsembleMember
 
@@ -91,8 +97,14 @@ def test_metrics_are_those_of_the_simulated_run(bars: Bars) -> None:
         position=run.position,
         initial_cash=options.initial_cash,
     )
+    want |= report_metrics(
+        run.equity,
+        bars.close,
+        initial_cash=options.initial_cash,
+        periods_per_year=infer_periods_per_year(bars.ts),
+    )
     assert result.metrics == want
-    assert list(result.metrics) == list(METRIC_NAMES)
+    assert list(result.metrics) == [*METRIC_NAMES, *REPORT_METRIC_NAMES]
     assert np.array_equal(result.equity_values, run.equity)
     assert np.array_equal(result.position_values, run.position)
     assert np.array_equal(result.trade_records, run.trades)
