@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -48,7 +49,14 @@ from typing import Any
 from stratopt.data.bars import Bars
 from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import FailedPrecondition, Unavailable
-from stratopt.live.alerts import AlertEngine, AlertEvent, error_alert, status_alert, stop_alerts
+from stratopt.live.alerts import (
+    AlertEngine,
+    AlertEvent,
+    error_alert,
+    stalled_alert,
+    status_alert,
+    stop_alerts,
+)
 from stratopt.live.bars import BarRejected, FeedValidator, LiveBar
 from stratopt.live.events import KINDS, Kind, LiveEvent, alert_payload, fill_payload, signal_payload
 from stratopt.live.hub import Delivery, Hub
@@ -1009,7 +1017,7 @@ class LiveManager:
                 if silent > STALL_SPACINGS * spacing:
                     rt.stalled = True
                     for handle in list(rt.runs.values()):
-                        self._alert(handle, _stalled(rt.feed, silent))
+                        self._alert(handle, stalled_alert(rt.feed.id, silent))
                     # Stored at once, like every event a resumed run would not repeat.
                     try:
                         await self._flush()
@@ -1161,16 +1169,8 @@ def _severity(level: str) -> str:
     return {"critical": "error", "warning": "warning"}.get(level, "info")
 
 
-def _stalled(feed: models.Feed, silent: float) -> AlertEvent:
-    from stratopt.live.alerts import stalled_alert
-
-    return stalled_alert(feed.id, silent)
-
-
 def _user_error(error: str) -> str:
     """Error text fit for users: one line, bounded, without memory addresses."""
-    import re
-
     line = re.sub(
         r"0x[0-9a-fA-F]+",
         "0x…",

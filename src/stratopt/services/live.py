@@ -12,7 +12,6 @@ rules, the feed and symbol. The run then needs nobody's rights to go on after a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -31,19 +30,16 @@ from stratopt.live.manager import (
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
-from stratopt.services.validation import ENSEMBLE_TYPE
+from stratopt.services.validation import ENSEMBLE_TYPE, MAX_SYMBOLS, SYMBOL, TIMEFRAME
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
 from stratopt.store.paging import Cursor, decode_token, encode_token, page_size, query_hash
 
 FEED_KINDS = ("push", "replay")
-MAX_FEED_SYMBOLS = 50
 MAX_BARS_PER_SECOND = 100_000.0
 MAX_WARMUP_BARS = 100_000
 MAX_PUSH_BATCH = 10_000
-_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:/!\-]{0,31}$")
-_TIMEFRAME = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d|w)$")
 
 
 @dataclass(frozen=True)
@@ -336,7 +332,7 @@ def _feed_violations(d: FeedDraft) -> list[FieldViolation]:
         v.append(FieldViolation("feed.kind", "FEED_KIND_PUSH or FEED_KIND_REPLAY"))
     if len(d.display_name) > 100:
         v.append(FieldViolation("feed.display_name", "at most 100 characters"))
-    if d.timeframe and not _TIMEFRAME.match(d.timeframe):
+    if d.timeframe and not TIMEFRAME.match(d.timeframe):
         v.append(FieldViolation("feed.timeframe", "a number and a unit s/m/h/d/w, e.g. 1m"))
     if not 0 <= d.bars_per_second <= MAX_BARS_PER_SECOND:
         v.append(FieldViolation("feed.bars_per_second", f"0..{MAX_BARS_PER_SECOND:g}"))
@@ -344,10 +340,10 @@ def _feed_violations(d: FeedDraft) -> list[FieldViolation]:
         symbols = [s.strip().upper() for s in d.symbols]
         if not symbols:
             v.append(FieldViolation("feed.symbols", "a push feed names its symbols"))
-        if len(symbols) > MAX_FEED_SYMBOLS:
-            v.append(FieldViolation("feed.symbols", f"at most {MAX_FEED_SYMBOLS} symbols"))
+        if len(symbols) > MAX_SYMBOLS:
+            v.append(FieldViolation("feed.symbols", f"at most {MAX_SYMBOLS} symbols"))
         for i, s in enumerate(symbols):
-            if not _SYMBOL.match(s):
+            if not SYMBOL.match(s):
                 v.append(FieldViolation(f"feed.symbols[{i}]", "1-32 of A-Z 0-9 . _ : / ! -"))
         if d.dataset_id:
             v.append(FieldViolation("feed.dataset_id", "only for a replay feed"))

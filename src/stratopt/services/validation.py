@@ -22,9 +22,9 @@ MIN_ENSEMBLE = 2
 MAX_ENSEMBLE = 10
 STATUSES = ("draft", "active", "archived")
 
-_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:/!\-]{0,31}$")
+SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._:/!\-]{0,31}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
-_TIMEFRAME = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d|w)$")
+TIMEFRAME = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d|w)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -83,7 +83,7 @@ def validate(f: StrategyFields) -> list[FieldViolation]:
         v.append(FieldViolation("strategy.description", f"at most {DESCRIPTION_MAX} characters"))
     v += _type_and_parameters(f)
     v += _symbols(f.symbols)
-    if f.timeframe and not _TIMEFRAME.match(f.timeframe):
+    if f.timeframe and not TIMEFRAME.match(f.timeframe):
         v.append(
             FieldViolation("strategy.timeframe", "expected a number and a unit s/m/h/d/w, e.g. 15m")
         )
@@ -161,7 +161,7 @@ def _symbols(symbols: list[str]) -> list[FieldViolation]:
     if len(set(symbols)) != len(symbols):
         out.append(FieldViolation("strategy.symbols", "duplicate symbols"))
     for i, s in enumerate(symbols):
-        if not _SYMBOL.match(s):
+        if not SYMBOL.match(s):
             out.append(
                 FieldViolation(
                     f"strategy.symbols[{i}]",
