@@ -1,4 +1,4 @@
-"""Benchmark of the live stream hub (`stratopt.live.hub`): publish cost, fan-out latency, memory.
+"""Benchmark of the stream fan-out (`stratopt.fanout`): publish cost, fan-out latency, memory.
 
 Run: ``python bench/bench_hub.py [--events 2000] [--latency-events 300]``. Everything runs in
 one asyncio event loop (the default loop, no uvloop), subscribers are tasks iterating
@@ -27,7 +27,7 @@ import statistics
 import time
 import tracemalloc
 
-from stratopt.live.hub import Event, Subscription, Topic
+from stratopt.fanout import Event, Subscription, Topic
 
 
 def pct(samples: list[float], q: float) -> float:

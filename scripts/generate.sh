@@ -9,6 +9,7 @@ PY=${PY:-.venv/bin/python}
 export PATH="$PWD/.venv/bin:$PWD/.bin:$PATH"
 PROTOC_GEN_GO_VERSION=v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.0
+PROTOC_GEN_OPENAPIV2_VERSION=v2.33.0
 
 echo "== googleapis protos from googleapis-common-protos"
 GAPI=$($PY -c 'import os, google.api.annotations_pb2 as a; print(os.path.dirname(os.path.dirname(a.__file__)))')
@@ -46,6 +47,21 @@ fi
 rm -rf generated/go/stratopt
 buf generate --template buf.gen.go.yaml
 (cd generated/go && go mod tidy >/dev/null 2>&1 && go build ./...)
+
+echo "== OpenAPI (served by the gateway at /openapi.json, with Swagger UI at /docs)"
+if [ ! -x .bin/protoc-gen-openapiv2 ] || ! .bin/protoc-gen-openapiv2 --version | grep -q "${PROTOC_GEN_OPENAPIV2_VERSION}"; then
+  GOBIN="$PWD/.bin" go install "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@${PROTOC_GEN_OPENAPIV2_VERSION}"
+fi
+rm -rf build/openapi
+$PY scripts/openapi.py prepare build/image.binpb build/openapi-input.binpb
+buf generate build/openapi-input.binpb --path stratopt --template buf.gen.openapi.yaml
+$PY scripts/openapi.py finish build/openapi/stratopt.swagger.json generated/openapi/stratopt.swagger.json
+(cd deploy/apidocs && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+DOCS=src/stratopt/server/docs
+cp generated/openapi/stratopt.swagger.json $DOCS/openapi.json
+UI=deploy/apidocs/node_modules/swagger-ui-dist
+cp $UI/swagger-ui-bundle.js $UI/swagger-ui.css $UI/favicon-32x32.png $DOCS/
+cp $UI/LICENSE $DOCS/swagger-ui.LICENSE
 
 echo "== JS/TS"
 (cd generated/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -6,6 +6,7 @@ new failure mode cannot leak out as INTERNAL.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -108,5 +109,34 @@ class Unimplemented(StratoptError):
 
 
 class Unavailable(StratoptError):
+    """A dependency (the database, a shutting-down server) is out for a while: the same call
+    will work later, and the status carries a RetryInfo saying when to try again."""
+
     code_name = "UNAVAILABLE"
     reason = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class StorageFull(ResourceExhausted):
+    """The server's disk (or a file size limit) refused a write: nothing partial was kept,
+    and the call may succeed once an operator frees space."""
+
+    reason = "STORAGE_FULL"
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""OSError numbers that mean "no room to write": disk full, quota, file size limit."""
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """The client-facing error for a write the disk refused, or None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return StorageFull(
+            "the server has no room to write this (disk full); nothing was stored, "
+            "try again later or ask the operator to free space",
+            retry_after_seconds=60.0,
+        )
+    return None

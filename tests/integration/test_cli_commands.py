@@ -223,12 +223,15 @@ def test_backtest_on_the_server_with_trades_and_report(
     assert body["execution"]["periods_per_year"] == 8_766
     assert isinstance(body["metrics"]["num_trades"], int)
 
-    for name in ("report.json", "report.csv", "report.html"):
+    for name in ("report.json", "report.csv", "report.html", "report.pdf"):
         out, _ = cli("report", "--backtest", bid.group(1), "-o", name)
         assert f"wrote {name}" in out and (tmp_path / name).stat().st_size > 0
     assert json.loads((tmp_path / "report.json").read_text())["backtest_id"] == bid.group(1)
-    _, err = cli("report", "--backtest", bid.group(1), "-o", "report.pdf", code=1)
-    assert "cannot write .pdf reports" in err
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF-")
+    out, _ = cli("report", "--backtest", bid.group(1), "-o", "equity.csv", "--table", "equity")
+    assert (tmp_path / "equity.csv").read_text().startswith("time,equity,drawdown,close,")
+    _, err = cli("report", "--backtest", bid.group(1), "-o", "report.txt", code=2)
+    assert ".html, .json, .csv or .pdf" in err
     (tmp_path / "btc.csv").write_text("x")
     _, err = cli("backtest", "--server", "--data", "btc.csv", "--strategy", "x", code=2)
     assert "datasets import btc.csv" in err
@@ -238,7 +241,7 @@ def test_backtest_on_the_server_with_trades_and_report(
 
 
 def test_optimize_ends_with_results_and_jobs_commands(
-    cli: Run, dataset: str, srv: LiveServer
+    cli: Run, dataset: str, srv: LiveServer, tmp_path: Path
 ) -> None:
     out, err = cli(
         "optimize", "--data", dataset, "--strategy", "sma_crossover", "--param", "fast=5:40",
@@ -273,6 +276,9 @@ def test_optimize_ends_with_results_and_jobs_commands(
     assert result["validation"]["out_of_sample"] and len(result["top_trials"]) == 5
     out, _ = cli("jobs", "watch", job_id)
     assert "succeeded after 30 trials" in out and "Best 5 trials" in out
+    out, _ = cli("report", "--job", job_id, "-o", "job.csv")
+    assert "wrote job.csv" in out
+    assert (tmp_path / "job.csv").read_text().count("\n") == 31  # a header and 30 trials
 
     # Several metrics: a Pareto front; zero costs: a warning.
     out, err = cli(

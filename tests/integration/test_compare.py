@@ -159,8 +159,12 @@ def test_rank_by_a_lower_is_better_metric_and_request_execution(env: Env) -> Non
     dds = [r.metrics.max_drawdown for r in resp.rows]
     assert dds == sorted(dds) and [r.rank for r in resp.rows] == [1, 2]
     for row in resp.rows:  # the request's options over the strategy's own
-        want = full_run(env, row.strategy_id, dry_run=True, execution=costly).metrics
-        assert row.metrics == want
+        want = full_run(env, row.strategy_id, dry_run=True, execution=costly)
+        assert row.metrics == want.metrics
+        # Each row shows the options it ran with, defaults filled in (issue 12).
+        assert row.execution == want.execution
+        assert row.execution.commission == 0.01 and row.execution.initial_cash > 0
+        assert row.execution.periods_per_year > 0 and len(row.execution.set_fields.paths) >= 10
 
 
 def test_a_stored_backtest_and_a_strategy_over_the_backtests_period(env: Env) -> None:

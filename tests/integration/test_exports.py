@@ -148,13 +148,12 @@ def test_backtest_reports(ch: grpc.Channel, live_server: LiveServer) -> None:
         metadata=md,
     ).file
     text = download(stub, page.id, md).decode()
-    assert "<svg" in text and "sharpe" in text
-    pdf = call_error(
-        stub.CreateReport,
-        pb.CreateReportRequest(backtest_id=bt.id, format=pb.REPORT_FORMAT_PDF),
-        metadata=md,
-    )
-    assert pdf.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "<svg" in text and "Sharpe ratio" in text
+    pdf = stub.CreateReport(
+        pb.CreateReportRequest(backtest_id=bt.id, format=pb.REPORT_FORMAT_PDF), metadata=md
+    ).file
+    assert pdf.content_type == "application/pdf"
+    assert download(stub, pdf.id, md).startswith(b"%PDF-")
     admin = stub.GetExportFile(
         pb.GetExportFileRequest(export_id=js.id), metadata=live_server.md("admin")
     )

@@ -56,6 +56,14 @@ def test_the_gateway_reads_its_envoy_files_from_the_package() -> None:
     assert "stratopt.v1.BacktestService" in gateway.api_services(gateway.DESCRIPTOR)
 
 
+def test_the_docs_serve_the_generated_openapi_document() -> None:
+    """/openapi.json is the package's copy of generated/openapi (`make generate`)."""
+    from stratopt.server import static
+
+    generated = ROOT / "generated" / "openapi" / "stratopt.swagger.json"
+    assert static.OPENAPI.read_bytes() == generated.read_bytes(), "run make generate"
+
+
 @pytest.mark.slow
 def test_the_wheel_is_self_contained(tmp_path: Path) -> None:
     """Builds the wheel from a copy of the sources (the work tree stays clean) and looks
@@ -80,6 +88,9 @@ def test_the_wheel_is_self_contained(tmp_path: Path) -> None:
     for want in (
         "stratopt/server/envoy/envoy.yaml.tmpl",
         "stratopt/server/envoy/stratopt.binpb",
+        "stratopt/server/docs/openapi.json",
+        "stratopt/server/docs/index.html",
+        "stratopt/server/docs/swagger-ui-bundle.js",
         "stratopt/server/gateway.py",
         "stratopt/v1/backtest_pb2.py",
         "stratopt/store/migrations/script.py.mako",

@@ -186,6 +186,22 @@ _EXPORT = {
     "DeleteExportFile": _write(_P.EXPORT, "export", "export_id"),
 }
 
+# User strategy types and indicators (rules.proto) are strategies' kin: reading and using one
+# is READ_STRATEGIES, writing (and a dry validation, which compiles) WRITE_STRATEGIES;
+# whether this definition is yours or shared with you is services/access.py's call.
+_USER_DEFINITION = {
+    "ValidateUserDefinition": _read(_P.WRITE_STRATEGIES),
+    "CreateUserDefinition": _write(
+        _P.WRITE_STRATEGIES, "user_definition", response_id_field="definition.id"
+    ),
+    "GetUserDefinition": _read(_P.READ_STRATEGIES, "user_definition", "definition_id"),
+    "ListUserDefinitions": _read(_P.READ_STRATEGIES),
+    "UpdateUserDefinition": _write(_P.WRITE_STRATEGIES, "user_definition", "definition.id"),
+    "DeleteUserDefinition": _write(_P.DELETE_STRATEGIES, "user_definition", "definition_id"),
+    "ShareUserDefinition": _write(_P.SHARE_STRATEGIES, "user_definition", "definition_id"),
+    "UnshareUserDefinition": _write(_P.SHARE_STRATEGIES, "user_definition", "definition_id"),
+}
+
 _SYSTEM = {
     "GetOverview": _read(AUTHENTICATED),
     "StreamNotifications": _read(AUTHENTICATED),
@@ -209,6 +225,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         **_service("OptimizationService", _OPTIMIZATION),
         **_service("ExportService", _EXPORT),
         **_service("SystemService", _SYSTEM),
+        **_service("UserDefinitionService", _USER_DEFINITION),
     }
 )
 """Full method name ("/stratopt.v1.StrategyService/GetStrategy") -> Rule."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stratopt.api.backtest_convert import metrics_to_pb
-from stratopt.api.convert import execution_from_pb, ns_to_pb, pb_to_ns
+from stratopt.api.convert import execution_from_pb, execution_to_pb, ns_to_pb, pb_to_ns
 from stratopt.services.compare import Comparison, ComparisonSpec
 from stratopt.v1 import strategy_pb2 as pb
 
@@ -36,6 +36,7 @@ def comparison_to_pb(result: Comparison) -> pb.CompareStrategiesResponse:
             metrics=metrics_to_pb(row.metrics),
             rank=row.rank,
             backtest_id=row.backtest_id,
+            execution=execution_to_pb(row.execution),
         )
     out.time_range.start_time.CopyFrom(ns_to_pb(result.start_ns))
     out.time_range.end_time.CopyFrom(ns_to_pb(result.end_ns))

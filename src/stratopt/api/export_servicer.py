@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import TypeAlias
 
 import grpc
 
 from stratopt.api.context import current_principal
-from stratopt.api.convert import params_from_pb, ts_to_pb
+from stratopt.api.convert import duration_from_pb, params_from_pb, ts_to_pb
 from stratopt.errors import InvalidArgument
 from stratopt.services.exports import ExportCatalog
 from stratopt.services.records import ExportFile
@@ -24,6 +25,12 @@ FORMATS = {
     pb.REPORT_FORMAT_HTML: "html",
     pb.REPORT_FORMAT_PDF: "pdf",
 }
+TABLES = {
+    pb.REPORT_TABLE_UNSPECIFIED: "",
+    pb.REPORT_TABLE_TRADES: "trades",
+    pb.REPORT_TABLE_EQUITY: "equity",
+    pb.REPORT_TABLE_TRIALS: "trials",
+}
 MAX_CHUNK = 1024 * 1024
 
 
@@ -38,7 +45,13 @@ def file_to_pb(row: ExportFile) -> pb.ExportFile:
         source=row.source,
         owner_id=row.owner_id,
         create_time=ts_to_pb(row.created_at),
+        expire_time=ts_to_pb(row.expires_at),
     )
+
+
+def _ttl(request: pb.ExportPineScriptRequest | pb.CreateReportRequest) -> timedelta | None:
+    """The requested lifetime, or None for the server's default."""
+    return duration_from_pb(request.ttl, "ttl") if request.HasField("ttl") else None
 
 
 class ExportServicer(pbg.ExportServiceServicer):
@@ -56,6 +69,7 @@ class ExportServicer(pbg.ExportServiceServicer):
             parameters=params_from_pb(request.parameters, "parameters"),
             title=request.title.strip(),
             include_execution=request.include_execution,
+            ttl=_ttl(request),
         )
         return pb.ExportPineScriptResponse(script=script, file=file_to_pb(row))
 
@@ -70,6 +84,8 @@ class ExportServicer(pbg.ExportServiceServicer):
             job_id=request.job_id.strip(),
             fmt=FORMATS[request.format],
             charts=request.include_charts,
+            table=TABLES.get(request.csv_table, "?"),
+            ttl=_ttl(request),
         )
         return pb.CreateReportResponse(file=file_to_pb(row))
 

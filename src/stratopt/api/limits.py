@@ -40,6 +40,9 @@ STRING_LIMITS: Mapping[str, int] = {
     "secret": 1_024,
     "etag": 64,
     "email": 254,
+    # Rule-language text (rules.proto). Above the language's own 20,000-character limit, so
+    # an over-long definition is refused by the parser with a line:column like any other.
+    "source": 200_000,
 }
 STRING_DEFAULT = 1_000
 """Names, symbols, metrics, timeframes, titles, parameter values: all far shorter in use."""

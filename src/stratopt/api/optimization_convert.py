@@ -271,6 +271,16 @@ def result_to_pb(r: OptimizationResult) -> pb.GetOptimizationResultResponse:
     )
     if r.validation is not None:
         m.validation.CopyFrom(_validation_to_pb(r.validation))
+    if (b := r.selection_bias) is not None:
+        m.selection_bias.CopyFrom(
+            pb.SelectionBias(
+                deflated_sharpe_ratio=finite(b.deflated_sharpe_ratio),
+                best_sharpe=finite(b.best_sharpe),
+                expected_max_sharpe=finite(b.expected_max_sharpe),
+                trials=b.trials,
+                observations=b.observations,
+            )
+        )
     return m
 
 

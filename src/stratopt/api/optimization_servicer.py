@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -18,16 +19,31 @@ from stratopt.api.optimization_convert import (
     trial_to_pb,
 )
 from stratopt.errors import InvalidArgument
+from stratopt.jobs.events import JobEvent
 from stratopt.services.optimization_jobs import OptimizationJobs
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+_CONVERTED_MAX = 256
 
 
 class OptimizationServicer(pbg.OptimizationServiceServicer):
     def __init__(self, jobs: OptimizationJobs) -> None:
         self.jobs = jobs
+        # Every watcher of a job receives the same event objects: convert each once.
+        self._converted: OrderedDict[int, tuple[JobEvent, pb.WatchJobResponse]] = OrderedDict()
+
+    def _event_pb(self, event: JobEvent) -> pb.WatchJobResponse:
+        key = id(event)
+        hit = self._converted.get(key)
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        message = event_to_pb(event)
+        self._converted[key] = (event, message)  # holding the event keeps its id unique
+        if len(self._converted) > _CONVERTED_MAX:
+            self._converted.popitem(last=False)
+        return message
 
     async def StartOptimization(
         self, request: pb.StartOptimizationRequest, context: Ctx
@@ -74,7 +90,7 @@ class OptimizationServicer(pbg.OptimizationServiceServicer):
         self, request: pb.WatchJobRequest, context: Ctx
     ) -> AsyncIterator[pb.WatchJobResponse]:
         async for event in self.jobs.watch(current_principal(), _job_id(request.job_id)):
-            yield event_to_pb(event)
+            yield self._event_pb(event)
 
     async def GetOptimizationResult(
         self, request: pb.GetOptimizationResultRequest, context: Ctx

@@ -31,13 +31,13 @@ from stratopt.api.peer import client_ip
 from stratopt.errors import ResourceExhausted
 from stratopt.security.ratelimit import (
     Category,
-    ConcurrencyLimiter,
     Decision,
     RateLimitBackend,
     acquire_login,
     login_ip_key,
     password_check_key,
 )
+from stratopt.security.stream_cap import StreamCap
 
 log = logging.getLogger("stratopt.ratelimit")
 
@@ -74,8 +74,10 @@ class RateLimitInterceptor(AsyncServerInterceptor):
         *,
         trust_forwarded_for: bool = False,
         rules: Callable[[str], Rule | None] = rule_for,
+        refused: Callable[[str], None] | None = None,
     ) -> None:
         self.backend = backend
+        self._refused = refused
         self._trust_xff = trust_forwarded_for
         self._rule_for = rules
         self._server_streaming = frozenset(
@@ -100,6 +102,8 @@ class RateLimitInterceptor(AsyncServerInterceptor):
         else:
             await _send_headers(context, headers)
         if not decision.allowed:
+            if self._refused is not None:
+                self._refused(rule.category.value)
             raise ResourceExhausted(
                 f"rate limit exceeded for {rule.category.value} calls; "
                 f"retry in {wait_text(decision.retry_after_seconds)}",
@@ -161,10 +165,12 @@ async def _headers_with_first_message(
 
 
 class StreamCapInterceptor(AsyncServerInterceptor):
-    """At most `limiter.max_per_principal` open server streams per user (per replica)."""
+    """At most `cap.max_per_principal` open server streams per user, across every process
+    that shares the cap's lease store (security/stream_cap.py)."""
 
-    def __init__(self, limiter: ConcurrencyLimiter) -> None:
-        self.limiter = limiter
+    def __init__(self, cap: StreamCap, refused: Callable[[str], None] | None = None) -> None:
+        self.cap = cap
+        self._refused = refused
 
     async def intercept(
         self,
@@ -182,9 +188,12 @@ class StreamCapInterceptor(AsyncServerInterceptor):
         return self._held(result, principal.user_id)
 
     async def _held(self, stream: AsyncIterator[Any], user_id: str) -> AsyncIterator[Any]:
-        if not self.limiter.acquire(user_id):
+        lease = await self.cap.acquire(user_id)
+        if lease is None:
+            if self._refused is not None:
+                self._refused("streams")
             raise ResourceExhausted(
-                f"too many concurrent streams (at most {self.limiter.max_per_principal} "
+                f"too many concurrent streams (at most {self.cap.max_per_principal} "
                 "per user); close one and retry",
                 retry_after_seconds=1.0,
             )
@@ -192,4 +201,4 @@ class StreamCapInterceptor(AsyncServerInterceptor):
             async for item in stream:
                 yield item
         finally:
-            self.limiter.release(user_id)
+            self.cap.release(lease)

@@ -10,7 +10,13 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from stratopt.errors import InvalidArgument, ResourceExhausted, StratoptError, clip
+from stratopt.errors import (
+    InvalidArgument,
+    ResourceExhausted,
+    StratoptError,
+    Unavailable,
+    clip,
+)
 
 DOMAIN = "stratopt.dev"
 
@@ -51,7 +57,7 @@ def to_rpc_status(err: StratoptError) -> status_pb2.Status:
             del br.field_violations[-1]
         shown = len(br.field_violations)
         st.details.add().Pack(br)
-    if isinstance(err, ResourceExhausted):
+    if isinstance(err, ResourceExhausted | Unavailable):
         secs = max(err.retry_after_seconds, 0.001)
         ri = error_details_pb2.RetryInfo(
             retry_delay=duration_pb2.Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9))

@@ -1,8 +1,9 @@
 """Credentials for the client commands: env token, env API key, or a stored login.
 
 `stratopt login` keeps only the refresh token, in the user's config folder with mode 0600;
-each command exchanges it for a fresh 15-minute access token and stores the rotated refresh
-token it gets back (the server revokes a session whose refresh token is reused).
+each command exchanges it (through the client library, `Client`) for a fresh access token
+and stores the rotated refresh token it gets back (the server revokes a session whose
+refresh token is reused).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from pathlib import Path
 
 import grpc
 
-from stratopt.v1 import auth_pb2, auth_pb2_grpc
+from stratopt.client.session import AuthenticationRequired
+from stratopt.client.sync_client import Client
 
-Metadata = list[tuple[str, str]]
 
-
-class LoginRequired(Exception):
+class LoginRequired(AuthenticationRequired):
     """No usable credential: the message tells the user what to do."""
 
 
@@ -51,14 +51,12 @@ def _save(data: dict[str, dict[str, str]]) -> None:
 
 def login(server: str, username: str, password: str) -> str:
     """Logs in and stores the refresh token for `server`; returns the user's display name."""
-    with grpc.insecure_channel(server) as ch:
-        r = auth_pb2_grpc.AuthServiceStub(ch).Login(
-            auth_pb2.LoginRequest(username=username, password=password), timeout=30
-        )
-    data = _load()
-    data[server] = {"username": r.user.username, "refresh_token": r.refresh_token}
+    with Client(server) as client:
+        user = client.login(username, password)
+        data = _load()
+        data[server] = {"username": user.username, "refresh_token": client.refresh_token}
     _save(data)
-    return str(r.user.display_name or r.user.username)
+    return str(user.display_name or user.username)
 
 
 def logout(server: str) -> bool:
@@ -68,44 +66,53 @@ def logout(server: str) -> bool:
     if entry is None:
         return False
     try:
-        with grpc.insecure_channel(server) as ch:
-            auth_pb2_grpc.AuthServiceStub(ch).Logout(
-                auth_pb2.LogoutRequest(refresh_token=entry["refresh_token"]), timeout=10
-            )
+        with Client(server, refresh_token=entry["refresh_token"]) as client:
+            client.logout()
     except grpc.RpcError:
         pass  # already revoked or server down: forgetting it locally is what matters
     _save(data)
     return True
 
 
-def credentials(server: str) -> Metadata:
-    """STRATOPT_TOKEN, else STRATOPT_API_KEY, else the stored login for `server`."""
-    token = os.environ.get("STRATOPT_TOKEN", "").strip()
-    if token:
-        return [("authorization", f"Bearer {token}")]
-    key = os.environ.get("STRATOPT_API_KEY", "").strip()
-    if key:
-        return [("x-api-key", key)]
+def _remember(server: str, refresh_token: str) -> None:
+    """Stores a rotated refresh token: the old one is revoked once used."""
     data = _load()
     entry = data.get(server)
+    if entry is not None:
+        entry["refresh_token"] = refresh_token
+        _save(data)
+
+
+def client_for(server: str) -> Client:
+    """A library client with the CLI's credential: STRATOPT_TOKEN, else STRATOPT_API_KEY,
+    else the stored login for `server` (exchanged at once, so a dead login is reported
+    before the command starts; rotated refresh tokens are stored as they arrive)."""
+    token = os.environ.get("STRATOPT_TOKEN", "").strip()
+    if token:
+        return Client(server, access_token=token)
+    key = os.environ.get("STRATOPT_API_KEY", "").strip()
+    if key:
+        return Client(server, api_key=key)
+    entry = _load().get(server)
     if entry is None:
         raise LoginRequired(
             f"not logged in to {server}: run `stratopt login`, or set STRATOPT_TOKEN or "
             "STRATOPT_API_KEY"
         )
+    client = Client(
+        server,
+        refresh_token=entry["refresh_token"],
+        on_refresh_token=lambda t: _remember(server, t),
+    )
     try:
-        with grpc.insecure_channel(server) as ch:
-            r = auth_pb2_grpc.AuthServiceStub(ch).RefreshToken(
-                auth_pb2.RefreshTokenRequest(refresh_token=entry["refresh_token"]), timeout=30
-            )
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
-            data.pop(server, None)
-            _save(data)
-            raise LoginRequired(
-                "your stored login has expired: run `stratopt login` again"
-            ) from None
+        client.refresh()
+    except AuthenticationRequired:
+        client.close()
+        data = _load()
+        data.pop(server, None)
+        _save(data)
+        raise LoginRequired("your stored login has expired: run `stratopt login` again") from None
+    except BaseException:
+        client.close()
         raise
-    entry["refresh_token"] = r.refresh_token
-    _save(data)
-    return [("authorization", f"Bearer {r.access_token}")]
+    return client

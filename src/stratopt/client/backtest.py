@@ -8,7 +8,6 @@ and an HTML report.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -26,9 +25,8 @@ from stratopt.client.args import (
     subparser,
 )
 from stratopt.client.output import CliError
-from stratopt.client.remote import Remote, add_server, pages, param_to_pb, params_from_pb
+from stratopt.client.remote import Remote, add_server, param_to_pb, params_from_pb
 
-HTML_POINTS = 2_000
 WIDE_TRADES = 100
 
 
@@ -168,17 +166,23 @@ def _local(args: argparse.Namespace, params: dict[str, Any]) -> int:
         _print(outcome, trades)
     html = _html_path(args)
     if html is not None:
-        from stratopt.export.reports import report_html
+        from stratopt.export.reports import BacktestReport, report_html
 
         when = o.period(outcome.start_ns, outcome.end_ns, len(bars), outcome.bar_seconds)
-        summary = {
-            "title": f"{stype.display_name} backtest",
-            "subtitle": f"{path.name}, {when}, parameters {o.params_text(result.params)}; "
-            f"{o.execution_summary(used)}",
-            "metrics": metrics,
-            "equity_curve": _curve(bars.ts, result.equity_values),
-        }
-        html.write_bytes(report_html(summary, result.trades, charts=True))
+        report = BacktestReport(
+            strategy_name=stype.display_name,
+            strategy_type=stype.name,
+            parameters=result.params,
+            metrics=metrics,
+            ts=bars.ts,
+            equity=result.equity_values,
+            trades=result.trades,
+            initial_cash=float(used["initial_cash"]),
+            close=bars.close,
+            execution=used,
+            info={"Data": path.name, "Period": when},
+        )
+        html.write_bytes(report_html(report, charts=True))
         _report_written(html, args)
     return 0
 
@@ -202,27 +206,6 @@ def _local_trades(frame: Any, limit: int | None) -> list[dict[str, Any]] | None:
         }
         for r in rows.itertuples(index=False)
     ]
-
-
-def _curve(ts: Any, equity: Any) -> list[list[float]]:
-    """At most about HTML_POINTS points of the equity curve, keeping each bucket's low and
-    high so the drawdown chart keeps its troughs."""
-    import numpy as np
-
-    n = len(equity)
-    peak = np.maximum.accumulate(equity)
-    dd = np.where(peak > 0, 1.0 - equity / peak, 0.0)
-    if n <= HTML_POINTS:
-        idx = np.arange(n)
-    else:
-        edges = np.linspace(0, n, HTML_POINTS // 2 + 1).astype(np.int64)
-        keep = [0, n - 1]
-        for a, b in itertools.pairwise(edges):
-            if b > a:
-                seg = equity[a:b]
-                keep += [int(a + np.argmin(seg)), int(a + np.argmax(seg))]
-        idx = np.unique(np.asarray(keep))
-    return [[float(ts[i]), float(equity[i]), float(dd[i])] for i in idx]
 
 
 # -- remote -----------------------------------------------------------------------------------
@@ -258,21 +241,20 @@ def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
         if value:
             target.FromDatetime(_utc(flag, value))
     with Remote(args.server) as r:
-        bt = r.stub(pbg.BacktestServiceStub).RunBacktest(req, metadata=r.md).backtest
+        bt = r.stub(pbg.BacktestServiceStub).RunBacktest(req).backtest
         timeframe = args.timeframe
         if not timeframe:
             ds = r.stub(mpbg.MarketDataServiceStub).GetDataset(
-                mpb.GetDatasetRequest(dataset_id=args.data), metadata=r.md
+                mpb.GetDatasetRequest(dataset_id=args.data)
             )
             timeframe = ds.dataset.timeframe
         trades = None
         if args.trades is not None:
             trades = [
                 _trade_dict(t, c)
-                for t in pages(
-                    r.stub(pbg.BacktestServiceStub).ListBacktestTrades,
+                for t in r.client.pages(
+                    r.client.backtests.ListBacktestTrades,
                     pb.ListBacktestTradesRequest(backtest_id=bt.id, page_size=1_000),
-                    r.md,
                     "trades",
                     limit=args.trades,
                 )

@@ -34,6 +34,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         gateway=True if getattr(args, "gateway", False) else None,
         gateway_addr=getattr(args, "gateway_addr", None),
         workers=getattr(args, "workers", None),
+        processes=getattr(args, "processes", None),
         log_json=False if getattr(args, "text_logs", False) else None,
     )
 
@@ -186,19 +187,14 @@ def env_epilog() -> str:
         (name, DEFAULT_SERVER if name == "STRATOPT_SERVER" else "", text)
         for name, text in CLIENT_ENV.items()
     ]
-    server = []
-    defaults = config.Settings()
-    for f in fields(config.Settings):
-        default = getattr(defaults, f.name)
-        if not f.repr:
-            shown = "(secret)"
-        elif f.name == "database_url":
-            shown = ""  # its description says what the default is
-        elif isinstance(default, bool):
-            shown = "1" if default else "0"
-        else:
-            shown = str(default)
-        server.append((f"STRATOPT_{f.name.upper()}", shown, config.DESCRIPTIONS.get(f.name, "")))
+    server = [
+        (
+            f"STRATOPT_{f.name.upper()}",
+            config.default_text(f.name),
+            config.DESCRIPTIONS.get(f.name, ""),
+        )
+        for f in fields(config.Settings)
+    ]
     rows = [(f"{n}={d}" if d else n, text) for n, d, text in client + server]
     width = min(max(len(left) for left, _ in rows), 38) + 2
     lines = ["environment variables (=default; flags override them):"]
@@ -248,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gateway-addr", help="gateway listen address (default 127.0.0.1:8080)")
     p.add_argument("--workers", type=int, help="optimization workers in this process (default 1)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="server processes sharing the port, each with its own workers (default 1)",
+    )
     p.add_argument("--text-logs", action="store_true", help="human-readable logs instead of JSON")
     p.set_defaults(func=cmd_serve)
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from stratopt.client import output as o
 from stratopt.client.args import add_json, subparser
 from stratopt.client.output import CliError
-from stratopt.client.remote import Remote, add_server, pages
+from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import market_data_pb2 as pb
 from stratopt.v1 import market_data_pb2_grpc as pbg
-
-CHUNK = 1024 * 1024
 
 
 def add_commands(sub: Any) -> None:
@@ -182,7 +179,7 @@ def show_dataset(d: pb.Dataset, json: bool) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         req = pb.ListDatasetsRequest(page_size=200, symbol=args.symbol, timeframe=args.timeframe)
-        items = list(pages(_stub(r).ListDatasets, req, r.md, "datasets"))
+        items = list(r.client.pages(_stub(r).ListDatasets, req, "datasets"))
     if args.json:
         o.print_json([o.proto_json(d) for d in items])
         return 0
@@ -206,33 +203,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        d = _stub(r).GetDataset(pb.GetDatasetRequest(dataset_id=args.dataset_id), metadata=r.md)
+        d = _stub(r).GetDataset(pb.GetDatasetRequest(dataset_id=args.dataset_id))
     show_dataset(d.dataset, args.json)
     return 0
-
-
-def _import_requests(path: Path, header: pb.ImportHeader) -> Iterator[pb.ImportBarsRequest]:
-    yield pb.ImportBarsRequest(header=header)
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            yield pb.ImportBarsRequest(chunk=chunk)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
-    parquet = path.suffix.lower() in (".parquet", ".pq")
-    header = pb.ImportHeader(
-        name=args.name or path.stem,
-        symbol=args.symbol or path.stem.split("_")[0].upper(),
-        timeframe=args.timeframe,
-        description=args.description,
-        format=pb.IMPORT_FORMAT_PARQUET if parquet else pb.IMPORT_FORMAT_CSV,
-    )
     with Remote(args.server) as r:
-        reply = _stub(r).ImportBars(_import_requests(path, header), metadata=r.md)
-    return _created(reply.dataset, args, "imported")
+        dataset = r.client.import_dataset(
+            path,
+            name=args.name or "",
+            symbol=args.symbol or "",
+            timeframe=args.timeframe or "",
+            description=args.description or "",
+        )
+    return _created(dataset, args, "imported")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -253,7 +241,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise CliError(f"--start {args.start!r}: expected a date such as 2024-01-01") from None
         req.start_time.FromDatetime(start if start.tzinfo else start.replace(tzinfo=UTC))
     with Remote(args.server) as r:
-        reply = _stub(r).GenerateSyntheticDataset(req, metadata=r.md)
+        reply = _stub(r).GenerateSyntheticDataset(req)
     return _created(reply.dataset, args, "generated")
 
 
@@ -272,7 +260,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         stub = _stub(r)
         for did in args.dataset_ids:
-            stub.DeleteDataset(pb.DeleteDatasetRequest(dataset_id=did), metadata=r.md)
+            stub.DeleteDataset(pb.DeleteDatasetRequest(dataset_id=did))
             if not args.json:
                 print(f"deleted dataset {did}")
     if args.json:

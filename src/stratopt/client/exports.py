@@ -66,19 +66,29 @@ def add_commands(sub: Any) -> None:
     p = subparser(
         sub,
         "report",
-        "write a backtest report: HTML (charts), JSON (everything) or CSV (trades)",
-        description="Asks the server for a report of a stored backtest and downloads it. "
-        "The format follows the file's extension: .html, .json, .csv, or .pdf when the "
-        "server supports it.",
+        "write a backtest or optimization report: HTML or PDF (charts), JSON or CSV",
+        description="Asks the server for a report of a stored backtest or an optimization "
+        "job and downloads it. The format follows the file's extension: .html or .pdf "
+        "(metrics, charts, tables), .json (everything), .csv (a backtest's trades or a "
+        "job's trials).",
     )
     add_server(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--backtest", help="backtest id (see `stratopt backtest --server`)")
+    source.add_argument("--job", help="optimization job id (see `stratopt jobs ls`)")
     p.add_argument(
-        "--backtest", required=True, help="backtest id (see `stratopt backtest --server`)"
+        "-o", "--output", required=True, help="report.html, report.pdf, report.json or report.csv"
     )
     p.add_argument(
-        "-o", "--output", required=True, help="report.html, report.json, report.csv or report.pdf"
+        "--no-charts", dest="charts", action="store_false", help="HTML or PDF without charts"
     )
-    p.add_argument("--no-charts", dest="charts", action="store_false", help="HTML without charts")
+    p.add_argument(
+        "--table",
+        choices=("trades", "equity", "trials"),
+        default="",
+        help="a CSV's rows: trades (default for a backtest), equity (one row per bar) or "
+        "trials (a job's, the default)",
+    )
     p.add_argument("--open", action="store_true", help="open the report in a browser")
     add_json(p)
     p.set_defaults(func=cmd_report)
@@ -115,7 +125,7 @@ def cmd_pine(args: argparse.Namespace) -> int:
         for k, v in params.items():
             req.parameters[k].CopyFrom(param_to_pb(v))
         with Remote(args.server or default_server()) as r:
-            reply = r.stub(pbg.ExportServiceStub).ExportPineScript(req, metadata=r.md)
+            reply = r.stub(pbg.ExportServiceStub).ExportPineScript(req)
         script, source, file_id = reply.script, reply.file.source, reply.file.id
     if args.json:
         o.print_json({"script": script, "source": source, "export_id": file_id})
@@ -162,22 +172,31 @@ def _local_pine(args: argparse.Namespace, params: dict[str, Any], given: dict[st
 
 
 def download(r: Remote, export_id: str, path: Path) -> int:
-    """Streams an export file to ``path``; returns its size."""
-    stub = r.stub(pbg.ExportServiceStub)
-    size = 0
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("wb") as f:
-        for chunk in stub.DownloadExportFile(
-            pb.DownloadExportFileRequest(export_id=export_id), metadata=r.md
-        ):
-            f.write(chunk.data)
-            size += len(chunk.data)
-    tmp.replace(path)
+    """Streams an export file to ``path`` (atomically, via the library); returns its size."""
+    size = r.client.download_export(export_id, path)
+    assert isinstance(size, int)
     return size
 
 
-def server_report(r: Remote, backtest_id: str, path: Path, *, charts: bool = True) -> pb.ExportFile:
-    """Has the server write a report of a stored backtest and downloads it to ``path``."""
+CSV_TABLES = {
+    "": pb.REPORT_TABLE_UNSPECIFIED,
+    "trades": pb.REPORT_TABLE_TRADES,
+    "equity": pb.REPORT_TABLE_EQUITY,
+    "trials": pb.REPORT_TABLE_TRIALS,
+}
+
+
+def server_report(
+    r: Remote,
+    backtest_id: str,
+    path: Path,
+    *,
+    charts: bool = True,
+    job_id: str = "",
+    table: str = "",
+) -> pb.ExportFile:
+    """Has the server write a report of a stored backtest (or of an optimization job) and
+    downloads it to ``path``."""
     fmt = REPORT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise CliError(
@@ -186,8 +205,13 @@ def server_report(r: Remote, backtest_id: str, path: Path, *, charts: bool = Tru
     stub = r.stub(pbg.ExportServiceStub)
     try:
         f = stub.CreateReport(
-            pb.CreateReportRequest(backtest_id=backtest_id, format=fmt, include_charts=charts),
-            metadata=r.md,
+            pb.CreateReportRequest(
+                backtest_id=backtest_id,
+                job_id=job_id,
+                format=fmt,
+                include_charts=charts,
+                csv_table=CSV_TABLES[table],
+            ),
         ).file
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -207,7 +231,14 @@ def open_in_browser(path: Path) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.output)
     with Remote(args.server) as r:
-        f = server_report(r, args.backtest, path, charts=args.charts)
+        f = server_report(
+            r,
+            args.backtest or "",
+            path,
+            charts=args.charts,
+            job_id=args.job or "",
+            table=args.table,
+        )
     if args.json:
         o.print_json({"path": str(path), "file": o.proto_json(f)})
     else:

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from stratopt.client import output as o
 from stratopt.client.args import add_json, execution_from_pb, subparser
 from stratopt.client.progress import JobProgress, reason, state_name
-from stratopt.client.remote import Remote, add_server, pages, params_from_pb
+from stratopt.client.remote import Remote, add_server, params_from_pb
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
 
@@ -102,7 +102,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         page_size=100, state=STATES.get(args.state or "", pb.JOB_STATE_UNSPECIFIED)
     )
     with Remote(args.server) as r:
-        items = list(pages(_stub(r).ListJobs, req, r.md, "jobs", limit=max(args.limit, 0)))
+        items = list(r.client.pages(_stub(r).ListJobs, req, "jobs", limit=max(args.limit, 0)))
     if args.json:
         o.print_json([o.proto_json(j) for j in items])
         return 0
@@ -221,7 +221,7 @@ def bar_seconds(r: Remote, spec: pb.OptimizationSpec) -> float | None:
 
     try:
         ds = r.stub(mpbg.MarketDataServiceStub).GetDataset(
-            mpb.GetDatasetRequest(dataset_id=spec.dataset_id), metadata=r.md
+            mpb.GetDatasetRequest(dataset_id=spec.dataset_id)
         )
     except Exception:
         return None
@@ -230,7 +230,7 @@ def bar_seconds(r: Remote, spec: pb.OptimizationSpec) -> float | None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        job = _stub(r).GetJob(pb.GetJobRequest(job_id=args.job_id), metadata=r.md).job
+        job = _stub(r).GetJob(pb.GetJobRequest(job_id=args.job_id)).job
         seconds = None if args.json else bar_seconds(r, job.spec)
     if args.json:
         o.print_json(job)
@@ -243,7 +243,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     done = []
     with Remote(args.server) as r:
         for jid in args.job_ids:
-            job = _stub(r).CancelJob(pb.CancelJobRequest(job_id=jid), metadata=r.md).job
+            job = _stub(r).CancelJob(pb.CancelJobRequest(job_id=jid)).job
             done.append(job)
             if args.json:
                 continue
@@ -266,7 +266,7 @@ def fetch_result(
     r: Remote, job_id: str, top: int
 ) -> tuple[pb.GetOptimizationResultResponse, list[pb.TrialSummary]]:
     stub = _stub(r)
-    res = stub.GetOptimizationResult(pb.GetOptimizationResultRequest(job_id=job_id), metadata=r.md)
+    res = stub.GetOptimizationResult(pb.GetOptimizationResultRequest(job_id=job_id))
     trials: list[pb.TrialSummary] = []
     objectives = res.job.spec.objectives
     if top > 0 and len(objectives) == 1:
@@ -275,7 +275,6 @@ def fetch_result(
         )
         reply = stub.ListTrials(
             pb.ListTrialsRequest(job_id=job_id, page_size=min(top * 4, 1_000), order_by=order),
-            metadata=r.md,
         )
         trials = [t for t in reply.trials if t.state == pb.TRIAL_STATE_COMPLETE][:top]
     return res, trials
@@ -405,17 +404,16 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 def follow(r: Remote, job_id: str, out: TextIO, *, quiet: bool = False) -> pb.Job | None:
     """Follows a job until it ends (progress on ``out`` unless quiet); returns its last state."""
-    last: pb.Job | None = None
+    watch = r.client.watch_job(job_id)  # reconnects if the server restarts meanwhile
     progress = None if quiet else JobProgress(out)
     try:
-        for event in _stub(r).WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=r.md):
-            last = event.job
+        for event in watch:
             if progress is not None:
-                progress.update(last)
+                progress.update(event.job)
     finally:
         if progress is not None:
             progress.close()
-    return last
+    return watch.job
 
 
 def watch(r: Remote, job_id: str, top: int, json: bool, out: TextIO | None = None) -> int:

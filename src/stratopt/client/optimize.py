@@ -216,7 +216,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         stub = r.stub(pbg.OptimizationServiceStub)
         job = stub.StartOptimization(
             pb.StartOptimizationRequest(spec=spec, priority=PRIORITIES[args.priority]),
-            metadata=r.md,
         ).job
         used = execution_from_pb(job.spec.execution)
         if args.detach:

@@ -1,20 +1,22 @@
-"""The connection of a client command to a server: address, credentials, stubs, errors."""
+"""The connection of a client command to a server: address, the library client, errors."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from stratopt.client.auth import Metadata, credentials
+from stratopt.client.auth import client_for
+from stratopt.client.channels import DEFAULT_TARGET
+from stratopt.client.sync_client import Client
 from stratopt.v1 import common_pb2 as c
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_SERVER = DEFAULT_TARGET
 T = TypeVar("T")
 
 
@@ -47,18 +49,18 @@ def add_server(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
 
 
 class Remote:
-    """One channel and the caller's credentials; ``stub(Cls)`` makes service stubs."""
+    """The command's `Client` (the library: credentials, refresh, retries); ``stub(Cls)``
+    makes any generated stub on its channel."""
 
     def __init__(self, server: str) -> None:
         self.server = server
-        self.md: Metadata = credentials(server)
-        self.channel = grpc.insecure_channel(server)
+        self.client: Client = client_for(server)
 
-    def stub(self, cls: type[T]) -> T:
-        return cls(self.channel)  # type: ignore[call-arg]
+    def stub(self, cls: Callable[[grpc.Channel], T]) -> T:
+        return self.client.stub(cls)
 
     def close(self) -> None:
-        self.channel.close()
+        self.client.close()
 
     def __enter__(self) -> Remote:
         return self
@@ -88,21 +90,6 @@ def describe_rpc_error(e: grpc.RpcError) -> str:
     if code == "UNAVAILABLE":
         lines.append("  is the server running? start one with `stratopt serve --dev`")
     return "\n".join(lines)
-
-
-def pages(call: Any, request: Any, md: Metadata, field: str, limit: int = 0) -> Iterator[Any]:
-    """Every item of a paginated List call (at most ``limit`` when it is not 0)."""
-    seen = 0
-    while True:
-        reply = call(request, metadata=md)
-        for item in getattr(reply, field):
-            yield item
-            seen += 1
-            if limit and seen >= limit:
-                return
-        if not reply.next_page_token:
-            return
-        request.page_token = reply.next_page_token
 
 
 def param_to_pb(value: int | float | str) -> c.ParameterValue:

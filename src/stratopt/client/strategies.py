@@ -14,7 +14,7 @@ from stratopt.client.args import (
     parse_params,
     subparser,
 )
-from stratopt.client.remote import Remote, add_server, pages, param_to_pb, params_from_pb
+from stratopt.client.remote import Remote, add_server, param_to_pb, params_from_pb
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
@@ -110,9 +110,9 @@ def _default(v: c.ParameterValue) -> str:
 def cmd_types(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         if args.name:
-            t = _stub(r).GetStrategyType(pb.GetStrategyTypeRequest(name=args.name), metadata=r.md)
+            t = _stub(r).GetStrategyType(pb.GetStrategyTypeRequest(name=args.name))
             return _show_type(t.strategy_type, args.json)
-        reply = _stub(r).ListStrategyTypes(pb.ListStrategyTypesRequest(), metadata=r.md)
+        reply = _stub(r).ListStrategyTypes(pb.ListStrategyTypesRequest())
     types = list(reply.strategy_types)
     if args.json:
         o.print_json([o.proto_json(t) for t in types])
@@ -177,7 +177,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         page_size=200, strategy_type=args.strategy_type, query=args.query, tags=args.tag
     )
     with Remote(args.server) as r:
-        items = list(pages(_stub(r).ListStrategies, req, r.md, "strategies"))
+        items = list(r.client.pages(_stub(r).ListStrategies, req, "strategies"))
     if args.json:
         o.print_json([o.proto_json(s) for s in items])
         return 0
@@ -230,7 +230,7 @@ def show_strategy(s: pb.Strategy, json: bool) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        s = _stub(r).GetStrategy(pb.GetStrategyRequest(strategy_id=args.strategy_id), metadata=r.md)
+        s = _stub(r).GetStrategy(pb.GetStrategyRequest(strategy_id=args.strategy_id))
     show_strategy(s.strategy, args.json)
     return 0
 
@@ -255,7 +255,6 @@ def cmd_create(args: argparse.Namespace) -> int:
             _stub(r)
             .CreateStrategy(
                 pb.CreateStrategyRequest(strategy=strategy, template_id=args.template),
-                metadata=r.md,
             )
             .strategy
         )
@@ -274,7 +273,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         for sid in args.strategy_ids:
-            _stub(r).DeleteStrategy(pb.DeleteStrategyRequest(strategy_id=sid), metadata=r.md)
+            _stub(r).DeleteStrategy(pb.DeleteStrategyRequest(strategy_id=sid))
             if not args.json:
                 print(f"deleted strategy {sid}")
     if args.json:

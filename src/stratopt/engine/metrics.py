@@ -574,6 +574,26 @@ def report_metrics(
 EULER_GAMMA = 0.5772156649015329
 
 
+def expected_max_sharpe(trial_sharpes: np.ndarray) -> float:
+    """SR0: the best Sharpe ratio expected among N trials of strategies with no skill.
+
+    With N independent trials whose Sharpe ratios spread with variance V, the expected
+    maximum is sqrt(V) ((1 - g) Z^-1(1 - 1/N) + g Z^-1(1 - 1/(N e))), g Euler's constant
+    (Bailey & Lopez de Prado, 2014). Non-finite values are ignored; 0.0 for fewer than two.
+    """
+    values = np.asarray(trial_sharpes, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = values.shape[0]
+    if n < 2:
+        return 0.0
+    z = NormalDist()
+    spread = float(np.std(values, ddof=1))
+    return spread * (
+        (1.0 - EULER_GAMMA) * z.inv_cdf(1.0 - 1.0 / n)
+        + EULER_GAMMA * z.inv_cdf(1.0 - 1.0 / (n * np.e))
+    )
+
+
 def deflated_sharpe_ratio(
     sharpe_ratio: float,
     trial_sharpes: np.ndarray,
@@ -591,24 +611,14 @@ def deflated_sharpe_ratio(
     DSR = Z((SR - SR0) sqrt(T - 1) / sqrt(1 - skew SR + (kurt - 1) / 4 SR^2)).
     Returns 0.0 when undefined (fewer than two observations, non-finite inputs).
     """
-    values = np.asarray(trial_sharpes, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    n = values.shape[0]
     if n_obs < 2 or not np.isfinite(sharpe_ratio):
         return 0.0
-    z = NormalDist()
-    sr0 = 0.0
-    if n > 1:
-        spread = float(np.std(values, ddof=1))
-        sr0 = spread * (
-            (1.0 - EULER_GAMMA) * z.inv_cdf(1.0 - 1.0 / n)
-            + EULER_GAMMA * z.inv_cdf(1.0 - 1.0 / (n * np.e))
-        )
+    sr0 = expected_max_sharpe(trial_sharpes)
     denom = 1.0 - skewness * sharpe_ratio + (kurtosis - 1.0) / 4.0 * sharpe_ratio**2
     if not denom > 0.0 or not np.isfinite(denom):
         return 0.0
     stat = (sharpe_ratio - sr0) * np.sqrt(n_obs - 1.0) / np.sqrt(denom)
-    return float(z.cdf(float(stat))) if np.isfinite(stat) else 0.0
+    return float(NormalDist().cdf(float(stat))) if np.isfinite(stat) else 0.0
 
 
 def infer_periods_per_year(ts: np.ndarray) -> float:

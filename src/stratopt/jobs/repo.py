@@ -335,7 +335,12 @@ class JobRepo:
         return int((await s.execute(stmt)).scalar_one())
 
     async def _take(self, s: AsyncSession, row: models.Job, worker_id: str, now: datetime) -> None:
-        resumed = row.state == RUNNING or row.started_at is not None
+        # RUNNING here means its worker went silent past the lease (crashed, killed); a worker
+        # that shut down cleanly handed the job back as QUEUED. Both count as attempts, but
+        # only crashes can end in giving up: a job that survives any number of deploys
+        # (SIGTERM, hand-back, resume) must not fail because of them.
+        crashed = row.state == RUNNING
+        resumed = crashed or row.started_at is not None
         if row.state == RUNNING:
             await s.execute(delete(W).where(W.job_id == row.id))
         if row.study_id is not None:
@@ -345,7 +350,7 @@ class JobRepo:
             )
         if resumed:
             row.attempts += 1
-        if row.attempts >= MAX_ATTEMPTS:
+        if crashed and row.attempts >= MAX_ATTEMPTS:
             row.error = f"the job was interrupted {row.attempts} times; giving up"
             self._end(row, FAILED, now)
             await s.flush()

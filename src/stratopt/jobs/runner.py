@@ -11,6 +11,7 @@ import asyncio
 import logging
 import zlib
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from stratopt.data.bars import Bars
 from stratopt.data.errors import DataError
@@ -22,16 +23,19 @@ from stratopt.jobs.events import EventBus, JobEvent
 from stratopt.jobs.pace import Pace
 from stratopt.jobs.repo import BatchRecord, Claim, JobRepo, Reservation
 from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED, JobView, TrialView
-from stratopt.optimize.analysis import is_better
+from stratopt.optimize.analysis import feasible_metric, is_better
 from stratopt.optimize.evaluate import Problem
 from stratopt.optimize.optimizer import Finished, Optimizer
 from stratopt.optimize.optuna_private import trial_id
 from stratopt.optimize.rdb import StudyStorage, study_name
+from stratopt.optimize.selection_bias import SelectionBias, selection_bias
 from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import StudySpec
 from stratopt.optimize.validation import in_sample_bars, validate
 from stratopt.store.models import utcnow
-from stratopt.strategies import registry
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger("stratopt.jobs")
 IDLE_WAIT_S = 0.05
@@ -147,7 +151,7 @@ class JobRunner:
     def _prepare(self, job: JobView) -> StudyRun:
         ctx = self.ctx
         spec = job.spec
-        strategy = registry.get(spec.strategy_type)
+        strategy = spec.strategy()
         full = load_bars(ctx.datasets, spec)
         # The stored spec carries the resolved options; the whole period's bar spacing
         # fixes periods_per_year once, so in-sample and held-out metrics agree.
@@ -260,7 +264,26 @@ class JobRunner:
                 problem.config.periods_per_year,
             )
             result["validation"] = report.to_dict()
+        try:
+            result["selection_bias"] = self._selection_bias(run, best).to_dict()
+        except Exception:  # a diagnostic: never fail a finished search over it
+            log.exception("deflated Sharpe ratio failed", extra={"study_id": run.study_id})
         return result
+
+    def _selection_bias(self, run: StudyRun, best: FrozenTrial) -> SelectionBias:
+        """The deflated Sharpe ratio of the winner among every trial, on the in-sample bars."""
+        problem = run.optimizer.problem
+        assert problem.config.periods_per_year is not None
+        sharpes = feasible_metric(self.ctx.studies.read_trials(run.study_id), "sharpe")
+        in_sample = run.bars.slice(0, in_sample_bars(len(run.bars), run.spec.validation))
+        return selection_bias(
+            in_sample,
+            problem.space.strategy,
+            problem.space.full_params(best.params),
+            problem.config,
+            problem.config.periods_per_year,
+            sharpes,
+        )
 
     async def _end(self, job_id: str, state: str, **kw: object) -> None:
         try:

@@ -13,8 +13,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from stratopt.optimize.analysis import feasible
-from stratopt.optimize.optimizer import DURATION_ATTR, METRICS_ATTR, WORKER_ATTR
+from stratopt.optimize.analysis import METRICS_ATTR, feasible
+from stratopt.optimize.optimizer import DURATION_ATTR, WORKER_ATTR
 from stratopt.optimize.spec import StudySpec
 from stratopt.store import models
 

@@ -49,6 +49,7 @@ from typing import Any
 from stratopt.data.bars import Bars
 from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import FailedPrecondition, Unavailable
+from stratopt.fanout import Delivery, Hub
 from stratopt.live.alerts import (
     AlertEngine,
     AlertEvent,
@@ -59,14 +60,15 @@ from stratopt.live.alerts import (
 )
 from stratopt.live.bars import BarRejected, FeedValidator, LiveBar
 from stratopt.live.events import KINDS, Kind, LiveEvent, alert_payload, fill_payload, signal_payload
-from stratopt.live.hub import Delivery, Hub
 from stratopt.live.performance import PerformanceTracker
 from stratopt.live.runner import StepResult, StrategyRun
 from stratopt.live.signals import EnsembleSignal, LiveSignal, StrategySignal
 from stratopt.live.sources import ReplaySource
+from stratopt.optimize.user_types import resolve as resolve_type
 from stratopt.store import models
 from stratopt.store.live_repo import EventRow, LiveRepo, RunProgress
-from stratopt.strategies import registry
+from stratopt.strategies.base import StrategyType
+from stratopt.strategies.user_types import TypeSource
 
 log = logging.getLogger("stratopt.live")
 
@@ -109,6 +111,9 @@ class RunSpec:
     start_index: int = 0
     # A push feed's newest bar of `symbol` when the run started: it trades the bars after.
     after_ts: int = 0
+    # User strategy types of the run and its members, by name: TypeSource.to_dict() of each
+    # (strategies/user_types.py), so any replica compiles them without the database.
+    definitions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +131,7 @@ class RunSpec:
             "warmup_bars": self.warmup_bars,
             "start_index": self.start_index,
             "after_ts": self.after_ts,
+            "definitions": {k: dict(v) for k, v in self.definitions.items()},
         }
 
     @classmethod
@@ -145,14 +151,20 @@ class RunSpec:
             warmup_bars=int(data.get("warmup_bars", 0)),
             start_index=int(data.get("start_index", 0)),
             after_ts=int(data.get("after_ts", 0)),
+            definitions={k: dict(v) for k, v in dict(data.get("definitions") or {}).items()},
         )
+
+    def strategy_type_of(self, name: str) -> StrategyType:
+        """A built-in by name, or a user type from the definition the spec carries."""
+        found = self.definitions.get(name)
+        return resolve_type(name, TypeSource.from_dict(found) if found else None)
 
     def signal(self) -> LiveSignal:
         if self.members:
             return EnsembleSignal(
-                [(registry.get(t), p, w) for t, p, w in self.members], self.method
+                [(self.strategy_type_of(t), p, w) for t, p, w in self.members], self.method
             )
-        return StrategySignal(registry.get(self.strategy_type), self.parameters)
+        return StrategySignal(self.strategy_type_of(self.strategy_type), self.parameters)
 
 
 @dataclass(frozen=True)
@@ -409,7 +421,8 @@ class LiveManager:
         spec = replace(
             spec, start_index=start_index, after_ts=rt.validator.last_ts(spec.symbol) or 0
         )
-        signal = spec.signal()
+        # Off the loop: a user type this process has not compiled yet takes seconds.
+        signal = await asyncio.to_thread(spec.signal)
         run = StrategyRun(signal, spec.execution.resolved(), spec.symbol)
         warm = await self._warmup_bars(feed, spec, start_index)
         run.warm_up(warm)
@@ -858,7 +871,7 @@ class LiveManager:
         feed = await self.repo.get_feed(row.feed_id)
         if feed is None:
             raise RuntimeError("its feed was deleted")
-        signal = spec.signal()
+        signal = await asyncio.to_thread(spec.signal)  # may compile a user type
         state = row.state or {}
         snap = state.get("run") or {}
         last = await self.repo.last_sequences(spec.strategy_id)
@@ -1071,7 +1084,7 @@ class LiveManager:
             bars_processed=handle.run.bars_processed,
             last_bar_ts=last.ts if last else 0,
             metrics=handle.performance.metrics(),
-            execution=opts,
+            execution=_annualized(opts, handle.performance),
         )
 
     def _history(self, strategy_id: str, kind: Kind) -> Callable[[int, int], Any]:
@@ -1147,7 +1160,8 @@ def _stored_view(row: models.LiveRun) -> PerformanceView:
     side = int(broker.get("side", 0))
     units = float(broker.get("units", 0.0))
     perf = state.get("performance") or {}
-    metrics = PerformanceTracker.restore(perf).metrics() if perf else {}
+    tracker = PerformanceTracker.restore(perf) if perf else None
+    metrics = tracker.metrics() if tracker else {}
     return PerformanceView(
         run=row,
         equity=row.equity,
@@ -1161,8 +1175,15 @@ def _stored_view(row: models.LiveRun) -> PerformanceView:
         bars_processed=row.bars_processed,
         last_bar_ts=row.last_bar_ts,
         metrics=metrics,
-        execution=opts,
+        execution=_annualized(opts, tracker) if tracker else opts,
     )
+
+
+def _annualized(opts: ExecutionOptions, tracker: PerformanceTracker) -> ExecutionOptions:
+    """The options with the annualisation in use filled in (the bar spacing's if inferred)."""
+    if opts.periods_per_year:
+        return opts
+    return opts.replace(periods_per_year=tracker.inferred_periods_per_year())
 
 
 def _severity(level: str) -> str:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from stratopt.live.hub import Hub
+from stratopt.fanout import Hub
 from stratopt.live.webhooks import (
     DeliveryOutcome,
     Webhook,

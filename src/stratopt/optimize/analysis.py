@@ -14,6 +14,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 CONSTRAINTS_KEY = "constraints"
+METRICS_ATTR = "metrics"
+"""The user attribute holding a trial's full metrics (written by optimize/optimizer.py)."""
 
 IMPORTANCE_MAX_TRIALS = 1_000
 """fANOVA grows superlinearly; importances use the most recent trials beyond this many."""
@@ -54,6 +56,15 @@ def best_trial(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial | N
         if best is None or is_better(t.values[0], best.values[0], direction):
             best = t
     return best
+
+
+def feasible_metric(trials: Sequence[FrozenTrial], metric: str) -> list[float]:
+    """`metric` of every completed feasible trial (NaN where a trial did not record it)."""
+    return [
+        float(t.user_attrs.get(METRICS_ATTR, {}).get(metric, float("nan")))
+        for t in trials
+        if t.state == TrialState.COMPLETE and feasible(t)
+    ]
 
 
 def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:

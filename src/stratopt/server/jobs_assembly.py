@@ -26,6 +26,7 @@ class OptimizationRuntime:
 
     async def stop(self) -> None:
         """Hands running jobs back to the queue, then closes the study storage."""
+        await self.jobs.feeds.close()
         await self.pool.stop()
         await asyncio.to_thread(self.studies.close)
 

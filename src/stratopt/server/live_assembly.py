@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stratopt.fanout import DEFAULT_MAXSIZE
 from stratopt.jobs.events import JobEvent
 from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED
-from stratopt.live.hub import DEFAULT_MAXSIZE
 from stratopt.live.manager import LiveManager
 from stratopt.live.notify import Notifier
 from stratopt.services.datasets import DatasetCatalog

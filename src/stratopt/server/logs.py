@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from stratopt.api.request_id import current_request_id
 from stratopt.security.redact import RedactingFilter
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -34,6 +35,16 @@ class BoundedFilter(logging.Filter):
         for k, v in list(record.__dict__.items()):
             if k not in _STD and isinstance(v, str) and len(v) > MAX_TEXT:
                 setattr(record, k, _clip(v, MAX_TEXT))
+        return True
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to records made while an RPC is served (api/metrics_interceptor.py
+    sets it), so every line of one call, from any layer, can be found by that id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and (request_id := current_request_id()):
+            record.request_id = request_id
         return True
 
 
@@ -69,6 +80,7 @@ def setup(level: str = "INFO", json_lines: bool = True) -> None:
         if json_lines
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactingFilter())
     handler.addFilter(BoundedFilter())
     root = logging.getLogger()

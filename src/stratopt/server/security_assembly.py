@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,11 +32,13 @@ from stratopt.security.ratelimit import (
     TokenBucketLimiter,
 )
 from stratopt.security.refresh_tokens import RefreshTokenPolicy
+from stratopt.security.stream_cap import StreamCap
 from stratopt.security.tokens import TokenService
 from stratopt.security.users import UserService
 from stratopt.server.settings import Settings
 from stratopt.services.accounts import Accounts
 from stratopt.store.db import Database
+from stratopt.store.models import new_id
 from stratopt.store.security_repos import (
     PgRateLimitBackend,
     SqlApiKeyRepo,
@@ -41,11 +46,15 @@ from stratopt.store.security_repos import (
     SqlRefreshTokenRepo,
     SqlUserRepo,
 )
+from stratopt.store.stream_leases import SqlStreamLeases
 
 log = logging.getLogger("stratopt.security")
 
 HOUSEKEEPING_INTERVAL_S = 600.0
-UNCAPPED_STREAMS = 2**31
+STREAM_LEASE_TTL_S = 30.0
+"""A dead process's streams stop counting against the cap after this long."""
+STREAM_HEARTBEAT_S = STREAM_LEASE_TTL_S / 3
+UNCAPPED = 2**31
 """The stream cap with STRATOPT_MAX_STREAMS_PER_USER=0: streams are only counted."""
 
 
@@ -77,6 +86,17 @@ def rate_limit_backend(settings: Settings, db: Database, limits: RateLimits) -> 
     return TokenBucketLimiter(limits)
 
 
+def stream_leases(settings: Settings, db: Database) -> SqlStreamLeases | None:
+    """Leases in the database when other processes may serve the same users: several
+    processes (`--processes`) or PostgreSQL (replicas). One process counts in memory only."""
+    if settings.processes <= 1 and db.backend != "postgresql":
+        return None
+    if not settings.max_streams_per_user:
+        return None  # uncapped: nothing to share
+    holder = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+    return SqlStreamLeases(db, holder, ttl_seconds=STREAM_LEASE_TTL_S)
+
+
 @dataclass
 class SecurityServices:
     settings: Settings
@@ -90,6 +110,8 @@ class SecurityServices:
     authenticator: Authenticator
     limiter: RateLimitBackend
     streams: ConcurrencyLimiter
+    """This process's open streams (what GetOverview and the metrics count)."""
+    stream_cap: StreamCap
     accounts: Accounts
 
     @classmethod
@@ -124,7 +146,8 @@ class SecurityServices:
             # The stream cap guards memory, not throughput: it stays when rate limits are
             # switched off (STRATOPT_RATE_LIMITS=0); STRATOPT_MAX_STREAMS_PER_USER=0 lifts it
             # (streams are still counted, GetOverview shows them).
-            streams=ConcurrencyLimiter(limits.max_concurrent_streams or UNCAPPED_STREAMS),
+            streams=(streams := ConcurrencyLimiter(limits.max_concurrent_streams or UNCAPPED)),
+            stream_cap=StreamCap(streams, stream_leases(settings, db)),
             accounts=Accounts(
                 users=users,
                 user_repo=user_repo,
@@ -137,10 +160,14 @@ class SecurityServices:
             ),
         )
 
-    def interceptors(self) -> list[AsyncServerInterceptor]:
+    def interceptors(
+        self, refused: Callable[[str], None] | None = None
+    ) -> list[AsyncServerInterceptor]:
         """Everything after the error interceptor, outermost first: audit sees the calls
         that authentication and authorization refuse; rate limits apply only to callers
-        that may make the call at all, so refused calls do not spend anyone's budget."""
+        that may make the call at all, so refused calls do not spend anyone's budget.
+        `refused(category)` is told of every call the rate limits or the stream cap refuse
+        (the metrics count them)."""
         xff = self.settings.trust_forwarded_for
         chain: list[AsyncServerInterceptor] = [
             AuditInterceptor(
@@ -152,8 +179,11 @@ class SecurityServices:
             AuthorizationInterceptor(),
         ]
         if self.settings.rate_limits:
-            chain.append(RateLimitInterceptor(self.limiter, trust_forwarded_for=xff))
-        chain.append(StreamCapInterceptor(self.streams))  # capped even when limits are off
+            chain.append(
+                RateLimitInterceptor(self.limiter, trust_forwarded_for=xff, refused=refused)
+            )
+        # Capped even when limits are off.
+        chain.append(StreamCapInterceptor(self.stream_cap, refused=refused))
         return chain
 
     async def housekeeping(self) -> None:

@@ -34,7 +34,13 @@ class Settings:
     gateway: bool = False
     gateway_addr: str = "127.0.0.1:8080"
     gateway_admin_port: int = 0
+    # The web console's build served at / by the gateway; empty = the checkout's web/dist.
+    web_dir: str = ""
+    # Prometheus /metrics on host:port; empty = no metrics endpoint.
+    metrics_addr: str = ""
     workers: int = 1
+    # Server processes sharing the listen port (server/processes.py); 1 = this process only.
+    processes: int = 1
     sample_data: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -64,12 +70,22 @@ class Settings:
     scrypt_log2_n: int = 17
     # How long a user's role/disabled flag and a session's logout may be cached per replica.
     auth_cache_seconds: float = 2.0
+    # Lifetime of an access token (15 minutes); clients refresh it before it ends.
+    access_token_seconds: int = 900
     # Behind a trusted proxy (the Envoy gateway) take the client IP from x-forwarded-for.
     trust_forwarded_for: bool = False
     # Audit entries for refused calls, per caller (or client IP) and minute; mutations are
     # always recorded.
     audit_refusals_per_minute: int = 60
     precompile: bool = True
+    # How often the database is probed; health turns NOT_SERVING when it stops answering and
+    # SERVING again when it is back (without a restart).
+    health_interval_seconds: float = 2.0
+    # Export files (Pine Script, reports) are deleted this long after they are made, unless
+    # the request asks for another lifetime (at most EXPORT_MAX_TTL, services/exports.py).
+    export_ttl_hours: float = 24.0
+    # How often expired exports are swept from the disk and the database.
+    export_sweep_seconds: float = 60.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -135,7 +151,10 @@ DESCRIPTIONS: Mapping[str, str] = {
     "gateway": "also start the Envoy REST/gRPC-Web gateway",
     "gateway_addr": "gateway listen address",
     "gateway_admin_port": "Envoy admin port (0 = none)",
+    "web_dir": "the web console's build served at / by the gateway (default: web/dist)",
+    "metrics_addr": "Prometheus /metrics listen address, host:port (empty = off)",
     "workers": "optimization workers in the server process",
+    "processes": "server processes sharing the port (SO_REUSEPORT); the gateway balances them",
     "sample_data": "create the SAMPLE-* datasets at the first start",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_json": "structured JSON logs on stderr",
@@ -155,7 +174,38 @@ DESCRIPTIONS: Mapping[str, str] = {
     "rate_limit_backend": "auto (PostgreSQL when used) or memory",
     "scrypt_log2_n": "password hashing cost, log2(N)",
     "auth_cache_seconds": "how long roles and logouts may be cached",
+    "access_token_seconds": "access token lifetime (a login's refresh token lasts longer)",
     "trust_forwarded_for": "take the client IP from x-forwarded-for (behind Envoy)",
     "audit_refusals_per_minute": "audit entries for refused calls per caller and minute",
     "precompile": "compile the numba kernels at start",
+    "health_interval_seconds": "seconds between database health probes",
+    "export_ttl_hours": "hours an export file is kept unless its request says otherwise",
+    "export_sweep_seconds": "how often expired export files are deleted",
 }
+
+
+def default_text(name: str) -> str:
+    """A setting's default as an operator writes it in the environment."""
+    f = Settings.__dataclass_fields__[name]
+    default = getattr(Settings(), name)
+    if f.repr is False:
+        return "(secret)"
+    if name == "database_url":
+        return ""  # its description says what the default is
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    return str(default)
+
+
+def reference_markdown() -> str:
+    """The configuration reference table of docs/operations.md (a test keeps it in sync)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name in Settings.__dataclass_fields__:
+        default = default_text(name)
+        shown = f"`{default}`" if default else ""
+        lines.append(f"| `STRATOPT_{name.upper()}` | {shown} | {DESCRIPTIONS.get(name, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

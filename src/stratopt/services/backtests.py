@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratopt import engine
 from stratopt.data.bars import Bars
@@ -25,6 +26,7 @@ from stratopt.optimize.space import build_space
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.type_resolution import resolve, resolve_in
 from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
@@ -37,7 +39,6 @@ from stratopt.store.paging import (
     page_size,
     query_hash,
 )
-from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.ensemble import Ensemble, EnsembleMember
 
@@ -238,13 +239,13 @@ class BacktestCatalog:
                 strat = await load_strategy(s, principal, spec.strategy_id, Access.READ)
                 execution = spec.execution.over(ExecutionOptions.from_dict(strat.execution))
                 if strat.strategy_type != ENSEMBLE_TYPE:
-                    stype = registry.get(strat.strategy_type)
+                    stype = await _stored_type(s, strat)
                     params = {**strat.parameters, **spec.parameters}
                     return stype, _valid_params(stype, params), execution
                 members = []
                 for m in strat.ensemble_members:
                     member = await load_strategy(s, principal, m["strategy_id"], Access.READ)
-                    mt = registry.get(member.strategy_type)
+                    mt = await _stored_type(s, member)
                     members.append(
                         EnsembleMember(
                             mt, dict(mt.resolve(member.parameters)), float(m.get("weight", 1.0))
@@ -255,12 +256,30 @@ class BacktestCatalog:
         if not spec.strategy_type:
             raise InvalidArgument.field("strategy_type", "give strategy_id or strategy_type")
         try:
-            stype = registry.get(spec.strategy_type)
+            stype = (
+                await resolve(
+                    self.db,
+                    spec.strategy_type,
+                    user_id=principal.user_id,
+                    is_admin=principal.is_admin,
+                )
+            ).stype
         except KeyError:
             raise InvalidArgument.field(
                 "strategy_type", f"unknown strategy type {spec.strategy_type!r}"
             ) from None
         return stype, _valid_params(stype, spec.parameters), spec.execution
+
+
+async def _stored_type(s: AsyncSession, strat: models.Strategy) -> StrategyType:
+    """A stored strategy's type, user types as its owner sees them (services/type_resolution)."""
+    try:
+        return (await resolve_in(s, strat.strategy_type, user_id=strat.owner_id)).stype
+    except KeyError:
+        raise FailedPrecondition(
+            f"strategy {strat.name!r} uses strategy type {strat.strategy_type!r}, "
+            "which is no longer available to its owner"
+        ) from None
 
 
 def _valid_params(stype: StrategyType, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,10 +30,11 @@ Strategies run one after another, each off the event loop through `BacktestCatal
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -80,6 +81,8 @@ class ComparedRow:
     rank: int
     backtest_id: str = ""
     """Set when the row is a stored backtest; empty for a strategy backtested here."""
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+    """The options the row ran with, every field resolved."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class _Entry:
     metrics: dict[str, float]
     ts: npt.NDArray[np.int64]
     equity: npt.NDArray[np.float64]
+    execution: ExecutionOptions
     backtest_id: str = ""
 
 
@@ -135,7 +139,8 @@ class StrategyComparison:
                 ),
             )
             metrics = dict(out.row.metrics)
-            entries.append(_Entry(sid, names[sid], metrics, out.ts, out.equity))
+            used = _used(out.row.execution)
+            entries.append(_Entry(sid, names[sid], metrics, out.ts, out.equity, used))
         for row in stored:
             ts, equity = await asyncio.to_thread(_load_equity, self.backtests, row.id)
             entries.append(
@@ -145,6 +150,7 @@ class StrategyComparison:
                     dict(row.metrics),
                     ts,
                     equity,
+                    _used(row.execution),
                     backtest_id=row.id,
                 )
             )
@@ -158,7 +164,9 @@ class StrategyComparison:
         last = min(int(e.ts[-1]) for e in ranked)
         return Comparison(
             rows=[
-                ComparedRow(e.strategy_id, e.strategy_name, e.metrics, rank, e.backtest_id)
+                ComparedRow(
+                    e.strategy_id, e.strategy_name, e.metrics, rank, e.backtest_id, e.execution
+                )
                 for rank, e in enumerate(ranked, start=1)
             ],
             correlations=[float(x) for x in matrix.ravel()],
@@ -259,6 +267,11 @@ def _check(spec: ComparisonSpec, rank_by: str) -> None:
         v.append(FieldViolation("time_range.end_time", "must be after start_time"))
     if v:
         raise InvalidArgument.of(v)
+
+
+def _used(stored: Mapping[str, Any]) -> ExecutionOptions:
+    """A backtest row's stored options with every field explicit, for echoing."""
+    return ExecutionOptions.from_dict(stored).resolved()
 
 
 def rank_order(values: Sequence[float], metric: str) -> list[int]:

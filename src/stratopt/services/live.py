@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from stratopt.fanout import Delivery
 from stratopt.live.bars import LiveBar
 from stratopt.live.events import Kind, LiveEvent
-from stratopt.live.hub import Delivery
 from stratopt.live.manager import (
     MAX_UNSTORED_AHEAD,
     LiveManager,
@@ -30,11 +32,13 @@ from stratopt.live.manager import (
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.type_resolution import resolve_in
 from stratopt.services.validation import ENSEMBLE_TYPE, MAX_SYMBOLS, SYMBOL, TIMEFRAME
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
 from stratopt.store.paging import Cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.strategies.user_types import is_user_type
 
 FEED_KINDS = ("push", "replay")
 MAX_BARS_PER_SECOND = 100_000.0
@@ -160,12 +164,16 @@ class LiveService:
         async with self.db.session() as s:
             strat = await load_strategy(s, principal, req.strategy_id, Access.EXECUTE)
             members: list[tuple[str, dict[str, object], float]] = []
+            definitions: dict[str, dict[str, object]] = {}
             if strat.strategy_type == ENSEMBLE_TYPE:
                 for m in strat.ensemble_members:
                     member = await load_strategy(s, principal, m["strategy_id"], Access.READ)
                     members.append(
                         (member.strategy_type, dict(member.parameters), float(m.get("weight", 1.0)))
                     )
+                    definitions.update(await _definitions(s, member))
+            else:
+                definitions.update(await _definitions(s, strat))
         if strat.status == "archived":
             raise FailedPrecondition("an archived strategy cannot run; make it active first")
         latest = await self.repo.latest_run(strat.id)
@@ -197,6 +205,7 @@ class LiveService:
             alert_rules=tuple(dict(r) for r in strat.alert_rules),
             warmup_bars=req.warmup_bars,
             start_index=start_index,
+            definitions=definitions,
         )
         await self.manager.start_run(spec, feed)
         return strat.id
@@ -350,3 +359,19 @@ def _feed_violations(d: FeedDraft) -> list[FieldViolation]:
     if d.kind == "replay" and not d.dataset_id:
         v.append(FieldViolation("feed.dataset_id", "required for a replay feed"))
     return v
+
+
+async def _definitions(s: AsyncSession, strat: models.Strategy) -> dict[str, dict[str, object]]:
+    """{type name: TypeSource dict} when the strategy's type is a user type (as its owner sees
+    it, services/type_resolution.py), so the run carries its definition; {} for a built-in."""
+    if not is_user_type(strat.strategy_type):
+        return {}
+    try:
+        found = await resolve_in(s, strat.strategy_type, user_id=strat.owner_id)
+    except KeyError:
+        raise FailedPrecondition(
+            f"strategy {strat.name!r} uses strategy type {strat.strategy_type!r}, "
+            "which is no longer available to its owner"
+        ) from None
+    assert found.source is not None
+    return {strat.strategy_type: found.source.to_dict()}

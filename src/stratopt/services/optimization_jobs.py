@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stratopt.engine import METRICS, ExecutionOptions
+from stratopt.engine import METRICS, ExecutionOptions, infer_periods_per_year
 from stratopt.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -29,18 +29,20 @@ from stratopt.export.pine import Provenance, period_text
 from stratopt.jobs.events import EventBus, JobEvent
 from stratopt.jobs.repo import JobRepo, QueueState
 from stratopt.jobs.views import QUEUED, JobView, TrialView
-from stratopt.jobs.watch import watch_job
+from stratopt.jobs.watch import JobFeeds
 from stratopt.jobs.worker import LEASE_S, MAX_RUNNING_PER_OWNER
 from stratopt.optimize.analysis import best_trial, importances, pareto_front
 from stratopt.optimize.checks import check_spec
 from stratopt.optimize.rdb import StudyStorage, TrialOrder
 from stratopt.optimize.samplers import default_sampler
+from stratopt.optimize.selection_bias import SelectionBias
 from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import Objective, StudySpec
 from stratopt.optimize.validation import ValidationReport, plan_problem
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy, owner_scope, require_owner
 from stratopt.services.datasets import DatasetCatalog
+from stratopt.services.type_resolution import resolve, resolve_in
 from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
@@ -70,6 +72,7 @@ class OptimizationResult:
     pareto_front: list[TrialView]
     importances: dict[str, float]
     validation: ValidationReport | None
+    selection_bias: SelectionBias | None = None
 
 
 class OptimizationJobs:
@@ -88,6 +91,8 @@ class OptimizationJobs:
         self.studies = studies
         self.bus = bus
         self.repo = JobRepo(db, studies, lease_s)
+        # One producer per watched job, shared by all its watchers in this process.
+        self.feeds = JobFeeds(self.repo, bus)
         self.running_limit = running_limit
 
     # -- submitting ---------------------------------------------------------------------
@@ -157,7 +162,7 @@ class OptimizationJobs:
     def _row(principal: Principal, spec: StudySpec, priority: int, batch_id: str) -> models.Job:
         budget = spec.budget
         if spec.sampler == "grid":
-            space = build_space(registry.get(spec.strategy_type), spec.overrides)
+            space = build_space(spec.strategy(), spec.overrides)
             budget = min(budget, space.grid_size())
         return models.Job(
             id=new_id(),
@@ -199,7 +204,12 @@ class OptimizationJobs:
         problem = plan_problem(len(bars), spec.validation)
         if problem:
             raise InvalidArgument.field(f"{prefix}.validation", problem)
-        return replace(spec, dataset_timeframe=row.timeframe, execution=spec.execution.resolved())
+        # Every option is stored explicit, periods_per_year too (the runner would infer the
+        # same value from the same bars), so a job echoes what it runs with from the start.
+        execution = spec.execution.resolved()
+        if execution.periods_per_year is None:
+            execution = execution.replace(periods_per_year=infer_periods_per_year(bars.ts))
+        return replace(spec, dataset_timeframe=row.timeframe, execution=execution)
 
     async def _strategy(
         self, principal: Principal, spec: StudySpec, prefix: str
@@ -211,11 +221,19 @@ class OptimizationJobs:
         if spec.strategy_id:
             async with self.db.session() as s:
                 stored = await load_strategy(s, principal, spec.strategy_id, Access.READ)
-            if stored.strategy_type == ENSEMBLE_TYPE:
-                raise InvalidArgument.field(
-                    f"{prefix}.strategy_id", "ensembles cannot be optimized; optimize their members"
-                )
-            strategy = registry.get(stored.strategy_type)
+                if stored.strategy_type == ENSEMBLE_TYPE:
+                    raise InvalidArgument.field(
+                        f"{prefix}.strategy_id",
+                        "ensembles cannot be optimized; optimize their members",
+                    )
+                try:
+                    # A user type as the strategy's owner sees it (type_resolution.py).
+                    found = await resolve_in(s, stored.strategy_type, user_id=stored.owner_id)
+                except KeyError:
+                    raise FailedPrecondition(
+                        f"the strategy's type {stored.strategy_type!r} is no longer available"
+                    ) from None
+            strategy = found.stype
             baseline = dict(
                 strategy.resolve(
                     {
@@ -228,6 +246,7 @@ class OptimizationJobs:
             return replace(
                 spec,
                 strategy_type=strategy.name,
+                definition=found.source.to_dict() if found.source else {},
                 baseline=baseline,
                 execution=spec.execution.over(ExecutionOptions.from_dict(stored.execution)),
             ), strategy
@@ -236,7 +255,11 @@ class OptimizationJobs:
                 f"{prefix}.strategy_type", "give strategy_type or strategy_id"
             )
         try:
-            return spec, registry.get(spec.strategy_type)
+            found = await resolve(
+                self.db, spec.strategy_type, user_id=principal.user_id, is_admin=principal.is_admin
+            )
+            definition = found.source.to_dict() if found.source else {}
+            return replace(spec, definition=definition), found.stype
         except KeyError:
             raise InvalidArgument.field(
                 f"{prefix}.strategy_type",
@@ -268,7 +291,7 @@ class OptimizationJobs:
 
     async def watch(self, principal: Principal, job_id: str) -> AsyncIterator[JobEvent]:
         await self.get(principal, job_id)
-        async for event in watch_job(self.repo, self.bus, job_id):
+        async for event in self.feeds.watch(job_id):
             if event.job.state == QUEUED:
                 (job,) = await self._explain(principal, [event.job])
                 event = replace(event, job=job)
@@ -290,14 +313,16 @@ class OptimizationJobs:
 
     async def best_parameters(
         self, principal: Principal, job_id: str
-    ) -> tuple[str, dict[str, Any], ExecutionOptions, Provenance]:
+    ) -> tuple[StrategyType, dict[str, Any], ExecutionOptions, Provenance]:
         """(strategy type, full best parameters, execution, provenance): what an export needs
-        of a job; the provenance names the dataset, the period and the best objective values."""
+        of a job; the provenance names the dataset, the period and the best objective values.
+        A user type is the definition the job optimized, even if it was edited since."""
         job = await self.get(principal, job_id)
         if not job.best_params:
             raise FailedPrecondition("the job has no completed feasible trial yet")
         spec = job.spec
-        fixed = build_space(registry.get(spec.strategy_type), spec.overrides).fixed
+        stype = await asyncio.to_thread(spec.strategy)  # a user type may need compiling
+        fixed = build_space(stype, spec.overrides).fixed
         metrics: dict[str, float] = {}
         if job.last_trial is not None and job.last_trial.number == job.best_trial:
             metrics.update(job.last_trial.metrics)
@@ -311,7 +336,7 @@ class OptimizationJobs:
             metrics=metrics,
             note=f"Optimized over {job.trials_completed} trials (in-sample metrics).",
         )
-        return spec.strategy_type, {**fixed, **job.best_params}, spec.execution, provenance
+        return stype, {**fixed, **job.best_params}, spec.execution, provenance
 
     async def result(self, principal: Principal, job_id: str) -> OptimizationResult:
         job = await self.get(principal, job_id)
@@ -326,7 +351,7 @@ class OptimizationJobs:
         assert job.study_id is not None
         spec = job.spec
         trials = self.studies.read_trials(job.study_id)
-        fixed = build_space(registry.get(spec.strategy_type), spec.overrides).fixed
+        fixed = build_space(spec.strategy(), spec.overrides).fixed
         directions = [o.direction for o in spec.objectives]
         best = best_trial(trials, directions[0])
         front = pareto_front(trials, directions) if spec.multi_objective else []
@@ -334,12 +359,14 @@ class OptimizationJobs:
         if imp is None:
             imp = importances(trials, directions)
         report = job.result.get("validation")
+        bias = job.result.get("selection_bias")
         return OptimizationResult(
             job=job,
             best=TrialView.from_frozen(best, fixed) if best else None,
             pareto_front=[TrialView.from_frozen(t, fixed) for t in front],
             importances=dict(imp),
             validation=ValidationReport.from_dict(report) if report else None,
+            selection_bias=SelectionBias.from_dict(bias) if bias else None,
         )
 
     async def trials(
@@ -358,7 +385,8 @@ class OptimizationJobs:
         found = await asyncio.to_thread(
             self.studies.page_trials, job.study_id, order, after, size + 1
         )
-        fixed = build_space(registry.get(job.spec.strategy_type), job.spec.overrides).fixed
+        stype = await asyncio.to_thread(job.spec.strategy)  # a user type may need compiling
+        fixed = build_space(stype, job.spec.overrides).fixed
         views = [TrialView.from_frozen(t, fixed) for t in found]
         out = ""
         if len(views) > size:

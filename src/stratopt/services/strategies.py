@@ -3,7 +3,7 @@ transaction as every change (so history can never disagree with the row)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from stratopt.errors import (
 from stratopt.security.principal import Principal
 from stratopt.services import templates
 from stratopt.services.access import Access, load_strategy, owns, visible_strategies
+from stratopt.services.type_resolution import resolve_in
 from stratopt.services.users import usernames
 from stratopt.services.validation import (
     ENSEMBLE_TYPE,
@@ -40,6 +41,7 @@ from stratopt.store.models import utcnow
 from stratopt.store.paging import keyset_page, query_hash
 from stratopt.strategies import registry
 from stratopt.strategies.base import CATEGORIES, StrategyType
+from stratopt.strategies.user_types import is_user_type
 
 ORDER_FIELDS = {"create_time": "created_at", "update_time": "updated_at", "name": "name_key"}
 STRATEGY_CATEGORIES: tuple[str, ...] = (*CATEGORIES, "ensemble")
@@ -246,10 +248,12 @@ class StrategyCatalog:
         if template_id:
             f = templates.apply(template_id, f)
         f = normalize(f)
-        violations = validate(f)
+        async with self.db.session() as s:
+            types = await _user_types(s, f.strategy_type, principal.user_id, principal.is_admin)
+        violations = validate(f, types)
         if violations:
             raise InvalidArgument.of(violations)
-        category, risk = self._classify(f)
+        category, risk = self._classify(f, types)
         async with self.db.transaction() as s:
             if f.strategy_type == ENSEMBLE_TYPE:
                 await self._check_members(s, principal, f.ensemble_members)
@@ -263,7 +267,7 @@ class StrategyCatalog:
                 strategy_type=f.strategy_type,
                 category=category,
                 risk_level=risk,
-                parameters=self._resolved_parameters(f),
+                parameters=self._resolved_parameters(f, types),
                 symbols=f.symbols,
                 timeframe=f.timeframe,
                 tags=f.tags,
@@ -346,13 +350,14 @@ class StrategyCatalog:
                 setattr(merged, p, getattr(f, p))
             merged.rejected = {p: f.rejected[p] for p in paths if p in f.rejected}
             merged = normalize(merged)
-            violations = validate(merged)
+            types = await _user_types(s, merged.strategy_type, row.owner_id, False)
+            violations = validate(merged, types)
             if violations:
                 raise InvalidArgument.of(violations)
             if "ensemble_members" in paths and merged.strategy_type == ENSEMBLE_TYPE:
                 await self._check_members(s, principal, merged.ensemble_members, exclude=row.id)
             if "parameters" in paths:
-                merged.parameters = self._resolved_parameters(merged)
+                merged.parameters = self._resolved_parameters(merged, types)
             changed = [p for p in paths if getattr(merged, p) != getattr(before, p)]
             if not changed:
                 return (await _views(s, [row]))[0]
@@ -420,17 +425,20 @@ class StrategyCatalog:
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _classify(f: StrategyFields) -> tuple[str, str]:
+    def _classify(f: StrategyFields, types: Mapping[str, StrategyType]) -> tuple[str, str]:
         if f.strategy_type == ENSEMBLE_TYPE:
             return "ensemble", "medium"
-        t = registry.get(f.strategy_type)
+        t = types.get(f.strategy_type) or registry.get(f.strategy_type)
         return t.category, t.risk_level
 
     @staticmethod
-    def _resolved_parameters(f: StrategyFields) -> dict[str, Any]:
+    def _resolved_parameters(
+        f: StrategyFields, types: Mapping[str, StrategyType]
+    ) -> dict[str, Any]:
         if f.strategy_type == ENSEMBLE_TYPE:
             return {}
-        return dict(registry.get(f.strategy_type).resolve(f.parameters))
+        t = types.get(f.strategy_type) or registry.get(f.strategy_type)
+        return dict(t.resolve(f.parameters))
 
     @staticmethod
     async def _check_unique_name(s: AsyncSession, owner_id: str, name: str) -> None:
@@ -469,6 +477,19 @@ class StrategyCatalog:
                 )
         if bad:
             raise InvalidArgument.of(bad)
+
+
+async def _user_types(
+    s: AsyncSession, name: str, user_id: str, is_admin: bool
+) -> dict[str, StrategyType]:
+    """{name: type} when `name` is a user type `user_id` may use; {} otherwise (validation
+    then reports an unknown type, as for a misspelt built-in)."""
+    if not is_user_type(name):
+        return {}
+    try:
+        return {name: (await resolve_in(s, name, user_id=user_id, is_admin=is_admin)).stype}
+    except KeyError:
+        return {}
 
 
 def parse_order_by(order_by: str) -> tuple[str, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import FieldViolation
 from stratopt.live.alerts import rule_problems
 from stratopt.strategies import registry
+from stratopt.strategies.base import StrategyType
 from stratopt.strategies.ensemble import ENSEMBLE_METHODS, ENSEMBLE_TYPE
 
 NAME_MAX = 100
@@ -76,12 +78,16 @@ def normalize(f: StrategyFields) -> StrategyFields:
     return f
 
 
-def validate(f: StrategyFields) -> list[FieldViolation]:
+def validate(
+    f: StrategyFields, types: Mapping[str, StrategyType] | None = None
+) -> list[FieldViolation]:
+    """Every problem of `f`; `types` are user strategy types already resolved for the owner
+    (services/type_resolution.py), looked up before the built-in registry."""
     v = [x for found in f.rejected.values() for x in found]
     v += _name(f.name)
     if len(f.description) > DESCRIPTION_MAX:
         v.append(FieldViolation("strategy.description", f"at most {DESCRIPTION_MAX} characters"))
-    v += _type_and_parameters(f)
+    v += _type_and_parameters(f, types or {})
     v += _symbols(f.symbols)
     if f.timeframe and not TIMEFRAME.match(f.timeframe):
         v.append(
@@ -104,13 +110,15 @@ def _name(name: str) -> list[FieldViolation]:
     return []
 
 
-def _type_and_parameters(f: StrategyFields) -> list[FieldViolation]:
+def _type_and_parameters(
+    f: StrategyFields, types: Mapping[str, StrategyType]
+) -> list[FieldViolation]:
     if not f.strategy_type:
         return [FieldViolation("strategy.strategy_type", "required")]
     if f.strategy_type == ENSEMBLE_TYPE:
         return _ensemble(f)
     try:
-        stype = registry.get(f.strategy_type)
+        stype = types.get(f.strategy_type) or registry.get(f.strategy_type)
     except KeyError:
         return [
             FieldViolation(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,6 +17,11 @@ from sqlalchemy.ext.asyncio import (
 
 WRITE_TRANSACTION = "stratopt_write_transaction"
 """Execution option marking a connection whose transaction will write (`Database.transaction`)."""
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite statement waits for another writer's lock before failing (UNAVAILABLE);
+`?timeout=<seconds>` on the database URL overrides it."""
+PING_TIMEOUT_S = 5.0
+"""A network database that does not answer within this is reported unreachable."""
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -28,7 +34,8 @@ def create_engine(url: str) -> AsyncEngine:
     or conditional UPDATEs where the code reads before it writes.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        busy_s = _sqlite_busy_timeout(url)
+        engine = create_async_engine(url, connect_args={"timeout": busy_s})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,7 +43,7 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -47,6 +54,14 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_busy_timeout(url: str) -> float:
+    """Seconds from the URL's `timeout` query parameter, else SQLITE_BUSY_TIMEOUT_S."""
+    raw = make_url(url).query.get("timeout")
+    if isinstance(raw, tuple):
+        raw = raw[-1] if raw else None
+    return float(raw) if raw else SQLITE_BUSY_TIMEOUT_S
 
 
 class Database:
@@ -76,13 +91,27 @@ class Database:
             yield s
 
     async def ping(self) -> bool:
-        """True when the database answers; health checking calls it."""
+        """True when the database would accept a write now; the health probe calls it.
+
+        It opens a write transaction, so on SQLite it also fails while another process holds
+        the write lock past the busy timeout (a `SELECT 1` on a pooled connection would not
+        even touch the file); on PostgreSQL the pool's pre-ping replaces dead connections,
+        and a server that does not answer within PING_TIMEOUT_S counts as down."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            if self.backend == "sqlite":
+                # No timeout around it: cancelling a call running in aiosqlite's thread
+                # would leave that connection mid-statement; the busy timeout bounds it.
+                await self._write_probe()
+            else:
+                async with asyncio.timeout(PING_TIMEOUT_S):
+                    await self._write_probe()
             return True
         except Exception:
             return False
+
+    async def _write_probe(self) -> None:
+        async with self.transaction() as s:
+            await s.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -248,7 +248,10 @@ class Backtest(Base):
 
 class ExportFile(Base):
     __tablename__ = "export_files"
-    __table_args__ = (Index("ix_export_files_owner_created", "owner_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_export_files_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_export_files_expires", "expires_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))
@@ -258,6 +261,9 @@ class ExportFile(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     source: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the file and its row are swept (services/exports.py); past it the export is gone
+    # for every reader even before the sweeper runs.
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 # --- Optimization jobs (jobs/) -----------------------------------------------------------
@@ -431,3 +437,63 @@ class Webhook(Base):
     failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- User strategy types and indicators (services/user_definitions.py) ----------------------
+
+
+class UserDefinition(Base):
+    """A user's strategy type or indicator in the rule language (docs/rules.md).
+
+    `indicators` pins the source of every user indicator the definition calls, as it was
+    when the definition was last saved ({name: source}): a definition compiles from its row
+    alone, so jobs and live runs are reproducible and an indicator edit changes nothing
+    already saved until its users are saved again.
+    """
+
+    __tablename__ = "user_definitions"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "kind", "name", name="uq_user_definitions_owner_kind_name"),
+        Index("ix_user_definitions_owner_created", "owner_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text)
+    indicators: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserDefinitionShare(Base):
+    """Another user may read and use the definition (never change it)."""
+
+    __tablename__ = "user_definition_shares"
+    definition_id: Mapped[str] = mapped_column(
+        ForeignKey("user_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Stream leases (store/stream_leases.py) ------------------------------------------------
+
+
+class StreamLease(Base):
+    """One open server stream, so the per-user stream cap holds across processes/replicas.
+
+    A process refreshes `heartbeat_at` of its own leases; a lease whose process died goes
+    stale and stops counting after the lease TTL, then the next opener of that user sweeps it.
+    """
+
+    __tablename__ = "stream_leases"
+    __table_args__ = (Index("ix_stream_leases_user", "user_id", "heartbeat_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(32))
+    holder: Mapped[str] = mapped_column(String(64), index=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

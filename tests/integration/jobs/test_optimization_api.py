@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from google.protobuf import duration_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -21,6 +22,7 @@ from stratopt.v1 import optimization_pb2_grpc as pbg
 from stratopt.v1 import strategy_pb2 as s_pb
 from stratopt.v1 import strategy_pb2_grpc as s_grpc
 
+from stratopt.engine.metrics import expected_max_sharpe
 from tests.conftest import LiveServer
 from tests.integration.helpers import call_error, violations
 from tests.integration.jobs.helpers import (
@@ -112,6 +114,8 @@ def test_jobs_store_and_echo_resolved_options_where_explicit_zeros_win(env: Env)
     assert echoed.commission == 0.0 and echoed.stop_loss == pytest.approx(0.05)
     assert echoed.position_size == 1.0 and echoed.direction == c.TRADE_DIRECTION_LONG_ONLY
     assert len(echoed.set_fields.paths) == 10, "resolved: every field"
+    # The bar spacing's annualization is shown from the start, not 0 until a worker runs it.
+    assert echoed.periods_per_year > 0
     done = wait_done(stub, md, job.id)
     assert done.state == pb.JOB_STATE_SUCCEEDED and done.spec.execution == echoed
 
@@ -153,6 +157,15 @@ def test_seeded_runs_repeat_and_results_are_complete(env: Env) -> None:
     v = result.validation
     assert v.in_sample.sharpe == pytest.approx(best.values[0])
     assert len(v.walk_forward_windows) == 3 and v.out_of_sample.num_trades >= 0
+    # The deflated Sharpe ratio weighs the winner against all 48 tries (issue 11, item 4).
+    sb = result.selection_bias
+    feasible_sharpes = [t.metrics.sharpe for t in ta if t.feasible]
+    assert sb.trials == len(feasible_sharpes) and sb.observations > 100
+    assert sb.best_sharpe == pytest.approx(best.values[0], rel=1e-3, abs=1e-6)
+    assert sb.expected_max_sharpe == pytest.approx(
+        expected_max_sharpe(np.array(feasible_sharpes)), rel=1e-9, abs=1e-12
+    )
+    assert 0.0 <= sb.deflated_sharpe_ratio <= 1.0
     by_value = all_trials(stub, md, a.id, "value desc")
     assert [t.values[0] for t in by_value] == sorted((t.values[0] for t in ta), reverse=True)
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from stratopt.jobs.pace import Pace
-from stratopt.jobs.repo import BatchRecord, JobRepo
+from stratopt.jobs.repo import MAX_ATTEMPTS, BatchRecord, JobRepo
 from stratopt.jobs.views import TrialView
 from stratopt.optimize.rdb import StudyStorage
 from stratopt.optimize.spec import StudySpec
@@ -239,3 +239,30 @@ async def test_a_queued_job_says_why_it_waits(repo: JobRepo) -> None:
     assert queue.busy_workers == 0
     assert reason(third) == "waiting for a worker to claim it"
     assert reason(other, "u2") == "waiting for a worker to claim it (1 job ahead in the queue)"
+
+
+async def test_clean_hand_backs_never_exhaust_the_attempts_but_crashes_do(repo: JobRepo) -> None:
+    """A job handed back at each graceful shutdown (a deploy) resumes however often that
+    happens; one whose worker keeps dying is given up on after MAX_ATTEMPTS."""
+    deployed = await add(repo)
+    for n in range(1, MAX_ATTEMPTS + 3):
+        claim = await repo.claim(f"w{n}", 2)
+        assert claim is not None and claim.job.id == deployed and claim.job.state == "running"
+        assert claim.job.attempts == n - 1
+        requeued = await repo.leave(deployed, f"w{n}", requeue=True)
+        assert requeued is not None and requeued.state == "queued"
+    assert (await repo.cancel(deployed))[1], "out of the way of the next part"
+
+    crashing = await add(repo, owner="u2")
+    for n in range(1, MAX_ATTEMPTS + 1):
+        claim = await repo.claim(f"c{n}", 2)
+        assert claim is not None and claim.job.id == crashing
+        async with repo.db.transaction() as s:  # its worker dies: the lease runs out
+            await s.execute(
+                update(models.Job)
+                .where(models.Job.id == crashing)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+    last = await repo.claim("c-last", 2)
+    assert last is not None and last.job.state == "failed"
+    assert "interrupted" in (last.job.error or "")

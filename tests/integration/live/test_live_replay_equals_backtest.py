@@ -213,6 +213,8 @@ def test_replay_equals_backtest(replays: Replays, name: str) -> None:
         assert getattr(perf.execution, f) == getattr(opts, f), f
     for f in ("slippage", "stop_loss", "take_profit", "trailing_stop"):
         assert getattr(perf.execution, f) == getattr(opts, f), f
+    # The annualisation in use is shown, not 0 for "inferred" (issue 12).
+    assert perf.execution.periods_per_year == pytest.approx(opts.periods_per_year, rel=1e-9)
 
     trades = list(bt.trades)
     end = trades.pop() if trades and trades[-1].exit_reason == c.EXIT_REASON_END_OF_DATA else None

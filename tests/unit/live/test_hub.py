@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from stratopt.live.hub import (
+from stratopt.fanout import (
     Delivery,
     Event,
     Hub,

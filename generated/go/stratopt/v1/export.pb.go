@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -78,6 +79,63 @@ func (ReportFormat) EnumDescriptor() ([]byte, []int) {
 	return file_stratopt_v1_export_proto_rawDescGZIP(), []int{0}
 }
 
+// The table a CSV report holds.
+type ReportTable int32
+
+const (
+	// A backtest's trades; a job's trials.
+	ReportTable_REPORT_TABLE_UNSPECIFIED ReportTable = 0
+	// One row per trade (backtests).
+	ReportTable_REPORT_TABLE_TRADES ReportTable = 1
+	// One row per bar: time, equity, drawdown, close and buy-and-hold equity (backtests).
+	ReportTable_REPORT_TABLE_EQUITY ReportTable = 2
+	// One row per completed trial (optimization jobs).
+	ReportTable_REPORT_TABLE_TRIALS ReportTable = 3
+)
+
+// Enum value maps for ReportTable.
+var (
+	ReportTable_name = map[int32]string{
+		0: "REPORT_TABLE_UNSPECIFIED",
+		1: "REPORT_TABLE_TRADES",
+		2: "REPORT_TABLE_EQUITY",
+		3: "REPORT_TABLE_TRIALS",
+	}
+	ReportTable_value = map[string]int32{
+		"REPORT_TABLE_UNSPECIFIED": 0,
+		"REPORT_TABLE_TRADES":      1,
+		"REPORT_TABLE_EQUITY":      2,
+		"REPORT_TABLE_TRIALS":      3,
+	}
+)
+
+func (x ReportTable) Enum() *ReportTable {
+	p := new(ReportTable)
+	*p = x
+	return p
+}
+
+func (x ReportTable) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReportTable) Descriptor() protoreflect.EnumDescriptor {
+	return file_stratopt_v1_export_proto_enumTypes[1].Descriptor()
+}
+
+func (ReportTable) Type() protoreflect.EnumType {
+	return &file_stratopt_v1_export_proto_enumTypes[1]
+}
+
+func (x ReportTable) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReportTable.Descriptor instead.
+func (ReportTable) EnumDescriptor() ([]byte, []int) {
+	return file_stratopt_v1_export_proto_rawDescGZIP(), []int{1}
+}
+
 type ExportKind int32
 
 const (
@@ -111,11 +169,11 @@ func (x ExportKind) String() string {
 }
 
 func (ExportKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_stratopt_v1_export_proto_enumTypes[1].Descriptor()
+	return file_stratopt_v1_export_proto_enumTypes[2].Descriptor()
 }
 
 func (ExportKind) Type() protoreflect.EnumType {
-	return &file_stratopt_v1_export_proto_enumTypes[1]
+	return &file_stratopt_v1_export_proto_enumTypes[2]
 }
 
 func (x ExportKind) Number() protoreflect.EnumNumber {
@@ -124,7 +182,7 @@ func (x ExportKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExportKind.Descriptor instead.
 func (ExportKind) EnumDescriptor() ([]byte, []int) {
-	return file_stratopt_v1_export_proto_rawDescGZIP(), []int{1}
+	return file_stratopt_v1_export_proto_rawDescGZIP(), []int{2}
 }
 
 type ExportFile struct {
@@ -136,9 +194,12 @@ type ExportFile struct {
 	SizeBytes   int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	Sha256      string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// What it was made from, e.g. "backtests/1234".
-	Source        string                 `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
-	OwnerId       string                 `protobuf:"bytes,8,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	Source     string                 `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	OwnerId    string                 `protobuf:"bytes,8,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the file and this record are deleted. Past it, Get, List and Download no longer
+	// see the export.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -236,6 +297,13 @@ func (x *ExportFile) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ExportFile) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 type ExportPineScriptRequest struct {
 	state        protoimpl.MessageState     `protogen:"open.v1"`
 	StrategyId   string                     `protobuf:"bytes,1,opt,name=strategy_id,json=strategyId,proto3" json:"strategy_id,omitempty"`
@@ -246,8 +314,11 @@ type ExportPineScriptRequest struct {
 	Title string `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
 	// Include the execution options (costs, sizing, stops) as strategy() settings.
 	IncludeExecution bool `protobuf:"varint,6,opt,name=include_execution,json=includeExecution,proto3" json:"include_execution,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How long the file is kept (default: the server's export TTL, 24 h unless configured;
+	// at most 90 days).
+	Ttl           *durationpb.Duration `protobuf:"bytes,7,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportPineScriptRequest) Reset() {
@@ -322,6 +393,13 @@ func (x *ExportPineScriptRequest) GetIncludeExecution() bool {
 	return false
 }
 
+func (x *ExportPineScriptRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
 type ExportPineScriptResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Script        string                 `protobuf:"bytes,1,opt,name=script,proto3" json:"script,omitempty"`
@@ -379,8 +457,13 @@ type CreateReportRequest struct {
 	BacktestId string                 `protobuf:"bytes,1,opt,name=backtest_id,json=backtestId,proto3" json:"backtest_id,omitempty"`
 	JobId      string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Format     ReportFormat           `protobuf:"varint,3,opt,name=format,proto3,enum=stratopt.v1.ReportFormat" json:"format,omitempty"`
-	// Embed equity and drawdown charts (HTML and PDF).
+	// Draw the charts in HTML and PDF reports (docs/reports.md lists them).
 	IncludeCharts bool `protobuf:"varint,4,opt,name=include_charts,json=includeCharts,proto3" json:"include_charts,omitempty"`
+	// How long the file is kept (default: the server's export TTL, 24 h unless configured;
+	// at most 90 days).
+	Ttl *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// The table of a CSV report (only with REPORT_FORMAT_CSV).
+	CsvTable      ReportTable `protobuf:"varint,6,opt,name=csv_table,json=csvTable,proto3,enum=stratopt.v1.ReportTable" json:"csv_table,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -441,6 +524,20 @@ func (x *CreateReportRequest) GetIncludeCharts() bool {
 		return x.IncludeCharts
 	}
 	return false
+}
+
+func (x *CreateReportRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateReportRequest) GetCsvTable() ReportTable {
+	if x != nil {
+		return x.CsvTable
+	}
+	return ReportTable_REPORT_TABLE_UNSPECIFIED
 }
 
 type CreateReportResponse struct {
@@ -884,7 +981,7 @@ var File_stratopt_v1_export_proto protoreflect.FileDescriptor
 
 const file_stratopt_v1_export_proto_rawDesc = "" +
 	"\n" +
-	"\x18stratopt/v1/export.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xb0\x02\n" +
+	"\x18stratopt/v1/export.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xed\x02\n" +
 	"\n" +
 	"ExportFile\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
@@ -897,7 +994,10 @@ const file_stratopt_v1_export_proto_rawDesc = "" +
 	"\x06source\x18\a \x01(\tR\x06source\x12\x19\n" +
 	"\bowner_id\x18\b \x01(\tR\aownerId\x12;\n" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xeb\x02\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x98\x03\n" +
 	"\x17ExportPineScriptRequest\x12\x1f\n" +
 	"\vstrategy_id\x18\x01 \x01(\tR\n" +
 	"strategyId\x12\x15\n" +
@@ -907,19 +1007,22 @@ const file_stratopt_v1_export_proto_rawDesc = "" +
 	"parameters\x18\x04 \x03(\v24.stratopt.v1.ExportPineScriptRequest.ParametersEntryR\n" +
 	"parameters\x12\x14\n" +
 	"\x05title\x18\x05 \x01(\tR\x05title\x12+\n" +
-	"\x11include_execution\x18\x06 \x01(\bR\x10includeExecution\x1aZ\n" +
+	"\x11include_execution\x18\x06 \x01(\bR\x10includeExecution\x12+\n" +
+	"\x03ttl\x18\a \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x1aZ\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.stratopt.v1.ParameterValueR\x05value:\x028\x01\"_\n" +
 	"\x18ExportPineScriptResponse\x12\x16\n" +
 	"\x06script\x18\x01 \x01(\tR\x06script\x12+\n" +
-	"\x04file\x18\x02 \x01(\v2\x17.stratopt.v1.ExportFileR\x04file\"\xad\x01\n" +
+	"\x04file\x18\x02 \x01(\v2\x17.stratopt.v1.ExportFileR\x04file\"\x91\x02\n" +
 	"\x13CreateReportRequest\x12\x1f\n" +
 	"\vbacktest_id\x18\x01 \x01(\tR\n" +
 	"backtestId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x127\n" +
 	"\x06format\x18\x03 \x01(\x0e2\x19.stratopt.v1.ReportFormatB\x04\xe2A\x01\x02R\x06format\x12%\n" +
-	"\x0einclude_charts\x18\x04 \x01(\bR\rincludeCharts\"C\n" +
+	"\x0einclude_charts\x18\x04 \x01(\bR\rincludeCharts\x12+\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x125\n" +
+	"\tcsv_table\x18\x06 \x01(\x0e2\x18.stratopt.v1.ReportTableR\bcsvTable\"C\n" +
 	"\x14CreateReportResponse\x12+\n" +
 	"\x04file\x18\x01 \x01(\v2\x17.stratopt.v1.ExportFileR\x04file\"\x81\x01\n" +
 	"\x16ListExportFilesRequest\x12\x1b\n" +
@@ -951,7 +1054,12 @@ const file_stratopt_v1_export_proto_rawDesc = "" +
 	"\x12REPORT_FORMAT_JSON\x10\x01\x12\x15\n" +
 	"\x11REPORT_FORMAT_CSV\x10\x02\x12\x16\n" +
 	"\x12REPORT_FORMAT_HTML\x10\x03\x12\x15\n" +
-	"\x11REPORT_FORMAT_PDF\x10\x04*^\n" +
+	"\x11REPORT_FORMAT_PDF\x10\x04*v\n" +
+	"\vReportTable\x12\x1c\n" +
+	"\x18REPORT_TABLE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13REPORT_TABLE_TRADES\x10\x01\x12\x17\n" +
+	"\x13REPORT_TABLE_EQUITY\x10\x02\x12\x17\n" +
+	"\x13REPORT_TABLE_TRIALS\x10\x03*^\n" +
 	"\n" +
 	"ExportKind\x12\x1b\n" +
 	"\x17EXPORT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -977,56 +1085,62 @@ func file_stratopt_v1_export_proto_rawDescGZIP() []byte {
 	return file_stratopt_v1_export_proto_rawDescData
 }
 
-var file_stratopt_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stratopt_v1_export_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_stratopt_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_stratopt_v1_export_proto_goTypes = []any{
 	(ReportFormat)(0),                  // 0: stratopt.v1.ReportFormat
-	(ExportKind)(0),                    // 1: stratopt.v1.ExportKind
-	(*ExportFile)(nil),                 // 2: stratopt.v1.ExportFile
-	(*ExportPineScriptRequest)(nil),    // 3: stratopt.v1.ExportPineScriptRequest
-	(*ExportPineScriptResponse)(nil),   // 4: stratopt.v1.ExportPineScriptResponse
-	(*CreateReportRequest)(nil),        // 5: stratopt.v1.CreateReportRequest
-	(*CreateReportResponse)(nil),       // 6: stratopt.v1.CreateReportResponse
-	(*ListExportFilesRequest)(nil),     // 7: stratopt.v1.ListExportFilesRequest
-	(*ListExportFilesResponse)(nil),    // 8: stratopt.v1.ListExportFilesResponse
-	(*GetExportFileRequest)(nil),       // 9: stratopt.v1.GetExportFileRequest
-	(*GetExportFileResponse)(nil),      // 10: stratopt.v1.GetExportFileResponse
-	(*DownloadExportFileRequest)(nil),  // 11: stratopt.v1.DownloadExportFileRequest
-	(*DownloadExportFileResponse)(nil), // 12: stratopt.v1.DownloadExportFileResponse
-	(*DeleteExportFileRequest)(nil),    // 13: stratopt.v1.DeleteExportFileRequest
-	(*DeleteExportFileResponse)(nil),   // 14: stratopt.v1.DeleteExportFileResponse
-	nil,                                // 15: stratopt.v1.ExportPineScriptRequest.ParametersEntry
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
-	(*ParameterValue)(nil),             // 17: stratopt.v1.ParameterValue
+	(ReportTable)(0),                   // 1: stratopt.v1.ReportTable
+	(ExportKind)(0),                    // 2: stratopt.v1.ExportKind
+	(*ExportFile)(nil),                 // 3: stratopt.v1.ExportFile
+	(*ExportPineScriptRequest)(nil),    // 4: stratopt.v1.ExportPineScriptRequest
+	(*ExportPineScriptResponse)(nil),   // 5: stratopt.v1.ExportPineScriptResponse
+	(*CreateReportRequest)(nil),        // 6: stratopt.v1.CreateReportRequest
+	(*CreateReportResponse)(nil),       // 7: stratopt.v1.CreateReportResponse
+	(*ListExportFilesRequest)(nil),     // 8: stratopt.v1.ListExportFilesRequest
+	(*ListExportFilesResponse)(nil),    // 9: stratopt.v1.ListExportFilesResponse
+	(*GetExportFileRequest)(nil),       // 10: stratopt.v1.GetExportFileRequest
+	(*GetExportFileResponse)(nil),      // 11: stratopt.v1.GetExportFileResponse
+	(*DownloadExportFileRequest)(nil),  // 12: stratopt.v1.DownloadExportFileRequest
+	(*DownloadExportFileResponse)(nil), // 13: stratopt.v1.DownloadExportFileResponse
+	(*DeleteExportFileRequest)(nil),    // 14: stratopt.v1.DeleteExportFileRequest
+	(*DeleteExportFileResponse)(nil),   // 15: stratopt.v1.DeleteExportFileResponse
+	nil,                                // 16: stratopt.v1.ExportPineScriptRequest.ParametersEntry
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
+	(*ParameterValue)(nil),             // 19: stratopt.v1.ParameterValue
 }
 var file_stratopt_v1_export_proto_depIdxs = []int32{
-	1,  // 0: stratopt.v1.ExportFile.kind:type_name -> stratopt.v1.ExportKind
-	16, // 1: stratopt.v1.ExportFile.create_time:type_name -> google.protobuf.Timestamp
-	15, // 2: stratopt.v1.ExportPineScriptRequest.parameters:type_name -> stratopt.v1.ExportPineScriptRequest.ParametersEntry
-	2,  // 3: stratopt.v1.ExportPineScriptResponse.file:type_name -> stratopt.v1.ExportFile
-	0,  // 4: stratopt.v1.CreateReportRequest.format:type_name -> stratopt.v1.ReportFormat
-	2,  // 5: stratopt.v1.CreateReportResponse.file:type_name -> stratopt.v1.ExportFile
-	1,  // 6: stratopt.v1.ListExportFilesRequest.kind:type_name -> stratopt.v1.ExportKind
-	2,  // 7: stratopt.v1.ListExportFilesResponse.files:type_name -> stratopt.v1.ExportFile
-	2,  // 8: stratopt.v1.GetExportFileResponse.file:type_name -> stratopt.v1.ExportFile
-	17, // 9: stratopt.v1.ExportPineScriptRequest.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	3,  // 10: stratopt.v1.ExportService.ExportPineScript:input_type -> stratopt.v1.ExportPineScriptRequest
-	5,  // 11: stratopt.v1.ExportService.CreateReport:input_type -> stratopt.v1.CreateReportRequest
-	7,  // 12: stratopt.v1.ExportService.ListExportFiles:input_type -> stratopt.v1.ListExportFilesRequest
-	9,  // 13: stratopt.v1.ExportService.GetExportFile:input_type -> stratopt.v1.GetExportFileRequest
-	11, // 14: stratopt.v1.ExportService.DownloadExportFile:input_type -> stratopt.v1.DownloadExportFileRequest
-	13, // 15: stratopt.v1.ExportService.DeleteExportFile:input_type -> stratopt.v1.DeleteExportFileRequest
-	4,  // 16: stratopt.v1.ExportService.ExportPineScript:output_type -> stratopt.v1.ExportPineScriptResponse
-	6,  // 17: stratopt.v1.ExportService.CreateReport:output_type -> stratopt.v1.CreateReportResponse
-	8,  // 18: stratopt.v1.ExportService.ListExportFiles:output_type -> stratopt.v1.ListExportFilesResponse
-	10, // 19: stratopt.v1.ExportService.GetExportFile:output_type -> stratopt.v1.GetExportFileResponse
-	12, // 20: stratopt.v1.ExportService.DownloadExportFile:output_type -> stratopt.v1.DownloadExportFileResponse
-	14, // 21: stratopt.v1.ExportService.DeleteExportFile:output_type -> stratopt.v1.DeleteExportFileResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: stratopt.v1.ExportFile.kind:type_name -> stratopt.v1.ExportKind
+	17, // 1: stratopt.v1.ExportFile.create_time:type_name -> google.protobuf.Timestamp
+	17, // 2: stratopt.v1.ExportFile.expire_time:type_name -> google.protobuf.Timestamp
+	16, // 3: stratopt.v1.ExportPineScriptRequest.parameters:type_name -> stratopt.v1.ExportPineScriptRequest.ParametersEntry
+	18, // 4: stratopt.v1.ExportPineScriptRequest.ttl:type_name -> google.protobuf.Duration
+	3,  // 5: stratopt.v1.ExportPineScriptResponse.file:type_name -> stratopt.v1.ExportFile
+	0,  // 6: stratopt.v1.CreateReportRequest.format:type_name -> stratopt.v1.ReportFormat
+	18, // 7: stratopt.v1.CreateReportRequest.ttl:type_name -> google.protobuf.Duration
+	1,  // 8: stratopt.v1.CreateReportRequest.csv_table:type_name -> stratopt.v1.ReportTable
+	3,  // 9: stratopt.v1.CreateReportResponse.file:type_name -> stratopt.v1.ExportFile
+	2,  // 10: stratopt.v1.ListExportFilesRequest.kind:type_name -> stratopt.v1.ExportKind
+	3,  // 11: stratopt.v1.ListExportFilesResponse.files:type_name -> stratopt.v1.ExportFile
+	3,  // 12: stratopt.v1.GetExportFileResponse.file:type_name -> stratopt.v1.ExportFile
+	19, // 13: stratopt.v1.ExportPineScriptRequest.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	4,  // 14: stratopt.v1.ExportService.ExportPineScript:input_type -> stratopt.v1.ExportPineScriptRequest
+	6,  // 15: stratopt.v1.ExportService.CreateReport:input_type -> stratopt.v1.CreateReportRequest
+	8,  // 16: stratopt.v1.ExportService.ListExportFiles:input_type -> stratopt.v1.ListExportFilesRequest
+	10, // 17: stratopt.v1.ExportService.GetExportFile:input_type -> stratopt.v1.GetExportFileRequest
+	12, // 18: stratopt.v1.ExportService.DownloadExportFile:input_type -> stratopt.v1.DownloadExportFileRequest
+	14, // 19: stratopt.v1.ExportService.DeleteExportFile:input_type -> stratopt.v1.DeleteExportFileRequest
+	5,  // 20: stratopt.v1.ExportService.ExportPineScript:output_type -> stratopt.v1.ExportPineScriptResponse
+	7,  // 21: stratopt.v1.ExportService.CreateReport:output_type -> stratopt.v1.CreateReportResponse
+	9,  // 22: stratopt.v1.ExportService.ListExportFiles:output_type -> stratopt.v1.ListExportFilesResponse
+	11, // 23: stratopt.v1.ExportService.GetExportFile:output_type -> stratopt.v1.GetExportFileResponse
+	13, // 24: stratopt.v1.ExportService.DownloadExportFile:output_type -> stratopt.v1.DownloadExportFileResponse
+	15, // 25: stratopt.v1.ExportService.DeleteExportFile:output_type -> stratopt.v1.DeleteExportFileResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_export_proto_init() }
@@ -1040,7 +1154,7 @@ func file_stratopt_v1_export_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_export_proto_rawDesc), len(file_stratopt_v1_export_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,

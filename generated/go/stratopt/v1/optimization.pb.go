@@ -1890,9 +1890,12 @@ type GetOptimizationResultResponse struct {
 	Job       *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	BestTrial *TrialSummary          `protobuf:"bytes,2,opt,name=best_trial,json=bestTrial,proto3" json:"best_trial,omitempty"`
 	// Non-dominated trials of a multi-objective job.
-	ParetoFront   []*TrialSummary        `protobuf:"bytes,3,rep,name=pareto_front,json=paretoFront,proto3" json:"pareto_front,omitempty"`
-	Importances   []*ParameterImportance `protobuf:"bytes,4,rep,name=importances,proto3" json:"importances,omitempty"`
-	Validation    *ValidationReport      `protobuf:"bytes,5,opt,name=validation,proto3" json:"validation,omitempty"`
+	ParetoFront []*TrialSummary        `protobuf:"bytes,3,rep,name=pareto_front,json=paretoFront,proto3" json:"pareto_front,omitempty"`
+	Importances []*ParameterImportance `protobuf:"bytes,4,rep,name=importances,proto3" json:"importances,omitempty"`
+	Validation  *ValidationReport      `protobuf:"bytes,5,opt,name=validation,proto3" json:"validation,omitempty"`
+	// How much of the best trial's Sharpe ratio the search itself explains; set once the job
+	// has succeeded.
+	SelectionBias *SelectionBias `protobuf:"bytes,6,opt,name=selection_bias,json=selectionBias,proto3" json:"selection_bias,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1962,6 +1965,97 @@ func (x *GetOptimizationResultResponse) GetValidation() *ValidationReport {
 	return nil
 }
 
+func (x *GetOptimizationResultResponse) GetSelectionBias() *SelectionBias {
+	if x != nil {
+		return x.SelectionBias
+	}
+	return nil
+}
+
+// The deflated Sharpe ratio of the best trial (Bailey & Lopez de Prado, 2014), on the
+// in-sample bars. Sharpe ratios are annualized.
+type SelectionBias struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Probability (0..1) that the best trial's true Sharpe ratio is above zero, given how many
+	// trials were run; below 0.95 the winner may be luck.
+	DeflatedSharpeRatio float64 `protobuf:"fixed64,1,opt,name=deflated_sharpe_ratio,json=deflatedSharpeRatio,proto3" json:"deflated_sharpe_ratio,omitempty"`
+	// The best trial's Sharpe ratio.
+	BestSharpe float64 `protobuf:"fixed64,2,opt,name=best_sharpe,json=bestSharpe,proto3" json:"best_sharpe,omitempty"`
+	// The best Sharpe ratio expected by chance alone from this many trials.
+	ExpectedMaxSharpe float64 `protobuf:"fixed64,3,opt,name=expected_max_sharpe,json=expectedMaxSharpe,proto3" json:"expected_max_sharpe,omitempty"`
+	// Completed feasible trials counted.
+	Trials int32 `protobuf:"varint,4,opt,name=trials,proto3" json:"trials,omitempty"`
+	// Bar returns the Sharpe ratios were measured on.
+	Observations  int64 `protobuf:"varint,5,opt,name=observations,proto3" json:"observations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SelectionBias) Reset() {
+	*x = SelectionBias{}
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SelectionBias) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SelectionBias) ProtoMessage() {}
+
+func (x *SelectionBias) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SelectionBias.ProtoReflect.Descriptor instead.
+func (*SelectionBias) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_optimization_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SelectionBias) GetDeflatedSharpeRatio() float64 {
+	if x != nil {
+		return x.DeflatedSharpeRatio
+	}
+	return 0
+}
+
+func (x *SelectionBias) GetBestSharpe() float64 {
+	if x != nil {
+		return x.BestSharpe
+	}
+	return 0
+}
+
+func (x *SelectionBias) GetExpectedMaxSharpe() float64 {
+	if x != nil {
+		return x.ExpectedMaxSharpe
+	}
+	return 0
+}
+
+func (x *SelectionBias) GetTrials() int32 {
+	if x != nil {
+		return x.Trials
+	}
+	return 0
+}
+
+func (x *SelectionBias) GetObservations() int64 {
+	if x != nil {
+		return x.Observations
+	}
+	return 0
+}
+
 type ListTrialsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	JobId     string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1975,7 +2069,7 @@ type ListTrialsRequest struct {
 
 func (x *ListTrialsRequest) Reset() {
 	*x = ListTrialsRequest{}
-	mi := &file_stratopt_v1_optimization_proto_msgTypes[23]
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2081,7 @@ func (x *ListTrialsRequest) String() string {
 func (*ListTrialsRequest) ProtoMessage() {}
 
 func (x *ListTrialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_optimization_proto_msgTypes[23]
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2094,7 @@ func (x *ListTrialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrialsRequest.ProtoReflect.Descriptor instead.
 func (*ListTrialsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_optimization_proto_rawDescGZIP(), []int{23}
+	return file_stratopt_v1_optimization_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTrialsRequest) GetJobId() string {
@@ -2041,7 +2135,7 @@ type ListTrialsResponse struct {
 
 func (x *ListTrialsResponse) Reset() {
 	*x = ListTrialsResponse{}
-	mi := &file_stratopt_v1_optimization_proto_msgTypes[24]
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2147,7 @@ func (x *ListTrialsResponse) String() string {
 func (*ListTrialsResponse) ProtoMessage() {}
 
 func (x *ListTrialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_optimization_proto_msgTypes[24]
+	mi := &file_stratopt_v1_optimization_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2160,7 @@ func (x *ListTrialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrialsResponse.ProtoReflect.Descriptor instead.
 func (*ListTrialsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_optimization_proto_rawDescGZIP(), []int{24}
+	return file_stratopt_v1_optimization_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTrialsResponse) GetTrials() []*TrialSummary {
@@ -2231,7 +2325,7 @@ const file_stratopt_v1_optimization_proto_rawDesc = "" +
 	"\x17walk_forward_efficiency\x18\x03 \x01(\x01R\x15walkForwardEfficiency\x12F\n" +
 	"\x14walk_forward_windows\x18\x04 \x03(\v2\x14.stratopt.v1.MetricsR\x12walkForwardWindows\";\n" +
 	"\x1cGetOptimizationResultRequest\x12\x1b\n" +
-	"\x06job_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05jobId\"\xbe\x02\n" +
+	"\x06job_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05jobId\"\x81\x03\n" +
 	"\x1dGetOptimizationResultResponse\x12\"\n" +
 	"\x03job\x18\x01 \x01(\v2\x10.stratopt.v1.JobR\x03job\x128\n" +
 	"\n" +
@@ -2240,7 +2334,15 @@ const file_stratopt_v1_optimization_proto_rawDesc = "" +
 	"\vimportances\x18\x04 \x03(\v2 .stratopt.v1.ParameterImportanceR\vimportances\x12=\n" +
 	"\n" +
 	"validation\x18\x05 \x01(\v2\x1d.stratopt.v1.ValidationReportR\n" +
-	"validation\"\x87\x01\n" +
+	"validation\x12A\n" +
+	"\x0eselection_bias\x18\x06 \x01(\v2\x1a.stratopt.v1.SelectionBiasR\rselectionBias\"\xd0\x01\n" +
+	"\rSelectionBias\x122\n" +
+	"\x15deflated_sharpe_ratio\x18\x01 \x01(\x01R\x13deflatedSharpeRatio\x12\x1f\n" +
+	"\vbest_sharpe\x18\x02 \x01(\x01R\n" +
+	"bestSharpe\x12.\n" +
+	"\x13expected_max_sharpe\x18\x03 \x01(\x01R\x11expectedMaxSharpe\x12\x16\n" +
+	"\x06trials\x18\x04 \x01(\x05R\x06trials\x12\"\n" +
+	"\fobservations\x18\x05 \x01(\x03R\fobservations\"\x87\x01\n" +
 	"\x11ListTrialsRequest\x12\x1b\n" +
 	"\x06job_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05jobId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2312,7 +2414,7 @@ func file_stratopt_v1_optimization_proto_rawDescGZIP() []byte {
 }
 
 var file_stratopt_v1_optimization_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_stratopt_v1_optimization_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_stratopt_v1_optimization_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_stratopt_v1_optimization_proto_goTypes = []any{
 	(JobState)(0),                           // 0: stratopt.v1.JobState
 	(JobPriority)(0),                        // 1: stratopt.v1.JobPriority
@@ -2343,40 +2445,41 @@ var file_stratopt_v1_optimization_proto_goTypes = []any{
 	(*ValidationReport)(nil),                // 26: stratopt.v1.ValidationReport
 	(*GetOptimizationResultRequest)(nil),    // 27: stratopt.v1.GetOptimizationResultRequest
 	(*GetOptimizationResultResponse)(nil),   // 28: stratopt.v1.GetOptimizationResultResponse
-	(*ListTrialsRequest)(nil),               // 29: stratopt.v1.ListTrialsRequest
-	(*ListTrialsResponse)(nil),              // 30: stratopt.v1.ListTrialsResponse
-	nil,                                     // 31: stratopt.v1.TrialSummary.ParametersEntry
-	nil,                                     // 32: stratopt.v1.Job.BestParametersEntry
-	(*ParameterValue)(nil),                  // 33: stratopt.v1.ParameterValue
-	(*TimeRange)(nil),                       // 34: stratopt.v1.TimeRange
-	(*durationpb.Duration)(nil),             // 35: google.protobuf.Duration
-	(*ExecutionOptions)(nil),                // 36: stratopt.v1.ExecutionOptions
-	(*Metrics)(nil),                         // 37: stratopt.v1.Metrics
-	(*timestamppb.Timestamp)(nil),           // 38: google.protobuf.Timestamp
+	(*SelectionBias)(nil),                   // 29: stratopt.v1.SelectionBias
+	(*ListTrialsRequest)(nil),               // 30: stratopt.v1.ListTrialsRequest
+	(*ListTrialsResponse)(nil),              // 31: stratopt.v1.ListTrialsResponse
+	nil,                                     // 32: stratopt.v1.TrialSummary.ParametersEntry
+	nil,                                     // 33: stratopt.v1.Job.BestParametersEntry
+	(*ParameterValue)(nil),                  // 34: stratopt.v1.ParameterValue
+	(*TimeRange)(nil),                       // 35: stratopt.v1.TimeRange
+	(*durationpb.Duration)(nil),             // 36: google.protobuf.Duration
+	(*ExecutionOptions)(nil),                // 37: stratopt.v1.ExecutionOptions
+	(*Metrics)(nil),                         // 38: stratopt.v1.Metrics
+	(*timestamppb.Timestamp)(nil),           // 39: google.protobuf.Timestamp
 }
 var file_stratopt_v1_optimization_proto_depIdxs = []int32{
-	33, // 0: stratopt.v1.ParameterOverride.fixed:type_name -> stratopt.v1.ParameterValue
+	34, // 0: stratopt.v1.ParameterOverride.fixed:type_name -> stratopt.v1.ParameterValue
 	3,  // 1: stratopt.v1.Objective.direction:type_name -> stratopt.v1.OptimizeDirection
-	34, // 2: stratopt.v1.OptimizationSpec.time_range:type_name -> stratopt.v1.TimeRange
+	35, // 2: stratopt.v1.OptimizationSpec.time_range:type_name -> stratopt.v1.TimeRange
 	6,  // 3: stratopt.v1.OptimizationSpec.search_space:type_name -> stratopt.v1.ParameterOverride
 	7,  // 4: stratopt.v1.OptimizationSpec.objectives:type_name -> stratopt.v1.Objective
 	2,  // 5: stratopt.v1.OptimizationSpec.sampler:type_name -> stratopt.v1.Sampler
-	35, // 6: stratopt.v1.OptimizationSpec.timeout:type_name -> google.protobuf.Duration
+	36, // 6: stratopt.v1.OptimizationSpec.timeout:type_name -> google.protobuf.Duration
 	8,  // 7: stratopt.v1.OptimizationSpec.constraints:type_name -> stratopt.v1.MetricConstraint
-	36, // 8: stratopt.v1.OptimizationSpec.execution:type_name -> stratopt.v1.ExecutionOptions
+	37, // 8: stratopt.v1.OptimizationSpec.execution:type_name -> stratopt.v1.ExecutionOptions
 	9,  // 9: stratopt.v1.OptimizationSpec.validation:type_name -> stratopt.v1.ValidationOptions
 	4,  // 10: stratopt.v1.TrialSummary.state:type_name -> stratopt.v1.TrialState
-	31, // 11: stratopt.v1.TrialSummary.parameters:type_name -> stratopt.v1.TrialSummary.ParametersEntry
-	37, // 12: stratopt.v1.TrialSummary.metrics:type_name -> stratopt.v1.Metrics
-	38, // 13: stratopt.v1.TrialSummary.complete_time:type_name -> google.protobuf.Timestamp
+	32, // 11: stratopt.v1.TrialSummary.parameters:type_name -> stratopt.v1.TrialSummary.ParametersEntry
+	38, // 12: stratopt.v1.TrialSummary.metrics:type_name -> stratopt.v1.Metrics
+	39, // 13: stratopt.v1.TrialSummary.complete_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: stratopt.v1.Job.state:type_name -> stratopt.v1.JobState
 	1,  // 15: stratopt.v1.Job.priority:type_name -> stratopt.v1.JobPriority
 	10, // 16: stratopt.v1.Job.spec:type_name -> stratopt.v1.OptimizationSpec
-	38, // 17: stratopt.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	38, // 18: stratopt.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	38, // 19: stratopt.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	32, // 20: stratopt.v1.Job.best_parameters:type_name -> stratopt.v1.Job.BestParametersEntry
-	35, // 21: stratopt.v1.Job.eta:type_name -> google.protobuf.Duration
+	39, // 17: stratopt.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	39, // 18: stratopt.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	39, // 19: stratopt.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	33, // 20: stratopt.v1.Job.best_parameters:type_name -> stratopt.v1.Job.BestParametersEntry
+	36, // 21: stratopt.v1.Job.eta:type_name -> google.protobuf.Duration
 	10, // 22: stratopt.v1.StartOptimizationRequest.spec:type_name -> stratopt.v1.OptimizationSpec
 	1,  // 23: stratopt.v1.StartOptimizationRequest.priority:type_name -> stratopt.v1.JobPriority
 	12, // 24: stratopt.v1.StartOptimizationResponse.job:type_name -> stratopt.v1.Job
@@ -2390,39 +2493,40 @@ var file_stratopt_v1_optimization_proto_depIdxs = []int32{
 	5,  // 32: stratopt.v1.WatchJobResponse.type:type_name -> stratopt.v1.JobEventType
 	12, // 33: stratopt.v1.WatchJobResponse.job:type_name -> stratopt.v1.Job
 	11, // 34: stratopt.v1.WatchJobResponse.trial:type_name -> stratopt.v1.TrialSummary
-	38, // 35: stratopt.v1.WatchJobResponse.time:type_name -> google.protobuf.Timestamp
-	37, // 36: stratopt.v1.ValidationReport.in_sample:type_name -> stratopt.v1.Metrics
-	37, // 37: stratopt.v1.ValidationReport.out_of_sample:type_name -> stratopt.v1.Metrics
-	37, // 38: stratopt.v1.ValidationReport.walk_forward_windows:type_name -> stratopt.v1.Metrics
+	39, // 35: stratopt.v1.WatchJobResponse.time:type_name -> google.protobuf.Timestamp
+	38, // 36: stratopt.v1.ValidationReport.in_sample:type_name -> stratopt.v1.Metrics
+	38, // 37: stratopt.v1.ValidationReport.out_of_sample:type_name -> stratopt.v1.Metrics
+	38, // 38: stratopt.v1.ValidationReport.walk_forward_windows:type_name -> stratopt.v1.Metrics
 	12, // 39: stratopt.v1.GetOptimizationResultResponse.job:type_name -> stratopt.v1.Job
 	11, // 40: stratopt.v1.GetOptimizationResultResponse.best_trial:type_name -> stratopt.v1.TrialSummary
 	11, // 41: stratopt.v1.GetOptimizationResultResponse.pareto_front:type_name -> stratopt.v1.TrialSummary
 	25, // 42: stratopt.v1.GetOptimizationResultResponse.importances:type_name -> stratopt.v1.ParameterImportance
 	26, // 43: stratopt.v1.GetOptimizationResultResponse.validation:type_name -> stratopt.v1.ValidationReport
-	11, // 44: stratopt.v1.ListTrialsResponse.trials:type_name -> stratopt.v1.TrialSummary
-	33, // 45: stratopt.v1.TrialSummary.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	33, // 46: stratopt.v1.Job.BestParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	13, // 47: stratopt.v1.OptimizationService.StartOptimization:input_type -> stratopt.v1.StartOptimizationRequest
-	15, // 48: stratopt.v1.OptimizationService.BatchStartOptimizations:input_type -> stratopt.v1.BatchStartOptimizationsRequest
-	17, // 49: stratopt.v1.OptimizationService.GetJob:input_type -> stratopt.v1.GetJobRequest
-	19, // 50: stratopt.v1.OptimizationService.ListJobs:input_type -> stratopt.v1.ListJobsRequest
-	21, // 51: stratopt.v1.OptimizationService.CancelJob:input_type -> stratopt.v1.CancelJobRequest
-	23, // 52: stratopt.v1.OptimizationService.WatchJob:input_type -> stratopt.v1.WatchJobRequest
-	27, // 53: stratopt.v1.OptimizationService.GetOptimizationResult:input_type -> stratopt.v1.GetOptimizationResultRequest
-	29, // 54: stratopt.v1.OptimizationService.ListTrials:input_type -> stratopt.v1.ListTrialsRequest
-	14, // 55: stratopt.v1.OptimizationService.StartOptimization:output_type -> stratopt.v1.StartOptimizationResponse
-	16, // 56: stratopt.v1.OptimizationService.BatchStartOptimizations:output_type -> stratopt.v1.BatchStartOptimizationsResponse
-	18, // 57: stratopt.v1.OptimizationService.GetJob:output_type -> stratopt.v1.GetJobResponse
-	20, // 58: stratopt.v1.OptimizationService.ListJobs:output_type -> stratopt.v1.ListJobsResponse
-	22, // 59: stratopt.v1.OptimizationService.CancelJob:output_type -> stratopt.v1.CancelJobResponse
-	24, // 60: stratopt.v1.OptimizationService.WatchJob:output_type -> stratopt.v1.WatchJobResponse
-	28, // 61: stratopt.v1.OptimizationService.GetOptimizationResult:output_type -> stratopt.v1.GetOptimizationResultResponse
-	30, // 62: stratopt.v1.OptimizationService.ListTrials:output_type -> stratopt.v1.ListTrialsResponse
-	55, // [55:63] is the sub-list for method output_type
-	47, // [47:55] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	29, // 44: stratopt.v1.GetOptimizationResultResponse.selection_bias:type_name -> stratopt.v1.SelectionBias
+	11, // 45: stratopt.v1.ListTrialsResponse.trials:type_name -> stratopt.v1.TrialSummary
+	34, // 46: stratopt.v1.TrialSummary.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	34, // 47: stratopt.v1.Job.BestParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	13, // 48: stratopt.v1.OptimizationService.StartOptimization:input_type -> stratopt.v1.StartOptimizationRequest
+	15, // 49: stratopt.v1.OptimizationService.BatchStartOptimizations:input_type -> stratopt.v1.BatchStartOptimizationsRequest
+	17, // 50: stratopt.v1.OptimizationService.GetJob:input_type -> stratopt.v1.GetJobRequest
+	19, // 51: stratopt.v1.OptimizationService.ListJobs:input_type -> stratopt.v1.ListJobsRequest
+	21, // 52: stratopt.v1.OptimizationService.CancelJob:input_type -> stratopt.v1.CancelJobRequest
+	23, // 53: stratopt.v1.OptimizationService.WatchJob:input_type -> stratopt.v1.WatchJobRequest
+	27, // 54: stratopt.v1.OptimizationService.GetOptimizationResult:input_type -> stratopt.v1.GetOptimizationResultRequest
+	30, // 55: stratopt.v1.OptimizationService.ListTrials:input_type -> stratopt.v1.ListTrialsRequest
+	14, // 56: stratopt.v1.OptimizationService.StartOptimization:output_type -> stratopt.v1.StartOptimizationResponse
+	16, // 57: stratopt.v1.OptimizationService.BatchStartOptimizations:output_type -> stratopt.v1.BatchStartOptimizationsResponse
+	18, // 58: stratopt.v1.OptimizationService.GetJob:output_type -> stratopt.v1.GetJobResponse
+	20, // 59: stratopt.v1.OptimizationService.ListJobs:output_type -> stratopt.v1.ListJobsResponse
+	22, // 60: stratopt.v1.OptimizationService.CancelJob:output_type -> stratopt.v1.CancelJobResponse
+	24, // 61: stratopt.v1.OptimizationService.WatchJob:output_type -> stratopt.v1.WatchJobResponse
+	28, // 62: stratopt.v1.OptimizationService.GetOptimizationResult:output_type -> stratopt.v1.GetOptimizationResultResponse
+	31, // 63: stratopt.v1.OptimizationService.ListTrials:output_type -> stratopt.v1.ListTrialsResponse
+	56, // [56:64] is the sub-list for method output_type
+	48, // [48:56] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_optimization_proto_init() }
@@ -2440,7 +2544,7 @@ func file_stratopt_v1_optimization_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_optimization_proto_rawDesc), len(file_stratopt_v1_optimization_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -3236,7 +3236,9 @@ type ComparisonRow struct {
 	// 1 = best by rank_by.
 	Rank int32 `protobuf:"varint,4,opt,name=rank,proto3" json:"rank,omitempty"`
 	// Set when the row is a stored backtest.
-	BacktestId    string `protobuf:"bytes,5,opt,name=backtest_id,json=backtestId,proto3" json:"backtest_id,omitempty"`
+	BacktestId string `protobuf:"bytes,5,opt,name=backtest_id,json=backtestId,proto3" json:"backtest_id,omitempty"`
+	// The execution options the row ran with, every default filled in.
+	Execution     *ExecutionOptions `protobuf:"bytes,6,opt,name=execution,proto3" json:"execution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3304,6 +3306,13 @@ func (x *ComparisonRow) GetBacktestId() string {
 		return x.BacktestId
 	}
 	return ""
+}
+
+func (x *ComparisonRow) GetExecution() *ExecutionOptions {
+	if x != nil {
+		return x.Execution
+	}
+	return nil
 }
 
 type CompareStrategiesResponse struct {
@@ -4625,7 +4634,7 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"time_range\x18\x03 \x01(\v2\x16.stratopt.v1.TimeRangeR\ttimeRange\x12;\n" +
 	"\texecution\x18\x04 \x01(\v2\x1d.stratopt.v1.ExecutionOptionsR\texecution\x12\x17\n" +
 	"\arank_by\x18\x05 \x01(\tR\x06rankBy\x12!\n" +
-	"\fbacktest_ids\x18\x06 \x03(\tR\vbacktestIds\"\xba\x01\n" +
+	"\fbacktest_ids\x18\x06 \x03(\tR\vbacktestIds\"\xf7\x01\n" +
 	"\rComparisonRow\x12\x1f\n" +
 	"\vstrategy_id\x18\x01 \x01(\tR\n" +
 	"strategyId\x12#\n" +
@@ -4633,7 +4642,8 @@ const file_stratopt_v1_strategy_proto_rawDesc = "" +
 	"\ametrics\x18\x03 \x01(\v2\x14.stratopt.v1.MetricsR\ametrics\x12\x12\n" +
 	"\x04rank\x18\x04 \x01(\x05R\x04rank\x12\x1f\n" +
 	"\vbacktest_id\x18\x05 \x01(\tR\n" +
-	"backtestId\"\xeb\x01\n" +
+	"backtestId\x12;\n" +
+	"\texecution\x18\x06 \x01(\v2\x1d.stratopt.v1.ExecutionOptionsR\texecution\"\xeb\x01\n" +
 	"\x19CompareStrategiesResponse\x12.\n" +
 	"\x04rows\x18\x01 \x03(\v2\x1a.stratopt.v1.ComparisonRowR\x04rows\x12/\n" +
 	"\x13return_correlations\x18\x02 \x03(\x01R\x12returnCorrelations\x12\x1d\n" +
@@ -4943,74 +4953,75 @@ var file_stratopt_v1_strategy_proto_depIdxs = []int32{
 	78,  // 60: stratopt.v1.CompareStrategiesRequest.time_range:type_name -> stratopt.v1.TimeRange
 	74,  // 61: stratopt.v1.CompareStrategiesRequest.execution:type_name -> stratopt.v1.ExecutionOptions
 	76,  // 62: stratopt.v1.ComparisonRow.metrics:type_name -> stratopt.v1.Metrics
-	48,  // 63: stratopt.v1.CompareStrategiesResponse.rows:type_name -> stratopt.v1.ComparisonRow
-	78,  // 64: stratopt.v1.CompareStrategiesResponse.time_range:type_name -> stratopt.v1.TimeRange
-	75,  // 65: stratopt.v1.StartStrategyRequest.start_time:type_name -> google.protobuf.Timestamp
-	74,  // 66: stratopt.v1.StartStrategyRequest.execution:type_name -> stratopt.v1.ExecutionOptions
-	12,  // 67: stratopt.v1.StartStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	12,  // 68: stratopt.v1.StopStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
-	15,  // 69: stratopt.v1.ListSignalsResponse.signals:type_name -> stratopt.v1.Signal
-	18,  // 70: stratopt.v1.ListFillsResponse.fills:type_name -> stratopt.v1.Fill
-	17,  // 71: stratopt.v1.ListAlertsResponse.alerts:type_name -> stratopt.v1.Alert
-	15,  // 72: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
-	16,  // 73: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	16,  // 74: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
-	17,  // 75: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
-	79,  // 76: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	79,  // 77: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
-	19,  // 78: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
-	21,  // 79: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
-	23,  // 80: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
-	25,  // 81: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
-	27,  // 82: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
-	29,  // 83: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
-	31,  // 84: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
-	33,  // 85: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
-	35,  // 86: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
-	37,  // 87: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
-	39,  // 88: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
-	41,  // 89: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
-	43,  // 90: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
-	45,  // 91: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
-	47,  // 92: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
-	50,  // 93: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
-	52,  // 94: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
-	54,  // 95: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
-	56,  // 96: stratopt.v1.StrategyService.ListFills:input_type -> stratopt.v1.ListFillsRequest
-	58,  // 97: stratopt.v1.StrategyService.ListAlerts:input_type -> stratopt.v1.ListAlertsRequest
-	60,  // 98: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
-	62,  // 99: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
-	64,  // 100: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
-	66,  // 101: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
-	20,  // 102: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
-	22,  // 103: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
-	24,  // 104: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
-	26,  // 105: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
-	28,  // 106: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
-	30,  // 107: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
-	32,  // 108: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
-	34,  // 109: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
-	36,  // 110: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
-	38,  // 111: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
-	40,  // 112: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
-	42,  // 113: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
-	44,  // 114: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
-	46,  // 115: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
-	49,  // 116: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
-	51,  // 117: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
-	53,  // 118: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
-	55,  // 119: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
-	57,  // 120: stratopt.v1.StrategyService.ListFills:output_type -> stratopt.v1.ListFillsResponse
-	59,  // 121: stratopt.v1.StrategyService.ListAlerts:output_type -> stratopt.v1.ListAlertsResponse
-	61,  // 122: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
-	63,  // 123: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
-	65,  // 124: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
-	67,  // 125: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
-	102, // [102:126] is the sub-list for method output_type
-	78,  // [78:102] is the sub-list for method input_type
-	78,  // [78:78] is the sub-list for extension type_name
-	78,  // [78:78] is the sub-list for extension extendee
-	0,   // [0:78] is the sub-list for field type_name
+	74,  // 63: stratopt.v1.ComparisonRow.execution:type_name -> stratopt.v1.ExecutionOptions
+	48,  // 64: stratopt.v1.CompareStrategiesResponse.rows:type_name -> stratopt.v1.ComparisonRow
+	78,  // 65: stratopt.v1.CompareStrategiesResponse.time_range:type_name -> stratopt.v1.TimeRange
+	75,  // 66: stratopt.v1.StartStrategyRequest.start_time:type_name -> google.protobuf.Timestamp
+	74,  // 67: stratopt.v1.StartStrategyRequest.execution:type_name -> stratopt.v1.ExecutionOptions
+	12,  // 68: stratopt.v1.StartStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	12,  // 69: stratopt.v1.StopStrategyResponse.strategy:type_name -> stratopt.v1.Strategy
+	15,  // 70: stratopt.v1.ListSignalsResponse.signals:type_name -> stratopt.v1.Signal
+	18,  // 71: stratopt.v1.ListFillsResponse.fills:type_name -> stratopt.v1.Fill
+	17,  // 72: stratopt.v1.ListAlertsResponse.alerts:type_name -> stratopt.v1.Alert
+	15,  // 73: stratopt.v1.StreamSignalsResponse.signal:type_name -> stratopt.v1.Signal
+	16,  // 74: stratopt.v1.GetPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	16,  // 75: stratopt.v1.StreamPerformanceResponse.performance:type_name -> stratopt.v1.PerformanceSnapshot
+	17,  // 76: stratopt.v1.StreamAlertsResponse.alert:type_name -> stratopt.v1.Alert
+	79,  // 77: stratopt.v1.StrategyTemplate.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	79,  // 78: stratopt.v1.Strategy.ParametersEntry.value:type_name -> stratopt.v1.ParameterValue
+	19,  // 79: stratopt.v1.StrategyService.ListStrategyTypes:input_type -> stratopt.v1.ListStrategyTypesRequest
+	21,  // 80: stratopt.v1.StrategyService.GetStrategyType:input_type -> stratopt.v1.GetStrategyTypeRequest
+	23,  // 81: stratopt.v1.StrategyService.ListStrategyTemplates:input_type -> stratopt.v1.ListStrategyTemplatesRequest
+	25,  // 82: stratopt.v1.StrategyService.ListCategories:input_type -> stratopt.v1.ListCategoriesRequest
+	27,  // 83: stratopt.v1.StrategyService.CreateStrategy:input_type -> stratopt.v1.CreateStrategyRequest
+	29,  // 84: stratopt.v1.StrategyService.GetStrategy:input_type -> stratopt.v1.GetStrategyRequest
+	31,  // 85: stratopt.v1.StrategyService.ListStrategies:input_type -> stratopt.v1.ListStrategiesRequest
+	33,  // 86: stratopt.v1.StrategyService.UpdateStrategy:input_type -> stratopt.v1.UpdateStrategyRequest
+	35,  // 87: stratopt.v1.StrategyService.DeleteStrategy:input_type -> stratopt.v1.DeleteStrategyRequest
+	37,  // 88: stratopt.v1.StrategyService.ListStrategyHistory:input_type -> stratopt.v1.ListStrategyHistoryRequest
+	39,  // 89: stratopt.v1.StrategyService.ShareStrategy:input_type -> stratopt.v1.ShareStrategyRequest
+	41,  // 90: stratopt.v1.StrategyService.UnshareStrategy:input_type -> stratopt.v1.UnshareStrategyRequest
+	43,  // 91: stratopt.v1.StrategyService.ListStrategyShares:input_type -> stratopt.v1.ListStrategySharesRequest
+	45,  // 92: stratopt.v1.StrategyService.CreateEnsemble:input_type -> stratopt.v1.CreateEnsembleRequest
+	47,  // 93: stratopt.v1.StrategyService.CompareStrategies:input_type -> stratopt.v1.CompareStrategiesRequest
+	50,  // 94: stratopt.v1.StrategyService.StartStrategy:input_type -> stratopt.v1.StartStrategyRequest
+	52,  // 95: stratopt.v1.StrategyService.StopStrategy:input_type -> stratopt.v1.StopStrategyRequest
+	54,  // 96: stratopt.v1.StrategyService.ListSignals:input_type -> stratopt.v1.ListSignalsRequest
+	56,  // 97: stratopt.v1.StrategyService.ListFills:input_type -> stratopt.v1.ListFillsRequest
+	58,  // 98: stratopt.v1.StrategyService.ListAlerts:input_type -> stratopt.v1.ListAlertsRequest
+	60,  // 99: stratopt.v1.StrategyService.StreamSignals:input_type -> stratopt.v1.StreamSignalsRequest
+	62,  // 100: stratopt.v1.StrategyService.GetPerformance:input_type -> stratopt.v1.GetPerformanceRequest
+	64,  // 101: stratopt.v1.StrategyService.StreamPerformance:input_type -> stratopt.v1.StreamPerformanceRequest
+	66,  // 102: stratopt.v1.StrategyService.StreamAlerts:input_type -> stratopt.v1.StreamAlertsRequest
+	20,  // 103: stratopt.v1.StrategyService.ListStrategyTypes:output_type -> stratopt.v1.ListStrategyTypesResponse
+	22,  // 104: stratopt.v1.StrategyService.GetStrategyType:output_type -> stratopt.v1.GetStrategyTypeResponse
+	24,  // 105: stratopt.v1.StrategyService.ListStrategyTemplates:output_type -> stratopt.v1.ListStrategyTemplatesResponse
+	26,  // 106: stratopt.v1.StrategyService.ListCategories:output_type -> stratopt.v1.ListCategoriesResponse
+	28,  // 107: stratopt.v1.StrategyService.CreateStrategy:output_type -> stratopt.v1.CreateStrategyResponse
+	30,  // 108: stratopt.v1.StrategyService.GetStrategy:output_type -> stratopt.v1.GetStrategyResponse
+	32,  // 109: stratopt.v1.StrategyService.ListStrategies:output_type -> stratopt.v1.ListStrategiesResponse
+	34,  // 110: stratopt.v1.StrategyService.UpdateStrategy:output_type -> stratopt.v1.UpdateStrategyResponse
+	36,  // 111: stratopt.v1.StrategyService.DeleteStrategy:output_type -> stratopt.v1.DeleteStrategyResponse
+	38,  // 112: stratopt.v1.StrategyService.ListStrategyHistory:output_type -> stratopt.v1.ListStrategyHistoryResponse
+	40,  // 113: stratopt.v1.StrategyService.ShareStrategy:output_type -> stratopt.v1.ShareStrategyResponse
+	42,  // 114: stratopt.v1.StrategyService.UnshareStrategy:output_type -> stratopt.v1.UnshareStrategyResponse
+	44,  // 115: stratopt.v1.StrategyService.ListStrategyShares:output_type -> stratopt.v1.ListStrategySharesResponse
+	46,  // 116: stratopt.v1.StrategyService.CreateEnsemble:output_type -> stratopt.v1.CreateEnsembleResponse
+	49,  // 117: stratopt.v1.StrategyService.CompareStrategies:output_type -> stratopt.v1.CompareStrategiesResponse
+	51,  // 118: stratopt.v1.StrategyService.StartStrategy:output_type -> stratopt.v1.StartStrategyResponse
+	53,  // 119: stratopt.v1.StrategyService.StopStrategy:output_type -> stratopt.v1.StopStrategyResponse
+	55,  // 120: stratopt.v1.StrategyService.ListSignals:output_type -> stratopt.v1.ListSignalsResponse
+	57,  // 121: stratopt.v1.StrategyService.ListFills:output_type -> stratopt.v1.ListFillsResponse
+	59,  // 122: stratopt.v1.StrategyService.ListAlerts:output_type -> stratopt.v1.ListAlertsResponse
+	61,  // 123: stratopt.v1.StrategyService.StreamSignals:output_type -> stratopt.v1.StreamSignalsResponse
+	63,  // 124: stratopt.v1.StrategyService.GetPerformance:output_type -> stratopt.v1.GetPerformanceResponse
+	65,  // 125: stratopt.v1.StrategyService.StreamPerformance:output_type -> stratopt.v1.StreamPerformanceResponse
+	67,  // 126: stratopt.v1.StrategyService.StreamAlerts:output_type -> stratopt.v1.StreamAlertsResponse
+	103, // [103:127] is the sub-list for method output_type
+	79,  // [79:103] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_strategy_proto_init() }

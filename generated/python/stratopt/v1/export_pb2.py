@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stratopt.v1 import common_pb2 as stratopt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stratopt/v1/export.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xb0\x02\n\nExportFile\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x17.stratopt.v1.ExportKindR\x04kind\x12\x1b\n\tfile_name\x18\x03 \x01(\tR\x08\x66ileName\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentType\x12\x1d\n\nsize_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x16\n\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x16\n\x06source\x18\x07 \x01(\tR\x06source\x12\x19\n\x08owner_id\x18\x08 \x01(\tR\x07ownerId\x12;\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xeb\x02\n\x17\x45xportPineScriptRequest\x12\x1f\n\x0bstrategy_id\x18\x01 \x01(\tR\nstrategyId\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\x12#\n\rstrategy_type\x18\x03 \x01(\tR\x0cstrategyType\x12T\n\nparameters\x18\x04 \x03(\x0b\x32\x34.stratopt.v1.ExportPineScriptRequest.ParametersEntryR\nparameters\x12\x14\n\x05title\x18\x05 \x01(\tR\x05title\x12+\n\x11include_execution\x18\x06 \x01(\x08R\x10includeExecution\x1aZ\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\x1b.stratopt.v1.ParameterValueR\x05value:\x02\x38\x01\"_\n\x18\x45xportPineScriptResponse\x12\x16\n\x06script\x18\x01 \x01(\tR\x06script\x12+\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"\xad\x01\n\x13\x43reateReportRequest\x12\x1f\n\x0b\x62\x61\x63ktest_id\x18\x01 \x01(\tR\nbacktestId\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.stratopt.v1.ReportFormatB\x04\xe2\x41\x01\x02R\x06\x66ormat\x12%\n\x0einclude_charts\x18\x04 \x01(\x08R\rincludeCharts\"C\n\x14\x43reateReportResponse\x12+\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"\x81\x01\n\x16ListExportFilesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x17.stratopt.v1.ExportKindR\x04kind\"p\n\x17ListExportFilesResponse\x12-\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x17.stratopt.v1.ExportFileR\x05\x66iles\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n\x14GetExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\"D\n\x15GetExportFileResponse\x12+\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"]\n\x19\x44ownloadExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\x12\x1d\n\nchunk_size\x18\x02 \x01(\x05R\tchunkSize\"g\n\x1a\x44ownloadExportFileResponse\x12\x12\n\x04\x64\x61ta\x18\x01 \x01(\x0cR\x04\x64\x61ta\x12\x16\n\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n\ntotal_size\x18\x03 \x01(\x03R\ttotalSize\"<\n\x17\x44\x65leteExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\"\x1a\n\x18\x44\x65leteExportFileResponse*\x8b\x01\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x01\x12\x15\n\x11REPORT_FORMAT_CSV\x10\x02\x12\x16\n\x12REPORT_FORMAT_HTML\x10\x03\x12\x15\n\x11REPORT_FORMAT_PDF\x10\x04*^\n\nExportKind\x12\x1b\n\x17\x45XPORT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPORT_KIND_PINE_SCRIPT\x10\x01\x12\x16\n\x12\x45XPORT_KIND_REPORT\x10\x02\x32\x8b\x06\n\rExportService\x12\x82\x01\n\x10\x45xportPineScript\x12$.stratopt.v1.ExportPineScriptRequest\x1a%.stratopt.v1.ExportPineScriptResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/exports:pineScript:\x01*\x12r\n\x0c\x43reateReport\x12 .stratopt.v1.CreateReportRequest\x1a!.stratopt.v1.CreateReportResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/exports:report:\x01*\x12q\n\x0fListExportFiles\x12#.stratopt.v1.ListExportFilesRequest\x1a$.stratopt.v1.ListExportFilesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/exports\x12w\n\rGetExportFile\x12!.stratopt.v1.GetExportFileRequest\x1a\".stratopt.v1.GetExportFileResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/exports/{export_id}\x12\x91\x01\n\x12\x44ownloadExportFile\x12&.stratopt.v1.DownloadExportFileRequest\x1a\'.stratopt.v1.DownloadExportFileResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/exports/{export_id}:download0\x01\x12\x80\x01\n\x10\x44\x65leteExportFile\x12$.stratopt.v1.DeleteExportFileRequest\x1a%.stratopt.v1.DeleteExportFileResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/exports/{export_id}BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stratopt/v1/export.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xed\x02\n\nExportFile\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x17.stratopt.v1.ExportKindR\x04kind\x12\x1b\n\tfile_name\x18\x03 \x01(\tR\x08\x66ileName\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentType\x12\x1d\n\nsize_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x16\n\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x16\n\x06source\x18\x07 \x01(\tR\x06source\x12\x19\n\x08owner_id\x18\x08 \x01(\tR\x07ownerId\x12;\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"\x98\x03\n\x17\x45xportPineScriptRequest\x12\x1f\n\x0bstrategy_id\x18\x01 \x01(\tR\nstrategyId\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\x12#\n\rstrategy_type\x18\x03 \x01(\tR\x0cstrategyType\x12T\n\nparameters\x18\x04 \x03(\x0b\x32\x34.stratopt.v1.ExportPineScriptRequest.ParametersEntryR\nparameters\x12\x14\n\x05title\x18\x05 \x01(\tR\x05title\x12+\n\x11include_execution\x18\x06 \x01(\x08R\x10includeExecution\x12+\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\x1aZ\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\x1b.stratopt.v1.ParameterValueR\x05value:\x02\x38\x01\"_\n\x18\x45xportPineScriptResponse\x12\x16\n\x06script\x18\x01 \x01(\tR\x06script\x12+\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"\x91\x02\n\x13\x43reateReportRequest\x12\x1f\n\x0b\x62\x61\x63ktest_id\x18\x01 \x01(\tR\nbacktestId\x12\x15\n\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x37\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.stratopt.v1.ReportFormatB\x04\xe2\x41\x01\x02R\x06\x66ormat\x12%\n\x0einclude_charts\x18\x04 \x01(\x08R\rincludeCharts\x12+\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\x12\x35\n\tcsv_table\x18\x06 \x01(\x0e\x32\x18.stratopt.v1.ReportTableR\x08\x63svTable\"C\n\x14\x43reateReportResponse\x12+\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"\x81\x01\n\x16ListExportFilesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x17.stratopt.v1.ExportKindR\x04kind\"p\n\x17ListExportFilesResponse\x12-\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x17.stratopt.v1.ExportFileR\x05\x66iles\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n\x14GetExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\"D\n\x15GetExportFileResponse\x12+\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.stratopt.v1.ExportFileR\x04\x66ile\"]\n\x19\x44ownloadExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\x12\x1d\n\nchunk_size\x18\x02 \x01(\x05R\tchunkSize\"g\n\x1a\x44ownloadExportFileResponse\x12\x12\n\x04\x64\x61ta\x18\x01 \x01(\x0cR\x04\x64\x61ta\x12\x16\n\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1d\n\ntotal_size\x18\x03 \x01(\x03R\ttotalSize\"<\n\x17\x44\x65leteExportFileRequest\x12!\n\texport_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65xportId\"\x1a\n\x18\x44\x65leteExportFileResponse*\x8b\x01\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_JSON\x10\x01\x12\x15\n\x11REPORT_FORMAT_CSV\x10\x02\x12\x16\n\x12REPORT_FORMAT_HTML\x10\x03\x12\x15\n\x11REPORT_FORMAT_PDF\x10\x04*v\n\x0bReportTable\x12\x1c\n\x18REPORT_TABLE_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_TABLE_TRADES\x10\x01\x12\x17\n\x13REPORT_TABLE_EQUITY\x10\x02\x12\x17\n\x13REPORT_TABLE_TRIALS\x10\x03*^\n\nExportKind\x12\x1b\n\x17\x45XPORT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPORT_KIND_PINE_SCRIPT\x10\x01\x12\x16\n\x12\x45XPORT_KIND_REPORT\x10\x02\x32\x8b\x06\n\rExportService\x12\x82\x01\n\x10\x45xportPineScript\x12$.stratopt.v1.ExportPineScriptRequest\x1a%.stratopt.v1.ExportPineScriptResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/exports:pineScript:\x01*\x12r\n\x0c\x43reateReport\x12 .stratopt.v1.CreateReportRequest\x1a!.stratopt.v1.CreateReportResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/exports:report:\x01*\x12q\n\x0fListExportFiles\x12#.stratopt.v1.ListExportFilesRequest\x1a$.stratopt.v1.ListExportFilesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/exports\x12w\n\rGetExportFile\x12!.stratopt.v1.GetExportFileRequest\x1a\".stratopt.v1.GetExportFileResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/exports/{export_id}\x12\x91\x01\n\x12\x44ownloadExportFile\x12&.stratopt.v1.DownloadExportFileRequest\x1a\'.stratopt.v1.DownloadExportFileResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/exports/{export_id}:download0\x01\x12\x80\x01\n\x10\x44\x65leteExportFile\x12$.stratopt.v1.DeleteExportFileRequest\x1a%.stratopt.v1.DeleteExportFileResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/exports/{export_id}BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,38 +59,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTSERVICE'].methods_by_name['DownloadExportFile']._serialized_options = b'\202\323\344\223\002\"\022 /v1/exports/{export_id}:download'
   _globals['_EXPORTSERVICE'].methods_by_name['DeleteExportFile']._loaded_options = None
   _globals['_EXPORTSERVICE'].methods_by_name['DeleteExportFile']._serialized_options = b'\202\323\344\223\002\031*\027/v1/exports/{export_id}'
-  _globals['_REPORTFORMAT']._serialized_start=1844
-  _globals['_REPORTFORMAT']._serialized_end=1983
-  _globals['_EXPORTKIND']._serialized_start=1985
-  _globals['_EXPORTKIND']._serialized_end=2079
-  _globals['_EXPORTFILE']._serialized_start=164
-  _globals['_EXPORTFILE']._serialized_end=468
-  _globals['_EXPORTPINESCRIPTREQUEST']._serialized_start=471
-  _globals['_EXPORTPINESCRIPTREQUEST']._serialized_end=834
-  _globals['_EXPORTPINESCRIPTREQUEST_PARAMETERSENTRY']._serialized_start=744
-  _globals['_EXPORTPINESCRIPTREQUEST_PARAMETERSENTRY']._serialized_end=834
-  _globals['_EXPORTPINESCRIPTRESPONSE']._serialized_start=836
-  _globals['_EXPORTPINESCRIPTRESPONSE']._serialized_end=931
-  _globals['_CREATEREPORTREQUEST']._serialized_start=934
-  _globals['_CREATEREPORTREQUEST']._serialized_end=1107
-  _globals['_CREATEREPORTRESPONSE']._serialized_start=1109
-  _globals['_CREATEREPORTRESPONSE']._serialized_end=1176
-  _globals['_LISTEXPORTFILESREQUEST']._serialized_start=1179
-  _globals['_LISTEXPORTFILESREQUEST']._serialized_end=1308
-  _globals['_LISTEXPORTFILESRESPONSE']._serialized_start=1310
-  _globals['_LISTEXPORTFILESRESPONSE']._serialized_end=1422
-  _globals['_GETEXPORTFILEREQUEST']._serialized_start=1424
-  _globals['_GETEXPORTFILEREQUEST']._serialized_end=1481
-  _globals['_GETEXPORTFILERESPONSE']._serialized_start=1483
-  _globals['_GETEXPORTFILERESPONSE']._serialized_end=1551
-  _globals['_DOWNLOADEXPORTFILEREQUEST']._serialized_start=1553
-  _globals['_DOWNLOADEXPORTFILEREQUEST']._serialized_end=1646
-  _globals['_DOWNLOADEXPORTFILERESPONSE']._serialized_start=1648
-  _globals['_DOWNLOADEXPORTFILERESPONSE']._serialized_end=1751
-  _globals['_DELETEEXPORTFILEREQUEST']._serialized_start=1753
-  _globals['_DELETEEXPORTFILEREQUEST']._serialized_end=1813
-  _globals['_DELETEEXPORTFILERESPONSE']._serialized_start=1815
-  _globals['_DELETEEXPORTFILERESPONSE']._serialized_end=1841
-  _globals['_EXPORTSERVICE']._serialized_start=2082
-  _globals['_EXPORTSERVICE']._serialized_end=2861
+  _globals['_REPORTFORMAT']._serialized_start=2082
+  _globals['_REPORTFORMAT']._serialized_end=2221
+  _globals['_REPORTTABLE']._serialized_start=2223
+  _globals['_REPORTTABLE']._serialized_end=2341
+  _globals['_EXPORTKIND']._serialized_start=2343
+  _globals['_EXPORTKIND']._serialized_end=2437
+  _globals['_EXPORTFILE']._serialized_start=196
+  _globals['_EXPORTFILE']._serialized_end=561
+  _globals['_EXPORTPINESCRIPTREQUEST']._serialized_start=564
+  _globals['_EXPORTPINESCRIPTREQUEST']._serialized_end=972
+  _globals['_EXPORTPINESCRIPTREQUEST_PARAMETERSENTRY']._serialized_start=882
+  _globals['_EXPORTPINESCRIPTREQUEST_PARAMETERSENTRY']._serialized_end=972
+  _globals['_EXPORTPINESCRIPTRESPONSE']._serialized_start=974
+  _globals['_EXPORTPINESCRIPTRESPONSE']._serialized_end=1069
+  _globals['_CREATEREPORTREQUEST']._serialized_start=1072
+  _globals['_CREATEREPORTREQUEST']._serialized_end=1345
+  _globals['_CREATEREPORTRESPONSE']._serialized_start=1347
+  _globals['_CREATEREPORTRESPONSE']._serialized_end=1414
+  _globals['_LISTEXPORTFILESREQUEST']._serialized_start=1417
+  _globals['_LISTEXPORTFILESREQUEST']._serialized_end=1546
+  _globals['_LISTEXPORTFILESRESPONSE']._serialized_start=1548
+  _globals['_LISTEXPORTFILESRESPONSE']._serialized_end=1660
+  _globals['_GETEXPORTFILEREQUEST']._serialized_start=1662
+  _globals['_GETEXPORTFILEREQUEST']._serialized_end=1719
+  _globals['_GETEXPORTFILERESPONSE']._serialized_start=1721
+  _globals['_GETEXPORTFILERESPONSE']._serialized_end=1789
+  _globals['_DOWNLOADEXPORTFILEREQUEST']._serialized_start=1791
+  _globals['_DOWNLOADEXPORTFILEREQUEST']._serialized_end=1884
+  _globals['_DOWNLOADEXPORTFILERESPONSE']._serialized_start=1886
+  _globals['_DOWNLOADEXPORTFILERESPONSE']._serialized_end=1989
+  _globals['_DELETEEXPORTFILEREQUEST']._serialized_start=1991
+  _globals['_DELETEEXPORTFILEREQUEST']._serialized_end=2051
+  _globals['_DELETEEXPORTFILERESPONSE']._serialized_start=2053
+  _globals['_DELETEEXPORTFILERESPONSE']._serialized_end=2079
+  _globals['_EXPORTSERVICE']._serialized_start=2440
+  _globals['_EXPORTSERVICE']._serialized_end=3219
 # @@protoc_insertion_point(module_scope)

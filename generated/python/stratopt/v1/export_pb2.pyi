@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -42,6 +43,34 @@ REPORT_FORMAT_HTML: ReportFormat.ValueType  # 3
 REPORT_FORMAT_PDF: ReportFormat.ValueType  # 4
 Global___ReportFormat: _TypeAlias = ReportFormat  # noqa: Y015
 
+class _ReportTable:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportTableEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportTable.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORT_TABLE_UNSPECIFIED: _ReportTable.ValueType  # 0
+    """A backtest's trades; a job's trials."""
+    REPORT_TABLE_TRADES: _ReportTable.ValueType  # 1
+    """One row per trade (backtests)."""
+    REPORT_TABLE_EQUITY: _ReportTable.ValueType  # 2
+    """One row per bar: time, equity, drawdown, close and buy-and-hold equity (backtests)."""
+    REPORT_TABLE_TRIALS: _ReportTable.ValueType  # 3
+    """One row per completed trial (optimization jobs)."""
+
+class ReportTable(_ReportTable, metaclass=_ReportTableEnumTypeWrapper):
+    """The table a CSV report holds."""
+
+REPORT_TABLE_UNSPECIFIED: ReportTable.ValueType  # 0
+"""A backtest's trades; a job's trials."""
+REPORT_TABLE_TRADES: ReportTable.ValueType  # 1
+"""One row per trade (backtests)."""
+REPORT_TABLE_EQUITY: ReportTable.ValueType  # 2
+"""One row per bar: time, equity, drawdown, close and buy-and-hold equity (backtests)."""
+REPORT_TABLE_TRIALS: ReportTable.ValueType  # 3
+"""One row per completed trial (optimization jobs)."""
+Global___ReportTable: _TypeAlias = ReportTable  # noqa: Y015
+
 class _ExportKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -72,6 +101,7 @@ class ExportFile(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: Global___ExportKind.ValueType
     file_name: _builtins.str
@@ -83,6 +113,12 @@ class ExportFile(_message.Message):
     owner_id: _builtins.str
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the file and this record are deleted. Past it, Get, List and Download no longer
+        see the export.
+        """
+
     def __init__(
         self,
         *,
@@ -95,10 +131,11 @@ class ExportFile(_message.Message):
         source: _builtins.str = ...,
         owner_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "file_name", b"file_name", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "expire_time", b"expire_time", "file_name", b"file_name", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -135,6 +172,7 @@ class ExportPineScriptRequest(_message.Message):
     PARAMETERS_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     INCLUDE_EXECUTION_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     job_id: _builtins.str
     strategy_type: _builtins.str
@@ -144,6 +182,12 @@ class ExportPineScriptRequest(_message.Message):
     """Include the execution options (costs, sizing, stops) as strategy() settings."""
     @_builtins.property
     def parameters(self) -> _containers.MessageMap[_builtins.str, _common_pb2.ParameterValue]: ...
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long the file is kept (default: the server's export TTL, 24 h unless configured;
+        at most 90 days).
+        """
+
     def __init__(
         self,
         *,
@@ -153,10 +197,11 @@ class ExportPineScriptRequest(_message.Message):
         parameters: _abc.Mapping[_builtins.str, _common_pb2.ParameterValue] | None = ...,
         title: _builtins.str = ...,
         include_execution: _builtins.bool = ...,
+        ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_execution", b"include_execution", "job_id", b"job_id", "parameters", b"parameters", "strategy_id", b"strategy_id", "strategy_type", b"strategy_type", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_execution", b"include_execution", "job_id", b"job_id", "parameters", b"parameters", "strategy_id", b"strategy_id", "strategy_type", b"strategy_type", "title", b"title", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,11 +238,21 @@ class CreateReportRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     INCLUDE_CHARTS_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    CSV_TABLE_FIELD_NUMBER: _builtins.int
     backtest_id: _builtins.str
     job_id: _builtins.str
     format: Global___ReportFormat.ValueType
     include_charts: _builtins.bool
-    """Embed equity and drawdown charts (HTML and PDF)."""
+    """Draw the charts in HTML and PDF reports (docs/reports.md lists them)."""
+    csv_table: Global___ReportTable.ValueType
+    """The table of a CSV report (only with REPORT_FORMAT_CSV)."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long the file is kept (default: the server's export TTL, 24 h unless configured;
+        at most 90 days).
+        """
+
     def __init__(
         self,
         *,
@@ -205,10 +260,12 @@ class CreateReportRequest(_message.Message):
         job_id: _builtins.str = ...,
         format: Global___ReportFormat.ValueType = ...,
         include_charts: _builtins.bool = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+        csv_table: Global___ReportTable.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id", "format", b"format", "include_charts", b"include_charts", "job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id", "csv_table", b"csv_table", "format", b"format", "include_charts", b"include_charts", "job_id", b"job_id", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -904,6 +904,7 @@ class GetOptimizationResultResponse(_message.Message):
     PARETO_FRONT_FIELD_NUMBER: _builtins.int
     IMPORTANCES_FIELD_NUMBER: _builtins.int
     VALIDATION_FIELD_NUMBER: _builtins.int
+    SELECTION_BIAS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job(self) -> Global___Job: ...
     @_builtins.property
@@ -916,6 +917,12 @@ class GetOptimizationResultResponse(_message.Message):
     def importances(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterImportance]: ...
     @_builtins.property
     def validation(self) -> Global___ValidationReport: ...
+    @_builtins.property
+    def selection_bias(self) -> Global___SelectionBias:
+        """How much of the best trial's Sharpe ratio the search itself explains; set once the job
+        has succeeded.
+        """
+
     def __init__(
         self,
         *,
@@ -924,14 +931,57 @@ class GetOptimizationResultResponse(_message.Message):
         pareto_front: _abc.Iterable[Global___TrialSummary] | None = ...,
         importances: _abc.Iterable[Global___ParameterImportance] | None = ...,
         validation: Global___ValidationReport | None = ...,
+        selection_bias: Global___SelectionBias | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["best_trial", b"best_trial", "job", b"job", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["best_trial", b"best_trial", "job", b"job", "selection_bias", b"selection_bias", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_trial", b"best_trial", "importances", b"importances", "job", b"job", "pareto_front", b"pareto_front", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_trial", b"best_trial", "importances", b"importances", "job", b"job", "pareto_front", b"pareto_front", "selection_bias", b"selection_bias", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOptimizationResultResponse: _TypeAlias = GetOptimizationResultResponse  # noqa: Y015
+
+@_typing.final
+class SelectionBias(_message.Message):
+    """The deflated Sharpe ratio of the best trial (Bailey & Lopez de Prado, 2014), on the
+    in-sample bars. Sharpe ratios are annualized.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFLATED_SHARPE_RATIO_FIELD_NUMBER: _builtins.int
+    BEST_SHARPE_FIELD_NUMBER: _builtins.int
+    EXPECTED_MAX_SHARPE_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_FIELD_NUMBER: _builtins.int
+    deflated_sharpe_ratio: _builtins.float
+    """Probability (0..1) that the best trial's true Sharpe ratio is above zero, given how many
+    trials were run; below 0.95 the winner may be luck.
+    """
+    best_sharpe: _builtins.float
+    """The best trial's Sharpe ratio."""
+    expected_max_sharpe: _builtins.float
+    """The best Sharpe ratio expected by chance alone from this many trials."""
+    trials: _builtins.int
+    """Completed feasible trials counted."""
+    observations: _builtins.int
+    """Bar returns the Sharpe ratios were measured on."""
+    def __init__(
+        self,
+        *,
+        deflated_sharpe_ratio: _builtins.float = ...,
+        best_sharpe: _builtins.float = ...,
+        expected_max_sharpe: _builtins.float = ...,
+        trials: _builtins.int = ...,
+        observations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_sharpe", b"best_sharpe", "deflated_sharpe_ratio", b"deflated_sharpe_ratio", "expected_max_sharpe", b"expected_max_sharpe", "observations", b"observations", "trials", b"trials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SelectionBias: _TypeAlias = SelectionBias  # noqa: Y015
 
 @_typing.final
 class ListTrialsRequest(_message.Message):

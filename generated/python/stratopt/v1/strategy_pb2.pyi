@@ -1474,6 +1474,7 @@ class ComparisonRow(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
     BACKTEST_ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
     strategy_id: _builtins.str
     strategy_name: _builtins.str
     rank: _builtins.int
@@ -1482,6 +1483,10 @@ class ComparisonRow(_message.Message):
     """Set when the row is a stored backtest."""
     @_builtins.property
     def metrics(self) -> _common_pb2.Metrics: ...
+    @_builtins.property
+    def execution(self) -> _common_pb2.ExecutionOptions:
+        """The execution options the row ran with, every default filled in."""
+
     def __init__(
         self,
         *,
@@ -1490,10 +1495,11 @@ class ComparisonRow(_message.Message):
         metrics: _common_pb2.Metrics | None = ...,
         rank: _builtins.int = ...,
         backtest_id: _builtins.str = ...,
+        execution: _common_pb2.ExecutionOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id", "metrics", b"metrics", "rank", b"rank", "strategy_id", b"strategy_id", "strategy_name", b"strategy_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id", "execution", b"execution", "metrics", b"metrics", "rank", b"rank", "strategy_id", b"strategy_id", "strategy_name", b"strategy_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

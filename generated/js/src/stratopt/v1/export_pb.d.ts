@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ParameterValue } from "./common_pb.js";
 
 /**
@@ -62,6 +62,14 @@ export declare type ExportFile = Message<"stratopt.v1.ExportFile"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 9;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * When the file and this record are deleted. Past it, Get, List and Download no longer
+   * see the export.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 10;
+   */
+  expireTime?: Timestamp | undefined;
 };
 
 /**
@@ -107,6 +115,14 @@ export declare type ExportPineScriptRequest = Message<"stratopt.v1.ExportPineScr
    * @generated from field: bool include_execution = 6;
    */
   includeExecution: boolean;
+
+  /**
+   * How long the file is kept (default: the server's export TTL, 24 h unless configured;
+   * at most 90 days).
+   *
+   * @generated from field: google.protobuf.Duration ttl = 7;
+   */
+  ttl?: Duration | undefined;
 };
 
 /**
@@ -156,11 +172,26 @@ export declare type CreateReportRequest = Message<"stratopt.v1.CreateReportReque
   format: ReportFormat;
 
   /**
-   * Embed equity and drawdown charts (HTML and PDF).
+   * Draw the charts in HTML and PDF reports (docs/reports.md lists them).
    *
    * @generated from field: bool include_charts = 4;
    */
   includeCharts: boolean;
+
+  /**
+   * How long the file is kept (default: the server's export TTL, 24 h unless configured;
+   * at most 90 days).
+   *
+   * @generated from field: google.protobuf.Duration ttl = 5;
+   */
+  ttl?: Duration | undefined;
+
+  /**
+   * The table of a CSV report (only with REPORT_FORMAT_CSV).
+   *
+   * @generated from field: stratopt.v1.ReportTable csv_table = 6;
+   */
+  csvTable: ReportTable;
 };
 
 /**
@@ -375,6 +406,46 @@ export enum ReportFormat {
  * Describes the enum stratopt.v1.ReportFormat.
  */
 export declare const ReportFormatSchema: GenEnum<ReportFormat>;
+
+/**
+ * The table a CSV report holds.
+ *
+ * @generated from enum stratopt.v1.ReportTable
+ */
+export enum ReportTable {
+  /**
+   * A backtest's trades; a job's trials.
+   *
+   * @generated from enum value: REPORT_TABLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One row per trade (backtests).
+   *
+   * @generated from enum value: REPORT_TABLE_TRADES = 1;
+   */
+  TRADES = 1,
+
+  /**
+   * One row per bar: time, equity, drawdown, close and buy-and-hold equity (backtests).
+   *
+   * @generated from enum value: REPORT_TABLE_EQUITY = 2;
+   */
+  EQUITY = 2,
+
+  /**
+   * One row per completed trial (optimization jobs).
+   *
+   * @generated from enum value: REPORT_TABLE_TRIALS = 3;
+   */
+  TRIALS = 3,
+}
+
+/**
+ * Describes the enum stratopt.v1.ReportTable.
+ */
+export declare const ReportTableSchema: GenEnum<ReportTable>;
 
 /**
  * @generated from enum stratopt.v1.ExportKind

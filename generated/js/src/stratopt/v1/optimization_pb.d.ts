@@ -780,6 +780,14 @@ export declare type GetOptimizationResultResponse = Message<"stratopt.v1.GetOpti
    * @generated from field: stratopt.v1.ValidationReport validation = 5;
    */
   validation?: ValidationReport | undefined;
+
+  /**
+   * How much of the best trial's Sharpe ratio the search itself explains; set once the job
+   * has succeeded.
+   *
+   * @generated from field: stratopt.v1.SelectionBias selection_bias = 6;
+   */
+  selectionBias?: SelectionBias | undefined;
 };
 
 /**
@@ -787,6 +795,56 @@ export declare type GetOptimizationResultResponse = Message<"stratopt.v1.GetOpti
  * Use `create(GetOptimizationResultResponseSchema)` to create a new message.
  */
 export declare const GetOptimizationResultResponseSchema: GenMessage<GetOptimizationResultResponse>;
+
+/**
+ * The deflated Sharpe ratio of the best trial (Bailey & Lopez de Prado, 2014), on the
+ * in-sample bars. Sharpe ratios are annualized.
+ *
+ * @generated from message stratopt.v1.SelectionBias
+ */
+export declare type SelectionBias = Message<"stratopt.v1.SelectionBias"> & {
+  /**
+   * Probability (0..1) that the best trial's true Sharpe ratio is above zero, given how many
+   * trials were run; below 0.95 the winner may be luck.
+   *
+   * @generated from field: double deflated_sharpe_ratio = 1;
+   */
+  deflatedSharpeRatio: number;
+
+  /**
+   * The best trial's Sharpe ratio.
+   *
+   * @generated from field: double best_sharpe = 2;
+   */
+  bestSharpe: number;
+
+  /**
+   * The best Sharpe ratio expected by chance alone from this many trials.
+   *
+   * @generated from field: double expected_max_sharpe = 3;
+   */
+  expectedMaxSharpe: number;
+
+  /**
+   * Completed feasible trials counted.
+   *
+   * @generated from field: int32 trials = 4;
+   */
+  trials: number;
+
+  /**
+   * Bar returns the Sharpe ratios were measured on.
+   *
+   * @generated from field: int64 observations = 5;
+   */
+  observations: bigint;
+};
+
+/**
+ * Describes the message stratopt.v1.SelectionBias.
+ * Use `create(SelectionBiasSchema)` to create a new message.
+ */
+export declare const SelectionBiasSchema: GenMessage<SelectionBias>;
 
 /**
  * @generated from message stratopt.v1.ListTrialsRequest

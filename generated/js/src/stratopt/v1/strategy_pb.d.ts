@@ -1388,6 +1388,13 @@ export declare type ComparisonRow = Message<"stratopt.v1.ComparisonRow"> & {
    * @generated from field: string backtest_id = 5;
    */
   backtestId: string;
+
+  /**
+   * The execution options the row ran with, every default filled in.
+   *
+   * @generated from field: stratopt.v1.ExecutionOptions execution = 6;
+   */
+  execution?: ExecutionOptions | undefined;
 };
 
 /**

@@ -1,5 +1,9 @@
 """Sequenced fan-out: one publisher, many subscribers, bounded memory, exact resume.
 
+Shared by the live streams (signals, alerts, performance, notifications: `stratopt.live`)
+and the job watchers (`stratopt.jobs.feeds`), which is why it sits outside the layers and
+imports nothing but the standard library.
+
 A `Topic` is one stream (for example ``("signals", strategy_id)``, ``("alerts",
 strategy_id)`` or ``("notifications", user_id)``). The publisher numbers its events: every
 event has an integer ``sequence`` and each published sequence must be greater than the

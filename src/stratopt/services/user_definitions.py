@@ -1,0 +1,470 @@
+"""User strategy types and indicators: validate, create, read, list, update, delete, share.
+
+A definition is rule-language text (docs/rules.md) owned by its creator. Access follows
+strategies (services/access.py): the owner or an admin changes, deletes and shares it;
+a user it is shared with may read it and use it (call the indicator, run the type).
+Callers who may not see a definition get NOT_FOUND, never a hint that it exists.
+
+A strategy definition becomes the type `user_<id>` (strategies/user_types.py). When it is
+saved, the source of every user indicator it calls (the owner's own, or shared with the
+owner; the owner's win on a name clash) is pinned into the row, so the type compiles from
+its row alone: a job or live run started from it is reproducible, and editing an indicator
+changes a type only when that type is saved again.
+
+Malformed text is INVALID_ARGUMENT whose field violations say "line:column: problem", for
+every problem at once; the dry `validate` returns the same problems as data instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stratopt.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from stratopt.rules import LIMITS, RuleError, RuleErrors, check, check_indicator
+from stratopt.rules.checker import RULES
+from stratopt.rules.functions import BUILTINS, SPECIAL
+from stratopt.rules.ir import PRICES
+from stratopt.security.principal import Principal
+from stratopt.services.access import owns
+from stratopt.services.users import usernames
+from stratopt.store import models
+from stratopt.store.db import Database
+from stratopt.store.models import utcnow
+from stratopt.store.paging import keyset_page, query_hash
+from stratopt.strategies.params import ParamSpec
+from stratopt.strategies.user_types import TypeSource, type_name
+
+KINDS = ("strategy", "indicator")
+UPDATABLE = ("name", "description", "source")
+DESCRIPTION_MAX = 4000
+MAX_INDICATORS_VISIBLE = 500
+"""Indicators considered when a definition is checked; more would only slow every save."""
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME_MAX = min(LIMITS.max_name, 64)
+_TAKEN = frozenset({*BUILTINS, *SPECIAL, *PRICES, *RULES, "position", "true", "false", "na"})
+"""Names an indicator cannot take: calls and names resolve to these first (rules/checker)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    column: int
+    message: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.line}:{self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What the dry check reports: problems, or the compiled parameter space."""
+
+    problems: tuple[Problem, ...]
+    params: tuple[ParamSpec, ...] = ()
+    indicators: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class DefinitionView:
+    id: str
+    kind: str
+    name: str
+    description: str
+    source: str
+    owner_id: str
+    owner_username: str
+    shared_with: tuple[str, ...]
+    indicators: tuple[str, ...]
+    params: tuple[ParamSpec, ...]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def strategy_type(self) -> str:
+        return type_name(self.id) if self.kind == "strategy" else ""
+
+
+@dataclass(frozen=True)
+class DefinitionFields:
+    kind: str = ""
+    name: str = ""
+    description: str = ""
+    source: str = ""
+    etag: str = ""
+
+
+def problems_of(err: RuleError) -> tuple[Problem, ...]:
+    """Every problem, positioned; one about the whole text (too long, no rules) is at 1:1."""
+    errors = err.errors if isinstance(err, RuleErrors) else [err]
+    return tuple(Problem(e.line or 1, e.column or 1, e.message) for e in errors)
+
+
+def source_of(row: models.UserDefinition) -> TypeSource:
+    """What compiles the stored strategy definition `row` (see strategies/user_types.py)."""
+    return TypeSource(
+        name=type_name(row.id),
+        source=row.source,
+        indicators={str(k): str(v) for k, v in row.indicators.items()},
+        display_name=row.name,
+        description=row.description,
+    )
+
+
+def _checked(
+    kind: str, source: str, visible: Mapping[str, str], own_name: str = ""
+) -> tuple[tuple[ParamSpec, ...], dict[str, str]]:
+    """(parameter space, pinned indicators) of a valid definition; RuleError otherwise."""
+    if kind == "indicator":
+        others = {n: t for n, t in visible.items() if n != own_name}
+        check_indicator(source, indicators=others)
+        return (), {}
+    checked = check(source, indicators=visible)
+    return checked.params, {n: visible[n] for n in checked.indicators if n in visible}
+
+
+def _field_problems(f: DefinitionFields, paths: Sequence[str]) -> list[FieldViolation]:
+    v: list[FieldViolation] = []
+    if "kind" in paths and f.kind not in KINDS:
+        v.append(FieldViolation("definition.kind", "STRATEGY or INDICATOR"))
+    if "name" in paths:
+        if not f.name:
+            v.append(FieldViolation("definition.name", "required"))
+        elif len(f.name) > _NAME_MAX or not _NAME.match(f.name):
+            v.append(
+                FieldViolation(
+                    "definition.name",
+                    f"snake_case: a lower-case letter, then letters, digits or _ "
+                    f"(at most {_NAME_MAX} characters)",
+                )
+            )
+    if "name" in paths and f.kind == "indicator" and f.name in _TAKEN:
+        v.append(
+            FieldViolation(
+                "definition.name", f"{f.name!r} is a built-in name; an indicator needs its own"
+            )
+        )
+    if "description" in paths and len(f.description) > DESCRIPTION_MAX:
+        v.append(FieldViolation("definition.description", f"at most {DESCRIPTION_MAX} characters"))
+    if "source" in paths and not f.source.strip():
+        v.append(FieldViolation("definition.source", "required"))
+    return v
+
+
+class UserDefinitions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- dry check ---------------------------------------------------------------------
+
+    async def validate(
+        self, principal: Principal, kind: str, source: str, name: str = ""
+    ) -> Validation:
+        if kind not in KINDS:
+            raise InvalidArgument.field("kind", "STRATEGY or INDICATOR")
+        async with self.db.session() as s:
+            visible = await visible_indicators(s, principal.user_id)
+        try:
+            params, pinned = _checked(kind, source, visible, name)
+        except RuleError as e:
+            return Validation(problems_of(e))
+        return Validation((), params, tuple(sorted(pinned)))
+
+    # -- CRUD --------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, f: DefinitionFields) -> DefinitionView:
+        f = DefinitionFields(f.kind, f.name.strip(), f.description, f.source)
+        violations = _field_problems(f, ("kind", *UPDATABLE))
+        if violations:
+            raise InvalidArgument.of(violations)
+        async with self.db.transaction() as s:
+            visible = await visible_indicators(s, principal.user_id)
+            pinned = _compile_or_raise(f.kind, f.source, visible, f.name)
+            now = utcnow()
+            row = models.UserDefinition(
+                owner_id=principal.user_id,
+                kind=f.kind,
+                name=f.name,
+                description=f.description,
+                source=f.source,
+                indicators=pinned,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            await _flush_unique(s, f)
+            return await _view(s, principal, row)
+
+    async def get(self, principal: Principal, definition_id: str) -> DefinitionView:
+        async with self.db.session() as s:
+            row = await load_definition(s, principal, definition_id)
+            return await _view(s, principal, row)
+
+    async def list_page(
+        self, principal: Principal, kind: str, requested_size: int, token: str
+    ) -> tuple[list[DefinitionView], str]:
+        D = models.UserDefinition
+        stmt = visible_definitions(select(D), principal.user_id, principal.is_admin)
+        if kind:
+            stmt = stmt.where(D.kind == kind)
+        async with self.db.session() as s:
+            rows, next_token = await keyset_page(
+                s,
+                stmt,
+                D.created_at,
+                D.id,
+                requested=requested_size,
+                token=token,
+                qhash=query_hash(user=principal.user_id, kind=kind, what="user_definitions"),
+                desc=True,
+            )
+            return [await _view(s, principal, r) for r in rows], next_token
+
+    async def update(
+        self, principal: Principal, definition_id: str, f: DefinitionFields, paths: Sequence[str]
+    ) -> DefinitionView:
+        paths = list(paths) or list(UPDATABLE)
+        bad = [p for p in paths if p not in UPDATABLE]
+        if bad:
+            raise InvalidArgument.of(
+                FieldViolation(
+                    "update_mask",
+                    "kind is fixed at creation"
+                    if p == "kind"
+                    else f"{p!r} cannot be updated; updatable: {', '.join(UPDATABLE)}",
+                )
+                for p in bad
+            )
+        f = DefinitionFields(f.kind, f.name.strip(), f.description, f.source, f.etag)
+        violations = _field_problems(f, paths)
+        if violations:
+            raise InvalidArgument.of(violations)
+        async with self.db.transaction() as s:
+            row = await load_definition(s, principal, definition_id, write=True)
+            if f.etag and f.etag != f"v{row.version}":
+                raise Aborted(
+                    "the definition changed since you read it (etag mismatch); re-read it"
+                )
+            renamed = _field_problems(
+                replace(f, kind=row.kind), ["name"] if "name" in paths else []
+            )
+            if renamed:
+                raise InvalidArgument.of(renamed)
+            for p in paths:
+                setattr(row, p, getattr(f, p))
+            visible = await visible_indicators(s, row.owner_id)
+            row.indicators = _compile_or_raise(row.kind, row.source, visible, row.name)
+            row.version += 1
+            row.updated_at = utcnow()
+            await _flush_unique(s, f)
+            return await _view(s, principal, row)
+
+    async def delete(self, principal: Principal, definition_id: str) -> None:
+        async with self.db.transaction() as s:
+            row = await load_definition(s, principal, definition_id, write=True)
+            if row.kind == "strategy":
+                S = models.Strategy
+                used = (
+                    await s.execute(
+                        select(func.count()).where(S.strategy_type == type_name(row.id))
+                    )
+                ).scalar_one()
+                if used:
+                    raise FailedPrecondition(
+                        f"{used} stored strateg{'y uses' if used == 1 else 'ies use'} this "
+                        "type; delete them or create them from another type first"
+                    )
+            await s.delete(row)
+
+    # -- sharing -----------------------------------------------------------------------
+
+    async def share(
+        self, principal: Principal, definition_id: str, username: str
+    ) -> DefinitionView:
+        async with self.db.transaction() as s:
+            row = await load_definition(s, principal, definition_id, write=True)
+            grantee = await _user_by_name(s, username)
+            if grantee.id == row.owner_id:
+                raise InvalidArgument.field("username", "the owner already has every access")
+            if await s.get(models.UserDefinitionShare, (row.id, grantee.id)) is None:
+                s.add(
+                    models.UserDefinitionShare(
+                        definition_id=row.id, user_id=grantee.id, created_at=utcnow()
+                    )
+                )
+                await s.flush()
+            return await _view(s, principal, row)
+
+    async def unshare(self, principal: Principal, definition_id: str, username: str) -> None:
+        async with self.db.transaction() as s:
+            row = await load_definition(s, principal, definition_id)
+            grantee = await _user_by_name(s, username)
+            leaving = grantee.id == principal.user_id
+            if not leaving and not owns(principal, row.owner_id):
+                raise NotFound("user definition", definition_id)
+            share = await s.get(models.UserDefinitionShare, (row.id, grantee.id))
+            if share is None:
+                raise NotFound("share", f"{definition_id}/{grantee.username}")
+            await s.delete(share)
+
+
+# -- access --------------------------------------------------------------------------------
+
+
+def visible_definitions(stmt: Any, user_id: str, is_admin: bool) -> Any:
+    """`stmt` narrowed to definitions `user_id` may read: own, shared, or all for admins."""
+    if is_admin:
+        return stmt
+    D = models.UserDefinition
+    shared = select(models.UserDefinitionShare.definition_id).where(
+        models.UserDefinitionShare.user_id == user_id
+    )
+    return stmt.where(or_(D.owner_id == user_id, D.id.in_(shared)))
+
+
+async def may_read(s: AsyncSession, row: models.UserDefinition, user_id: str, admin: bool) -> bool:
+    if admin or row.owner_id == user_id:
+        return True
+    return await s.get(models.UserDefinitionShare, (row.id, user_id)) is not None
+
+
+async def load_definition(
+    s: AsyncSession, principal: Principal, definition_id: str, *, write: bool = False
+) -> models.UserDefinition:
+    """The definition if the caller may read it (or change it, with `write`): NOT_FOUND for
+    one they cannot see; PERMISSION_DENIED for a grantee (who can see it) asking to change it.
+    """
+    row = await s.get(models.UserDefinition, definition_id) if definition_id else None
+    if row is None or not await may_read(s, row, principal.user_id, principal.is_admin):
+        raise NotFound("user definition", definition_id)
+    if write and not owns(principal, row.owner_id):
+        raise PermissionDenied("this definition is shared with you to read and use, not to change")
+    return row
+
+
+async def visible_indicators(s: AsyncSession, user_id: str) -> dict[str, str]:
+    """{name: source} of the indicators `user_id` owns or has been shared; own names win."""
+    D = models.UserDefinition
+    stmt = visible_definitions(select(D.name, D.source, D.owner_id), user_id, False)
+    rows = (
+        await s.execute(
+            stmt.where(D.kind == "indicator").order_by(D.created_at).limit(MAX_INDICATORS_VISIBLE)
+        )
+    ).all()
+    out: dict[str, str] = {}
+    for name, source, _owner in sorted(rows, key=lambda r: r[2] == user_id):
+        out[name] = source  # the caller's own come last and so win a name clash
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _compile_or_raise(
+    kind: str, source: str, visible: Mapping[str, str], name: str
+) -> dict[str, str]:
+    try:
+        return _checked(kind, source, visible, name)[1]
+    except RuleError as e:
+        raise InvalidArgument.of(
+            FieldViolation("definition.source", p.text) for p in problems_of(e)
+        ) from None
+
+
+async def _flush_unique(s: AsyncSession, f: DefinitionFields) -> None:
+    try:
+        await s.flush()
+    except IntegrityError:
+        raise AlreadyExists(
+            f"you already have a {f.kind or 'definition'} named {f.name!r}"
+        ) from None
+
+
+async def _user_by_name(s: AsyncSession, username: str) -> models.User:
+    name = username.strip().lower()
+    if not name:
+        raise InvalidArgument.field("username", "required")
+    user = (
+        await s.execute(select(models.User).where(func.lower(models.User.username) == name))
+    ).scalar_one_or_none()
+    if user is None or user.disabled:
+        raise NotFound("user", name)
+    return user
+
+
+async def _view(
+    s: AsyncSession, principal: Principal, row: models.UserDefinition
+) -> DefinitionView:
+    names = await usernames(s, [row.owner_id])
+    shared: tuple[str, ...] = ()
+    if owns(principal, row.owner_id):
+        shared = tuple(
+            (
+                await s.execute(
+                    select(models.User.username)
+                    .join(
+                        models.UserDefinitionShare,
+                        models.UserDefinitionShare.user_id == models.User.id,
+                    )
+                    .where(models.UserDefinitionShare.definition_id == row.id)
+                    .order_by(models.User.username)
+                )
+            ).scalars()
+        )
+    params = (
+        _params(row.source, tuple(sorted(row.indicators.items()))) if row.kind == "strategy" else ()
+    )
+    return DefinitionView(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        description=row.description,
+        source=row.source,
+        owner_id=row.owner_id,
+        owner_username=names.get(row.owner_id, ""),
+        shared_with=shared,
+        indicators=tuple(sorted(row.indicators)),
+        params=params,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@lru_cache(maxsize=512)
+def _params(source: str, indicators: tuple[tuple[str, str], ...]) -> tuple[ParamSpec, ...]:
+    """A stored strategy definition's parameter space (checked once per text per process).
+
+    Empty if it no longer checks (saved under an older language version); Update shows why.
+    """
+    try:
+        return check(source, indicators=dict(indicators)).params
+    except RuleError:
+        return ()

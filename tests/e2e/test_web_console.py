@@ -1,0 +1,482 @@
+"""The web console (web/) in Debian's Chromium, driven by Playwright, against a real server
+behind the real Envoy gateway that serves the console's build at `/`.
+
+Every test fails on a console error, an uncaught page error, or an error banner or toast left
+on the page. Screenshots at 1280x800 and on a 390-pixel-wide phone go to build/web-screenshots/
+(a CI artifact). Playwright never downloads a browser here: it is pointed at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from stratopt.v1 import common_pb2 as c_pb
+from stratopt.v1 import optimization_pb2 as opt_pb
+from stratopt.v1 import optimization_pb2_grpc as opt_grpc
+from stratopt.v1 import strategy_pb2 as spb
+from stratopt.v1 import strategy_pb2_grpc as spb_grpc
+
+from stratopt.server.gateway import Gateway
+from tests.conftest import DEMO_PASSWORDS, ROOT, LiveServer
+from tests.integration.jobs.helpers import make_dataset
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
+
+pytestmark = pytest.mark.e2e
+
+WEB = ROOT / "web"
+DIST = WEB / "dist"
+SHOTS = ROOT / "build" / "web-screenshots"
+CHROMIUM = Path(os.environ.get("STRATOPT_CHROMIUM", "/usr/bin/chromium"))
+BUNDLE_LIMIT_BYTES = 400 * 1024
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def web_dist() -> Path:
+    """The console's build, made (or refreshed) by `make web` like `make serve` does."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: cannot build the web console")
+    subprocess.run(["make", "-s", "web"], cwd=ROOT, check=True, timeout=300)
+    assert (DIST / "index.html").is_file()
+    return DIST
+
+
+@pytest.fixture(scope="module")
+def console_url(
+    web_dist: Path, live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A gateway of its own whose static server serves `web_dist` at `/`."""
+    work = tmp_path_factory.mktemp("console-gateway")
+    gw = Gateway(
+        "127.0.0.1:0", live_server.addr, work, web_dir=web_dist, log_file=work / "envoy.log"
+    )
+    gw.start()
+    yield gw.url
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (done by .ci/run)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@dataclass
+class Console:
+    """One browser tab on the console, with every console error and page error it saw."""
+
+    page: Page
+    url: str
+    errors: list[str] = field(default_factory=list)
+
+    def go(self, route: str) -> None:
+        self.page.goto(f"{self.url}/#/{route}")
+
+    def login(self, username: str) -> None:
+        self.go("login")
+        self.page.fill("input[name=username]", username)
+        self.page.fill("input[name=password]", DEMO_PASSWORDS[username])
+        self.page.click("[data-testid=login]")
+        self.page.wait_for_selector("[data-testid=role]")
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def assert_clean(self) -> None:
+        """No console or page errors, and nothing on the page that reports a failure."""
+        assert self.errors == []
+        banners = self.page.locator(".form-error, .toast.error, .field-error")
+        texts = [banners.nth(i).inner_text() for i in range(banners.count())]
+        assert texts == []
+
+
+@pytest.fixture()
+def console(browser: Browser, console_url: str) -> Iterator[Console]:
+    ctx = browser.new_context(
+        viewport=DESKTOP,  # type: ignore[arg-type]
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    page = ctx.new_page()
+    c = Console(page, console_url)
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            c.errors.append(f"console: {msg.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: c.errors.append(f"pageerror: {exc}"))
+    page.set_default_timeout(20_000)
+    yield c
+    c.assert_clean()
+    ctx.close()
+
+
+def canvas_painted(page: Page, selector: str) -> bool:
+    """Whether any canvas under `selector` has a non-transparent pixel (the chart drew)."""
+    script = """(sel) => [...document.querySelectorAll(sel + ' canvas')].some((c) => {
+        if (!c.width || !c.height) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+        return false;
+    })"""
+    return bool(page.evaluate(script, selector))
+
+
+def progress_values(page: Page, until: str, timeout: float = 90) -> list[str]:
+    """Every distinct text the progress counter shows until it reads `until`."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = page.locator("[data-testid=progress]").inner_text()
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if text == until:
+            return seen
+        page.wait_for_timeout(40)
+    raise AssertionError(f"progress never read {until}; saw {seen}")
+
+
+def counted(text: str) -> int:
+    done, _, _ = text.partition("/")
+    return int(done) if done.isdigit() else -1
+
+
+def start_job(live_server: LiveServer, dataset_id: str, trials: int) -> str:
+    stub = opt_grpc.OptimizationServiceStub(live_server.channel())
+    spec = opt_pb.OptimizationSpec(
+        strategy_type="sma_crossover", dataset_id=dataset_id, trials=trials, seed=7
+    )
+    reply: Any = stub.StartOptimization(
+        opt_pb.StartOptimizationRequest(spec=spec), metadata=live_server.md("trader")
+    )
+    return str(reply.job.id)
+
+
+def test_bundle_gzipped_is_at_most_400_kb(web_dist: Path) -> None:
+    files = [p for p in web_dist.rglob("*") if p.is_file() and p.suffix in {".js", ".css", ".html"}]
+    assert any(p.suffix == ".js" for p in files)
+    total = sum(len(gzip.compress(p.read_bytes(), compresslevel=9)) for p in files)
+    assert total <= BUNDLE_LIMIT_BYTES, f"{total} bytes gzipped"
+
+
+def test_login_rotates_the_refresh_token_and_logout_ends_the_session(console: Console) -> None:
+    page = console.page
+    console.go("datasets")
+    page.wait_for_selector("[data-testid=login-form]")  # signed out: the login page
+    # A wrong password is refused beside the form, and leaves no session behind.
+    page.fill("input[name=username]", "trader")
+    page.fill("input[name=password]", "not-the-password")
+    page.click("[data-testid=login]")
+    page.wait_for_selector(".form-error")
+    assert page.evaluate("localStorage.getItem('stratopt.refreshToken')") is None
+    page.locator(".form-error").evaluate("e => e.remove()")
+
+    console.login("trader")
+    assert page.locator("[data-testid=role]").inner_text() == "trader"
+    assert page.url.endswith("#/datasets")
+    first = page.evaluate("localStorage.getItem('stratopt.refreshToken')")
+    assert first
+    # A reload resumes the session by refreshing, which rotates the refresh token.
+    page.reload()
+    page.wait_for_selector("[data-testid=role]")
+    page.wait_for_function("(t) => localStorage.getItem('stratopt.refreshToken') !== t", arg=first)
+    assert page.evaluate("localStorage.getItem('stratopt.refreshToken')")
+
+    page.click("[data-testid=logout]")
+    page.wait_for_selector("[data-testid=login-form]")
+    assert page.evaluate("localStorage.getItem('stratopt.refreshToken')") is None
+    page.reload()
+    page.wait_for_selector("[data-testid=login-form]")
+
+
+def test_generate_a_dataset_and_preview_its_candles(console: Console) -> None:
+    page = console.page
+    console.login("trader")
+    name = f"web-gen-{time.time_ns()}"
+    # A server-side validation error lands beside the field it names.
+    page.fill("[data-testid=generate-form] input[name=name]", name)
+    page.fill("[data-testid=generate-form] input[name=bar_count]", "-5")
+    page.click("[data-testid=generate]")
+    err = page.locator("[data-testid=generate-form] .field-error")
+    err.wait_for()
+    assert err.get_attribute("data-error-for") == "bar_count"
+    assert page.locator("[data-field=bar_count][aria-invalid=true]").count() == 1
+
+    page.fill("[data-testid=generate-form] input[name=bar_count]", "1500")
+    page.click("[data-testid=generate]")
+    page.wait_for_selector(f"[data-dataset='{name}']")
+    page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=dataset-chart] canvas').length > 0"
+    )
+    page.wait_for_timeout(300)
+    assert canvas_painted(page, "[data-testid=dataset-chart]")
+    console.shot("datasets-desktop")
+
+
+def test_import_a_csv_file_over_rest(console: Console, tmp_path: Path) -> None:
+    rows = ["time,open,high,low,close,volume"]
+    for i in range(120):
+        price = 100 + (i % 17) - (i % 5)
+        stamp = f"2024-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z"
+        rows.append(f"{stamp},{price},{price + 2},{price - 2},{price + 1},{10 + i}")
+    csv = tmp_path / "bars.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    page = console.page
+    console.login("trader")
+    name = f"web-csv-{time.time_ns()}"
+    form = "[data-testid=upload-form]"
+    page.set_input_files(f"{form} input[name=file]", str(csv))
+    page.fill(f"{form} input[name=name]", name)
+    page.fill(f"{form} input[name=symbol]", "CSVX")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(f"[data-dataset='{name}']")
+    page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
+    assert "120 bars" in page.locator(".card:has([data-testid=dataset-chart])").inner_text()
+
+
+def test_backtest_draws_equity_drawdown_and_trades(
+    console: Console, live_server: LiveServer
+) -> None:
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=1500, seed=11)
+    page = console.page
+    console.login("trader")
+    console.go(f"backtest?dataset={dataset_id}")
+    page.select_option("[data-testid=backtest-form] select[name=strategy]", "t:sma_crossover")
+    page.fill("[data-testid=backtest-form] input[name=commission]", "0.001")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
+    page.wait_for_selector("[data-testid=trades] tbody tr")
+    for chart in ("equity", "drawdown", "candles"):
+        page.wait_for_function(
+            f"() => document.querySelectorAll('[data-testid={chart}] canvas').length > 0"
+        )
+    page.wait_for_timeout(300)
+    for chart in ("equity", "drawdown", "candles"):
+        assert canvas_painted(page, f"[data-testid={chart}]"), chart
+    metrics = page.locator("[data-testid=metrics]").inner_text()
+    assert "Total return" in metrics and "Buy & hold" in metrics
+    console.shot("backtest-desktop")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert canvas_painted(page, "[data-testid=equity]")
+    console.shot("backtest-phone")
+
+
+def test_optimization_progress_arrives_live_to_200_of_200(
+    console: Console, live_server: LiveServer
+) -> None:
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=3000, seed=12)
+    page = console.page
+    console.login("trader")
+    console.go("optimize")
+    form = "[data-testid=optimize-form]"
+    page.select_option(f"{form} select[name=strategy]", "t:sma_crossover")
+    page.select_option(f"{form} select[name=dataset_id]", dataset_id)
+    page.fill(f"{form} input[name=trials]", "200")
+    page.fill(f"{form} input[name=seed]", "3")
+    page.click("[data-testid=start-optimization]")
+    page.wait_for_function("() => /^#\\/optimize\\/[^/?]+$/.test(location.hash)")
+    seen = progress_values(page, "200/200")
+    # Live: the counter moved through values between the start and the end, without a reload.
+    middle = [s for s in seen if 0 < counted(s) < 200]
+    assert middle, seen
+    assert [counted(s) for s in seen] == sorted(counted(s) for s in seen)
+    page.wait_for_selector("[data-testid=importances] .bar-row")
+    page.wait_for_selector("[data-testid=heatmap] canvas")
+    assert page.locator("[data-testid=job-state]").inner_text() == "succeeded"
+    assert float(page.locator("[data-testid=rate]").inner_text().replace(",", "")) > 0
+    console.shot("optimize-desktop")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    page.wait_for_timeout(200)
+    console.shot("optimize-phone")
+
+
+def test_reload_mid_job_resumes_the_progress(console: Console, live_server: LiveServer) -> None:
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=3000, seed=13)
+    page = console.page
+    console.login("trader")
+    job_id = start_job(live_server, dataset_id, trials=200)
+    console.go(f"optimize/{job_id}")
+    page.wait_for_function(
+        "() => { const n = parseInt(document.querySelector('[data-testid=progress]')"
+        "?.textContent ?? ''); return n > 0; }"
+    )
+    before = counted(page.locator("[data-testid=progress]").inner_text())
+    assert 0 < before < 200  # mid-job
+    page.reload()
+    # The snapshot that opens the stream puts the counter back at once, never below.
+    page.wait_for_function(
+        "() => /^\\d+\\/200$/.test(document.querySelector('[data-testid=progress]')"
+        "?.textContent ?? '')"
+    )
+    after = counted(page.locator("[data-testid=progress]").inner_text())
+    assert after >= before
+    progress_values(page, "200/200")
+
+
+def test_live_strategy_streams_signals_and_equity(
+    console: Console, live_server: LiveServer
+) -> None:
+    md = live_server.md("trader")
+    dataset_id = make_dataset(live_server.channel(), md, bars=2000, seed=14)
+    stub = spb_grpc.StrategyServiceStub(live_server.channel())
+    fast_slow = {"fast": c_pb.ParameterValue(int_value=3), "slow": c_pb.ParameterValue(int_value=8)}
+    strategy = spb.Strategy(
+        name=f"web-live-{time.time_ns()}", strategy_type="sma_crossover", parameters=fast_slow
+    )
+    strategy_id = stub.CreateStrategy(
+        spb.CreateStrategyRequest(strategy=strategy), metadata=md
+    ).strategy.id
+    page = console.page
+    console.login("trader")
+    console.go("live")
+    page.select_option("select[name=strategy_id]", strategy_id)
+    page.select_option("select[name=dataset_id]", dataset_id)
+    page.fill("input[name=bars_per_second]", "100")
+    try:
+        page.click("[data-testid=start-live]")
+        page.wait_for_function(f"() => location.hash === '#/live/{strategy_id}'")
+        # Signals arrive over the stream while the page is open, and the equity line grows.
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=signals] tbody tr').length >= 2"
+        )
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=live-equity] canvas').length > 0"
+        )
+        page.wait_for_timeout(1500)
+        assert canvas_painted(page, "[data-testid=live-equity]")
+        console.shot("live-desktop")
+        page.click("[data-testid=stop]")
+        page.wait_for_function("() => location.hash === '#/live'")
+        page.wait_for_selector("text=Running strategies")
+        assert page.locator(f"a[href='#/live/{strategy_id}']").count() == 0
+    finally:
+        # Stopped by the page already, unless the test failed before.
+        with contextlib.suppress(grpc.RpcError):
+            stub.StopStrategy(spb.StopStrategyRequest(strategy_id=strategy_id), metadata=md)
+
+
+def test_pine_script_is_copied_to_the_clipboard(console: Console) -> None:
+    page = console.page
+    console.login("trader")
+    console.go("strategies/new/sma_crossover")
+    name = f"web-pine-{time.time_ns()}"
+    page.fill("[data-testid=strategy-form] input[name=name]", name)
+    page.click("[data-testid=save-strategy]")
+    page.wait_for_function("() => /^#\\/strategies\\/[^/]+$/.test(location.hash)")
+    strategy_id = page.evaluate("location.hash.split('/')[2]")
+    console.go(f"exports?strategy={strategy_id}")
+    page.click("[data-testid=export-pine]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=pine-script]').value.length > 0"
+    )
+    script = page.locator("[data-testid=pine-script]").input_value()
+    assert "strategy(" in script
+    page.click("[data-testid=copy-pine]")
+    page.wait_for_selector(".toast:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == script
+    with page.expect_download() as download:
+        page.click("[data-testid=download-pine]")
+    assert download.value.suggested_filename.endswith(".pine")
+
+
+def test_strategy_create_edit_and_share(console: Console) -> None:
+    page = console.page
+    console.login("trader")
+    console.go("strategies")
+    page.click("[data-type=sma_crossover] a.button")
+    form = "[data-testid=strategy-form]"
+    # The parameter form comes from the type's ParameterSpec list.
+    assert page.locator(f"{form} [data-field='strategy.parameters.fast']").count() == 1
+    page.fill(f"{form} input[name=name]", "")
+    page.click("[data-testid=save-strategy]")
+    err = page.locator(f"{form} .field-error")
+    err.first.wait_for()
+    assert "strategy.name" in [
+        err.nth(i).get_attribute("data-error-for") for i in range(err.count())
+    ]
+    name = f"web-edit-{time.time_ns()}"
+    page.fill(f"{form} input[name=name]", name)
+    page.fill(f"{form} input[name=fast]", "7")
+    page.click("[data-testid=save-strategy]")
+    page.wait_for_function("() => /^#\\/strategies\\/[^/]+$/.test(location.hash)")
+    page.wait_for_selector("text=version 1")
+    page.fill(f"{form} input[name=description]", "edited in the console")
+    page.click("[data-testid=save-strategy]")
+    page.wait_for_selector("text=version 2")
+    assert page.locator(f"{form} input[name=fast]").input_value() == "7"
+    page.fill("input[name=username]", "analyst")
+    page.click("text=Share")
+    page.wait_for_selector("td:has-text('analyst')")
+    page.click("button:has-text('Unshare')")
+    page.wait_for_selector("text=Not shared.")
+
+
+def test_report_is_created_and_listed(console: Console, live_server: LiveServer) -> None:
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=800, seed=15)
+    page = console.page
+    console.login("trader")
+    console.go(f"backtest?dataset={dataset_id}")
+    page.select_option("[data-testid=backtest-form] select[name=strategy]", "t:sma_crossover")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
+    page.click("a:has-text('report')")
+    page.select_option("select[name=format]", label="html")
+    page.click("text=Create report")
+    row = page.locator("[data-testid=export-files] tr:has-text('.html')")
+    row.first.wait_for()
+    with page.expect_download() as download:
+        row.first.locator("button:has-text('Download')").click()
+    assert download.value.suggested_filename.endswith(".html")
+
+
+def test_viewer_sees_no_write_buttons(console: Console) -> None:
+    page = console.page
+    console.login("viewer")
+    assert page.locator("[data-testid=role]").inner_text() == "viewer"
+    page.wait_for_selector("[data-testid=dataset-list] table, [data-testid=dataset-list] p")
+    write_controls = (
+        "[data-testid=generate], [data-testid=upload-form], [data-testid=run-backtest], "
+        "[data-testid=start-optimization], [data-testid=export-pine], "
+        "[data-testid=save-strategy], a.button"
+    )
+    assert page.locator(write_controls).count() == 0
+    for route, ready in [
+        ("strategies", "text=Type library"),
+        ("backtest", "text=Recent backtests"),
+        ("optimize", "text=Recent jobs"),
+        ("live", "text=Running strategies"),
+        ("exports", "text=Your role cannot export"),
+    ]:
+        console.go(route)
+        page.wait_for_selector(ready)
+        assert page.locator(write_controls).count() == 0, route
+        assert page.locator("form").count() == 0, route
+    console.shot("viewer-desktop")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    console.go("strategies")
+    page.wait_for_selector("text=Type library")
+    console.shot("viewer-phone")

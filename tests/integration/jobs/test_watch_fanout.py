@@ -1,0 +1,83 @@
+"""Many watchers of one job must not slow it: a real server, a real job, 150 watchers.
+
+Issue 14: 200 watchers of one job once took it from 24 s to 94 s, because every watcher
+polled the job row on its own. Now one producer per job feeds all of them; this test runs
+the same job with and without a crowd of watchers and compares the job's own wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from stratopt.v1 import optimization_pb2 as pb
+from stratopt.v1 import optimization_pb2_grpc as pbg
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.integration.jobs.helpers import make_dataset, start, wait_done
+
+WATCHERS = 150
+TRIALS = 400
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    srv = start_server(tmp_path, {"STRATOPT_MAX_STREAMS_PER_USER": "0"})
+    yield srv
+    stop_server(srv)
+
+
+def wall_time(job: pb.Job) -> float:
+    return job.end_time.ToNanoseconds() / 1e9 - job.start_time.ToNanoseconds() / 1e9
+
+
+async def crowd(
+    addr: str, md: list[tuple[str, str]], job_id: str
+) -> list[list[pb.WatchJobResponse]]:
+    """`WATCHERS` concurrent WatchJob streams over a few channels, each read to the end."""
+    channels = [grpc.aio.insecure_channel(addr) for _ in range(4)]
+    try:
+
+        async def one(i: int) -> list[pb.WatchJobResponse]:
+            stub = pbg.OptimizationServiceStub(channels[i % len(channels)])
+            call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=60)
+            return [event async for event in call]
+
+        return await asyncio.gather(*(one(i) for i in range(WATCHERS)))
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+def test_a_crowd_of_watchers_does_not_slow_the_job(server: LiveServer) -> None:
+    md = server.md("trader")
+    with server.channel() as ch:
+        stub = pbg.OptimizationServiceStub(ch)
+        dataset = make_dataset(ch, md, bars=3_000)
+        alone = wait_done(stub, md, start(stub, md, dataset_id=dataset, trials=TRIALS, seed=1).id)
+        assert alone.state == pb.JOB_STATE_SUCCEEDED
+
+        job = start(stub, md, dataset_id=dataset, trials=TRIALS, seed=2)
+        began = time.monotonic()
+        streams = asyncio.run(crowd(server.addr, md, job.id))
+        watched = wait_done(stub, md, job.id)
+    elapsed = time.monotonic() - began
+
+    assert watched.state == pb.JOB_STATE_SUCCEEDED
+    assert len(streams) == WATCHERS
+    for events in streams:
+        assert events[0].type == pb.JOB_EVENT_TYPE_SNAPSHOT
+        final = events[-1]
+        assert final.type == pb.JOB_EVENT_TYPE_STATE_CHANGED
+        assert final.job.state == pb.JOB_STATE_SUCCEEDED
+        assert final.job.trials_completed == TRIALS
+        completed = [e.job.trials_completed for e in events]
+        assert completed == sorted(completed)
+    # The job's own clock, with a small allowance for a short job on a shared machine.
+    base, crowded = wall_time(alone), wall_time(watched)
+    print(f"alone {base:.2f}s, watched by {WATCHERS}: {crowded:.2f}s ({elapsed:.2f}s)")
+    assert crowded < 1.5 * base + 0.5, (base, crowded, elapsed)
