@@ -50,13 +50,14 @@ breaking: install
 	  buf breaking protos --against '.git#branch=main,subdir=protos'; \
 	else echo "main has no protos yet: skipping buf breaking"; fi
 
-lint: install
+lint: install web/node_modules/.installed
 	buf lint protos
 	buf format -d --exit-code protos
 	$(VENV)/bin/ruff check src tests bench examples/python
 	$(VENV)/bin/ruff format --check src tests bench examples/python
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	cd web && npm run --silent check
 
 ## The whole suite: lint, contract drift, unit + integration + Go/JS client + Envoy e2e tests.
 test: install check-generated lint js-deps web

@@ -261,12 +261,13 @@ async def streams_phase(srv: Server, args: argparse.Namespace) -> Row:
             [
                 str(go), "-addr", srv.addr, "-token", srv.token, "-strategy", sid,
                 "-n", str(args.subscribers), "-conns", str(args.subscribers),
-                "-seconds", str(args.seconds),
+                "-seconds", str(args.seconds + 2),
             ],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert proc.stderr is not None
         line = await asyncio.to_thread(proc.stderr.readline)
+        ready_ns = time.monotonic_ns()  # the subscribers stamp CLOCK_MONOTONIC too
         connect_s = time.monotonic() - t0
         if line.strip() != b"ready":
             raise RuntimeError(f"go_subscribers: {line!r}")
@@ -274,20 +275,24 @@ async def streams_phase(srv: Server, args: argparse.Namespace) -> Row:
         await api.stop(sid)
     finally:
         await api.channel.close()
-    by_signal: dict[int, list[int]] = {}
+    received: dict[int, list[int]] = {}
     for row in out.split(b"\n"):
         if row.strip():
             bar, got = row.split()
-            by_signal.setdefault(int(bar), []).append(int(got))
+            received.setdefault(int(bar), []).append(int(got))
+    # Only signals sent once every subscriber was open, and early enough to reach them all
+    # before the subscribers stop counting (2 s before the end of the window).
+    end_ns = ready_ns + int((args.seconds + 2) * 1e9)
+    by_signal = {
+        bar: ts for bar, ts in received.items() if ready_ns <= min(ts) < end_ns - 2_000_000_000
+    }
     lags = [(t - min(ts)) / 1e6 for ts in by_signal.values() for t in ts]
     deliveries = sum(len(ts) for ts in by_signal.values())
-    # Errors: deliveries missing from signals that had time to reach everyone (the last
-    # 2 s of the window are still on their way when the subscribers stop counting).
-    cutoff = max((max(ts) for ts in by_signal.values()), default=0) - 2_000_000_000
-    missing = sum(args.subscribers - len(ts) for ts in by_signal.values() if min(ts) < cutoff)
+    missing = sum(args.subscribers - len(ts) for ts in by_signal.values())
+    window_s = args.seconds
     return Row(
         f"{args.subscribers:,} stream subscribers",
-        f"{deliveries / args.seconds:,.0f} msgs/s",
+        f"{deliveries / window_s:,.0f} msgs/s",
         ms(pct(lags, 0.5)),
         ms(pct(lags, 0.99)),
         missing + (1 if proc.returncode else 0),

@@ -40,7 +40,8 @@ def test_validate_create_and_errors_with_positions(rest: Rest) -> None:
     assert created.status == 200, created.body
     d = created.json()["definition"]
     assert d["strategyType"] == f"user_{d['id']}" and d["version"] == "1"
-    assert rest.get(f"/v1/userDefinitions/{d['id']}").json()["definition"] == d
+    got = rest.get(f"/v1/userDefinitions/{d['id']}").json()
+    assert got["definition"] == d and got["strategyType"]["parameters"][0]["name"] == "n"
 
     refused = rest.post(
         "/v1/userDefinitions",

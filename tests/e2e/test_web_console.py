@@ -132,15 +132,25 @@ def console(browser: Browser, console_url: str) -> Iterator[Console]:
     ctx.close()
 
 
-def canvas_painted(page: Page, selector: str) -> bool:
-    """Whether any canvas under `selector` has a non-transparent pixel (the chart drew)."""
-    script = """(sel) => [...document.querySelectorAll(sel + ' canvas')].some((c) => {
-        if (!c.width || !c.height) return false;
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-        return false;
-    })"""
-    return bool(page.evaluate(script, selector))
+PAINTED = """([sel, rgb]) => [...document.querySelectorAll(sel + ' canvas')].some((c) => {
+    if (!c.width || !c.height) return false;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 200 && Math.abs(d[i] - rgb[0]) + Math.abs(d[i + 1] - rgb[1])
+            + Math.abs(d[i + 2] - rgb[2]) < 12) return true;
+    }
+    return false;
+})"""
+BLUE = "#1e88e5"  # strategy equity (web/src/charts.ts)
+RED = "#ef5350"  # falling candles, drawdown
+GREEN = "#26a69a"  # rising candles
+
+
+def wait_painted(page: Page, selector: str, color: str) -> None:
+    """Waits until a canvas under `selector` holds pixels of the series color `color`: the
+    data was drawn, not only the axes and grid. Times out, failing the test, otherwise."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    page.wait_for_function(PAINTED, arg=[selector, rgb], timeout=15_000)
 
 
 def progress_values(page: Page, until: str, timeout: float = 90) -> list[str]:
@@ -227,11 +237,8 @@ def test_generate_a_dataset_and_preview_its_candles(console: Console) -> None:
     page.click("[data-testid=generate]")
     page.wait_for_selector(f"[data-dataset='{name}']")
     page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
-    page.wait_for_function(
-        "() => document.querySelectorAll('[data-testid=dataset-chart] canvas').length > 0"
-    )
-    page.wait_for_timeout(300)
-    assert canvas_painted(page, "[data-testid=dataset-chart]")
+    wait_painted(page, "[data-testid=dataset-chart]", GREEN)
+    wait_painted(page, "[data-testid=dataset-chart]", RED)
     console.shot("datasets-desktop")
 
 
@@ -253,7 +260,7 @@ def test_import_a_csv_file_over_rest(console: Console, tmp_path: Path) -> None:
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector(f"[data-dataset='{name}']")
     page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
-    assert "120 bars" in page.locator(".card:has([data-testid=dataset-chart])").inner_text()
+    page.wait_for_selector("text=120 bars; the first 120 shown.")
 
 
 def test_backtest_draws_equity_drawdown_and_trades(
@@ -268,20 +275,15 @@ def test_backtest_draws_equity_drawdown_and_trades(
     page.click("[data-testid=run-backtest]")
     page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
     page.wait_for_selector("[data-testid=trades] tbody tr")
-    for chart in ("equity", "drawdown", "candles"):
-        page.wait_for_function(
-            f"() => document.querySelectorAll('[data-testid={chart}] canvas').length > 0"
-        )
-    page.wait_for_timeout(300)
-    for chart in ("equity", "drawdown", "candles"):
-        assert canvas_painted(page, f"[data-testid={chart}]"), chart
+    for chart, color in (("equity", BLUE), ("drawdown", RED), ("candles", GREEN)):
+        wait_painted(page, f"[data-testid={chart}]", color)
     metrics = page.locator("[data-testid=metrics]").inner_text()
     assert "Total return" in metrics and "Buy & hold" in metrics
     console.shot("backtest-desktop")
     page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     page.wait_for_timeout(300)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    assert canvas_painted(page, "[data-testid=equity]")
+    wait_painted(page, "[data-testid=equity]", BLUE)
     console.shot("backtest-phone")
 
 
@@ -297,6 +299,16 @@ def test_optimization_progress_arrives_live_to_200_of_200(
     page.select_option(f"{form} select[name=dataset_id]", dataset_id)
     page.fill(f"{form} input[name=trials]", "200")
     page.fill(f"{form} input[name=seed]", "3")
+    # A range the server refuses is reported beside the control that set it.
+    page.click(f"{form} summary:has-text('Search space')")
+    page.fill(f"{form} input[name='fast.min']", "60")
+    page.fill(f"{form} input[name='fast.max']", "10")
+    page.click("[data-testid=start-optimization]")
+    err = page.locator(f"{form} .field-error")
+    err.first.wait_for()
+    assert (err.first.get_attribute("data-error-for") or "").startswith("spec.search_space[")
+    page.fill(f"{form} input[name='fast.min']", "2")
+    page.fill(f"{form} input[name='fast.max']", "40")
     page.click("[data-testid=start-optimization]")
     page.wait_for_function("() => /^#\\/optimize\\/[^/?]+$/.test(location.hash)")
     seen = progress_values(page, "200/200")
@@ -322,7 +334,8 @@ def test_reload_mid_job_resumes_the_progress(console: Console, live_server: Live
     console.go(f"optimize/{job_id}")
     page.wait_for_function(
         "() => { const n = parseInt(document.querySelector('[data-testid=progress]')"
-        "?.textContent ?? ''); return n > 0; }"
+        "?.textContent ?? ''); return n > 0; }",
+        timeout=60_000,  # a busy queue may hold the job back a while
     )
     before = counted(page.locator("[data-testid=progress]").inner_text())
     assert 0 < before < 200  # mid-job
@@ -363,11 +376,7 @@ def test_live_strategy_streams_signals_and_equity(
         page.wait_for_function(
             "() => document.querySelectorAll('[data-testid=signals] tbody tr').length >= 2"
         )
-        page.wait_for_function(
-            "() => document.querySelectorAll('[data-testid=live-equity] canvas').length > 0"
-        )
-        page.wait_for_timeout(1500)
-        assert canvas_painted(page, "[data-testid=live-equity]")
+        wait_painted(page, "[data-testid=live-equity]", BLUE)
         console.shot("live-desktop")
         page.click("[data-testid=stop]")
         page.wait_for_function("() => location.hash === '#/live'")
@@ -410,7 +419,8 @@ def test_strategy_create_edit_and_share(console: Console) -> None:
     page.click("[data-type=sma_crossover] a.button")
     form = "[data-testid=strategy-form]"
     # The parameter form comes from the type's ParameterSpec list.
-    assert page.locator(f"{form} [data-field='strategy.parameters.fast']").count() == 1
+    page.locator(f"{form} [data-field='strategy.parameters.fast']").wait_for()
+    assert page.locator(f"{form} [data-field='strategy.parameters.slow']").count() == 1
     page.fill(f"{form} input[name=name]", "")
     page.click("[data-testid=save-strategy]")
     err = page.locator(f"{form} .field-error")
@@ -429,7 +439,7 @@ def test_strategy_create_edit_and_share(console: Console) -> None:
     page.wait_for_selector("text=version 2")
     assert page.locator(f"{form} input[name=fast]").input_value() == "7"
     page.fill("input[name=username]", "analyst")
-    page.click("text=Share")
+    page.click("button:text-is('Share')")
     page.wait_for_selector("td:has-text('analyst')")
     page.click("button:has-text('Unshare')")
     page.wait_for_selector("text=Not shared.")

@@ -259,6 +259,8 @@ def test_optimize_ends_with_results_and_jobs_commands(
         "Walk-forward windows (out of sample)",
         "walk-forward efficiency",
         "Parameter importances",
+        "deflated Sharpe ratio",
+        "expected by chance from 30 trials",
     ):
         assert section in out, section
     assert "\x1b" not in out and "\r" not in out

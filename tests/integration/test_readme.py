@@ -75,6 +75,18 @@ def test_the_walk_through_runs_verbatim(server: LiveServer, tmp_path: Path) -> N
     assert ran.returncode == 0, ran.stderr
     assert "entry_time" in ran.stdout and "fast" in ran.stdout
 
+    client_example = block_after("<!-- python-client:", "python")
+    ran = subprocess.run(
+        [sys.executable, "-c", client_example],
+        cwd=work,
+        env={**env, "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "sma_crossover ['fast', 'slow']" in ran.stdout and "total return" in ran.stdout
+
 
 def test_the_committed_sample_file_is_the_sample_the_command_writes() -> None:
     from stratopt.data import import_bars

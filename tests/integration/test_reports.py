@@ -326,6 +326,9 @@ def test_job_report_html_pdf_csv_json(
     body = json.loads(js)
     assert len(body["trials"]) == 24 and body["pareto_front"]
     assert len(body["validation"]["walk_forward_windows"]) == 3
+    # The deflated Sharpe ratio of the winner, in the data and on the page.
+    assert 0 <= body["selection_bias"]["deflated_sharpe_ratio"] <= 1
+    assert "Deflated Sharpe ratio" in html.decode() and "Deflated Sharpe ratio" in text
 
 
 def test_exports_of_another_users_things_are_not_found(

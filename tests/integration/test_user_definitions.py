@@ -98,17 +98,27 @@ def cross(ch: grpc.Channel, live_server: LiveServer) -> pb.UserDefinition:
 def test_create_get_list_update_with_etag(ch: grpc.Channel, live_server: LiveServer) -> None:
     md = live_server.md("trader")
     stub = defs(ch)
-    d = create(ch, md, STRATEGY, "crud_one", CROSS_EMA)
+    made = stub.CreateUserDefinition(
+        pb.CreateUserDefinitionRequest(
+            definition=pb.UserDefinition(kind=STRATEGY, name="crud_one", source=CROSS_EMA)
+        ),
+        metadata=md,
+    )
+    d, compiled = made.definition, made.strategy_type
     assert d.id and d.strategy_type == f"user_{d.id}" and d.version == 1 and d.etag == "v1"
     assert d.owner_username == "trader" and list(d.indicators) == []
-    assert [p.name for p in d.parameters] == ["fast", "slow"]
-    fast = d.parameters[0]
+    # The compiled type reads like a built-in's in GetStrategyType.
+    assert compiled.name == d.strategy_type and compiled.display_name == "crud_one"
+    assert [p.name for p in compiled.parameters] == ["fast", "slow"]
+    assert list(d.parameters) == list(compiled.parameters)
+    fast = compiled.parameters[0]
     assert (fast.kind, fast.min, fast.max, fast.default_value.int_value) == (
         c.PARAMETER_KIND_INT, 3.0, 20.0, 8
     )  # fmt: skip
     assert fast.description == "the blended average's length"
+    assert [(x.left, x.op, x.right) for x in compiled.constraints] == [("fast", "<", "slow")]
     got = stub.GetUserDefinition(pb.GetUserDefinitionRequest(definition_id=d.id), metadata=md)
-    assert got.definition == d
+    assert got.definition == d and got.strategy_type == compiled
     listed = stub.ListUserDefinitions(
         pb.ListUserDefinitionsRequest(kind=STRATEGY, page_size=200), metadata=md
     ).definitions
@@ -120,8 +130,9 @@ def test_create_get_list_update_with_etag(ch: grpc.Channel, live_server: LiveSer
             definition=new, update_mask=field_mask_pb2.FieldMask(paths=["source"])
         ),
         metadata=md,
-    ).definition
-    assert up.version == 2 and up.parameters[0].default_value.int_value == 9
+    )
+    assert up.definition.version == 2
+    assert up.strategy_type.parameters[0].default_value.int_value == 9
     err = call_error(
         stub.UpdateUserDefinition,
         pb.UpdateUserDefinitionRequest(
@@ -159,6 +170,7 @@ def test_validate_returns_problems_or_the_parameter_space(
     )
     assert ok.valid and not ok.problems and list(ok.indicators) == ["blend"]
     assert [p.name for p in ok.parameters] == ["fast", "slow"]
+    assert [(x.left, x.op, x.right) for x in ok.constraints] == [("fast", "<", "slow")]
     bad = defs(ch).ValidateUserDefinition(
         pb.ValidateUserDefinitionRequest(
             kind=STRATEGY,
@@ -481,3 +493,46 @@ def test_an_ensemble_may_have_a_user_typed_member(
         bt_pb.RunBacktestRequest(strategy_id=ens.id, dataset_id=ds, dry_run=True), metadata=md
     )
     assert r.backtest.bar_count == 500 and r.backtest.trade_count > 0
+
+
+def test_an_updated_definition_applies_to_its_strategies(
+    ch: grpc.Channel, live_server: LiveServer
+) -> None:
+    """Strategies use their type's current definition; stored parameters that the new
+    space refuses are reported (never INTERNAL) until the strategy is updated."""
+    md = live_server.md("trader")
+    d = create(ch, md, STRATEGY, "evolving", CROSS_EMA)
+    strategies = s_grpc.StrategyServiceStub(ch)
+    sid = strategies.CreateStrategy(
+        s_pb.CreateStrategyRequest(
+            strategy=s_pb.Strategy(name="evolving one", strategy_type=d.strategy_type)
+        ),
+        metadata=md,
+    ).strategy.id
+    renamed = CROSS_EMA.replace("fast", "quick")
+    defs(ch).UpdateUserDefinition(
+        pb.UpdateUserDefinitionRequest(
+            definition=pb.UserDefinition(id=d.id, source=renamed),
+            update_mask=field_mask_pb2.FieldMask(paths=["source"]),
+        ),
+        metadata=md,
+    )
+    ds = make_dataset(ch, md, bars=300, seed=31)
+    backtests = bt_grpc.BacktestServiceStub(ch)
+    run = bt_pb.RunBacktestRequest(strategy_id=sid, dataset_id=ds, dry_run=True)
+    err = call_error(backtests.RunBacktest, run, metadata=md)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fast" in err.details()
+    err = call_error(
+        strategies.StartStrategy,
+        s_pb.StartStrategyRequest(strategy_id=sid, dataset_id=ds, bars_per_second=0),
+        metadata=md,
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "fast" in err.details()
+    strategies.UpdateStrategy(
+        s_pb.UpdateStrategyRequest(
+            strategy=s_pb.Strategy(id=sid, parameters={"quick": c.ParameterValue(int_value=6)}),
+            update_mask=field_mask_pb2.FieldMask(paths=["parameters"]),
+        ),
+        metadata=md,
+    )
+    assert backtests.RunBacktest(run, metadata=md).backtest.parameters["quick"].int_value == 6

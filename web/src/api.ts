@@ -23,7 +23,8 @@ const ACCESS_KEY = "stratopt.accessToken";
 /** Refresh this long before the access token expires, so calls rarely meet an expired one. */
 const REFRESH_MARGIN_MS = 30_000;
 
-export const baseUrl: string = (import.meta.env.VITE_STRATOPT_GATEWAY as string | undefined) || window.location.origin;
+export const baseUrl: string =
+  (import.meta.env.VITE_STRATOPT_GATEWAY as string | undefined) || window.location.origin;
 
 export interface Session {
   user: User;

@@ -75,7 +75,12 @@ function ascending<T extends { time: number }>(rows: T[]): T[] {
 
 const t = (s: number): UTCTimestamp => s as UTCTimestamp;
 
-export function candleChart(el: HTMLElement, bars: Candle[], markers: Marker[] = [], height = 360): IChartApi {
+export function candleChart(
+  el: HTMLElement,
+  bars: Candle[],
+  markers: Marker[] = [],
+  height = 360,
+): IChartApi {
   const chart = chartIn(el, height);
   const series = chart.addSeries(CandlestickSeries, {
     upColor: "#26a69a",
@@ -169,7 +174,12 @@ function extent(xs: number[]): [number, number] {
 }
 
 /** Objective value of every trial (dots) with the best-so-far line. */
-export function trialScatter(values: { n: number; v: number }[], maximize: boolean, width = 640, height = 240): HTMLCanvasElement {
+export function trialScatter(
+  values: { n: number; v: number }[],
+  maximize: boolean,
+  width = 640,
+  height = 240,
+): HTMLCanvasElement {
   const [c, ctx] = canvas(width, height);
   const pad = 36;
   const pts = values.filter((p) => Number.isFinite(p.v));

@@ -80,8 +80,26 @@ export function table(headers: string[], rows: Child[][], attrs: Attrs = {}): HT
     h(
       "table",
       attrs,
-      h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          headers.map((t) => h("th", {}, t)),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map((r) =>
+          h(
+            "tr",
+            {},
+            r.map((c) => h("td", {}, c)),
+          ),
+        ),
+      ),
     ),
   );
 }

@@ -33,7 +33,11 @@ export class RestError extends Error {
   }
 
   static fromJson(status: number, body: unknown): RestError {
-    const s = (body ?? {}) as { code?: number; message?: string; details?: { fieldViolations?: Violation[] }[] };
+    const s = (body ?? {}) as {
+      code?: number;
+      message?: string;
+      details?: { fieldViolations?: Violation[] }[];
+    };
     const violations = (s.details ?? []).flatMap((d) =>
       (d.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description })),
     );
@@ -74,6 +78,7 @@ export function showError(scope: HTMLElement, e: unknown): Problem {
       continue;
     }
     control.setAttribute("aria-invalid", "true");
+    control.closest("details")?.setAttribute("open", ""); // never hide an error in a folded section
     const note = h("div", { class: "field-error", role: "alert", "data-error-for": v.field }, v.description);
     (control.closest(".field") ?? control).appendChild(note);
   }
@@ -83,7 +88,13 @@ export function showError(scope: HTMLElement, e: unknown): Problem {
     h("strong", {}, p.code.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase()),
     ": ",
     p.violations.length && !unplaced.length ? "check the fields marked below" : p.message,
-    unplaced.length ? h("ul", {}, unplaced.map((v) => h("li", {}, `${v.field}: ${v.description}`))) : null,
+    unplaced.length
+      ? h(
+          "ul",
+          {},
+          unplaced.map((v) => h("li", {}, `${v.field}: ${v.description}`)),
+        )
+      : null,
   );
   scope.prepend(banner);
   return p;

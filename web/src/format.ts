@@ -14,7 +14,10 @@ export function num(x: number | bigint, digits = 2): string {
 
 export function when(ts: Timestamp | undefined): string {
   if (!ts) return "–";
-  return timestampDate(ts).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+  return timestampDate(ts)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z");
 }
 
 /** Seconds since the epoch, the time unit of lightweight-charts. */

@@ -73,7 +73,12 @@ export function paramForm(
     }
     controls.set(s.name, control);
     const range = s.kind === ParameterKind.CATEGORICAL ? s.choices.join(" | ") : `${s.min} … ${s.max}`;
-    return field(s.name, control, `${prefix}.${s.name}`, `${s.description ? `${s.description} · ` : ""}${range}`);
+    return field(
+      s.name,
+      control,
+      `${prefix}.${s.name}`,
+      `${s.description ? `${s.description} · ` : ""}${range}`,
+    );
   });
   return {
     el: h("div", { class: "grid params" }, fields),

@@ -27,6 +27,7 @@ from stratopt.api.strategy_convert import (
     strategy_type_to_pb,
 )
 from stratopt.api.strategy_live import LiveStrategyMethods
+from stratopt.api.user_definition_convert import compiled_to_pb
 from stratopt.errors import FieldViolation, InvalidArgument, Unimplemented
 from stratopt.services import templates
 from stratopt.services.access import Access
@@ -39,7 +40,9 @@ from stratopt.services.strategies import (
     strategy_type,
     strategy_types,
 )
+from stratopt.services.user_definitions import UserDefinitions
 from stratopt.services.validation import ENSEMBLE_TYPE
+from stratopt.strategies.user_types import is_user_type
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
@@ -55,11 +58,13 @@ class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
         sharing: StrategySharing,
         live: LiveService,
         compare: StrategyComparison | None = None,
+        definitions: UserDefinitions | None = None,
     ) -> None:
         self.catalog = catalog
         self.sharing = sharing
         self.live = live
         self.compare = compare
+        self.definitions = definitions
 
     async def ListStrategyTypes(
         self, request: pb.ListStrategyTypesRequest, context: Ctx
@@ -75,6 +80,9 @@ class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
     ) -> pb.GetStrategyTypeResponse:
         if not request.name:
             raise InvalidArgument.field("name", "required")
+        if self.definitions is not None and is_user_type(request.name):
+            view = await self.definitions.strategy_type(current_principal(), request.name)
+            return pb.GetStrategyTypeResponse(strategy_type=compiled_to_pb(view))
         t = strategy_type(request.name)
         return pb.GetStrategyTypeResponse(strategy_type=strategy_type_to_pb(t))
 

@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import grpc
 
-    from stratopt.client.auth import LoginRequired
     from stratopt.client.remote import describe_rpc_error
+    from stratopt.client.session import AuthenticationRequired
 
     args = build_parser().parse_args(argv)
     try:
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"stratopt: {e}", file=sys.stderr)
         return e.code
-    except LoginRequired as e:
+    except AuthenticationRequired as e:  # LoginRequired, or a session revoked mid-command
         print(f"stratopt: {e}", file=sys.stderr)
         return 2
     except grpc.RpcError as e:

@@ -314,6 +314,16 @@ def _trials(n: int) -> str:
     return f"{n} trial" if n == 1 else f"{n} trials"
 
 
+def selection_bias_text(b: pb.SelectionBias) -> str:
+    """The deflated Sharpe ratio in a sentence a user can act on."""
+    verdict = "likely a real edge" if b.deflated_sharpe_ratio >= 0.95 else "may be luck"
+    return (
+        f"deflated Sharpe ratio {b.deflated_sharpe_ratio:.2f}: the best Sharpe "
+        f"{b.best_sharpe:.2f} against {b.expected_max_sharpe:.2f} expected by chance from "
+        f"{_trials(b.trials)} ({verdict}; 0.95 or more suggests an edge)"
+    )
+
+
 def print_result(
     res: pb.GetOptimizationResultResponse,
     trials: list[pb.TrialSummary],
@@ -371,6 +381,9 @@ def print_result(
             f"walk-forward efficiency {v.walk_forward_efficiency:.2f} "
             "(out-of-sample performance over in-sample)"
         )
+    if res.HasField("selection_bias"):
+        parts.append("")
+        parts.append(selection_bias_text(res.selection_bias))
     if len(objectives) > 1 and res.pareto_front:
         parts.append("")
         front = list(res.pareto_front)

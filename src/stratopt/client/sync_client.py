@@ -255,9 +255,15 @@ class Client:
         job_id: str = "",
         format: export_pb2.ReportFormat.ValueType = export_pb2.REPORT_FORMAT_HTML,
         include_charts: bool = True,
+        csv_table: export_pb2.ReportTable.ValueType = export_pb2.REPORT_TABLE_UNSPECIFIED,
     ) -> export_pb2.ExportFile:
+        """`csv_table` picks a CSV's rows (REPORT_TABLE_EQUITY: a backtest's every bar)."""
         req = export_pb2.CreateReportRequest(
-            backtest_id=backtest_id, job_id=job_id, format=format, include_charts=include_charts
+            backtest_id=backtest_id,
+            job_id=job_id,
+            format=format,
+            include_charts=include_charts,
+            csv_table=csv_table,
         )
         return self.exports.CreateReport(req).file
 

@@ -61,6 +61,8 @@ class JobReport:
     walk_forward_efficiency: float | None = None
     walk_forward_periods: Sequence[str] = ()
     spec: Mapping[str, Any] = field(default_factory=dict)
+    # The deflated Sharpe ratio of the winner (optimize.selection_bias), as a dict.
+    selection_bias: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def metric(self) -> str:
@@ -79,6 +81,7 @@ def job_json(r: JobReport) -> bytes:
         "best_trial": _trial_dict(r.best) if r.best else None,
         "pareto_front": [_trial_dict(t) for t in r.pareto_front],
         "importances": dict(r.importances),
+        "selection_bias": dict(r.selection_bias) or None,
         "validation": {
             "in_sample": dict(r.in_sample),
             "out_of_sample": dict(r.out_of_sample),
@@ -154,6 +157,28 @@ def job_doc(r: JobReport, *, charts: bool) -> ReportDoc:
             KeyValues(
                 "Validation",
                 [("Walk-forward efficiency", f"{r.walk_forward_efficiency:.3f}")],
+            )
+        )
+    if b := r.selection_bias:
+        summary.append(
+            KeyValues(
+                "Selection bias (the best of many trials flatters)",
+                [
+                    ("Deflated Sharpe ratio", f"{b.get('deflated_sharpe_ratio', 0.0):.3f}"),
+                    ("Best Sharpe ratio (annualized)", f"{b.get('best_sharpe', 0.0):.3f}"),
+                    (
+                        "Best expected by chance",
+                        f"{b.get('expected_max_sharpe', 0.0):.3f} from "
+                        f"{b.get('trials', 0):,} trials",
+                    ),
+                    ("Observations (bars)", f"{b.get('observations', 0):,}"),
+                ],
+            )
+        )
+        summary.append(
+            Note(
+                "The deflated Sharpe ratio is the probability (0 to 1) that the best trial's "
+                "true Sharpe ratio is above zero, given how many trials were tried."
             )
         )
     sections = [Section("Summary", summary)]

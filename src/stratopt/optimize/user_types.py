@@ -16,7 +16,7 @@ from collections import OrderedDict
 from stratopt.rules import compile_strategy, definition_hash
 from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
-from stratopt.strategies.user_types import TypeSource, is_user_type
+from stratopt.strategies.user_types import CATEGORY, RISK_LEVEL, TypeSource, is_user_type
 
 CACHE_SIZE = 256
 """Compiled user types kept per process."""
@@ -44,6 +44,8 @@ def compile_type(src: TypeSource) -> StrategyType:
         display_name=src.display_name or src.name,
         description=src.description,
         indicators=dict(src.indicators),
+        category=CATEGORY,
+        risk_level=RISK_LEVEL,
     )
     with _lock:
         _cache[key] = compiled

@@ -108,6 +108,7 @@ class Checker:
         self.nodes = 0
         self.expansion_depth = 0
         self.specs: list[ParamSpec] = []
+        self.sizes: dict[int, tuple[ir.Expr, int]] = {}
 
     # ---- strategies
 
@@ -236,6 +237,7 @@ class Checker:
         expr = self.expr(st.expr, rule_scope)
         if expr.type not in ir.BOOLEAN:
             raise _at(st.expr, f"a rule is a condition (true/false), not {_kind(expr.type)}")
+        self._bounded(st.expr, expr)
         rules[name] = expr
 
     def _series(self, st: Assign, scope: _Scope, series: list[str]) -> None:
@@ -246,8 +248,19 @@ class Checker:
         value = self.series_value(st.expr, _Scope(names=scope.names))
         if isinstance(value, ir.Expr) and value.type in ("choice", "str"):
             raise _at(st.expr, f"a named series cannot hold {_kind(value.type)}")
+        for part in value.outs if isinstance(value, _Multi) else (value,):
+            self._bounded(st.expr, part)
         scope.names[st.name.text] = value
         series.append(st.name.text)
+
+    def _bounded(self, node: Node, expr: ir.Expr) -> None:
+        """Named series are shared, not copied, but the generators inline arithmetic: a
+        chain `s2 = s1 + s1`, `s3 = s2 + s2`, ... must not grow the code exponentially."""
+        size = ir.tree_size(expr, self.sizes)
+        if size > self.limits.max_nodes:
+            limit = self.limits.max_nodes
+            raise _at(node, f"this expression expands to {size} nodes through the named "
+                      f"series and indicators it uses; the limit is {limit}")  # fmt: skip
 
     def series_value(self, node: Node, scope: _Scope) -> ir.Expr | _Multi:
         """A named series' value: an expression, or all outputs of an indicator call."""

@@ -137,7 +137,10 @@ class _Gen:
         if isinstance(e, ir.Compare):
             return f"({self.scalar(e.left, idx)} {e.op} {self.scalar(e.right, idx)})"
         if isinstance(e, ir.Logic):
-            return f"({self.scalar(e.left, idx)} {e.op} {self.scalar(e.right, idx)})"
+            # `&` / `|` rather than and / or: no branch per operand, which keeps numba's
+            # compile time of a large rule near linear; every operand is safe to evaluate.
+            op = "&" if e.op == "and" else "|"
+            return f"({self.scalar(e.left, idx)} {op} {self.scalar(e.right, idx)})"
         if isinstance(e, ir.Not):
             return f"(not {self.scalar(e.operand, idx)})"
         if isinstance(e, ir.Select):
@@ -158,9 +161,11 @@ class _Gen:
         if isinstance(e, ir.Cross):
             op_now, op_before = (">", "<=") if e.up else ("<", ">=")
             before = f"{idx} - 1"
+            # At bar 0 the previous index is -1, which reads the last element in bounds;
+            # the `idx >= 1` term discards it.
             return (
-                f"({idx} >= 1 and {self.at(e.left, idx)} {op_now} {self.at(e.right, idx)}"
-                f" and {self.at(e.left, before)} {op_before} {self.at(e.right, before)})"
+                f"(({idx} >= 1) & ({self.at(e.left, idx)} {op_now} {self.at(e.right, idx)})"
+                f" & ({self.at(e.left, before)} {op_before} {self.at(e.right, before)}))"
             )
         raise TypeError(f"no numba translation for {type(e).__name__}")  # pragma: no cover
 

@@ -81,7 +81,7 @@ class _Gen:
             if e.type == "bool":
                 return "true" if e.value else "false"
             if e.type == "int":
-                return str(int(e.value))
+                return str(int(e.value)) if e.value >= 0 else f"({int(e.value)})"
             return number_literal(e.value) if e.value >= 0 else f"({number_literal(e.value)})"
         if isinstance(e, ir.Param):
             return f"p_{self.program.params[e.index].name}"

@@ -159,3 +159,33 @@ def children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, ChoiceIs):
         return (e.param,)
     return ()
+
+
+def _cached_hash(self: Expr) -> int:
+    """Structural hash computed once per node: a shared subtree is hashed once, not once
+    per path to it (a chain of named series doubling each other would otherwise cost
+    2^depth per lookup in the generators' memo tables)."""
+    cached = self.__dict__.get("_hash")
+    if cached is None:
+        fields = tuple(self.__dict__[name] for name in self.__dataclass_fields__)
+        cached = hash((type(self).__name__, fields))
+        object.__setattr__(self, "_hash", cached)
+    return int(cached)
+
+
+for _cls in (Expr, Const, Param, Price, ChoiceIs, Arith, Neg, Compare, Logic, Not, Select,
+             Indicator, Shift, Cross, BarsSince, IsNa, Nz, Abs, Position):  # fmt: skip
+    _cls.__hash__ = _cached_hash  # type: ignore[method-assign,assignment]
+
+
+def tree_size(e: Expr, memo: dict[int, tuple[Expr, int]]) -> int:
+    """Nodes of `e` counted with multiplicity (what inline code generation would emit).
+
+    `memo` maps id(node) -> (node, size); holding the node keeps its id from being reused.
+    """
+    hit = memo.get(id(e))
+    if hit is not None:
+        return hit[1]
+    size = 1 + sum(tree_size(c, memo) for c in children(e))
+    memo[id(e)] = (e, size)
+    return size

@@ -84,8 +84,8 @@ def tokenize(text: str, limits: Limits = LIMITS) -> list[Token]:
                 j += 1
             if j >= n:
                 raise RuleError("unterminated string", line, col)
-            if j - i - 1 > limits.max_name:
-                raise RuleError(f"string longer than {limits.max_name} characters", line, col)
+            if j - i - 1 > limits.max_string:
+                raise RuleError(f"string longer than {limits.max_string} characters", line, col)
             tokens.append(Token("string", text[i + 1 : j], line, col))
             col += j + 1 - i
             i = j + 1

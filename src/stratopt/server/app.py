@@ -149,6 +149,7 @@ def servicers(rt: Runtime) -> list[Any]:
             StrategySharing(rt.db),
             rt.live.service,
             compare=StrategyComparison(rt.db, rt.backtests),
+            definitions=UserDefinitions(rt.db),
         ),
         BacktestServicer(rt.backtests),
         OptimizationServicer(rt.optimization.jobs),
@@ -362,12 +363,13 @@ async def serve(
     """Runs until SIGTERM/SIGINT, then drains in-flight calls for up to 5 s.
 
     With ``settings.processes > 1`` it supervises that many server processes instead
-    (server/processes.py), which call this with `reuse_port` and their own address."""
+    (server/processes.py), which call this with `reuse_port` and their own address (and
+    keep ``settings.processes``, so they know they share the database with siblings)."""
     from stratopt.server.gateway import start_gateway
 
     if settings.processes < 1:
         raise bootstrap.BootstrapError(f"processes must be at least 1, not {settings.processes}")
-    if settings.processes > 1:
+    if settings.processes > 1 and not reuse_port:  # the supervisor, not one of its processes
         from stratopt.server.processes import serve_processes
 
         await serve_processes(settings)

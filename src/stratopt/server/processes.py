@@ -16,9 +16,10 @@ To use more cores, this supervisor starts N server processes:
 - A process that exits is started again. SIGTERM/SIGINT stops the gateway, then every
   process (each drains its calls and hands its jobs back, as a single server does).
 
-Per-process state stays per process: rate-limit buckets count per process on SQLite (the
-stream cap is shared through database leases, server/security_assembly.py)
-(docs/operations.md); the metrics endpoint of process i listens on the configured port + i.
+Each process keeps ``settings.processes`` (N), so it knows it has siblings: the stream cap
+is then shared through leases in the database (server/security_assembly.py). Rate-limit
+buckets count per process on SQLite (docs/operations.md); the metrics endpoint of process
+i listens on the configured port + i.
 """
 
 from __future__ import annotations
@@ -90,7 +91,6 @@ class Supervisor:
             replace(
                 settings,
                 grpc_addr=self.addr,
-                processes=1,
                 gateway=False,
                 instance_id=f"{base_id}#{i}",
                 metrics_addr=_shift_port(settings.metrics_addr, i),
@@ -171,9 +171,12 @@ class Supervisor:
 
     async def _start_gateway(self) -> None:
         s = self.settings
+        host, port = split_addr(self.addr)
         gateway = Gateway(
             s.gateway_addr,
-            self.own_addrs[0],
+            # What /healthz asks: the shared port, answered by whichever process the kernel
+            # picks. The API itself goes to every process's own port, round-robin.
+            join_addr(dialable(host), port),
             s.data_dir / "gateway",
             admin_port=s.gateway_admin_port,
             web_dir=Path(s.web_dir) if s.web_dir else None,

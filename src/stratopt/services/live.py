@@ -374,4 +374,12 @@ async def _definitions(s: AsyncSession, strat: models.Strategy) -> dict[str, dic
             "which is no longer available to its owner"
         ) from None
     assert found.source is not None
+    # The definition may have been updated since the strategy was saved.
+    problems = found.stype.validate(strat.parameters)
+    if problems:
+        raise FailedPrecondition(
+            f"strategy {strat.name!r} has parameters its type no longer accepts ("
+            + "; ".join(f"{v.field}: {v.description}" for v in problems)
+            + "); update them first"
+        )
     return {strat.strategy_type: found.source.to_dict()}

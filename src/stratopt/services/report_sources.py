@@ -181,6 +181,7 @@ async def job_report(jobs: OptimizationJobs, principal: Principal, job_id: str) 
         walk_forward_efficiency=v.walk_forward_efficiency if v else None,
         walk_forward_periods=periods,
         spec=spec.to_dict(),
+        selection_bias=result.selection_bias.to_dict() if result.selection_bias else {},
     )
 
 

@@ -48,9 +48,10 @@ from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
 from stratopt.store.paging import keyset_page, query_hash
-from stratopt.strategies.params import ParamSpec
-from stratopt.strategies.user_types import TypeSource, type_name
+from stratopt.strategies.params import Constraint, ParamSpec
+from stratopt.strategies.user_types import TypeSource, definition_id, type_name
 
+Space = tuple[tuple[ParamSpec, ...], tuple[Constraint, ...]]
 KINDS = ("strategy", "indicator")
 UPDATABLE = ("name", "description", "source")
 DESCRIPTION_MAX = 4000
@@ -80,6 +81,7 @@ class Validation:
     problems: tuple[Problem, ...]
     params: tuple[ParamSpec, ...] = ()
     indicators: tuple[str, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -98,6 +100,7 @@ class DefinitionView:
     shared_with: tuple[str, ...]
     indicators: tuple[str, ...]
     params: tuple[ParamSpec, ...]
+    constraints: tuple[Constraint, ...]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -139,14 +142,15 @@ def source_of(row: models.UserDefinition) -> TypeSource:
 
 def _checked(
     kind: str, source: str, visible: Mapping[str, str], own_name: str = ""
-) -> tuple[tuple[ParamSpec, ...], dict[str, str]]:
+) -> tuple[Space, dict[str, str]]:
     """(parameter space, pinned indicators) of a valid definition; RuleError otherwise."""
     if kind == "indicator":
         others = {n: t for n, t in visible.items() if n != own_name}
         check_indicator(source, indicators=others)
-        return (), {}
+        return ((), ()), {}
     checked = check(source, indicators=visible)
-    return checked.params, {n: visible[n] for n in checked.indicators if n in visible}
+    space = (checked.params, checked.constraints)
+    return space, {n: visible[n] for n in checked.indicators if n in visible}
 
 
 def _field_problems(f: DefinitionFields, paths: Sequence[str]) -> list[FieldViolation]:
@@ -191,10 +195,10 @@ class UserDefinitions:
         async with self.db.session() as s:
             visible = await visible_indicators(s, principal.user_id)
         try:
-            params, pinned = _checked(kind, source, visible, name)
+            (params, constraints), pinned = _checked(kind, source, visible, name)
         except RuleError as e:
             return Validation(problems_of(e))
-        return Validation((), params, tuple(sorted(pinned)))
+        return Validation((), params, tuple(sorted(pinned)), constraints)
 
     # -- CRUD --------------------------------------------------------------------------
 
@@ -225,6 +229,20 @@ class UserDefinitions:
     async def get(self, principal: Principal, definition_id: str) -> DefinitionView:
         async with self.db.session() as s:
             row = await load_definition(s, principal, definition_id)
+            return await _view(s, principal, row)
+
+    async def strategy_type(self, principal: Principal, name: str) -> DefinitionView:
+        """The definition behind the user type `name`, for GetStrategyType; NOT_FOUND (as
+        "strategy type") for one the caller may not read."""
+        found = definition_id(name)
+        async with self.db.session() as s:
+            row = await s.get(models.UserDefinition, found) if found else None
+            if (
+                row is None
+                or row.kind != "strategy"
+                or not await may_read(s, row, principal.user_id, principal.is_admin)
+            ):
+                raise NotFound("strategy type", name)
             return await _view(s, principal, row)
 
     async def list_page(
@@ -438,8 +456,10 @@ async def _view(
                 )
             ).scalars()
         )
-    params = (
-        _params(row.source, tuple(sorted(row.indicators.items()))) if row.kind == "strategy" else ()
+    params, constraints = (
+        _space(row.source, tuple(sorted(row.indicators.items())))
+        if row.kind == "strategy"
+        else ((), ())
     )
     return DefinitionView(
         id=row.id,
@@ -452,6 +472,7 @@ async def _view(
         shared_with=shared,
         indicators=tuple(sorted(row.indicators)),
         params=params,
+        constraints=constraints,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -459,12 +480,13 @@ async def _view(
 
 
 @lru_cache(maxsize=512)
-def _params(source: str, indicators: tuple[tuple[str, str], ...]) -> tuple[ParamSpec, ...]:
+def _space(source: str, indicators: tuple[tuple[str, str], ...]) -> Space:
     """A stored strategy definition's parameter space (checked once per text per process).
 
     Empty if it no longer checks (saved under an older language version); Update shows why.
     """
     try:
-        return check(source, indicators=dict(indicators)).params
+        checked = check(source, indicators=dict(indicators))
     except RuleError:
-        return ()
+        return (), ()
+    return checked.params, checked.constraints

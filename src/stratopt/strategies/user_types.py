@@ -18,7 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratopt.strategies.base import Category, RiskLevel
+
 PREFIX = "user_"
+CATEGORY: Category = "trend_following"
+RISK_LEVEL: RiskLevel = "medium"
+"""What every user type is filed under (strategies and ListCategories count it there); the
+language has no way to say otherwise yet."""
 _NAME = re.compile(r"^user_[0-9a-f]{32}$")
 
 

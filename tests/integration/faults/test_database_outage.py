@@ -78,6 +78,8 @@ async def assert_outage_then_recovery(
     assert "database" in (err.details() or "")
     assert reason(err) == "UNAVAILABLE"
     assert retry_delay(err) >= 1.0, "a retry hint a client can use"
+    refused = await rpc_error(login(ch, "analyst"))
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE, (refused.code(), refused.details())
 
     await asyncio.to_thread(end_outage)
 
@@ -86,6 +88,7 @@ async def assert_outage_then_recovery(
 
     await eventually(serving, "health to turn SERVING again without a restart")
     after = (await stub.CreateStrategy(create_request(), metadata=md)).strategy
+    assert await login(ch, "analyst"), "logins work again too"
     got = await stub.GetStrategy(spb.GetStrategyRequest(strategy_id=before.id), metadata=md)
     assert got.strategy.name == before.name and after.id != before.id
 

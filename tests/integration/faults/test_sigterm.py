@@ -20,7 +20,7 @@ from stratopt.v1 import strategy_pb2_grpc as sg
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.integration.jobs.helpers import all_trials, make_dataset, start, wait_done
 
-TRIALS = 120
+TRIALS = 150
 LIVE_BARS = 200
 BARS_PER_SECOND = 50.0
 EXIT_WITHIN_S = 15.0
@@ -86,7 +86,8 @@ def test_sigterm_checkpoints_jobs_and_live_runs_that_resume(tmp_path: Path) -> N
                 return jobs.GetJob(opb.GetJobRequest(job_id=job_id), metadata=md).job
 
             wait_for(lambda: perf(strategies, md, sid).bars_processed >= 20, "the live run")
-            wait_for(lambda: job_of().trials_completed >= 30, "the job to be under way")
+            wait_for(lambda: job_of().trials_completed >= 10, "the job to be under way")
+            bars_seen = perf(strategies, md, sid).bars_processed
         sent = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
         code = srv.proc.wait(EXIT_WITHIN_S)
@@ -96,7 +97,7 @@ def test_sigterm_checkpoints_jobs_and_live_runs_that_resume(tmp_path: Path) -> N
     assert code == 0, f"exit code {code}:\n{srv.logs()[-3000:]}"
     print(f"\nSIGTERM to exit: {took:.2f}s")
     before = stored_trials(tmp_path)
-    assert 30 <= len(before) < TRIALS, f"the signal did not land mid-job ({len(before)})"
+    assert 10 <= len(before) < TRIALS, f"the signal did not land mid-job ({len(before)})"
     assert {state for _, state in before} == {"COMPLETE"}, "no trial left half-done"
 
     srv = start_server(tmp_path)
@@ -106,7 +107,7 @@ def test_sigterm_checkpoints_jobs_and_live_runs_that_resume(tmp_path: Path) -> N
             jobs, strategies = og.OptimizationServiceStub(ch), sg.StrategyServiceStub(ch)
             resumed = perf(strategies, md, sid)
             assert resumed.run_state == spb.RUN_STATE_RUNNING, "the paper run did not resume"
-            assert resumed.bars_processed >= 20
+            assert resumed.bars_processed >= bars_seen, "the run went back in time"
             done = wait_done(jobs, md, job_id, timeout=90)
             assert done.state == opb.JOB_STATE_SUCCEEDED, done.error
             assert done.trials_completed == TRIALS

@@ -121,6 +121,14 @@ def test_exponential_expansion_through_indicators_is_bounded() -> None:
     assert "nodes" in str(err) or "deep" in str(err)
 
 
+def test_exponential_expansion_through_named_series_is_bounded() -> None:
+    lines = ["s0 = close", *(f"s{i} = s{i - 1} + s{i - 1}" for i in range(1, 60))]
+    err = error_of("\n".join([*lines, "long_entry: s59 > 0"]))
+    first_too_big = next(k for k in range(60) if 2 ** (k + 1) - 1 > LIMITS.max_nodes)
+    assert "expands to" in err.message and err.line == first_too_big + 1
+    assert len(err.errors) == 1, "the names built on a failed one are not reported again"
+
+
 def test_indicator_cycles_are_errors() -> None:
     indicators = {
         "a": "input x: series\nreturn b(x)",

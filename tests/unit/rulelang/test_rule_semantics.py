@@ -61,7 +61,7 @@ long_entry: signal > 1.5 and not na(ratio)
 long_exit: na(ratio)
 """
     # close = 5 divides by zero: NaN (as in Pine), not inf, so it exits.
-    assert run(text, [6, 5, 8, 20], mode="up") == [1, 0, 1, 0]
+    assert run(text, [6, 5, 8, 20], mode="up") == [1, 0, 1, 1]
     assert run(text, [6, 5, 8, 20], mode="down") == [0, 0, 0, 0]
 
 
@@ -92,24 +92,13 @@ long_entry: sma(close, fast) - sma(close, 6) > 0 and close < sma(close, 6) * (1 
 
 
 def test_check_reports_the_parameter_space() -> None:
-    checked = (
-        check(
-            'param p: int = 14 in [2, 50] log "Length."\n'
-            "param lvl: float = 30 in [5, 45] step 0.5\n"
-            'param src: choice("close", "hl2") = "hl2"\n'
-            "constraint p > lvl\n"
-            'x = rsi(src == "hl2" ? hl2 : close, p)\n'
-            "short_entry: x > lvl"
-        )
-        if False
-        else check(
-            'param p: int = 14 in [2, 50] log "Length."\n'
-            "param lvl: float = 30 in [5, 45] step 0.5\n"
-            'param src: choice("close", "hl2") = "hl2"\n'
-            "constraint lvl > p\n"
-            'x = rsi(src == "hl2" ? hl2 : close, p)\n'
-            "short_entry: x > lvl"
-        )
+    checked = check(
+        'param p: int = 14 in [2, 50] log "Length."\n'
+        "param lvl: float = 30 in [5, 45] step 0.5\n"
+        'param src: choice("close", "hl2") = "hl2"\n'
+        "constraint lvl > p\n"
+        'x = rsi(src == "hl2" ? hl2 : close, p)\n'
+        "short_entry: x > lvl"
     )
     p, lvl, src = checked.params
     assert (p.kind, p.low, p.high, p.default, p.log, p.description) == (
@@ -162,8 +151,8 @@ long_entry: choice_x == "a{b}" and close > my_series_zz
     for word in ("evil_name", "my_series_zz", "choice_x", "a{b}", "import os"):
         assert word not in source
     template = pine_template(program)
-    assert "{orders}" in template  # the settings field, once, at the end
-    assert template.count("{orders}") == 1
+    assert template.endswith("\n{orders}")  # the settings field; user braces are doubled
+    assert "{{orders}}" in template
     stype = compile_strategy(text.replace('\\" ', ""), name="t")
     rendered = stype.render_pine()
     assert '"a{b}"' in rendered and "desc {orders}" in rendered

@@ -77,7 +77,12 @@ export async function backtestPage({ root, args, query, signal }: PageContext): 
   const form = h(
     "form",
     { class: "stack", novalidate: true, "data-testid": "backtest-form" },
-    h("div", { class: "grid" }, field("Strategy", source, "strategy_id"), field("Dataset", dataset, "dataset_id")),
+    h(
+      "div",
+      { class: "grid" },
+      field("Strategy", source, "strategy_id"),
+      field("Dataset", dataset, "dataset_id"),
+    ),
     paramsHost,
     h("h3", {}, "Execution"),
     ex.el,
@@ -108,7 +113,10 @@ export async function backtestPage({ root, args, query, signal }: PageContext): 
 }
 
 /** Execution option controls; only the ones the user filled in are sent (set_fields). */
-export function executionFields(prefix = "execution"): { el: HTMLElement; value: () => ReturnType<typeof create<typeof ExecutionOptionsSchema>> } {
+export function executionFields(prefix = "execution"): {
+  el: HTMLElement;
+  value: () => ReturnType<typeof create<typeof ExecutionOptionsSchema>>;
+} {
   const numbers: [string, string, string, string][] = [
     ["initial_cash", "initialCash", "Initial cash", "10000"],
     ["position_size", "positionSize", "Position size (0–1]", "1"],
@@ -118,7 +126,9 @@ export function executionFields(prefix = "execution"): { el: HTMLElement; value:
     ["take_profit", "takeProfit", "Take profit (fraction)", ""],
     ["trailing_stop", "trailingStop", "Trailing stop (fraction)", ""],
   ];
-  const controls = numbers.map(([proto, , , value]) => input({ type: "number", name: proto, step: "any", value, placeholder: "default" }));
+  const controls = numbers.map(([proto, , , value]) =>
+    input({ type: "number", name: proto, step: "any", value, placeholder: "default" }),
+  );
   const direction = select(
     [
       ["0", "default (long only)"],
@@ -134,7 +144,11 @@ export function executionFields(prefix = "execution"): { el: HTMLElement; value:
     { class: "grid" },
     numbers.map(([proto, , label], i) => field(label, controls[i]!, `${prefix}.${proto}`)),
     field("Direction", direction, `${prefix}.direction`),
-    h("div", { class: "field", "data-field": `${prefix}.fill_on_close` }, h("label", { class: "check" }, onClose, "Fill on the signal bar's close")),
+    h(
+      "div",
+      { class: "field", "data-field": `${prefix}.fill_on_close` },
+      h("label", { class: "check" }, onClose, "Fill on the signal bar's close"),
+    ),
   );
   return {
     el,
@@ -176,7 +190,9 @@ export function metricsGrid(m: Metrics | undefined): HTMLElement {
   return h(
     "dl",
     { class: "metrics", "data-testid": "metrics" },
-    METRICS.map(([key, label, fmt]) => h("div", {}, h("dt", {}, label), h("dd", {}, m ? fmt(m[key] as number) : "–"))),
+    METRICS.map(([key, label, fmt]) =>
+      h("div", {}, h("dt", {}, label), h("dd", {}, m ? fmt(m[key] as number) : "–")),
+    ),
     h("div", {}, h("dt", {}, "Trades"), h("dd", {}, m ? num(m.numTrades) : "–")),
   );
 }
@@ -213,7 +229,10 @@ async function showBacktest(root: HTMLElement, id: string, signal: AbortSignal):
     { title: "strategy", color: "#1e88e5", points: equity },
     { title: "buy & hold", color: "#9e9e9e", points: hold },
   ]);
-  drawdownChart(ddEl, b.equityCurve.map((p) => ({ time: epochSeconds(p.time), value: p.drawdown })));
+  drawdownChart(
+    ddEl,
+    b.equityCurve.map((p) => ({ time: epochSeconds(p.time), value: p.drawdown })),
+  );
   const markers: Marker[] = b.trades.flatMap((t) => [
     {
       time: epochSeconds(t.entryTime),
@@ -230,7 +249,9 @@ function tradeTable(b: Backtest): HTMLElement {
   return h(
     "div",
     {},
-    b.tradeCount > BigInt(b.trades.length) ? h("p", { class: "muted" }, `First ${b.trades.length} of ${num(b.tradeCount)}.`) : null,
+    b.tradeCount > BigInt(b.trades.length)
+      ? h("p", { class: "muted" }, `First ${b.trades.length} of ${num(b.tradeCount)}.`)
+      : null,
     table(
       ["#", "Side", "Entry", "Exit", "Entry price", "Exit price", "P&L", "Return", "Bars", "Exit reason"],
       b.trades.map((t, i) => [

@@ -38,7 +38,11 @@ export async function allDatasets(): Promise<Dataset[]> {
 export async function datasetsPage({ root, args, signal }: PageContext): Promise<void> {
   const list = h("div", { "data-testid": "dataset-list" }, "Loading…");
   const preview = h("div", { class: "chart", "data-testid": "dataset-chart" });
-  const previewCard = card("Preview", h("p", { class: "muted" }, "Pick a dataset to see its candles."), preview);
+  const previewCard = card(
+    "Preview",
+    h("p", { class: "muted" }, "Pick a dataset to see its candles."),
+    preview,
+  );
   mount(
     root,
     h("h1", {}, "Datasets"),
@@ -80,7 +84,11 @@ export async function datasetsPage({ root, args, signal }: PageContext): Promise
 }
 
 function generateCard(): HTMLElement {
-  const name = input({ name: "name", value: `synthetic-${new Date().toISOString().slice(0, 10)}`, required: true });
+  const name = input({
+    name: "name",
+    value: `synthetic-${new Date().toISOString().slice(0, 10)}`,
+    required: true,
+  });
   const symbol = input({ name: "symbol", value: "SYNTH" });
   const timeframe = select(
     ["1m", "5m", "15m", "1h", "4h", "1d"].map((t) => [t, t]),
@@ -173,7 +181,8 @@ function uploadCard(): HTMLElement {
             },
           },
         ];
-        for (let i = 0; i < bytes.length; i += CHUNK) messages.push({ chunk: base64(bytes.subarray(i, i + CHUNK)) });
+        for (let i = 0; i < bytes.length; i += CHUNK)
+          messages.push({ chunk: base64(bytes.subarray(i, i + CHUNK)) });
         const resp = await fetch(`${baseUrl}/v1/datasets:import`, {
           method: "POST",
           headers: { "content-type": "application/json", ...authorization() },

@@ -19,16 +19,24 @@ function saveBlob(data: BlobPart[], name: string, type: string): void {
 
 async function download(id: string, name: string, type: string): Promise<void> {
   const parts: Uint8Array<ArrayBuffer>[] = [];
-  for await (const chunk of api.exports.downloadExportFile({ exportId: id })) parts.push(new Uint8Array(chunk.data));
+  for await (const chunk of api.exports.downloadExportFile({ exportId: id }))
+    parts.push(new Uint8Array(chunk.data));
   saveBlob(parts, name, type);
 }
 
 export async function exportsPage({ root, query }: PageContext): Promise<void> {
   if (!can(Permission.EXPORT)) {
-    mount(root, h("h1", {}, "Exports"), card("Exports", h("p", { class: "muted" }, "Your role cannot export.")));
+    mount(
+      root,
+      h("h1", {}, "Exports"),
+      card("Exports", h("p", { class: "muted" }, "Your role cannot export.")),
+    );
     return;
   }
-  const [strategies, backtests] = await Promise.all([allStrategies(), api.backtests.listBacktests({ pageSize: 50 }).then((r) => r.backtests)]);
+  const [strategies, backtests] = await Promise.all([
+    allStrategies(),
+    api.backtests.listBacktests({ pageSize: 50 }).then((r) => r.backtests),
+  ]);
   const files = h("div", { "data-testid": "export-files" });
   const reloadFiles = async () => {
     const r = await api.exports.listExportFiles({ pageSize: 50 });
@@ -42,7 +50,14 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
               enumLabel(ExportKind, f.kind),
               `${num(Number(f.sizeBytes) / 1024, 1)} KB`,
               when(f.createTime),
-              button("Download", (ev) => void busy(ev.currentTarget as HTMLButtonElement, () => download(f.id, f.fileName, f.contentType).catch(toastError)), { class: "secondary" }),
+              button(
+                "Download",
+                (ev) =>
+                  void busy(ev.currentTarget as HTMLButtonElement, () =>
+                    download(f.id, f.fileName, f.contentType).catch(toastError),
+                  ),
+                { class: "secondary" },
+              ),
             ]),
           )
         : h("p", { class: "muted" }, "No files yet."),
@@ -60,17 +75,26 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
     query.get("strategy") ? `s:${query.get("strategy")}` : undefined,
   );
   const title = input({ name: "title", placeholder: "defaults to the strategy's name" });
-  const script = h("textarea", { readonly: true, rows: 16, "data-testid": "pine-script", spellcheck: "false" });
+  const script = h("textarea", {
+    readonly: true,
+    rows: 16,
+    "data-testid": "pine-script",
+    spellcheck: "false",
+  });
   const go = h("button", { type: "submit", "data-testid": "export-pine" }, "Generate Pine Script");
-  const copy = button("Copy", () => {
-    navigator.clipboard.writeText(script.value).then(
-      () => toast("Copied to the clipboard"),
-      () => {
-        script.select();
-        toast("Select-all done: press Ctrl+C to copy");
-      },
-    );
-  }, { class: "secondary", "data-testid": "copy-pine", disabled: true });
+  const copy = button(
+    "Copy",
+    () => {
+      navigator.clipboard.writeText(script.value).then(
+        () => toast("Copied to the clipboard"),
+        () => {
+          script.select();
+          toast("Select-all done: press Ctrl+C to copy");
+        },
+      );
+    },
+    { class: "secondary", "data-testid": "copy-pine", disabled: true },
+  );
   let fileName = "strategy.pine";
   const save = button("Download .pine", () => saveBlob([script.value], fileName, "text/plain"), {
     class: "secondary",
@@ -111,13 +135,19 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
   const target = select(
     [
       ...(jobId ? [[`j:${jobId}`, `optimization job ${jobId.slice(0, 8)}`] as [string, string]] : []),
-      ...backtests.map((b): [string, string] => [`b:${b.id}`, `backtest ${b.strategyType} ${when(b.createTime)}`]),
+      ...backtests.map((b): [string, string] => [
+        `b:${b.id}`,
+        `backtest ${b.strategyType} ${when(b.createTime)}`,
+      ]),
     ],
     { name: "backtest_id" },
     backtestId ? `b:${backtestId}` : undefined,
   );
   const format = select(
-    [ReportFormat.HTML, ReportFormat.PDF, ReportFormat.CSV, ReportFormat.JSON].map((f) => [String(f), enumLabel(ReportFormat, f)]),
+    [ReportFormat.HTML, ReportFormat.PDF, ReportFormat.CSV, ReportFormat.JSON].map((f) => [
+      String(f),
+      enumLabel(ReportFormat, f),
+    ]),
     { name: "format" },
   );
   const charts = input({ type: "checkbox", name: "include_charts", checked: true });

@@ -1,6 +1,12 @@
 // Live: running strategies, each with its signals, equity and alerts streamed as they happen
 // (StreamSignals/StreamAlerts resume after the last sequence shown; StreamPerformance ticks).
-import { AlertSeverity, RunState, SignalAction, type Alert, type Signal } from "@stratopt/api/stratopt/v1/strategy_pb";
+import {
+  AlertSeverity,
+  RunState,
+  SignalAction,
+  type Alert,
+  type Signal,
+} from "@stratopt/api/stratopt/v1/strategy_pb";
 import { api, can, Permission } from "../api";
 import { liveLine } from "../charts";
 import { busy, button, card, field, h, input, mount, select, table } from "../dom";
@@ -18,7 +24,12 @@ export async function livePage({ root, args, signal }: PageContext): Promise<voi
     running.length
       ? table(
           ["Strategy", "Type", "Symbols", "TF"],
-          running.map((s) => [h("a", { href: `#/live/${s.id}` }, s.name), s.strategyType, s.symbols.join(", "), s.timeframe]),
+          running.map((s) => [
+            h("a", { href: `#/live/${s.id}` }, s.name),
+            s.strategyType,
+            s.symbols.join(", "),
+            s.timeframe,
+          ]),
         )
       : h("p", { class: "muted" }, "Nothing is running."),
   );
@@ -27,8 +38,14 @@ export async function livePage({ root, args, signal }: PageContext): Promise<voi
   let startCard: HTMLElement | null = null;
   if (can(Permission.EXECUTE_STRATEGIES)) {
     const datasets = await allDatasets();
-    const strategy = select(strategies.filter((s) => s.runState !== RunState.RUNNING).map((s) => [s.id, s.name]), { name: "strategy_id" });
-    const dataset = select(datasets.map((d) => [d.id, `${d.name} (${d.symbol} ${d.timeframe})`]), { name: "dataset_id" });
+    const strategy = select(
+      strategies.filter((s) => s.runState !== RunState.RUNNING).map((s) => [s.id, s.name]),
+      { name: "strategy_id" },
+    );
+    const dataset = select(
+      datasets.map((d) => [d.id, `${d.name} (${d.symbol} ${d.timeframe})`]),
+      { name: "dataset_id" },
+    );
     const speed = input({ type: "number", name: "bars_per_second", value: 20, step: "any", min: 0 });
     const go = h("button", { type: "submit", "data-testid": "start-live" }, "Start paper trading");
     const form = h(
@@ -48,7 +65,11 @@ export async function livePage({ root, args, signal }: PageContext): Promise<voi
       clearErrors(form);
       void busy(go, async () => {
         try {
-          await api.strategies.startStrategy({ strategyId: strategy.value, datasetId: dataset.value, barsPerSecond: Number(speed.value) });
+          await api.strategies.startStrategy({
+            strategyId: strategy.value,
+            datasetId: dataset.value,
+            barsPerSecond: Number(speed.value),
+          });
           navigate(`live/${strategy.value}`);
         } catch (e) {
           showError(form, e);
@@ -67,8 +88,16 @@ async function follow(root: HTMLElement, id: string, list: HTMLElement, signal: 
   const signalsBody = h("tbody");
   const alertsBody = h("tbody");
   const stop = can(Permission.EXECUTE_STRATEGIES)
-    ? button("Stop", (ev) => void busy(ev.currentTarget as HTMLButtonElement, () =>
-        api.strategies.stopStrategy({ strategyId: id, closePosition: true }).then(() => navigate("live"), toastError)), { class: "danger", "data-testid": "stop" })
+    ? button(
+        "Stop",
+        (ev) =>
+          void busy(ev.currentTarget as HTMLButtonElement, () =>
+            api.strategies
+              .stopStrategy({ strategyId: id, closePosition: true })
+              .then(() => navigate("live"), toastError),
+          ),
+        { class: "danger", "data-testid": "stop" },
+      )
     : null;
   mount(
     root,
@@ -78,17 +107,69 @@ async function follow(root: HTMLElement, id: string, list: HTMLElement, signal: 
     h(
       "div",
       { class: "cols" },
-      card("Signals", h("div", { class: "table-wrap" }, h("table", { "data-testid": "signals" }, h("thead", {}, h("tr", {}, ["Time", "Action", "Price", "Position", "Reason"].map((x) => h("th", {}, x)))), signalsBody))),
-      card("Alerts", h("div", { class: "table-wrap" }, h("table", { "data-testid": "alerts" }, h("thead", {}, h("tr", {}, ["Time", "Severity", "Title", "Message"].map((x) => h("th", {}, x)))), alertsBody))),
+      card(
+        "Signals",
+        h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            { "data-testid": "signals" },
+            h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ["Time", "Action", "Price", "Position", "Reason"].map((x) => h("th", {}, x)),
+              ),
+            ),
+            signalsBody,
+          ),
+        ),
+      ),
+      card(
+        "Alerts",
+        h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            { "data-testid": "alerts" },
+            h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ["Time", "Severity", "Title", "Message"].map((x) => h("th", {}, x)),
+              ),
+            ),
+            alertsBody,
+          ),
+        ),
+      ),
     ),
     list,
   );
   const addRow = (body: HTMLElement, cells: string[]) => {
-    body.prepend(h("tr", {}, cells.map((c) => h("td", {}, c))));
+    body.prepend(
+      h(
+        "tr",
+        {},
+        cells.map((c) => h("td", {}, c)),
+      ),
+    );
     while (body.childElementCount > 200) body.lastElementChild!.remove();
   };
   const addSignal = (x: Signal) =>
-    addRow(signalsBody, [when(x.time), enumLabel(SignalAction, x.action), num(x.price, 4), String(x.position), x.reason]);
+    addRow(signalsBody, [
+      when(x.time),
+      enumLabel(SignalAction, x.action),
+      num(x.price, 4),
+      String(x.position),
+      x.reason,
+    ]);
   const addAlert = (a: Alert) =>
     addRow(alertsBody, [when(a.time), enumLabel(AlertSeverity, a.severity), a.title, a.message]);
   const history = await api.strategies.listSignals({ strategyId: id, pageSize: 50 });
@@ -106,17 +187,26 @@ async function follow(root: HTMLElement, id: string, list: HTMLElement, signal: 
   const push = liveLine(equityEl, "equity", "#1e88e5");
   const streams = [
     (async () => {
-      for await (const r of api.strategies.streamSignals({ strategyId: id, afterSequence: lastSignal }, { signal })) {
+      for await (const r of api.strategies.streamSignals(
+        { strategyId: id, afterSequence: lastSignal },
+        { signal },
+      )) {
         if (r.signal) addSignal(r.signal);
       }
     })(),
     (async () => {
-      for await (const r of api.strategies.streamAlerts({ strategyId: id, afterSequence: lastAlert }, { signal })) {
+      for await (const r of api.strategies.streamAlerts(
+        { strategyId: id, afterSequence: lastAlert },
+        { signal },
+      )) {
         if (r.alert) addAlert(r.alert);
       }
     })(),
     (async () => {
-      for await (const r of api.strategies.streamPerformance({ strategyId: id, intervalSeconds: 1 }, { signal })) {
+      for await (const r of api.strategies.streamPerformance(
+        { strategyId: id, intervalSeconds: 1 },
+        { signal },
+      )) {
         const p = r.performance;
         if (!p) continue;
         mount(

@@ -6,7 +6,12 @@ import type { PageContext } from "../page";
 
 export function loginPage({ root }: PageContext): void {
   const username = input({ name: "username", autocomplete: "username", required: true });
-  const password = input({ name: "password", type: "password", autocomplete: "current-password", required: true });
+  const password = input({
+    name: "password",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+  });
   const submit = h("button", { type: "submit", "data-testid": "login" }, "Sign in");
   const form = h(
     "form",

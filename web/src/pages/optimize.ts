@@ -4,16 +4,20 @@
 // parameter importances, the trial history and a heatmap over two parameters.
 import { create } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   JobEventType,
   JobState,
   ObjectiveSchema,
   OptimizeDirection,
+  ParameterOverrideSchema,
   Sampler,
+  type ParameterOverride,
   type Job,
   type TrialSummary,
 } from "@stratopt/api/stratopt/v1/optimization_pb";
-import { api, can, Permission } from "../api";
+import { ParameterKind } from "@stratopt/api/stratopt/v1/common_pb";
+import { api, can, Permission, refresh } from "../api";
 import { heatmap, trialScatter } from "../charts";
 import { busy, button, card, field, h, input, mount, select, table } from "../dom";
 import { clearErrors, showError } from "../errors";
@@ -24,7 +28,16 @@ import { executionFields } from "./backtest";
 import { allDatasets } from "./datasets";
 import { allStrategies } from "./strategies";
 
-const OBJECTIVES = ["sharpe", "total_return", "sortino", "calmar", "cagr", "profit_factor", "max_drawdown", "sqn"];
+const OBJECTIVES = [
+  "sharpe",
+  "total_return",
+  "sortino",
+  "calmar",
+  "cagr",
+  "profit_factor",
+  "max_drawdown",
+  "sqn",
+];
 const TERMINAL = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]);
 /** The optimizer scores a parameter set the strategy rejects (e.g. fast >= slow) at +-1e12
  * (optimize/evaluate.py PENALTY): such trials are counted, never drawn, or they would flatten
@@ -80,15 +93,61 @@ export async function optimizePage(ctx: PageContext): Promise<void> {
   const sampler = select(
     [
       ["0", "default (TPE)"],
-      ...[Sampler.TPE, Sampler.RANDOM, Sampler.GRID, Sampler.CMA_ES, Sampler.QMC].map((s): [string, string] => [
-        String(s),
-        enumLabel(Sampler, s),
-      ]),
+      ...[Sampler.TPE, Sampler.RANDOM, Sampler.GRID, Sampler.CMA_ES, Sampler.QMC].map(
+        (s): [string, string] => [String(s), enumLabel(Sampler, s)],
+      ),
     ],
     { name: "sampler" },
   );
-  const metric = select(OBJECTIVES.map((m) => [m, m.replace(/_/g, " ")]), { name: "metric" });
+  const metric = select(
+    OBJECTIVES.map((m) => [m, m.replace(/_/g, " ")]),
+    { name: "metric" },
+  );
   const seed = input({ type: "number", name: "seed", step: 1, placeholder: "random" });
+  // The search space: each numeric parameter's range, prefilled from the type's spec.
+  const spaceHost = h("div");
+  let space: () => ParameterOverride[] = () => [];
+  const drawSpace = () => {
+    const [kind, ref] = [source.value.slice(0, 1), source.value.slice(2)];
+    const typeName = kind === "t" ? ref : strategies.find((x) => x.id === ref)?.strategyType;
+    const specs = (types.find((t) => t.name === typeName)?.parameters ?? []).filter(
+      (p) => p.kind === ParameterKind.INT || p.kind === ParameterKind.FLOAT,
+    );
+    const rows = specs.map((p, i) => {
+      const step = p.kind === ParameterKind.INT ? 1 : "any";
+      const lo = input({ type: "number", name: `${p.name}.min`, value: p.min, step });
+      const hi = input({ type: "number", name: `${p.name}.max`, value: p.max, step });
+      const at = `spec.search_space[${i}]`;
+      return {
+        p,
+        lo,
+        hi,
+        el: [field(`${p.name} from`, lo, `${at}.min`), field(`${p.name} to`, hi, `${at}.max`)],
+      };
+    });
+    mount(
+      spaceHost,
+      rows.length
+        ? h(
+            "div",
+            { class: "grid" },
+            rows.flatMap((r) => r.el),
+          )
+        : null,
+    );
+    space = () =>
+      rows.map((r) =>
+        create(ParameterOverrideSchema, {
+          name: r.p.name,
+          min: Number(r.lo.value),
+          max: Number(r.hi.value),
+          step: r.p.step,
+          logScale: r.p.logScale,
+        }),
+      );
+  };
+  source.addEventListener("change", drawSpace);
+  drawSpace();
   const ex = executionFields("spec.execution");
   const go = h("button", { type: "submit", "data-testid": "start-optimization" }, "Start optimization");
   const form = h(
@@ -104,6 +163,7 @@ export async function optimizePage(ctx: PageContext): Promise<void> {
       field("Objective", metric, "spec.objectives"),
       field("Seed", seed, "spec.seed"),
     ),
+    h("details", {}, h("summary", {}, "Search space"), spaceHost),
     h("details", {}, h("summary", {}, "Execution options"), ex.el),
     go,
   );
@@ -121,6 +181,7 @@ export async function optimizePage(ctx: PageContext): Promise<void> {
             trials: Number(trials.value || 0),
             sampler: Number(sampler.value) as Sampler,
             objectives: [create(ObjectiveSchema, { metric: metric.value })],
+            searchSpace: space(),
             seed: seed.value.trim() ? BigInt(seed.value.trim()) : undefined,
             execution: ex.value(),
           },
@@ -149,9 +210,16 @@ async function watchJob({ root, signal }: PageContext, jobId: string): Promise<v
   const bestParams = h("p", { class: "muted", "data-testid": "best-params" });
   const live = h("div", { class: "plot-host", "data-testid": "live-trials" });
   const results = h("div", { "data-testid": "results" });
-  const cancel = button("Cancel job", (ev) => {
-    void busy(ev.currentTarget as HTMLButtonElement, () => api.jobs.cancelJob({ jobId }).then(() => undefined, toastError));
-  }, { class: "danger", hidden: true });
+  const liveCard = card("Trials so far", live);
+  const cancel = button(
+    "Cancel job",
+    (ev) => {
+      void busy(ev.currentTarget as HTMLButtonElement, () =>
+        api.jobs.cancelJob({ jobId }).then(() => undefined, toastError),
+      );
+    },
+    { class: "danger", hidden: true },
+  );
   mount(
     root,
     h("h1", {}, `Optimization ${jobId.slice(0, 8)}`),
@@ -171,7 +239,7 @@ async function watchJob({ root, signal }: PageContext, jobId: string): Promise<v
       bestParams,
       can(Permission.RUN_OPTIMIZATIONS) ? cancel : null,
     ),
-    card("Trials so far", live),
+    liveCard,
     results,
   );
   const seen: { n: number; v: number }[] = [];
@@ -195,7 +263,9 @@ async function watchJob({ root, signal }: PageContext, jobId: string): Promise<v
     rate.textContent = j.throughput ? num(j.throughput, 1) : "–";
     eta.textContent = j.eta && !TERMINAL.has(j.state) ? `${num(durationMs(j.eta) / 1000, 0)} s` : "–";
     reason.textContent = j.error || j.stateReason;
-    bestParams.textContent = Object.keys(j.bestParameters).length ? `best: ${paramsText(j.bestParameters)}` : "";
+    bestParams.textContent = Object.keys(j.bestParameters).length
+      ? `best: ${paramsText(j.bestParameters)}`
+      : "";
     cancel.hidden = TERMINAL.has(j.state);
   };
   // The stream ends when the job does; a dropped connection re-opens it (snapshot first).
@@ -213,14 +283,21 @@ async function watchJob({ root, signal }: PageContext, jobId: string): Promise<v
     } catch (e) {
       if (isAbort(e, signal)) return;
       if (attempt >= 5) throw e;
+      // A stream is not retried by the auth interceptor (its request is consumed): an
+      // expired token (a laptop that slept through the refresh timer) is renewed here.
+      if (ConnectError.from(e).code === Code.Unauthenticated && !(await refresh())) throw e;
       await new Promise((r) => window.setTimeout(r, 500 * (attempt + 1)));
     }
   }
   if (signal.aborted) return;
   const final = (await api.jobs.getJob({ jobId })).job!;
   show(final);
-  if (final.state === JobState.SUCCEEDED) await showResults(results, final, signal);
+  if (final.state === JobState.SUCCEEDED) {
+    liveCard.remove(); // the trial history below has every trial
+    await showResults(results, final, signal);
+  }
   draw();
+  window.clearInterval(timer);
 }
 
 async function allTrials(jobId: string): Promise<TrialSummary[]> {
@@ -235,23 +312,40 @@ async function allTrials(jobId: string): Promise<TrialSummary[]> {
 }
 
 async function showResults(host: HTMLElement, job: Job, signal: AbortSignal): Promise<void> {
-  const [result, trials] = await Promise.all([api.jobs.getOptimizationResult({ jobId: job.id }), allTrials(job.id)]);
+  const [result, trials] = await Promise.all([
+    api.jobs.getOptimizationResult({ jobId: job.id }),
+    allTrials(job.id),
+  ]);
   if (signal.aborted) return;
   const max = maximizing(job);
   const scored = trials.filter((t) => drawable(t.values[0]));
   const rejected = trials.length - scored.length;
   const imp = [...result.importances].sort((a, b) => b.importance - a.importance);
-  const numeric = imp.map((i) => i.parameter).filter((p) => trials.some((t) => Number.isFinite(valueNumber(t.parameters[p]))));
+  const numeric = imp
+    .map((i) => i.parameter)
+    .filter((p) => trials.some((t) => Number.isFinite(valueNumber(t.parameters[p]))));
   const names = [...new Set([...numeric, ...Object.keys(trials[0]?.parameters ?? {})])].filter((p) =>
     trials.some((t) => Number.isFinite(valueNumber(t.parameters[p]))),
   );
-  const xSel = select(names.map((n) => [n, n]), { name: "x" }, names[0]);
-  const ySel = select(names.map((n) => [n, n]), { name: "y" }, names[1] ?? names[0]);
+  const xSel = select(
+    names.map((n) => [n, n]),
+    { name: "x" },
+    names[0],
+  );
+  const ySel = select(
+    names.map((n) => [n, n]),
+    { name: "y" },
+    names[1] ?? names[0],
+  );
   const heat = h("div", { class: "plot-host", "data-testid": "heatmap" });
   const drawHeat = () => {
     const x = xSel.value;
     const y = ySel.value;
-    const pts = scored.map((t) => ({ x: valueNumber(t.parameters[x]), y: valueNumber(t.parameters[y]), v: t.values[0]! }));
+    const pts = scored.map((t) => ({
+      x: valueNumber(t.parameters[x]),
+      y: valueNumber(t.parameters[y]),
+      v: t.values[0]!,
+    }));
     mount(heat, heatmap(pts, [x, y], max));
   };
   xSel.addEventListener("change", drawHeat);
@@ -271,7 +365,9 @@ async function showResults(host: HTMLElement, job: Job, signal: AbortSignal): Pr
       h(
         "p",
         { class: "actions" },
-        can(Permission.EXPORT) ? h("a", { class: "button", href: `#/exports?job=${job.id}` }, "Pine Script / report") : null,
+        can(Permission.EXPORT)
+          ? h("a", { class: "button", href: `#/exports?job=${job.id}` }, "Pine Script / report")
+          : null,
       ),
       h("h3", {}, "Parameter importances"),
       h(
@@ -290,8 +386,22 @@ async function showResults(host: HTMLElement, job: Job, signal: AbortSignal): Pr
     ),
     card(
       "Trial history",
-      h("div", { class: "plot-host" }, trialScatter(scored.map((t) => ({ n: t.number, v: t.values[0]! })), max, Math.max(host.clientWidth - 40, 300))),
-      rejected ? h("p", { class: "muted" }, `${rejected} trials tried parameter sets the strategy rejects; they are not drawn.`) : null,
+      h(
+        "div",
+        { class: "plot-host" },
+        trialScatter(
+          scored.map((t) => ({ n: t.number, v: t.values[0]! })),
+          max,
+          Math.max(host.clientWidth - 40, 300),
+        ),
+      ),
+      rejected
+        ? h(
+            "p",
+            { class: "muted" },
+            `${rejected} trials tried parameter sets the strategy rejects; they are not drawn.`,
+          )
+        : null,
     ),
     names.length >= 2
       ? card("Heatmap", h("div", { class: "grid" }, field("x", xSel), field("y", ySel)), heat)

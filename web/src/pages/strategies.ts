@@ -78,7 +78,9 @@ export async function strategiesPage({ root, args }: PageContext): Promise<void>
             ),
             h("p", {}, t.description),
             h("p", { class: "muted" }, t.parameters.map((p) => p.name).join(", ")),
-            writable ? h("a", { class: "button", href: `#/strategies/new/${t.name}` }, "Use this type") : null,
+            writable
+              ? h("a", { class: "button", href: `#/strategies/new/${t.name}` }, "Use this type")
+              : null,
           ),
         ),
       ),
@@ -105,7 +107,11 @@ function editor(root: HTMLElement, types: StrategyType[], existing?: Strategy, t
   );
   const name = input({ name: "name", value: existing?.name ?? "", required: true, disabled: readOnly });
   const description = input({ name: "description", value: existing?.description ?? "", disabled: readOnly });
-  const symbols = input({ name: "symbols", value: existing?.symbols.join(", ") ?? "SYNTH", disabled: readOnly });
+  const symbols = input({
+    name: "symbols",
+    value: existing?.symbols.join(", ") ?? "SYNTH",
+    disabled: readOnly,
+  });
   const timeframe = input({ name: "timeframe", value: existing?.timeframe ?? "1h", disabled: readOnly });
   const tags = input({ name: "tags", value: existing?.tags.join(", ") ?? "", disabled: readOnly });
   const paramsHost = h("div");
@@ -151,7 +157,10 @@ function editor(root: HTMLElement, types: StrategyType[], existing?: Strategy, t
       try {
         if (existing) {
           const paths = ["name", "description", "parameters", "symbols", "timeframe", "tags"];
-          const r = await api.strategies.updateStrategy({ strategy, updateMask: create(FieldMaskSchema, { paths }) });
+          const r = await api.strategies.updateStrategy({
+            strategy,
+            updateMask: create(FieldMaskSchema, { paths }),
+          });
           toast(`Saved ${r.strategy!.name} (version ${r.strategy!.version})`);
           navigate(`strategies/${r.strategy!.id}`);
         } else {
@@ -173,9 +182,15 @@ function editor(root: HTMLElement, types: StrategyType[], existing?: Strategy, t
       ? h(
           "p",
           { class: "actions" },
-          can(Permission.RUN_BACKTESTS) ? h("a", { class: "button", href: `#/backtest?strategy=${existing.id}` }, "Backtest") : null,
-          can(Permission.RUN_OPTIMIZATIONS) ? h("a", { class: "button", href: `#/optimize?strategy=${existing.id}` }, "Optimize") : null,
-          can(Permission.EXPORT) ? h("a", { class: "button", href: `#/exports?strategy=${existing.id}` }, "Pine Script") : null,
+          can(Permission.RUN_BACKTESTS)
+            ? h("a", { class: "button", href: `#/backtest?strategy=${existing.id}` }, "Backtest")
+            : null,
+          can(Permission.RUN_OPTIMIZATIONS)
+            ? h("a", { class: "button", href: `#/optimize?strategy=${existing.id}` }, "Optimize")
+            : null,
+          can(Permission.EXPORT)
+            ? h("a", { class: "button", href: `#/exports?strategy=${existing.id}` }, "Pine Script")
+            : null,
           can(Permission.DELETE_STRATEGIES) && mine
             ? button(
                 "Delete",
@@ -242,7 +257,12 @@ function sharing(s: Strategy): HTMLElement {
       "div",
       { class: "grid" },
       field("Username", username, "username"),
-      h("div", { class: "field", "data-field": "access" }, h("span", {}, "Access"), boxes.map((b) => b[2])),
+      h(
+        "div",
+        { class: "field", "data-field": "access" },
+        h("span", {}, "Access"),
+        boxes.map((b) => b[2]),
+      ),
     ),
     go,
   );

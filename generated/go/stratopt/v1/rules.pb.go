@@ -88,7 +88,7 @@ type UserDefinition struct {
 	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	// Strategies only: the strategy type name to use elsewhere, "user_<id>".
 	StrategyType string `protobuf:"bytes,6,opt,name=strategy_type,json=strategyType,proto3" json:"strategy_type,omitempty"`
-	// The compiled parameter space.
+	// The compiled parameter space (with its constraints: the responses' strategy_type).
 	Parameters    []*ParameterSpec `protobuf:"bytes,7,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	OwnerId       string           `protobuf:"bytes,8,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	OwnerUsername string           `protobuf:"bytes,9,opt,name=owner_username,json=ownerUsername,proto3" json:"owner_username,omitempty"`
@@ -371,7 +371,8 @@ type ValidateUserDefinitionResponse struct {
 	// The compiled parameter space (empty when invalid).
 	Parameters []*ParameterSpec `protobuf:"bytes,3,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	// The user indicators it calls.
-	Indicators    []string `protobuf:"bytes,4,rep,name=indicators,proto3" json:"indicators,omitempty"`
+	Indicators    []string               `protobuf:"bytes,4,rep,name=indicators,proto3" json:"indicators,omitempty"`
+	Constraints   []*ParameterConstraint `protobuf:"bytes,5,rep,name=constraints,proto3" json:"constraints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -434,6 +435,13 @@ func (x *ValidateUserDefinitionResponse) GetIndicators() []string {
 	return nil
 }
 
+func (x *ValidateUserDefinitionResponse) GetConstraints() []*ParameterConstraint {
+	if x != nil {
+		return x.Constraints
+	}
+	return nil
+}
+
 type CreateUserDefinitionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Definition    *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
@@ -479,8 +487,11 @@ func (x *CreateUserDefinitionRequest) GetDefinition() *UserDefinition {
 }
 
 type CreateUserDefinitionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Definition    *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Definition *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	// A strategy definition compiled: name "user_<id>", parameters and constraints, as
+	// GetStrategyType shows a built-in (unset for an indicator).
+	StrategyType  *StrategyType `protobuf:"bytes,2,opt,name=strategy_type,json=strategyType,proto3" json:"strategy_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +529,13 @@ func (*CreateUserDefinitionResponse) Descriptor() ([]byte, []int) {
 func (x *CreateUserDefinitionResponse) GetDefinition() *UserDefinition {
 	if x != nil {
 		return x.Definition
+	}
+	return nil
+}
+
+func (x *CreateUserDefinitionResponse) GetStrategyType() *StrategyType {
+	if x != nil {
+		return x.StrategyType
 	}
 	return nil
 }
@@ -567,8 +585,11 @@ func (x *GetUserDefinitionRequest) GetDefinitionId() string {
 }
 
 type GetUserDefinitionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Definition    *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Definition *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	// A strategy definition compiled: name "user_<id>", parameters and constraints, as
+	// GetStrategyType shows a built-in (unset for an indicator).
+	StrategyType  *StrategyType `protobuf:"bytes,2,opt,name=strategy_type,json=strategyType,proto3" json:"strategy_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -606,6 +627,13 @@ func (*GetUserDefinitionResponse) Descriptor() ([]byte, []int) {
 func (x *GetUserDefinitionResponse) GetDefinition() *UserDefinition {
 	if x != nil {
 		return x.Definition
+	}
+	return nil
+}
+
+func (x *GetUserDefinitionResponse) GetStrategyType() *StrategyType {
+	if x != nil {
+		return x.StrategyType
 	}
 	return nil
 }
@@ -777,8 +805,11 @@ func (x *UpdateUserDefinitionRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 }
 
 type UpdateUserDefinitionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Definition    *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Definition *UserDefinition        `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	// A strategy definition compiled: name "user_<id>", parameters and constraints, as
+	// GetStrategyType shows a built-in (unset for an indicator).
+	StrategyType  *StrategyType `protobuf:"bytes,2,opt,name=strategy_type,json=strategyType,proto3" json:"strategy_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -816,6 +847,13 @@ func (*UpdateUserDefinitionResponse) Descriptor() ([]byte, []int) {
 func (x *UpdateUserDefinitionResponse) GetDefinition() *UserDefinition {
 	if x != nil {
 		return x.Definition
+	}
+	return nil
+}
+
+func (x *UpdateUserDefinitionResponse) GetStrategyType() *StrategyType {
+	if x != nil {
+		return x.StrategyType
 	}
 	return nil
 }
@@ -1089,7 +1127,7 @@ var File_stratopt_v1_rules_proto protoreflect.FileDescriptor
 
 const file_stratopt_v1_rules_proto_rawDesc = "" +
 	"\n" +
-	"\x17stratopt/v1/rules.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xfd\x04\n" +
+	"\x17stratopt/v1/rules.proto\x12\vstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\x1a\x1astratopt/v1/strategy.proto\"\xfd\x04\n" +
 	"\x0eUserDefinition\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x129\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2A\x01\x02R\x04kind\x12\x18\n" +
@@ -1121,7 +1159,7 @@ const file_stratopt_v1_rules_proto_rawDesc = "" +
 	"\x1dValidateUserDefinitionRequest\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2A\x01\x02R\x04kind\x12\x1c\n" +
 	"\x06source\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06source\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\xce\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x92\x02\n" +
 	"\x1eValidateUserDefinitionResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12:\n" +
 	"\bproblems\x18\x02 \x03(\v2\x1e.stratopt.v1.DefinitionProblemR\bproblems\x12:\n" +
@@ -1130,21 +1168,24 @@ const file_stratopt_v1_rules_proto_rawDesc = "" +
 	"parameters\x12\x1e\n" +
 	"\n" +
 	"indicators\x18\x04 \x03(\tR\n" +
-	"indicators\"`\n" +
+	"indicators\x12B\n" +
+	"\vconstraints\x18\x05 \x03(\v2 .stratopt.v1.ParameterConstraintR\vconstraints\"`\n" +
 	"\x1bCreateUserDefinitionRequest\x12A\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1b.stratopt.v1.UserDefinitionB\x04\xe2A\x01\x02R\n" +
-	"definition\"[\n" +
+	"definition\"\x9b\x01\n" +
 	"\x1cCreateUserDefinitionResponse\x12;\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1b.stratopt.v1.UserDefinitionR\n" +
-	"definition\"E\n" +
+	"definition\x12>\n" +
+	"\rstrategy_type\x18\x02 \x01(\v2\x19.stratopt.v1.StrategyTypeR\fstrategyType\"E\n" +
 	"\x18GetUserDefinitionRequest\x12)\n" +
-	"\rdefinition_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\fdefinitionId\"X\n" +
+	"\rdefinition_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\fdefinitionId\"\x98\x01\n" +
 	"\x19GetUserDefinitionResponse\x12;\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1b.stratopt.v1.UserDefinitionR\n" +
-	"definition\"\x8d\x01\n" +
+	"definition\x12>\n" +
+	"\rstrategy_type\x18\x02 \x01(\v2\x19.stratopt.v1.StrategyTypeR\fstrategyType\"\x8d\x01\n" +
 	"\x1aListUserDefinitionsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1158,11 +1199,12 @@ const file_stratopt_v1_rules_proto_rawDesc = "" +
 	"definition\x18\x01 \x01(\v2\x1b.stratopt.v1.UserDefinitionB\x04\xe2A\x01\x02R\n" +
 	"definition\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"[\n" +
+	"updateMask\"\x9b\x01\n" +
 	"\x1cUpdateUserDefinitionResponse\x12;\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\x1b.stratopt.v1.UserDefinitionR\n" +
-	"definition\"H\n" +
+	"definition\x12>\n" +
+	"\rstrategy_type\x18\x02 \x01(\v2\x19.stratopt.v1.StrategyTypeR\fstrategyType\"H\n" +
 	"\x1bDeleteUserDefinitionRequest\x12)\n" +
 	"\rdefinition_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\fdefinitionId\"\x1e\n" +
 	"\x1cDeleteUserDefinitionResponse\"i\n" +
@@ -1229,7 +1271,9 @@ var file_stratopt_v1_rules_proto_goTypes = []any{
 	(*UnshareUserDefinitionResponse)(nil),  // 18: stratopt.v1.UnshareUserDefinitionResponse
 	(*ParameterSpec)(nil),                  // 19: stratopt.v1.ParameterSpec
 	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),          // 21: google.protobuf.FieldMask
+	(*ParameterConstraint)(nil),            // 21: stratopt.v1.ParameterConstraint
+	(*StrategyType)(nil),                   // 22: stratopt.v1.StrategyType
+	(*fieldmaskpb.FieldMask)(nil),          // 23: google.protobuf.FieldMask
 }
 var file_stratopt_v1_rules_proto_depIdxs = []int32{
 	0,  // 0: stratopt.v1.UserDefinition.kind:type_name -> stratopt.v1.UserDefinitionKind
@@ -1239,36 +1283,40 @@ var file_stratopt_v1_rules_proto_depIdxs = []int32{
 	0,  // 4: stratopt.v1.ValidateUserDefinitionRequest.kind:type_name -> stratopt.v1.UserDefinitionKind
 	2,  // 5: stratopt.v1.ValidateUserDefinitionResponse.problems:type_name -> stratopt.v1.DefinitionProblem
 	19, // 6: stratopt.v1.ValidateUserDefinitionResponse.parameters:type_name -> stratopt.v1.ParameterSpec
-	1,  // 7: stratopt.v1.CreateUserDefinitionRequest.definition:type_name -> stratopt.v1.UserDefinition
-	1,  // 8: stratopt.v1.CreateUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
-	1,  // 9: stratopt.v1.GetUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
-	0,  // 10: stratopt.v1.ListUserDefinitionsRequest.kind:type_name -> stratopt.v1.UserDefinitionKind
-	1,  // 11: stratopt.v1.ListUserDefinitionsResponse.definitions:type_name -> stratopt.v1.UserDefinition
-	1,  // 12: stratopt.v1.UpdateUserDefinitionRequest.definition:type_name -> stratopt.v1.UserDefinition
-	21, // 13: stratopt.v1.UpdateUserDefinitionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 14: stratopt.v1.UpdateUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
-	1,  // 15: stratopt.v1.ShareUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
-	3,  // 16: stratopt.v1.UserDefinitionService.ValidateUserDefinition:input_type -> stratopt.v1.ValidateUserDefinitionRequest
-	5,  // 17: stratopt.v1.UserDefinitionService.CreateUserDefinition:input_type -> stratopt.v1.CreateUserDefinitionRequest
-	7,  // 18: stratopt.v1.UserDefinitionService.GetUserDefinition:input_type -> stratopt.v1.GetUserDefinitionRequest
-	9,  // 19: stratopt.v1.UserDefinitionService.ListUserDefinitions:input_type -> stratopt.v1.ListUserDefinitionsRequest
-	11, // 20: stratopt.v1.UserDefinitionService.UpdateUserDefinition:input_type -> stratopt.v1.UpdateUserDefinitionRequest
-	13, // 21: stratopt.v1.UserDefinitionService.DeleteUserDefinition:input_type -> stratopt.v1.DeleteUserDefinitionRequest
-	15, // 22: stratopt.v1.UserDefinitionService.ShareUserDefinition:input_type -> stratopt.v1.ShareUserDefinitionRequest
-	17, // 23: stratopt.v1.UserDefinitionService.UnshareUserDefinition:input_type -> stratopt.v1.UnshareUserDefinitionRequest
-	4,  // 24: stratopt.v1.UserDefinitionService.ValidateUserDefinition:output_type -> stratopt.v1.ValidateUserDefinitionResponse
-	6,  // 25: stratopt.v1.UserDefinitionService.CreateUserDefinition:output_type -> stratopt.v1.CreateUserDefinitionResponse
-	8,  // 26: stratopt.v1.UserDefinitionService.GetUserDefinition:output_type -> stratopt.v1.GetUserDefinitionResponse
-	10, // 27: stratopt.v1.UserDefinitionService.ListUserDefinitions:output_type -> stratopt.v1.ListUserDefinitionsResponse
-	12, // 28: stratopt.v1.UserDefinitionService.UpdateUserDefinition:output_type -> stratopt.v1.UpdateUserDefinitionResponse
-	14, // 29: stratopt.v1.UserDefinitionService.DeleteUserDefinition:output_type -> stratopt.v1.DeleteUserDefinitionResponse
-	16, // 30: stratopt.v1.UserDefinitionService.ShareUserDefinition:output_type -> stratopt.v1.ShareUserDefinitionResponse
-	18, // 31: stratopt.v1.UserDefinitionService.UnshareUserDefinition:output_type -> stratopt.v1.UnshareUserDefinitionResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 7: stratopt.v1.ValidateUserDefinitionResponse.constraints:type_name -> stratopt.v1.ParameterConstraint
+	1,  // 8: stratopt.v1.CreateUserDefinitionRequest.definition:type_name -> stratopt.v1.UserDefinition
+	1,  // 9: stratopt.v1.CreateUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
+	22, // 10: stratopt.v1.CreateUserDefinitionResponse.strategy_type:type_name -> stratopt.v1.StrategyType
+	1,  // 11: stratopt.v1.GetUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
+	22, // 12: stratopt.v1.GetUserDefinitionResponse.strategy_type:type_name -> stratopt.v1.StrategyType
+	0,  // 13: stratopt.v1.ListUserDefinitionsRequest.kind:type_name -> stratopt.v1.UserDefinitionKind
+	1,  // 14: stratopt.v1.ListUserDefinitionsResponse.definitions:type_name -> stratopt.v1.UserDefinition
+	1,  // 15: stratopt.v1.UpdateUserDefinitionRequest.definition:type_name -> stratopt.v1.UserDefinition
+	23, // 16: stratopt.v1.UpdateUserDefinitionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 17: stratopt.v1.UpdateUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
+	22, // 18: stratopt.v1.UpdateUserDefinitionResponse.strategy_type:type_name -> stratopt.v1.StrategyType
+	1,  // 19: stratopt.v1.ShareUserDefinitionResponse.definition:type_name -> stratopt.v1.UserDefinition
+	3,  // 20: stratopt.v1.UserDefinitionService.ValidateUserDefinition:input_type -> stratopt.v1.ValidateUserDefinitionRequest
+	5,  // 21: stratopt.v1.UserDefinitionService.CreateUserDefinition:input_type -> stratopt.v1.CreateUserDefinitionRequest
+	7,  // 22: stratopt.v1.UserDefinitionService.GetUserDefinition:input_type -> stratopt.v1.GetUserDefinitionRequest
+	9,  // 23: stratopt.v1.UserDefinitionService.ListUserDefinitions:input_type -> stratopt.v1.ListUserDefinitionsRequest
+	11, // 24: stratopt.v1.UserDefinitionService.UpdateUserDefinition:input_type -> stratopt.v1.UpdateUserDefinitionRequest
+	13, // 25: stratopt.v1.UserDefinitionService.DeleteUserDefinition:input_type -> stratopt.v1.DeleteUserDefinitionRequest
+	15, // 26: stratopt.v1.UserDefinitionService.ShareUserDefinition:input_type -> stratopt.v1.ShareUserDefinitionRequest
+	17, // 27: stratopt.v1.UserDefinitionService.UnshareUserDefinition:input_type -> stratopt.v1.UnshareUserDefinitionRequest
+	4,  // 28: stratopt.v1.UserDefinitionService.ValidateUserDefinition:output_type -> stratopt.v1.ValidateUserDefinitionResponse
+	6,  // 29: stratopt.v1.UserDefinitionService.CreateUserDefinition:output_type -> stratopt.v1.CreateUserDefinitionResponse
+	8,  // 30: stratopt.v1.UserDefinitionService.GetUserDefinition:output_type -> stratopt.v1.GetUserDefinitionResponse
+	10, // 31: stratopt.v1.UserDefinitionService.ListUserDefinitions:output_type -> stratopt.v1.ListUserDefinitionsResponse
+	12, // 32: stratopt.v1.UserDefinitionService.UpdateUserDefinition:output_type -> stratopt.v1.UpdateUserDefinitionResponse
+	14, // 33: stratopt.v1.UserDefinitionService.DeleteUserDefinition:output_type -> stratopt.v1.DeleteUserDefinitionResponse
+	16, // 34: stratopt.v1.UserDefinitionService.ShareUserDefinition:output_type -> stratopt.v1.ShareUserDefinitionResponse
+	18, // 35: stratopt.v1.UserDefinitionService.UnshareUserDefinition:output_type -> stratopt.v1.UnshareUserDefinitionResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_rules_proto_init() }
@@ -1277,6 +1325,7 @@ func file_stratopt_v1_rules_proto_init() {
 		return
 	}
 	file_stratopt_v1_common_proto_init()
+	file_stratopt_v1_strategy_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -27,9 +27,10 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stratopt.v1 import common_pb2 as stratopt_dot_v1_dot_common__pb2
+from stratopt.v1 import strategy_pb2 as stratopt_dot_v1_dot_strategy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17stratopt/v1/rules.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\"\xfd\x04\n\x0eUserDefinition\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2\x41\x01\x02R\x04kind\x12\x18\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12 \n\x0b\x64\x65scription\x18\x04 \x01(\tR\x0b\x64\x65scription\x12\x1c\n\x06source\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02R\x06source\x12)\n\rstrategy_type\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x0cstrategyType\x12@\n\nparameters\x18\x07 \x03(\x0b\x32\x1a.stratopt.v1.ParameterSpecB\x04\xe2\x41\x01\x03R\nparameters\x12\x1f\n\x08owner_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03R\x07ownerId\x12+\n\x0eowner_username\x18\t \x01(\tB\x04\xe2\x41\x01\x03R\rownerUsername\x12%\n\x0bshared_with\x18\n \x03(\tB\x04\xe2\x41\x01\x03R\nsharedWith\x12\x1e\n\x07version\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0c \x01(\tR\x04\x65tag\x12\x41\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12$\n\nindicators\x18\x0f \x03(\tB\x04\xe2\x41\x01\x03R\nindicators\"Y\n\x11\x44\x65\x66initionProblem\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n\x06\x63olumn\x18\x02 \x01(\x05R\x06\x63olumn\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\"\x8c\x01\n\x1dValidateUserDefinitionRequest\x12\x39\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2\x41\x01\x02R\x04kind\x12\x1c\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06source\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\"\xce\x01\n\x1eValidateUserDefinitionResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12:\n\x08problems\x18\x02 \x03(\x0b\x32\x1e.stratopt.v1.DefinitionProblemR\x08problems\x12:\n\nparameters\x18\x03 \x03(\x0b\x32\x1a.stratopt.v1.ParameterSpecR\nparameters\x12\x1e\n\nindicators\x18\x04 \x03(\tR\nindicators\"`\n\x1b\x43reateUserDefinitionRequest\x12\x41\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionB\x04\xe2\x41\x01\x02R\ndefinition\"[\n\x1c\x43reateUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\"E\n\x18GetUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\"X\n\x19GetUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\"\x8d\x01\n\x1aListUserDefinitionsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindR\x04kind\"\x84\x01\n\x1bListUserDefinitionsResponse\x12=\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\x0b\x64\x65\x66initions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x01\n\x1bUpdateUserDefinitionRequest\x12\x41\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionB\x04\xe2\x41\x01\x02R\ndefinition\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"[\n\x1cUpdateUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\"H\n\x1b\x44\x65leteUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\"\x1e\n\x1c\x44\x65leteUserDefinitionResponse\"i\n\x1aShareUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\x12 \n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08username\"Z\n\x1bShareUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\"k\n\x1cUnshareUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\x12 \n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08username\"\x1f\n\x1dUnshareUserDefinitionResponse*\x81\x01\n\x12UserDefinitionKind\x12$\n USER_DEFINITION_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dUSER_DEFINITION_KIND_STRATEGY\x10\x01\x12\"\n\x1eUSER_DEFINITION_KIND_INDICATOR\x10\x02\x32\xf1\t\n\x15UserDefinitionService\x12\x9a\x01\n\x16ValidateUserDefinition\x12*.stratopt.v1.ValidateUserDefinitionRequest\x1a+.stratopt.v1.ValidateUserDefinitionResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/userDefinitions:validate:\x01*\x12\x94\x01\n\x14\x43reateUserDefinition\x12(.stratopt.v1.CreateUserDefinitionRequest\x1a).stratopt.v1.CreateUserDefinitionResponse\"\'\x82\xd3\xe4\x93\x02!\"\x13/v1/userDefinitions:\ndefinition\x12\x8f\x01\n\x11GetUserDefinition\x12%.stratopt.v1.GetUserDefinitionRequest\x1a&.stratopt.v1.GetUserDefinitionResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/userDefinitions/{definition_id}\x12\x85\x01\n\x13ListUserDefinitions\x12\'.stratopt.v1.ListUserDefinitionsRequest\x1a(.stratopt.v1.ListUserDefinitionsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/userDefinitions\x12\xa4\x01\n\x14UpdateUserDefinition\x12(.stratopt.v1.UpdateUserDefinitionRequest\x1a).stratopt.v1.UpdateUserDefinitionResponse\"7\x82\xd3\xe4\x93\x02\x31\x32#/v1/userDefinitions/{definition.id}:\ndefinition\x12\x98\x01\n\x14\x44\x65leteUserDefinition\x12(.stratopt.v1.DeleteUserDefinitionRequest\x1a).stratopt.v1.DeleteUserDefinitionResponse\"+\x82\xd3\xe4\x93\x02%*#/v1/userDefinitions/{definition_id}\x12\x9e\x01\n\x13ShareUserDefinition\x12\'.stratopt.v1.ShareUserDefinitionRequest\x1a(.stratopt.v1.ShareUserDefinitionResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/userDefinitions/{definition_id}:share:\x01*\x12\xa6\x01\n\x15UnshareUserDefinition\x12).stratopt.v1.UnshareUserDefinitionRequest\x1a*.stratopt.v1.UnshareUserDefinitionResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/userDefinitions/{definition_id}:unshare:\x01*BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17stratopt/v1/rules.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18stratopt/v1/common.proto\x1a\x1astratopt/v1/strategy.proto\"\xfd\x04\n\x0eUserDefinition\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x39\n\x04kind\x18\x02 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2\x41\x01\x02R\x04kind\x12\x18\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12 \n\x0b\x64\x65scription\x18\x04 \x01(\tR\x0b\x64\x65scription\x12\x1c\n\x06source\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02R\x06source\x12)\n\rstrategy_type\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x0cstrategyType\x12@\n\nparameters\x18\x07 \x03(\x0b\x32\x1a.stratopt.v1.ParameterSpecB\x04\xe2\x41\x01\x03R\nparameters\x12\x1f\n\x08owner_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03R\x07ownerId\x12+\n\x0eowner_username\x18\t \x01(\tB\x04\xe2\x41\x01\x03R\rownerUsername\x12%\n\x0bshared_with\x18\n \x03(\tB\x04\xe2\x41\x01\x03R\nsharedWith\x12\x1e\n\x07version\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0c \x01(\tR\x04\x65tag\x12\x41\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12$\n\nindicators\x18\x0f \x03(\tB\x04\xe2\x41\x01\x03R\nindicators\"Y\n\x11\x44\x65\x66initionProblem\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n\x06\x63olumn\x18\x02 \x01(\x05R\x06\x63olumn\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\"\x8c\x01\n\x1dValidateUserDefinitionRequest\x12\x39\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindB\x04\xe2\x41\x01\x02R\x04kind\x12\x1c\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x06source\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\"\x92\x02\n\x1eValidateUserDefinitionResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12:\n\x08problems\x18\x02 \x03(\x0b\x32\x1e.stratopt.v1.DefinitionProblemR\x08problems\x12:\n\nparameters\x18\x03 \x03(\x0b\x32\x1a.stratopt.v1.ParameterSpecR\nparameters\x12\x1e\n\nindicators\x18\x04 \x03(\tR\nindicators\x12\x42\n\x0b\x63onstraints\x18\x05 \x03(\x0b\x32 .stratopt.v1.ParameterConstraintR\x0b\x63onstraints\"`\n\x1b\x43reateUserDefinitionRequest\x12\x41\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionB\x04\xe2\x41\x01\x02R\ndefinition\"\x9b\x01\n\x1c\x43reateUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\x12>\n\rstrategy_type\x18\x02 \x01(\x0b\x32\x19.stratopt.v1.StrategyTypeR\x0cstrategyType\"E\n\x18GetUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\"\x98\x01\n\x19GetUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\x12>\n\rstrategy_type\x18\x02 \x01(\x0b\x32\x19.stratopt.v1.StrategyTypeR\x0cstrategyType\"\x8d\x01\n\x1aListUserDefinitionsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.stratopt.v1.UserDefinitionKindR\x04kind\"\x84\x01\n\x1bListUserDefinitionsResponse\x12=\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\x0b\x64\x65\x66initions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x01\n\x1bUpdateUserDefinitionRequest\x12\x41\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionB\x04\xe2\x41\x01\x02R\ndefinition\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\x9b\x01\n\x1cUpdateUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\x12>\n\rstrategy_type\x18\x02 \x01(\x0b\x32\x19.stratopt.v1.StrategyTypeR\x0cstrategyType\"H\n\x1b\x44\x65leteUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\"\x1e\n\x1c\x44\x65leteUserDefinitionResponse\"i\n\x1aShareUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\x12 \n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08username\"Z\n\x1bShareUserDefinitionResponse\x12;\n\ndefinition\x18\x01 \x01(\x0b\x32\x1b.stratopt.v1.UserDefinitionR\ndefinition\"k\n\x1cUnshareUserDefinitionRequest\x12)\n\rdefinition_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0c\x64\x65\x66initionId\x12 \n\x08username\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08username\"\x1f\n\x1dUnshareUserDefinitionResponse*\x81\x01\n\x12UserDefinitionKind\x12$\n USER_DEFINITION_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dUSER_DEFINITION_KIND_STRATEGY\x10\x01\x12\"\n\x1eUSER_DEFINITION_KIND_INDICATOR\x10\x02\x32\xf1\t\n\x15UserDefinitionService\x12\x9a\x01\n\x16ValidateUserDefinition\x12*.stratopt.v1.ValidateUserDefinitionRequest\x1a+.stratopt.v1.ValidateUserDefinitionResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/userDefinitions:validate:\x01*\x12\x94\x01\n\x14\x43reateUserDefinition\x12(.stratopt.v1.CreateUserDefinitionRequest\x1a).stratopt.v1.CreateUserDefinitionResponse\"\'\x82\xd3\xe4\x93\x02!\"\x13/v1/userDefinitions:\ndefinition\x12\x8f\x01\n\x11GetUserDefinition\x12%.stratopt.v1.GetUserDefinitionRequest\x1a&.stratopt.v1.GetUserDefinitionResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/userDefinitions/{definition_id}\x12\x85\x01\n\x13ListUserDefinitions\x12\'.stratopt.v1.ListUserDefinitionsRequest\x1a(.stratopt.v1.ListUserDefinitionsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/userDefinitions\x12\xa4\x01\n\x14UpdateUserDefinition\x12(.stratopt.v1.UpdateUserDefinitionRequest\x1a).stratopt.v1.UpdateUserDefinitionResponse\"7\x82\xd3\xe4\x93\x02\x31\x32#/v1/userDefinitions/{definition.id}:\ndefinition\x12\x98\x01\n\x14\x44\x65leteUserDefinition\x12(.stratopt.v1.DeleteUserDefinitionRequest\x1a).stratopt.v1.DeleteUserDefinitionResponse\"+\x82\xd3\xe4\x93\x02%*#/v1/userDefinitions/{definition_id}\x12\x9e\x01\n\x13ShareUserDefinition\x12\'.stratopt.v1.ShareUserDefinitionRequest\x1a(.stratopt.v1.ShareUserDefinitionResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/userDefinitions/{definition_id}:share:\x01*\x12\xa6\x01\n\x15UnshareUserDefinition\x12).stratopt.v1.UnshareUserDefinitionRequest\x1a*.stratopt.v1.UnshareUserDefinitionResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/userDefinitions/{definition_id}:unshare:\x01*BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -99,44 +100,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERDEFINITIONSERVICE'].methods_by_name['ShareUserDefinition']._serialized_options = b'\202\323\344\223\002.\")/v1/userDefinitions/{definition_id}:share:\001*'
   _globals['_USERDEFINITIONSERVICE'].methods_by_name['UnshareUserDefinition']._loaded_options = None
   _globals['_USERDEFINITIONSERVICE'].methods_by_name['UnshareUserDefinition']._serialized_options = b'\202\323\344\223\0020\"+/v1/userDefinitions/{definition_id}:unshare:\001*'
-  _globals['_USERDEFINITIONKIND']._serialized_start=2611
-  _globals['_USERDEFINITIONKIND']._serialized_end=2740
-  _globals['_USERDEFINITION']._serialized_start=197
-  _globals['_USERDEFINITION']._serialized_end=834
-  _globals['_DEFINITIONPROBLEM']._serialized_start=836
-  _globals['_DEFINITIONPROBLEM']._serialized_end=925
-  _globals['_VALIDATEUSERDEFINITIONREQUEST']._serialized_start=928
-  _globals['_VALIDATEUSERDEFINITIONREQUEST']._serialized_end=1068
-  _globals['_VALIDATEUSERDEFINITIONRESPONSE']._serialized_start=1071
-  _globals['_VALIDATEUSERDEFINITIONRESPONSE']._serialized_end=1277
-  _globals['_CREATEUSERDEFINITIONREQUEST']._serialized_start=1279
-  _globals['_CREATEUSERDEFINITIONREQUEST']._serialized_end=1375
-  _globals['_CREATEUSERDEFINITIONRESPONSE']._serialized_start=1377
-  _globals['_CREATEUSERDEFINITIONRESPONSE']._serialized_end=1468
-  _globals['_GETUSERDEFINITIONREQUEST']._serialized_start=1470
-  _globals['_GETUSERDEFINITIONREQUEST']._serialized_end=1539
-  _globals['_GETUSERDEFINITIONRESPONSE']._serialized_start=1541
-  _globals['_GETUSERDEFINITIONRESPONSE']._serialized_end=1629
-  _globals['_LISTUSERDEFINITIONSREQUEST']._serialized_start=1632
-  _globals['_LISTUSERDEFINITIONSREQUEST']._serialized_end=1773
-  _globals['_LISTUSERDEFINITIONSRESPONSE']._serialized_start=1776
-  _globals['_LISTUSERDEFINITIONSRESPONSE']._serialized_end=1908
-  _globals['_UPDATEUSERDEFINITIONREQUEST']._serialized_start=1911
-  _globals['_UPDATEUSERDEFINITIONREQUEST']._serialized_end=2068
-  _globals['_UPDATEUSERDEFINITIONRESPONSE']._serialized_start=2070
-  _globals['_UPDATEUSERDEFINITIONRESPONSE']._serialized_end=2161
-  _globals['_DELETEUSERDEFINITIONREQUEST']._serialized_start=2163
-  _globals['_DELETEUSERDEFINITIONREQUEST']._serialized_end=2235
-  _globals['_DELETEUSERDEFINITIONRESPONSE']._serialized_start=2237
-  _globals['_DELETEUSERDEFINITIONRESPONSE']._serialized_end=2267
-  _globals['_SHAREUSERDEFINITIONREQUEST']._serialized_start=2269
-  _globals['_SHAREUSERDEFINITIONREQUEST']._serialized_end=2374
-  _globals['_SHAREUSERDEFINITIONRESPONSE']._serialized_start=2376
-  _globals['_SHAREUSERDEFINITIONRESPONSE']._serialized_end=2466
-  _globals['_UNSHAREUSERDEFINITIONREQUEST']._serialized_start=2468
-  _globals['_UNSHAREUSERDEFINITIONREQUEST']._serialized_end=2575
-  _globals['_UNSHAREUSERDEFINITIONRESPONSE']._serialized_start=2577
-  _globals['_UNSHAREUSERDEFINITIONRESPONSE']._serialized_end=2608
-  _globals['_USERDEFINITIONSERVICE']._serialized_start=2743
-  _globals['_USERDEFINITIONSERVICE']._serialized_end=4008
+  _globals['_USERDEFINITIONKIND']._serialized_start=2902
+  _globals['_USERDEFINITIONKIND']._serialized_end=3031
+  _globals['_USERDEFINITION']._serialized_start=225
+  _globals['_USERDEFINITION']._serialized_end=862
+  _globals['_DEFINITIONPROBLEM']._serialized_start=864
+  _globals['_DEFINITIONPROBLEM']._serialized_end=953
+  _globals['_VALIDATEUSERDEFINITIONREQUEST']._serialized_start=956
+  _globals['_VALIDATEUSERDEFINITIONREQUEST']._serialized_end=1096
+  _globals['_VALIDATEUSERDEFINITIONRESPONSE']._serialized_start=1099
+  _globals['_VALIDATEUSERDEFINITIONRESPONSE']._serialized_end=1373
+  _globals['_CREATEUSERDEFINITIONREQUEST']._serialized_start=1375
+  _globals['_CREATEUSERDEFINITIONREQUEST']._serialized_end=1471
+  _globals['_CREATEUSERDEFINITIONRESPONSE']._serialized_start=1474
+  _globals['_CREATEUSERDEFINITIONRESPONSE']._serialized_end=1629
+  _globals['_GETUSERDEFINITIONREQUEST']._serialized_start=1631
+  _globals['_GETUSERDEFINITIONREQUEST']._serialized_end=1700
+  _globals['_GETUSERDEFINITIONRESPONSE']._serialized_start=1703
+  _globals['_GETUSERDEFINITIONRESPONSE']._serialized_end=1855
+  _globals['_LISTUSERDEFINITIONSREQUEST']._serialized_start=1858
+  _globals['_LISTUSERDEFINITIONSREQUEST']._serialized_end=1999
+  _globals['_LISTUSERDEFINITIONSRESPONSE']._serialized_start=2002
+  _globals['_LISTUSERDEFINITIONSRESPONSE']._serialized_end=2134
+  _globals['_UPDATEUSERDEFINITIONREQUEST']._serialized_start=2137
+  _globals['_UPDATEUSERDEFINITIONREQUEST']._serialized_end=2294
+  _globals['_UPDATEUSERDEFINITIONRESPONSE']._serialized_start=2297
+  _globals['_UPDATEUSERDEFINITIONRESPONSE']._serialized_end=2452
+  _globals['_DELETEUSERDEFINITIONREQUEST']._serialized_start=2454
+  _globals['_DELETEUSERDEFINITIONREQUEST']._serialized_end=2526
+  _globals['_DELETEUSERDEFINITIONRESPONSE']._serialized_start=2528
+  _globals['_DELETEUSERDEFINITIONRESPONSE']._serialized_end=2558
+  _globals['_SHAREUSERDEFINITIONREQUEST']._serialized_start=2560
+  _globals['_SHAREUSERDEFINITIONREQUEST']._serialized_end=2665
+  _globals['_SHAREUSERDEFINITIONRESPONSE']._serialized_start=2667
+  _globals['_SHAREUSERDEFINITIONRESPONSE']._serialized_end=2757
+  _globals['_UNSHAREUSERDEFINITIONREQUEST']._serialized_start=2759
+  _globals['_UNSHAREUSERDEFINITIONREQUEST']._serialized_end=2866
+  _globals['_UNSHAREUSERDEFINITIONRESPONSE']._serialized_start=2868
+  _globals['_UNSHAREUSERDEFINITIONRESPONSE']._serialized_end=2899
+  _globals['_USERDEFINITIONSERVICE']._serialized_start=3034
+  _globals['_USERDEFINITIONSERVICE']._serialized_end=4299
 # @@protoc_insertion_point(module_scope)

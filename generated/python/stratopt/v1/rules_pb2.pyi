@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from stratopt.v1 import common_pb2 as _common_pb2
+from stratopt.v1 import strategy_pb2 as _strategy_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -82,7 +83,7 @@ class UserDefinition(_message.Message):
     """Send back on update to fail with ABORTED if someone changed it meanwhile."""
     @_builtins.property
     def parameters(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ParameterSpec]:
-        """The compiled parameter space."""
+        """The compiled parameter space (with its constraints: the responses' strategy_type)."""
 
     @_builtins.property
     def shared_with(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -184,6 +185,7 @@ class ValidateUserDefinitionResponse(_message.Message):
     PROBLEMS_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     INDICATORS_FIELD_NUMBER: _builtins.int
+    CONSTRAINTS_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
     """True when problems is empty."""
     @_builtins.property
@@ -196,6 +198,8 @@ class ValidateUserDefinitionResponse(_message.Message):
     def indicators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The user indicators it calls."""
 
+    @_builtins.property
+    def constraints(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ParameterConstraint]: ...
     def __init__(
         self,
         *,
@@ -203,10 +207,11 @@ class ValidateUserDefinitionResponse(_message.Message):
         problems: _abc.Iterable[Global___DefinitionProblem] | None = ...,
         parameters: _abc.Iterable[_common_pb2.ParameterSpec] | None = ...,
         indicators: _abc.Iterable[_builtins.str] | None = ...,
+        constraints: _abc.Iterable[_common_pb2.ParameterConstraint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["indicators", b"indicators", "parameters", b"parameters", "problems", b"problems", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "indicators", b"indicators", "parameters", b"parameters", "problems", b"problems", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,16 +242,24 @@ class CreateUserDefinitionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEFINITION_FIELD_NUMBER: _builtins.int
+    STRATEGY_TYPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def definition(self) -> Global___UserDefinition: ...
+    @_builtins.property
+    def strategy_type(self) -> _strategy_pb2.StrategyType:
+        """A strategy definition compiled: name "user_<id>", parameters and constraints, as
+        GetStrategyType shows a built-in (unset for an indicator).
+        """
+
     def __init__(
         self,
         *,
         definition: Global___UserDefinition | None = ...,
+        strategy_type: _strategy_pb2.StrategyType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -276,16 +289,24 @@ class GetUserDefinitionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEFINITION_FIELD_NUMBER: _builtins.int
+    STRATEGY_TYPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def definition(self) -> Global___UserDefinition: ...
+    @_builtins.property
+    def strategy_type(self) -> _strategy_pb2.StrategyType:
+        """A strategy definition compiled: name "user_<id>", parameters and constraints, as
+        GetStrategyType shows a built-in (unset for an indicator).
+        """
+
     def __init__(
         self,
         *,
         definition: Global___UserDefinition | None = ...,
+        strategy_type: _strategy_pb2.StrategyType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -370,16 +391,24 @@ class UpdateUserDefinitionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEFINITION_FIELD_NUMBER: _builtins.int
+    STRATEGY_TYPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def definition(self) -> Global___UserDefinition: ...
+    @_builtins.property
+    def strategy_type(self) -> _strategy_pb2.StrategyType:
+        """A strategy definition compiled: name "user_<id>", parameters and constraints, as
+        GetStrategyType shows a built-in (unset for an indicator).
+        """
+
     def __init__(
         self,
         *,
         definition: Global___UserDefinition | None = ...,
+        strategy_type: _strategy_pb2.StrategyType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "strategy_type", b"strategy_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

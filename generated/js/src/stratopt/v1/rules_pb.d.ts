@@ -4,8 +4,9 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { ParameterSpec } from "./common_pb.js";
+import type { ParameterConstraint, ParameterSpec } from "./common_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { StrategyType } from "./strategy_pb.js";
 
 /**
  * Describes the file stratopt/v1/rules.proto.
@@ -57,7 +58,7 @@ export declare type UserDefinition = Message<"stratopt.v1.UserDefinition"> & {
   strategyType: string;
 
   /**
-   * The compiled parameter space.
+   * The compiled parameter space (with its constraints: the responses' strategy_type).
    *
    * @generated from field: repeated stratopt.v1.ParameterSpec parameters = 7;
    */
@@ -203,6 +204,11 @@ export declare type ValidateUserDefinitionResponse = Message<"stratopt.v1.Valida
    * @generated from field: repeated string indicators = 4;
    */
   indicators: string[];
+
+  /**
+   * @generated from field: repeated stratopt.v1.ParameterConstraint constraints = 5;
+   */
+  constraints: ParameterConstraint[];
 };
 
 /**
@@ -235,6 +241,14 @@ export declare type CreateUserDefinitionResponse = Message<"stratopt.v1.CreateUs
    * @generated from field: stratopt.v1.UserDefinition definition = 1;
    */
   definition?: UserDefinition | undefined;
+
+  /**
+   * A strategy definition compiled: name "user_<id>", parameters and constraints, as
+   * GetStrategyType shows a built-in (unset for an indicator).
+   *
+   * @generated from field: stratopt.v1.StrategyType strategy_type = 2;
+   */
+  strategyType?: StrategyType | undefined;
 };
 
 /**
@@ -267,6 +281,14 @@ export declare type GetUserDefinitionResponse = Message<"stratopt.v1.GetUserDefi
    * @generated from field: stratopt.v1.UserDefinition definition = 1;
    */
   definition?: UserDefinition | undefined;
+
+  /**
+   * A strategy definition compiled: name "user_<id>", parameters and constraints, as
+   * GetStrategyType shows a built-in (unset for an indicator).
+   *
+   * @generated from field: stratopt.v1.StrategyType strategy_type = 2;
+   */
+  strategyType?: StrategyType | undefined;
 };
 
 /**
@@ -355,6 +377,14 @@ export declare type UpdateUserDefinitionResponse = Message<"stratopt.v1.UpdateUs
    * @generated from field: stratopt.v1.UserDefinition definition = 1;
    */
   definition?: UserDefinition | undefined;
+
+  /**
+   * A strategy definition compiled: name "user_<id>", parameters and constraints, as
+   * GetStrategyType shows a built-in (unset for an indicator).
+   *
+   * @generated from field: stratopt.v1.StrategyType strategy_type = 2;
+   */
+  strategyType?: StrategyType | undefined;
 };
 
 /**
