@@ -119,9 +119,13 @@ func main() {
 		return float64(all[i].Microseconds()) / 1000
 	}
 	r := result{
-		Calls: len(all), Errors: errors, Seconds: elapsed,
+		Calls:      len(all),
+		Errors:     errors,
+		Seconds:    elapsed,
 		Throughput: float64(len(all)) / elapsed,
-		P50: pct(0.50), P99: pct(0.99), Max: pct(1.0),
+		P50:        pct(0.50),
+		P99:        pct(0.99),
+		Max:        pct(1.0),
 	}
 	if v := firstError.Load(); v != nil {
 		r.FirstError = fmt.Sprint(v)

@@ -58,11 +58,31 @@ def test_rendered_standalone_config_is_valid_envoy(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     config.write_text(out.stdout)
-    assert "${" not in out.stdout and '"stratopt", port_value: 50051' in out.stdout
+    assert "${" not in out.stdout
+    assert '{"address": "stratopt", "port_value": 50051}' in out.stdout
     for service in proto_services():
         assert f'"{service}"' in out.stdout
     checked = envoy_validates(config)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_rendered_config_balances_several_upstreams(tmp_path: Path) -> None:
+    """`serve --processes N` (and a standalone Envoy) list every server in one cluster."""
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        gw.render_config(
+            listen_addr="127.0.0.1:0",
+            upstream_addr=["127.0.0.1:50051", "127.0.0.1:50052", "[::1]:50053"],
+            admin_port=0,
+        )
+    )
+    text = config.read_text()
+    for address, port in (("127.0.0.1", 50051), ("127.0.0.1", 50052), ("::1", 50053)):
+        assert f'{{"address": "{address}", "port_value": {port}}}' in text
+    checked = envoy_validates(config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with pytest.raises(GatewayError):
+        gw.render_config(listen_addr="127.0.0.1:0", upstream_addr=[], admin_port=0)
 
 
 @pytest.mark.parametrize(

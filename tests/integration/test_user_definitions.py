@@ -119,6 +119,10 @@ def test_create_get_list_update_with_etag(ch: grpc.Channel, live_server: LiveSer
     assert [(x.left, x.op, x.right) for x in compiled.constraints] == [("fast", "<", "slow")]
     got = stub.GetUserDefinition(pb.GetUserDefinitionRequest(definition_id=d.id), metadata=md)
     assert got.definition == d and got.strategy_type == compiled
+    by_name = s_grpc.StrategyServiceStub(ch).GetStrategyType(
+        s_pb.GetStrategyTypeRequest(name=d.strategy_type), metadata=md
+    )
+    assert by_name.strategy_type == compiled
     listed = stub.ListUserDefinitions(
         pb.ListUserDefinitionsRequest(kind=STRATEGY, page_size=200), metadata=md
     ).definitions
@@ -258,6 +262,12 @@ def test_roles_and_ownership(
         metadata=analyst,
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = call_error(
+        s_grpc.StrategyServiceStub(ch).GetStrategyType,
+        s_pb.GetStrategyTypeRequest(name=cross.strategy_type),
+        metadata=analyst,
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
     # The admin sees it.
     assert stub.GetUserDefinition(get, metadata=live_server.md("admin")).definition.id == cross.id
 

@@ -9,11 +9,20 @@ rules (a strategy name is 1..100 characters, a strategy has at most 20 tags, ...
 Requests are walked through their set fields only (`ListFields`), so a small request costs
 microseconds. Client-streaming requests (uploads, pushed bars) are bounded by the message
 size and checked by their servicers, message by message.
+
+Before any of that, a unary request is bounded as a whole, in bytes, before it is parsed
+(`REQUEST_BYTES_DEFAULT`, 4 MiB; the server-wide gRPC limit of 64 MiB is for the uploads'
+messages). Parsing is what costs: a 50 MB request of two thousand parameters with two
+thousand choices each took about 200 MB and half a second to parse, only to be refused for
+its field bounds. An oversized request is handed on as an empty message of its type, so
+authentication, authorization, rate limits and audit treat it like any other call, and is
+refused here with INVALID_ARGUMENT naming its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -21,7 +30,17 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_interceptor import AsyncServerInterceptor
 
+from stratopt.api.memory_trim import trim_soon
 from stratopt.errors import FieldViolation, InvalidArgument
+
+MESSAGE_BYTES_MAX = 64 * 1024 * 1024
+"""gRPC's own limit on any one message, both ways (server/app.py): an upload's chunks and
+batches of bars, a page of bars read."""
+REQUEST_BYTES_DEFAULT = 4 * 1024 * 1024
+"""Largest unary request, in bytes: the largest legitimate ones (a rule-language definition
+of 20,000 characters, a search space of 200 parameters) take a few hundred kilobytes."""
+REQUEST_BYTES_LIMITS: Mapping[str, int] = {}
+"""Exceptions to the default by method path (`/stratopt.v1.Service/Method`); none needed yet."""
 
 ID_MAX = 64
 """Ids are 32 hex characters; names of built-in things (strategy types, templates) shorter."""
@@ -133,9 +152,60 @@ def check(msg: Message) -> None:
         raise InvalidArgument.of(found)
 
 
+def request_bytes_limit(method_name: str) -> int:
+    return REQUEST_BYTES_LIMITS.get(method_name, REQUEST_BYTES_DEFAULT)
+
+
+_oversized: ContextVar[int | None] = ContextVar("stratopt_oversized_request", default=None)
+"""Size of this call's unary request when it was over its bound (and so not parsed). Each call
+runs in its own asyncio task, which is where the request is deserialized too."""
+
+
+def bounded(deserialize: Callable[[bytes], Any], limit: int) -> Callable[[bytes], Any]:
+    """`deserialize`, except that a request over `limit` bytes is not parsed: the call gets an
+    empty message of its type and is refused by `RequestLimitsInterceptor`."""
+
+    def parse(raw: bytes) -> Any:
+        if len(raw) > limit:
+            _oversized.set(len(raw))
+            return deserialize(b"")
+        return deserialize(raw)
+
+    return parse
+
+
+def _with_deserializer(
+    handler: grpc.RpcMethodHandler, deserialize: Callable[[bytes], Any]
+) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            handler.unary_unary,
+            request_deserializer=deserialize,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.unary_stream_rpc_method_handler(
+        handler.unary_stream,
+        request_deserializer=deserialize,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class RequestLimitsInterceptor(AsyncServerInterceptor):
     """The innermost step: a request that passed authentication, authorization and rate
-    limits is checked against the field bounds before its servicer runs."""
+    limits is checked against its size and field bounds before its servicer runs."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """The size bound goes into the request's deserializer, which every interceptor
+        outside this one passes on unchanged."""
+        handler = await super().intercept_service(continuation, handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        limit = request_bytes_limit(handler_call_details.method)
+        return _with_deserializer(handler, bounded(handler.request_deserializer, limit))
 
     async def intercept(
         self,
@@ -145,6 +215,12 @@ class RequestLimitsInterceptor(AsyncServerInterceptor):
         method_name: str,
     ) -> Any:
         if isinstance(request_or_iterator, Message):
+            if (size := _oversized.get()) is not None:
+                limit = request_bytes_limit(method_name)
+                trim_soon()  # gRPC's buffers of the request, freed but kept by malloc
+                raise InvalidArgument(
+                    f"request of {size:,} bytes is over the {limit:,} bytes this method takes"
+                )
             check(request_or_iterator)
         result = method(request_or_iterator, context)
         if hasattr(result, "__aiter__"):

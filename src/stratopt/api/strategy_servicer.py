@@ -42,7 +42,7 @@ from stratopt.services.strategies import (
 )
 from stratopt.services.user_definitions import UserDefinitions
 from stratopt.services.validation import ENSEMBLE_TYPE
-from stratopt.strategies.user_types import is_user_type
+from stratopt.strategies.user_types import is_user_type, user_types_match
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
@@ -69,11 +69,14 @@ class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
     async def ListStrategyTypes(
         self, request: pb.ListStrategyTypesRequest, context: Ctx
     ) -> pb.ListStrategyTypesResponse:
-        types = strategy_types(
-            enum_from_pb(request.category, CATEGORY_FROM_PB, "category"),
-            enum_from_pb(request.risk_level, RISK_FROM_PB, "risk_level"),
-        )
-        return pb.ListStrategyTypesResponse(strategy_types=[strategy_type_to_pb(t) for t in types])
+        category = enum_from_pb(request.category, CATEGORY_FROM_PB, "category")
+        risk_level = enum_from_pb(request.risk_level, RISK_FROM_PB, "risk_level")
+        out = [strategy_type_to_pb(t) for t in strategy_types(category, risk_level)]
+        # The caller's own and shared user types follow the built-ins, filed like them.
+        if self.definitions is not None and user_types_match(category, risk_level):
+            views = await self.definitions.strategy_types(current_principal())
+            out += [t for t in map(compiled_to_pb, views) if t is not None]
+        return pb.ListStrategyTypesResponse(strategy_types=out)
 
     async def GetStrategyType(
         self, request: pb.GetStrategyTypeRequest, context: Ctx

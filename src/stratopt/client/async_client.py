@@ -33,6 +33,7 @@ from stratopt.v1 import (
     market_data_pb2_grpc,
     optimization_pb2,
     optimization_pb2_grpc,
+    rules_pb2_grpc,
     strategy_pb2_grpc,
     system_pb2_grpc,
 )
@@ -80,6 +81,7 @@ class AsyncClient:
         self.market_data = market_data_pb2_grpc.MarketDataServiceStub(self.channel)
         self.exports = export_pb2_grpc.ExportServiceStub(self.channel)
         self.system = system_pb2_grpc.SystemServiceStub(self.channel)
+        self.user_definitions = rules_pb2_grpc.UserDefinitionServiceStub(self.channel)
 
     # -- lifecycle and sessions ----------------------------------------------------------
 

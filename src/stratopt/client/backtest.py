@@ -104,7 +104,13 @@ def _local(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from stratopt.data.importers import import_bars
     from stratopt.data.resample import resample
     from stratopt.strategies import registry
+    from stratopt.strategies.user_types import is_user_type
 
+    if is_user_type(args.strategy or ""):
+        raise CliError(
+            f"{args.strategy} is a user strategy type stored on a server: add --server "
+            "and give a dataset id as --data"
+        )
     path = Path(args.data)
     if not path.is_file():
         raise CliError(

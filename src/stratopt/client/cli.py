@@ -1,8 +1,8 @@
 """The `stratopt` command: the server (serve, worker, migrate, user) and the client commands.
 
 The client commands live beside this module, one per concern: datasets.py, strategies.py,
-backtest.py, optimize.py, jobs.py, exports.py, completion.py (output.py formats, remote.py
-connects, args.py parses the shared options). README "The command line" shows them in use.
+rules.py, backtest.py, optimize.py, jobs.py, exports.py, completion.py (output.py formats,
+remote.py connects, args.py parses the shared options). README "The command line" shows them in use.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _server_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stratopt.client import backtest, completion, datasets, exports, jobs, strategies
+    from stratopt.client import backtest, completion, datasets, exports, jobs, rules, strategies
     from stratopt.client.optimize import add_arguments as optimize_arguments
 
     parser = argparse.ArgumentParser(
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     datasets.add_commands(sub)
     strategies.add_commands(sub)
+    rules.add_commands(sub)
     backtest.add_command(sub)
 
     p = subparser(

@@ -143,7 +143,12 @@ def _local_pine(args: argparse.Namespace, params: dict[str, Any], given: dict[st
     from stratopt.engine.options import ExecutionOptions
     from stratopt.export.pine import Provenance, pine_script
     from stratopt.strategies import registry
+    from stratopt.strategies.user_types import is_user_type
 
+    if is_user_type(args.strategy_type):
+        raise CliError(
+            f"{args.strategy_type} is a user strategy type stored on a server: add --server"
+        )
     try:
         stype = registry.get(args.strategy_type)
     except KeyError:

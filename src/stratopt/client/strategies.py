@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
 
 from stratopt.client import output as o
@@ -139,6 +140,14 @@ def _show_type(t: pb.StrategyType, json: bool) -> int:
     parts: list[Any] = [f"{t.name}: {t.display_name} ({category})"]
     if t.description:
         parts.append(t.description)
+    parts.append(parameters_table(t.parameters))
+    parts += [f"constraint: {k.left} {k.op} {k.right}" for k in t.constraints]
+    o.show(*parts)
+    return 0
+
+
+def parameters_table(params: Iterable[c.ParameterSpec]) -> Any:
+    """A parameter space as `stratopt types TYPE` shows it (also `stratopt rules`)."""
     rows = [
         [
             p.name,
@@ -147,12 +156,9 @@ def _show_type(t: pb.StrategyType, json: bool) -> int:
             _spec_range(p),
             p.description,
         ]
-        for p in t.parameters
+        for p in params
     ]
-    parts.append(o.table(["PARAMETER", "KIND", ">DEFAULT", "RANGE", "DESCRIPTION"], rows))
-    parts += [f"constraint: {k.left} {k.op} {k.right}" for k in t.constraints]
-    o.show(*parts)
-    return 0
+    return o.table(["PARAMETER", "KIND", ">DEFAULT", "RANGE", "DESCRIPTION"], rows)
 
 
 def _given_execution(e: c.ExecutionOptions) -> dict[str, Any]:

@@ -395,7 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="print the Envoy YAML for a standalone Envoy")
     render.add_argument("--listen", default="0.0.0.0:8080", help="gateway listen address")
-    render.add_argument("--upstream", default="127.0.0.1:50051", help="stratopt gRPC address")
+    render.add_argument(
+        "--upstream",
+        nargs="+",
+        default=["127.0.0.1:50051"],
+        help="stratopt gRPC address(es): several servers are balanced round-robin",
+    )
     render.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
     render.add_argument(
         "--static",

@@ -28,8 +28,11 @@ from stratopt.security.principal import Principal
 from stratopt.services.access import Access, load_strategy
 from stratopt.services.backtests import BacktestCatalog
 from stratopt.services.optimization_jobs import OptimizationJobs
+from stratopt.services.user_definitions import may_read
 from stratopt.store import models
+from stratopt.store.db import Database
 from stratopt.strategies import registry
+from stratopt.strategies.user_types import definition_id, is_user_type
 
 TRIAL_PAGE = 1_000
 # Reports render one at a time anyway (export.report_doc holds a lock around matplotlib);
@@ -130,10 +133,26 @@ async def _strategy_name(
                 return (await load_strategy(s, principal, bt.strategy_id, Access.READ)).name
         except StratoptError:
             pass  # deleted since: fall back to the type's name
+    return await type_display_name(backtests.db, bt.strategy_type, bt.owner_id)
+
+
+async def type_display_name(db: Database, name: str, owner_id: str) -> str:
+    """What a report calls a strategy type: a built-in's display name, a user type's
+    definition name (the "user_<id>" name means nothing to a reader), else `name` itself.
+
+    A user type is named only if the work's owner may still read its definition (whoever
+    may read the report saw the work's type; the definition's name is the owner's to show).
+    """
     try:
-        return registry.get(bt.strategy_type).display_name
+        return registry.get(name).display_name
     except KeyError:
-        return bt.strategy_type
+        pass
+    if is_user_type(name):
+        async with db.session() as s:
+            row = await s.get(models.UserDefinition, definition_id(name))
+            if row is not None and await may_read(s, row, owner_id, False):
+                return row.name
+    return name
 
 
 async def job_report(jobs: OptimizationJobs, principal: Principal, job_id: str) -> JobReport:
@@ -160,10 +179,9 @@ async def job_report(jobs: OptimizationJobs, principal: Principal, job_id: str) 
     }
     if spec.strategy_id:
         info["Strategy"] = f"strategies/{spec.strategy_id}"
-    try:
-        display = registry.get(spec.strategy_type).display_name
-    except KeyError:
-        display = spec.strategy_type
+    display = str(spec.definition.get("display_name") or "") or await type_display_name(
+        jobs.db, spec.strategy_type, job.owner_id
+    )
     return JobReport(
         job_id=job.id,
         title=f"{display}: optimization report",

@@ -25,6 +25,7 @@ from stratopt.security.principal import Principal
 from stratopt.services import templates
 from stratopt.services.access import Access, load_strategy, owns, visible_strategies
 from stratopt.services.type_resolution import resolve_in
+from stratopt.services.user_definitions import MAX_TYPES_LISTED, visible_definitions
 from stratopt.services.users import usernames
 from stratopt.services.validation import (
     ENSEMBLE_TYPE,
@@ -41,6 +42,7 @@ from stratopt.store.models import utcnow
 from stratopt.store.paging import keyset_page, query_hash
 from stratopt.strategies import registry
 from stratopt.strategies.base import CATEGORIES, StrategyType
+from stratopt.strategies.user_types import CATEGORY as USER_CATEGORY
 from stratopt.strategies.user_types import is_user_type
 
 ORDER_FIELDS = {"create_time": "created_at", "update_time": "updated_at", "name": "name_key"}
@@ -409,12 +411,19 @@ class StrategyCatalog:
         return [HistoryEvent.of(h) for h in rows], next_token
 
     async def categories(self, principal: Principal) -> list[CategorySummary]:
-        """Every category, with how many built-in types and visible strategies it has."""
+        """Every category, with how many types and visible strategies it has. The types are
+        the built-ins plus the user types ListStrategyTypes lists for the caller (own and
+        shared, all filed under user_types.CATEGORY), so the two calls agree."""
         S = models.Strategy
+        D = models.UserDefinition
         stmt = visible_strategies(select(S.category, func.count()).group_by(S.category), principal)
+        own_types = visible_definitions(
+            select(func.count()).select_from(D), principal.user_id, False
+        ).where(D.kind == "strategy")
         async with self.db.session() as s:
             counts = {c: int(n) for c, n in (await s.execute(stmt)).all()}
-        type_counts: dict[str, int] = {}
+            user_types = int((await s.execute(own_types)).scalar_one())
+        type_counts: dict[str, int] = {USER_CATEGORY: min(user_types, MAX_TYPES_LISTED)}
         for t in registry.all():
             type_counts[t.category] = type_counts.get(t.category, 0) + 1
         return [

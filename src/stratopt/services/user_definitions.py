@@ -57,6 +57,8 @@ UPDATABLE = ("name", "description", "source")
 DESCRIPTION_MAX = 4000
 MAX_INDICATORS_VISIBLE = 500
 """Indicators considered when a definition is checked; more would only slow every save."""
+MAX_TYPES_LISTED = 500
+"""User types in one ListStrategyTypes answer (it has no pages); ListUserDefinitions pages."""
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _NAME_MAX = min(LIMITS.max_name, 64)
 _TAKEN = frozenset({*BUILTINS, *SPECIAL, *PRICES, *RULES, "position", "true", "false", "na"})
@@ -244,6 +246,24 @@ class UserDefinitions:
             ):
                 raise NotFound("strategy type", name)
             return await _view(s, principal, row)
+
+    async def strategy_types(self, principal: Principal) -> list[DefinitionView]:
+        """The user strategy types the caller may use, for the type library
+        (ListStrategyTypes): their own and those shared with them, by name, at most
+        MAX_TYPES_LISTED. Admins get the same (everyone's would bury the built-ins; they
+        reach any type by name). `shared_with` is not loaded: the library does not show it.
+        """
+        D = models.UserDefinition
+        stmt = (
+            visible_definitions(select(D), principal.user_id, False)
+            .where(D.kind == "strategy")
+            .order_by(D.name, D.created_at, D.id)
+            .limit(MAX_TYPES_LISTED)
+        )
+        async with self.db.session() as s:
+            rows = list((await s.execute(stmt)).scalars())
+            names = await usernames(s, {r.owner_id for r in rows})
+        return [_built_view(r, names.get(r.owner_id, ""), ()) for r in rows]
 
     async def list_page(
         self, principal: Principal, kind: str, requested_size: int, token: str
@@ -456,6 +476,12 @@ async def _view(
                 )
             ).scalars()
         )
+    return _built_view(row, names.get(row.owner_id, ""), shared)
+
+
+def _built_view(
+    row: models.UserDefinition, owner_username: str, shared: tuple[str, ...]
+) -> DefinitionView:
     params, constraints = (
         _space(row.source, tuple(sorted(row.indicators.items())))
         if row.kind == "strategy"
@@ -468,7 +494,7 @@ async def _view(
         description=row.description,
         source=row.source,
         owner_id=row.owner_id,
-        owner_username=names.get(row.owner_id, ""),
+        owner_username=owner_username,
         shared_with=shared,
         indicators=tuple(sorted(row.indicators)),
         params=params,

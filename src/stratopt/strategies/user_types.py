@@ -28,6 +28,11 @@ language has no way to say otherwise yet."""
 _NAME = re.compile(r"^user_[0-9a-f]{32}$")
 
 
+def user_types_match(category: str = "", risk_level: str = "") -> bool:
+    """Whether user types pass a type-library filter ("" matches everything)."""
+    return category in ("", CATEGORY) and risk_level in ("", RISK_LEVEL)
+
+
 def is_user_type(name: str) -> bool:
     """Whether `name` has the shape of a user type's name (it may still not exist)."""
     return bool(_NAME.match(name))

@@ -1,7 +1,7 @@
 """Sequenced fan-out: one publisher, many subscribers, bounded memory, exact resume.
 
 Shared by the live streams (signals, alerts, performance, notifications: `stratopt.live`)
-and the job watchers (`stratopt.jobs.feeds`), which is why it sits outside the layers and
+and the job watchers (`stratopt.jobs.watch`), which is why it is the bottom layer and
 imports nothing but the standard library.
 
 A `Topic` is one stream (for example ``("signals", strategy_id)``, ``("alerts",
