@@ -124,7 +124,33 @@ class Server:
                 break
             except (grpc.RpcError, OSError):
                 time.sleep(0.3)
+        # The numba warm-up runs in a thread after the server starts; measuring before it
+        # ends would charge its CPU to the first phases.
+        while not self._engines_ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"engines not warm:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
         self._sampler.start()
+
+    def _engines_ready(self) -> bool:
+        """Every server process reports its engine warmed up (health `stratopt.engine`).
+        With several processes, each check may land on any of them: a few in a row must
+        all answer SERVING."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from stratopt.server.app import ENGINE_HEALTH
+
+        request = health_pb2.HealthCheckRequest(service=ENGINE_HEALTH)
+        for _ in range(4 * self.processes):
+            # A new connection each time: SO_REUSEPORT spreads connections, not calls.
+            try:
+                with grpc.insecure_channel(self.addr) as ch:
+                    reply = health_pb2_grpc.HealthStub(ch).Check(request, timeout=5)
+            except grpc.RpcError:  # not registered yet
+                return False
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                return False
+        return True
 
     def rest(self, path: str) -> Any:
         request = urllib.request.Request(

@@ -23,7 +23,7 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stratopt.api.authz import contract_methods, method_path
@@ -32,6 +32,10 @@ from tests.conftest import LiveServer, start_server, stop_server
 EXAMPLES = int(os.environ.get("STRATOPT_FUZZ_EXAMPLES", "6"))
 METADATA_BUDGET = 16 * 1024  # a default client's hard limit; the server stays far below
 MEMORY_BUDGET_MB = 1_500
+REQUEST_BUDGET_BYTES = 60 * 1024 * 1024
+"""Largest request built: under the server's 64 MiB message limit (larger ones are gRPC's own
+refusal). Long lists of long lists of long strings would otherwise run to hundreds of GB and
+take the test process, not the server, out of memory."""
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 TIMEOUT_S = 20.0
 
@@ -172,6 +176,26 @@ def field_values(f: FieldDescriptor, depth: int) -> st.SearchStrategy[Any] | Non
             st.builds(lambda item: [item] * 2_000, one),  # a long list of one element
         )
     return one
+
+
+def approx_bytes(value: Any, seen: dict[int, int] | None = None) -> int:
+    """About `value`'s encoded size, at most; the items of a long list (one item repeated) are
+    sized once."""
+    seen = {} if seen is None else seen
+    if id(value) in seen:
+        return seen[id(value)]
+    if isinstance(value, str):
+        size = len(value) if value.isascii() else 4 * len(value)
+    elif isinstance(value, bytes):
+        size = len(value)
+    elif isinstance(value, dict):
+        size = sum(approx_bytes(k, seen) + approx_bytes(v, seen) + 8 for k, v in value.items())
+    elif isinstance(value, list):
+        size = sum(approx_bytes(item, seen) + 8 for item in value)
+    else:
+        size = 12
+    seen[id(value)] = size
+    return size
 
 
 def build(cls: type[Message], values: dict[str, Any]) -> Message:
@@ -322,6 +346,7 @@ def test_no_request_makes_the_server_fail(
     )
     @given(values=message(method.input_type))
     def run(values: dict[str, Any]) -> None:
+        assume(approx_bytes(values) <= REQUEST_BUDGET_BYTES)
         call(fuzz_channel, method, build(cls, values), md)
 
     run()

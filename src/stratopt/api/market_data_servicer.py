@@ -13,8 +13,9 @@ import numpy as np
 from stratopt.api.context import current_principal
 from stratopt.api.convert import ns_to_pb, pb_to_ns, ts_to_pb
 from stratopt.api.feed_methods import FeedMethods
+from stratopt.api.memory_trim import trim_soon
 from stratopt.data.errors import DataError, UploadBudgetError
-from stratopt.data.importers import BarStreamImporter, MemoryBudget, return_freed_memory
+from stratopt.data.importers import BarStreamImporter, MemoryBudget
 from stratopt.errors import InvalidArgument, ResourceExhausted
 from stratopt.services.datasets import (
     DatasetCatalog,
@@ -110,7 +111,7 @@ class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
             # to the budget and to the system.
             if importer is not None:
                 importer.close()
-                _trim_after_the_call()
+                trim_soon()
         return pb.ImportBarsResponse(dataset=dataset_to_pb(row))
 
     def _start(self, h: pb.ImportHeader) -> tuple[pb.ImportHeader, BarStreamImporter]:
@@ -195,22 +196,6 @@ class MarketDataServicer(FeedMethods, pbg.MarketDataServiceServicer):
             )
             msg.offset, msg.total = offset, total
             yield msg
-
-
-_TRIMS: set[asyncio.Task[None]] = set()
-
-
-def _trim_after_the_call(delay_s: float = 0.5) -> None:
-    """Return freed memory to the system once the call is over: gRPC releases the request
-    chunks only after the handler returns, so trimming right here would miss most of them."""
-
-    async def trim() -> None:
-        await asyncio.sleep(delay_s)
-        await asyncio.to_thread(return_freed_memory)
-
-    task = asyncio.get_running_loop().create_task(trim())
-    _TRIMS.add(task)
-    task.add_done_callback(_TRIMS.discard)
 
 
 def _bars_page(

@@ -31,9 +31,10 @@ def add_commands(sub: Any) -> None:
     p = subparser(
         sub,
         "types",
-        "the strategy library: built-in types and their parameters",
-        description="Lists the built-in strategy types, or shows one type's parameters "
-        "(kind, default, range) and constraints.",
+        "the strategy library: built-in types, your user types, their parameters",
+        description="Lists the built-in strategy types, then your own and shared user types "
+        "(user_<id>, see `stratopt rules`), or shows one type's parameters (kind, default, "
+        "range) and constraints.",
     )
     add_server(p)
     p.add_argument("name", nargs="?", help="show this type in detail")

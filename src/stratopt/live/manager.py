@@ -313,6 +313,9 @@ class LiveManager:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._heartbeats: asyncio.Task[None] | None = None
+        # Every replay task, including one still ending its runs after its runtime was let
+        # go (see `_replay`): `close` stops them all.
+        self._replays: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -357,13 +360,12 @@ class LiveManager:
         if self._closing:
             return
         self._closing = True
-        for rt in self.feeds.values():
-            if rt.task is not None:
-                rt.task.cancel()
-        for rt in list(self.feeds.values()):
-            if rt.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await rt.task
+        replays = list(self._replays)
+        for replay in replays:
+            replay.cancel()
+        for replay in replays:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await replay
         for task in (self._heartbeats, self._watchdog, self._writer):
             if task is not None:
                 task.cancel()  # a commit under way completes (see _flush)
@@ -670,6 +672,8 @@ class LiveManager:
     def _start_replay(self, rt: FeedRuntime, start_index: int) -> None:
         rt.position = start_index
         rt.task = asyncio.create_task(self._replay(rt, start_index), name=f"replay-{rt.feed.id}")
+        self._replays.add(rt.task)
+        rt.task.add_done_callback(self._replays.discard)
 
     def _unhook(self, handle: RunHandle) -> bool:
         """Stops handing bars to a run, at once (no await), so that no bar reaches it while
@@ -714,6 +718,13 @@ class LiveManager:
                 self._dispatch(rt, bar)
                 if not rt.runs:
                     return
+            # Past the last bar, before any await: the runtime takes no new run from here.
+            # One joining it while the runs below are being ended would never get a bar
+            # nor be ended (and every later start on the feed would join it too). A start
+            # from now on gets a runtime of its own: the feed replayed anew.
+            rt.task = None
+            if self.feeds.get(feed.id) is rt:
+                del self.feeds[feed.id]
             await self.repo.mark_feed_finished(feed.id)
             for handle in list(rt.runs.values()):
                 if not self._unhook(handle):

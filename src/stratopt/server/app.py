@@ -28,6 +28,7 @@ from stratopt.api.auth_servicer import AuthServicer
 from stratopt.api.backtest_servicer import BacktestServicer
 from stratopt.api.errors_interceptor import ErrorInterceptor
 from stratopt.api.export_servicer import ExportServicer
+from stratopt.api.interceptor_chain import CachedChain
 from stratopt.api.limits import RequestLimitsInterceptor
 from stratopt.api.market_data_servicer import MarketDataServicer
 from stratopt.api.metrics_interceptor import MetricsInterceptor
@@ -231,16 +232,22 @@ class Server:
         server = grpc.aio.server(
             # Field bounds last: a request too large to serve is still authenticated,
             # authorized and counted first, like any other call.
+            # Composed once per method, not on every call (api/interceptor_chain.py).
             interceptors=[
-                # Outside everything: an aborted call drops its request at once (a refused
-                # 50 MB request otherwise stayed in memory until a full garbage collection).
-                ReleaseInterceptor(),
-                # Then the request id that every later log line carries, and the status
-                # code as the client sees it.
-                MetricsInterceptor(self.metrics.rpc),
-                ErrorInterceptor(outages.translate),
-                *security.interceptors(refused=self.metrics.rpc.refused),
-                RequestLimitsInterceptor(),
+                CachedChain(
+                    [
+                        # Outside everything: an aborted call drops its request at once (a
+                        # refused 50 MB request otherwise stayed in memory until a full
+                        # garbage collection).
+                        ReleaseInterceptor(),
+                        # Then the request id that every later log line carries, and the
+                        # status code as the client sees it.
+                        MetricsInterceptor(self.metrics.rpc),
+                        ErrorInterceptor(outages.translate),
+                        *security.interceptors(refused=self.metrics.rpc.refused),
+                        RequestLimitsInterceptor(),
+                    ]
+                )
             ],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),

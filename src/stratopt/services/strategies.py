@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import (
@@ -23,10 +24,16 @@ from stratopt.errors import (
 )
 from stratopt.security.principal import Principal
 from stratopt.services import templates
-from stratopt.services.access import Access, load_strategy, owns, visible_strategies
+from stratopt.services.access import (
+    Access,
+    load_strategy,
+    owns,
+    read_strategy,
+    visible_strategies,
+)
 from stratopt.services.type_resolution import resolve_in
 from stratopt.services.user_definitions import MAX_TYPES_LISTED, visible_definitions
-from stratopt.services.users import usernames
+from stratopt.services.users import read_usernames, usernames
 from stratopt.services.validation import (
     ENSEMBLE_TYPE,
     MAX_TAGS,
@@ -289,9 +296,12 @@ class StrategyCatalog:
         return StrategyView.of(row, principal.username)
 
     async def get(self, principal: Principal, strategy_id: str) -> StrategyView:
-        async with self.db.session() as s:
-            row = await load_strategy(s, principal, strategy_id, Access.READ)
-            return (await _views(s, [row]))[0]
+        def read(s: Session) -> StrategyView:
+            row = read_strategy(s, principal, strategy_id, Access.READ)
+            return StrategyView.of(row, read_usernames(s, [row.owner_id]).get(row.owner_id, ""))
+
+        # The hottest read of the API: one step (store/db.py), not an await per cursor call.
+        return await self.db.read(read)
 
     async def list_page(
         self, principal: Principal, q: StrategyQuery, requested_size: int, token: str

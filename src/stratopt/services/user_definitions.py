@@ -18,11 +18,15 @@ every problem at once; the dry `validate` returns the same problems as data inst
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -183,9 +187,78 @@ def _field_problems(f: DefinitionFields, paths: Sequence[str]) -> list[FieldViol
     return v
 
 
+class TypeLibraryCache:
+    """Each caller's user strategy types, as ListStrategyTypes lists them, for `ttl_s`.
+
+    ListStrategyTypes is among the most frequent calls and otherwise reads no database; one
+    ORM read through aiosqlite would triple its CPU cost (docs/operations.md). Every change
+    of a definition made through this process clears the cache when its transaction ends,
+    so this process's answers are never stale; another process's (or replica's) changes
+    show within `ttl_s`. Nothing else reads it: using a type by name always asks the store.
+    """
+
+    def __init__(
+        self, ttl_s: float = 1.0, size: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, tuple[DefinitionView, ...]]] = OrderedDict()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the cache is cleared: a read started before a clear must not
+        store what it read (it may predate the change)."""
+        return self._generation
+
+    def get(self, user_id: str) -> tuple[DefinitionView, ...] | None:
+        hit = self._entries.get(user_id)
+        if hit is None or self.clock() - hit[0] >= self.ttl_s:
+            return None
+        self._entries.move_to_end(user_id)
+        return hit[1]
+
+    def put(
+        self, user_id: str, views: Sequence[DefinitionView], generation: int, read_at: float
+    ) -> None:
+        if generation != self._generation:
+            return
+        self._entries[user_id] = (read_at, tuple(views))
+        self._entries.move_to_end(user_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._generation += 1
+
+
+_LIBRARIES: WeakKeyDictionary[Database, TypeLibraryCache] = WeakKeyDictionary()
+
+
+def library_of(db: Database) -> TypeLibraryCache:
+    """The one cache of a database in this process: the servicers each build their own
+    UserDefinitions, and a write through one must clear what another lists."""
+    found = _LIBRARIES.get(db)
+    if found is None:
+        found = _LIBRARIES[db] = TypeLibraryCache()
+    return found
+
+
 class UserDefinitions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, library: TypeLibraryCache | None = None) -> None:
         self.db = db
+        self.library = library or library_of(db)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction; the type library cache is cleared once it has ended."""
+        try:
+            async with self.db.transaction() as s:
+                yield s
+        finally:
+            self.library.clear()
 
     # -- dry check ---------------------------------------------------------------------
 
@@ -209,7 +282,7 @@ class UserDefinitions:
         violations = _field_problems(f, ("kind", *UPDATABLE))
         if violations:
             raise InvalidArgument.of(violations)
-        async with self.db.transaction() as s:
+        async with self._writing() as s:
             visible = await visible_indicators(s, principal.user_id)
             pinned = _compile_or_raise(f.kind, f.source, visible, f.name)
             now = utcnow()
@@ -252,7 +325,12 @@ class UserDefinitions:
         (ListStrategyTypes): their own and those shared with them, by name, at most
         MAX_TYPES_LISTED. Admins get the same (everyone's would bury the built-ins; they
         reach any type by name). `shared_with` is not loaded: the library does not show it.
+        Answers are reused for a moment (TypeLibraryCache).
         """
+        cached = self.library.get(principal.user_id)
+        if cached is not None:
+            return list(cached)
+        generation, read_at = self.library.generation, self.library.clock()
         D = models.UserDefinition
         stmt = (
             visible_definitions(select(D), principal.user_id, False)
@@ -263,7 +341,9 @@ class UserDefinitions:
         async with self.db.session() as s:
             rows = list((await s.execute(stmt)).scalars())
             names = await usernames(s, {r.owner_id for r in rows})
-        return [_built_view(r, names.get(r.owner_id, ""), ()) for r in rows]
+        views = [_built_view(r, names.get(r.owner_id, ""), ()) for r in rows]
+        self.library.put(principal.user_id, views, generation, read_at)
+        return views
 
     async def list_page(
         self, principal: Principal, kind: str, requested_size: int, token: str
@@ -304,7 +384,7 @@ class UserDefinitions:
         violations = _field_problems(f, paths)
         if violations:
             raise InvalidArgument.of(violations)
-        async with self.db.transaction() as s:
+        async with self._writing() as s:
             row = await load_definition(s, principal, definition_id, write=True)
             if f.etag and f.etag != f"v{row.version}":
                 raise Aborted(
@@ -325,7 +405,7 @@ class UserDefinitions:
             return await _view(s, principal, row)
 
     async def delete(self, principal: Principal, definition_id: str) -> None:
-        async with self.db.transaction() as s:
+        async with self._writing() as s:
             row = await load_definition(s, principal, definition_id, write=True)
             if row.kind == "strategy":
                 S = models.Strategy
@@ -346,7 +426,7 @@ class UserDefinitions:
     async def share(
         self, principal: Principal, definition_id: str, username: str
     ) -> DefinitionView:
-        async with self.db.transaction() as s:
+        async with self._writing() as s:
             row = await load_definition(s, principal, definition_id, write=True)
             grantee = await _user_by_name(s, username)
             if grantee.id == row.owner_id:
@@ -361,7 +441,7 @@ class UserDefinitions:
             return await _view(s, principal, row)
 
     async def unshare(self, principal: Principal, definition_id: str, username: str) -> None:
-        async with self.db.transaction() as s:
+        async with self._writing() as s:
             row = await load_definition(s, principal, definition_id)
             grantee = await _user_by_name(s, username)
             leaving = grantee.id == principal.user_id

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from stratopt.store import models
 
@@ -15,26 +18,47 @@ from stratopt.store import models
 # third of its cost on SQLite). Bounded, least recently used first out.
 _NAMES: OrderedDict[str, str] = OrderedDict()
 _NAMES_MAX = 10_000
+_NAMES_LOCK = threading.Lock()
+"""`read_usernames` runs in `Database.read` threads, beside the event loop."""
 
 
 async def usernames(s: AsyncSession, ids: Iterable[str]) -> dict[str, str]:
     """User id -> username for the given ids; unknown ids are left out."""
+    found, missing = _cached(ids)
+    if missing:
+        _remember(found, (await s.execute(_query(missing))).all())
+    return found
+
+
+def read_usernames(s: Session, ids: Iterable[str]) -> dict[str, str]:
+    """`usernames` for a read running as one step (`Database.read`)."""
+    found, missing = _cached(ids)
+    if missing:
+        _remember(found, s.execute(_query(missing)).all())
+    return found
+
+
+def _cached(ids: Iterable[str]) -> tuple[dict[str, str], set[str]]:
+    """The names known already, and the ids still to look up."""
     wanted = {i for i in ids if i}
     found: dict[str, str] = {}
-    for i in wanted:
-        name = _NAMES.get(i)
-        if name is not None:
-            _NAMES.move_to_end(i)
+    with _NAMES_LOCK:
+        for i in wanted:
+            name = _NAMES.get(i)
+            if name is not None:
+                _NAMES.move_to_end(i)
+                found[i] = name
+    return found, wanted - found.keys()
+
+
+def _query(ids: set[str]) -> Any:
+    return select(models.User.id, models.User.username).where(models.User.id.in_(ids))
+
+
+def _remember(found: dict[str, str], rows: Iterable[Any]) -> None:
+    with _NAMES_LOCK:
+        for i, name in rows:
             found[i] = name
-    missing = wanted - found.keys()
-    if not missing:
-        return found
-    rows = await s.execute(
-        select(models.User.id, models.User.username).where(models.User.id.in_(missing))
-    )
-    for i, name in rows.all():
-        found[i] = name
-        _NAMES[i] = name
-    while len(_NAMES) > _NAMES_MAX:
-        _NAMES.popitem(last=False)
-    return found
+            _NAMES[i] = name
+        while len(_NAMES) > _NAMES_MAX:
+            _NAMES.popitem(last=False)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 WRITE_TRANSACTION = "stratopt_write_transaction"
 """Execution option marking a connection whose transaction will write (`Database.transaction`)."""
@@ -22,6 +28,8 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 `?timeout=<seconds>` on the database URL overrides it."""
 PING_TIMEOUT_S = 5.0
 """A network database that does not answer within this is reported unreachable."""
+READ_THREADS = 4
+"""Threads (and at most as many pooled connections) serving `Database.read` on SQLite."""
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -37,14 +45,7 @@ def create_engine(url: str) -> AsyncEngine:
         busy_s = _sqlite_busy_timeout(url)
         engine = create_async_engine(url, connect_args={"timeout": busy_s})
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
-            cur.close()
+        _sqlite_pragmas_on_connect(engine.sync_engine, busy_s)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
@@ -54,6 +55,46 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_pragmas_on_connect(engine: Engine, busy_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
+        cur.close()
+
+
+def sqlite_file_url(url: str) -> URL | None:
+    """The plain-sqlite3 (pysqlite) form of a SQLite file URL, or None when `url` is not
+    SQLite or names no file (an in-memory database is private to its connection)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if "memory" in str(parsed.query.get("mode", "")) or parsed.database.startswith("file::memory:"):
+        return None
+    return parsed.set(drivername="sqlite+pysqlite")
+
+
+def create_read_engine(url: str) -> Engine | None:
+    """A synchronous engine over the same SQLite file, for `Database.read`: plain sqlite3
+    connections with the same pragmas, in autocommit reads like aiosqlite's (each read
+    sees the latest commit). None for PostgreSQL and in-memory SQLite."""
+    sync_url = sqlite_file_url(url)
+    if sync_url is None:
+        return None
+    busy_s = _sqlite_busy_timeout(url)
+    engine = create_sync_engine(
+        sync_url,
+        connect_args={"timeout": busy_s, "check_same_thread": False},
+        pool_size=READ_THREADS,
+        max_overflow=0,
+    )
+    _sqlite_pragmas_on_connect(engine, busy_s)
+    return engine
 
 
 def _sqlite_busy_timeout(url: str) -> float:
@@ -71,6 +112,8 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_engine = create_read_engine(url)
+        self._read_threads: ThreadPoolExecutor | None = None
 
     @property
     def backend(self) -> str:
@@ -89,6 +132,31 @@ class Database:
         async with self.sessions() as s, s.begin():
             await s.connection(execution_options={WRITE_TRANSACTION: True})
             yield s
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Runs `fn(session)`, a whole read (queries and turning rows into values), in one
+        step, for hot read paths (GetStrategy).
+
+        On a SQLite file it runs in one of READ_THREADS threads on a plain sqlite3
+        connection: one thread hand-off per read, where an ORM read through aiosqlite makes
+        about seven (each cursor call, fetch and the reset on check-in is one), which
+        was most of a GetStrategy's CPU. Elsewhere (PostgreSQL, in-memory SQLite) `fn`
+        runs on an ordinary session through `AsyncSession.run_sync`, so asyncpg keeps its
+        behaviour. `fn` must only read: nothing is committed, and whatever it returns must
+        not need the session afterwards (no lazy loads). Cancelling the caller does not
+        stop a read already running in its thread; it finishes and closes its session."""
+        if self._read_engine is None:
+            async with self.sessions() as s:
+                return await s.run_sync(fn)
+        if self._read_threads is None:
+            self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_threads, self._read_sync, fn)
+
+    def _read_sync(self, fn: Callable[[Session], T]) -> T:
+        assert self._read_engine is not None
+        with Session(self._read_engine, expire_on_commit=False) as s:
+            return fn(s)
 
     async def ping(self) -> bool:
         """True when the database would accept a write now; the health probe calls it.
@@ -114,4 +182,9 @@ class Database:
             await s.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._read_threads is not None:
+            threads, self._read_threads = self._read_threads, None
+            await asyncio.to_thread(threads.shutdown, wait=True)
+        if self._read_engine is not None:
+            self._read_engine.dispose()
         await self.engine.dispose()

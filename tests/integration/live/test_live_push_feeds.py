@@ -289,7 +289,9 @@ def test_strategies_join_a_running_replay_feed(api: Api) -> None:
     ds = api.dataset("shared-replay", bars=1500, seed=21)
     feed = api.data.CreateFeed(
         mpb.CreateFeedRequest(
-            feed=mpb.Feed(kind=mpb.FEED_KIND_REPLAY, dataset_id=ds, bars_per_second=500)
+            # 10 s in all: the late start must land mid-replay on a busy CI machine too
+            # (past the last bar, a start replays the feed again from its first bar).
+            feed=mpb.Feed(kind=mpb.FEED_KIND_REPLAY, dataset_id=ds, bars_per_second=150)
         ),
         metadata=md,
     ).feed

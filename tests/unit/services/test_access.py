@@ -19,6 +19,7 @@ from stratopt.services.access import (
     manages_account,
     owner_scope,
     owns,
+    read_strategy,
     require_owner,
     sees_dataset,
     visible_strategies,
@@ -135,3 +136,31 @@ async def test_strategy_access_through_shares(db: Database) -> None:
         assert await visible(reader) == ["s1"]
         assert await visible(ADMIN) == ["s1"]
         assert await visible(OTHER) == []
+
+
+async def test_one_step_reads_decide_exactly_like_load_strategy(db: Database) -> None:
+    """`read_strategy` (GetStrategy's path through `Database.read`) must refuse and allow the
+    very same callers as `load_strategy`, with the same errors."""
+    reader = jwt_user(Role.TRADER, "reader")
+
+    async def outcome_async(p: Principal, sid: str, need: Access) -> str:
+        async with db.session() as s:
+            try:
+                return (await load_strategy(s, p, sid, need)).id
+            except (NotFound, PermissionDenied) as e:
+                return type(e).__name__
+
+    async def outcome_read(p: Principal, sid: str, need: Access) -> str:
+        try:
+            return await db.read(lambda s: read_strategy(s, p, sid, need).id)
+        except (NotFound, PermissionDenied) as e:
+            return type(e).__name__
+
+    seen = set()
+    for principal in (OWNER, ADMIN, reader, OTHER):
+        for sid in ("s1", "missing"):
+            for need in Access:
+                expected = await outcome_async(principal, sid, need)
+                assert await outcome_read(principal, sid, need) == expected, (principal, sid)
+                seen.add(expected)
+    assert seen == {"s1", "NotFound", "PermissionDenied"}

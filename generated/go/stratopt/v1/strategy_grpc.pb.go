@@ -52,7 +52,8 @@ const (
 // The strategy library and users' strategies: CRUD, sharing, history, ensembles,
 // comparison and paper trading (start/stop, signals, performance, alerts).
 type StrategyServiceClient interface {
-	// Lists the built-in strategy types with their parameter spaces.
+	// Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+	// and shared user types (rules.proto), at most 500 of those.
 	ListStrategyTypes(ctx context.Context, in *ListStrategyTypesRequest, opts ...grpc.CallOption) (*ListStrategyTypesResponse, error)
 	GetStrategyType(ctx context.Context, in *GetStrategyTypeRequest, opts ...grpc.CallOption) (*GetStrategyTypeResponse, error)
 	// Lists ready-made parameter sets (e.g. "Golden cross") to start a strategy from.
@@ -375,7 +376,8 @@ type StrategyService_StreamAlertsClient = grpc.ServerStreamingClient[StreamAlert
 // The strategy library and users' strategies: CRUD, sharing, history, ensembles,
 // comparison and paper trading (start/stop, signals, performance, alerts).
 type StrategyServiceServer interface {
-	// Lists the built-in strategy types with their parameter spaces.
+	// Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+	// and shared user types (rules.proto), at most 500 of those.
 	ListStrategyTypes(context.Context, *ListStrategyTypesRequest) (*ListStrategyTypesResponse, error)
 	GetStrategyType(context.Context, *GetStrategyTypeRequest) (*GetStrategyTypeResponse, error)
 	// Lists ready-made parameter sets (e.g. "Golden cross") to start a strategy from.

@@ -164,7 +164,8 @@ class StrategyServiceServicer:
     """
 
     def ListStrategyTypes(self, request, context):
-        """Lists the built-in strategy types with their parameter spaces.
+        """Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+        and shared user types (rules.proto), at most 500 of those.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,9 @@ class StrategyServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StrategyServiceAsyncStub: ...
     ListStrategyTypes: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListStrategyTypesRequest, _strategy_pb2.ListStrategyTypesResponse]
-    """Lists the built-in strategy types with their parameter spaces."""
+    """Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+    and shared user types (rules.proto), at most 500 of those.
+    """
     GetStrategyType: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.GetStrategyTypeRequest, _strategy_pb2.GetStrategyTypeResponse]
     ListStrategyTemplates: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.ListStrategyTemplatesRequest, _strategy_pb2.ListStrategyTemplatesResponse]
     """Lists ready-made parameter sets (e.g. "Golden cross") to start a strategy from."""
@@ -83,7 +85,9 @@ class StrategyServiceAsyncStub(StrategyServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListStrategyTypes: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListStrategyTypesRequest, _strategy_pb2.ListStrategyTypesResponse]  # type: ignore[assignment]
-    """Lists the built-in strategy types with their parameter spaces."""
+    """Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+    and shared user types (rules.proto), at most 500 of those.
+    """
     GetStrategyType: _aio.UnaryUnaryMultiCallable[_strategy_pb2.GetStrategyTypeRequest, _strategy_pb2.GetStrategyTypeResponse]  # type: ignore[assignment]
     ListStrategyTemplates: _aio.UnaryUnaryMultiCallable[_strategy_pb2.ListStrategyTemplatesRequest, _strategy_pb2.ListStrategyTemplatesResponse]  # type: ignore[assignment]
     """Lists ready-made parameter sets (e.g. "Golden cross") to start a strategy from."""
@@ -133,7 +137,9 @@ class StrategyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _strategy_pb2.ListStrategyTypesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_strategy_pb2.ListStrategyTypesResponse, _abc.Awaitable[_strategy_pb2.ListStrategyTypesResponse]]:
-        """Lists the built-in strategy types with their parameter spaces."""
+        """Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+        and shared user types (rules.proto), at most 500 of those.
+        """
 
     @_abc_1.abstractmethod
     def GetStrategyType(

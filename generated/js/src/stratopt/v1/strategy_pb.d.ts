@@ -2138,7 +2138,8 @@ export declare const HistoryActionSchema: GenEnum<HistoryAction>;
  */
 export declare const StrategyService: GenService<{
   /**
-   * Lists the built-in strategy types with their parameter spaces.
+   * Lists the strategy types with their parameter spaces: the built-ins, then the caller's own
+   * and shared user types (rules.proto), at most 500 of those.
    *
    * @generated from rpc stratopt.v1.StrategyService.ListStrategyTypes
    */

@@ -1,0 +1,161 @@
+"""`Database.read`: a whole read in one step, on a real SQLite file and on PostgreSQL.
+
+On a SQLite file it runs in a read thread on a plain sqlite3 connection; it must see every
+commit made through the async engine, never wait for a writer (WAL), hand its errors to
+the caller, and stop its threads on dispose. Elsewhere it runs on the async session
+(`run_sync`), so PostgreSQL keeps asyncpg.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from stratopt.store import migrate, models
+from stratopt.store.db import Database, sqlite_file_url
+
+PG_ENV_FILE = Path("/tmp/stratopt-pg.env")
+
+
+def username_of(user_id: str) -> Callable[[Session], tuple[str, str]]:
+    def read(s: Session) -> tuple[str, str]:
+        user = s.get(models.User, user_id)
+        assert user is not None
+        return user.username, threading.current_thread().name
+
+    return read
+
+
+async def add_user(db: Database, user_id: str, username: str) -> None:
+    async with db.transaction() as s:
+        s.add(models.User(id=user_id, username=username, role="trader", password_hash="x"))
+
+
+async def rename(db: Database, user_id: str, username: str) -> None:
+    async with db.transaction() as s:
+        await s.execute(
+            update(models.User).where(models.User.id == user_id).values(username=username)
+        )
+
+
+@pytest.fixture()
+async def lite(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'read.db'}?timeout=0.5")
+    await migrate.upgrade(db)
+    yield db
+    await db.dispose()
+
+
+def test_only_sqlite_files_get_a_read_engine() -> None:
+    assert str(sqlite_file_url("sqlite+aiosqlite:////x/a.db")) == "sqlite+pysqlite:////x/a.db"
+    for url in (
+        "sqlite+aiosqlite://",
+        "sqlite+aiosqlite:///:memory:",
+        "sqlite+aiosqlite:///file::memory:?uri=true",
+        "postgresql+asyncpg://u@h/d",
+    ):
+        assert sqlite_file_url(url) is None, url
+
+
+async def test_sqlite_reads_run_in_a_read_thread_and_see_every_commit(lite: Database) -> None:
+    await add_user(lite, "u1", "first")
+    name, thread = await lite.read(username_of("u1"))
+    assert name == "first" and thread.startswith("db-read")
+    await rename(lite, "u1", "second")
+    name, _ = await lite.read(username_of("u1"))
+    assert name == "second", "a read must see the latest commit, not an old snapshot"
+
+
+async def test_sqlite_reads_do_not_wait_for_a_writer(lite: Database, tmp_path: Path) -> None:
+    await add_user(lite, "u1", "committed")
+    holder = sqlite3.connect(tmp_path / "read.db", isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE users SET username = 'uncommitted' WHERE id = 'u1'")
+        name, _ = await lite.read(username_of("u1"))
+        assert name == "committed", "WAL readers see the last commit while a writer works"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_errors_inside_a_read_reach_the_caller(lite: Database) -> None:
+    def broken(s: Session) -> None:
+        s.execute(text("SELECT * FROM no_such_table"))
+
+    def refuses(_s: Session) -> None:
+        raise LookupError("nothing here")
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await lite.read(broken)
+    with pytest.raises(LookupError):
+        await lite.read(refuses)
+    await add_user(lite, "u1", "still works")
+    assert (await lite.read(username_of("u1")))[0] == "still works"
+
+
+async def test_dispose_stops_the_read_threads(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'stop.db'}")
+    await migrate.upgrade(db)
+    await add_user(db, "u1", "x")
+    await db.read(username_of("u1"))
+    assert any(t.name.startswith("db-read") for t in threading.enumerate())
+    await db.dispose()
+    assert not any(t.name.startswith("db-read") for t in threading.enumerate())
+
+
+async def test_in_memory_sqlite_reads_on_the_async_session() -> None:
+    db = Database("sqlite+aiosqlite://")
+    try:
+        await migrate.upgrade(db)
+        await add_user(db, "u1", "mem")
+        name, thread = await db.read(username_of("u1"))
+        assert name == "mem" and not thread.startswith("db-read")
+    finally:
+        await db.dispose()
+
+
+def _pg_url() -> str | None:
+    url = os.environ.get("STRATOPT_TEST_POSTGRES_URL")
+    if url is None and PG_ENV_FILE.exists():
+        for line in PG_ENV_FILE.read_text().splitlines():
+            if line.startswith("STRATOPT_TEST_POSTGRES_URL="):
+                url = line.split("=", 1)[1].strip()
+    return url
+
+
+@pytest.mark.postgres
+async def test_postgres_reads_on_the_async_session() -> None:
+    url = _pg_url()
+    if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
+        pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
+    name = f"stratopt_read_{uuid.uuid4().hex[:10]}"
+    admin = Database(url)
+    async with admin.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
+    try:
+        await migrate.upgrade(db)
+        await add_user(db, "u1", "first")
+        got, thread = await db.read(username_of("u1"))
+        assert got == "first" and not thread.startswith("db-read")
+        await rename(db, "u1", "second")
+        assert (await db.read(username_of("u1")))[0] == "second"
+    finally:
+        await db.dispose()
+        async with admin.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
