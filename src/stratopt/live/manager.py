@@ -450,20 +450,9 @@ class LiveManager:
             sequences={k: last.get(k, 0) for k in KINDS},
         )
         row.id = handle.run_id
-        await self.repo.add_run(row)
-        try:
-            if feed.kind == "push":
-                # Bars pushed while it was being recorded are not its own either.
-                handle.skip_until_ts = rt.validator.last_ts(spec.symbol) or 0
-            self._attach(handle, rt, start_index)
-        except BaseException as e:  # not a run after all: no row may stay "running"
-            with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    self.repo.end_run(
-                        handle.run_id, spec.strategy_id, "failed", _user_error(str(e))
-                    )
-                )
-            raise
+        # Recorded and attached as one step that a cancelled call (a client gone) cannot
+        # split: a "running" row always has a run behind it.
+        await asyncio.shield(self._record_and_attach(row, handle, feed, rt, start_index))
         self._alert(
             handle, status_alert("started", f"{spec.strategy_name} started on {spec.symbol}")
         )
@@ -651,6 +640,30 @@ class LiveManager:
     async def _feed_runtime(self, feed: models.Feed) -> FeedRuntime:
         """The feed's runtime here; a push feed's opens knowing its last stored bars."""
         return self.feeds.get(feed.id) or await self._open_feed(feed)
+
+    async def _record_and_attach(
+        self,
+        row: models.LiveRun,
+        handle: RunHandle,
+        feed: models.Feed,
+        rt: FeedRuntime,
+        start_index: int,
+    ) -> None:
+        spec = handle.spec
+        await self.repo.add_run(row)
+        try:
+            if feed.kind == "push":
+                # Bars pushed while it was being recorded are not its own either.
+                handle.skip_until_ts = rt.validator.last_ts(spec.symbol) or 0
+            self._attach(handle, rt, start_index)
+        except BaseException as e:  # not a run after all: no row may stay "running"
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self.repo.end_run(
+                        handle.run_id, spec.strategy_id, "failed", _user_error(str(e))
+                    )
+                )
+            raise
 
     def _attach(self, handle: RunHandle, rt: FeedRuntime, start_index: int) -> None:
         """Hands the feed's bars to the run from now on (a replay from `start_index`)."""

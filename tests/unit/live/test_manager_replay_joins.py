@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from stratopt.engine.options import ExecutionOptions
+from stratopt.live import manager as manager_module
 from stratopt.live.manager import LiveManager, RunSpec
 from stratopt.store import migrate, models
 from stratopt.store.db import Database
@@ -174,3 +175,49 @@ async def test_a_strategy_joining_a_running_replay_trades_right_after_its_warm_u
     b_fills = await repo.events_after("b", "fill", 0, 10_000)
     # Its first fill is the warm-up's target, taken at the open of the bar it joined at.
     assert b_fills[0].ts == int(bars.ts[joined])
+
+
+async def test_a_start_cancelled_while_recording_leaves_no_orphan_row(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client goes away (the call is cancelled) while the run's row is being written.
+
+    Cancelled between writing the "running" row and attaching the run, the row stayed
+    "running" with no run behind it until the next heartbeat's takeover resumed it (pushed
+    out of this test's reach here). Recording and attaching are one step now: the run
+    starts at once, and ends like any other.
+    """
+    monkeypatch.setattr(manager_module, "HEARTBEAT_S", 3600.0)
+    bars = synthetic(BARS)
+    repo = LiveRepo(db)
+    manager = LiveManager(repo, lambda _: bars, commit_interval=0.05, runner="test")
+    feed = await repo.add_feed(
+        models.Feed(
+            id="f", owner_id="u", kind="replay", symbols=[SYMBOL], timeframe="1h",
+            dataset_id="d", start_ts=int(bars.ts[0]), bars_per_second=0,
+        )
+    )  # fmt: skip
+    add_run = repo.add_run
+    recorded = asyncio.Event()
+
+    async def add_run_then_get_cancelled(row: models.LiveRun) -> None:
+        await add_run(row)
+        recorded.set()
+        await asyncio.sleep(0.2)  # the caller is cancelled here, after the row is written
+
+    repo.add_run = add_run_then_get_cancelled  # type: ignore[method-assign]
+    await manager.start()
+    try:
+        start = asyncio.create_task(manager.start_run(spec("a", feed), feed))
+        await recorded.wait()
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+        await until(lambda: "a" in manager.runs or not manager.feeds, "the run attached")
+        deadline = asyncio.get_running_loop().time() + 10
+        while (row := await repo.latest_run("a")) is not None and row.status == "running":
+            assert asyncio.get_running_loop().time() < deadline, "the row stayed running"
+            await asyncio.sleep(0.02)
+        assert row is not None and (row.status, row.bars_processed) == ("stopped", BARS)
+    finally:
+        await manager.close()
