@@ -13,6 +13,7 @@ from google.protobuf.internal.containers import MessageMap
 
 from stratopt.engine.options import FIELDS, ExecutionOptions, InvalidExecutionOptions
 from stratopt.errors import FieldViolation, InvalidArgument
+from stratopt.strategies.params import ParamSpec
 from stratopt.v1 import common_pb2 as c
 
 CATEGORY_TO_PB = {
@@ -139,6 +140,22 @@ def param_to_pb(value: Any) -> c.ParameterValue:
     if isinstance(value, float):
         return c.ParameterValue(double_value=value)
     return c.ParameterValue(string_value=str(value))
+
+
+def param_spec_to_pb(p: ParamSpec) -> c.ParameterSpec:
+    """A parameter's space as the contract shows it: bounds unset are 0, like the proto's."""
+    spec = c.ParameterSpec(
+        name=p.name,
+        kind=KIND_TO_PB[p.kind],  # type: ignore[arg-type]
+        min=float(p.low) if p.low is not None else 0.0,
+        max=float(p.high) if p.high is not None else 0.0,
+        step=float(p.step) if p.step is not None else 0.0,
+        choices=list(p.choices),
+        log_scale=bool(p.log),
+        description=p.description,
+    )
+    spec.default_value.CopyFrom(param_to_pb(p.default))
+    return spec
 
 
 def fill_params(target: MessageMap[str, c.ParameterValue], params: Mapping[str, Any]) -> None:

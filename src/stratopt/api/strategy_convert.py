@@ -6,13 +6,12 @@ from typing import Any
 
 from stratopt.api.convert import (
     CATEGORY_TO_PB,
-    KIND_TO_PB,
     RISK_TO_PB,
     enum_from_pb,
     execution_from_pb,
     execution_to_pb,
     fill_params,
-    param_to_pb,
+    param_spec_to_pb,
     params_from_pb,
     ts_to_pb,
 )
@@ -166,18 +165,7 @@ def _strategy_type_to_pb(t: StrategyType) -> pb.StrategyType:
         category=CATEGORY_TO_PB[t.category],  # type: ignore[arg-type]
         risk_level=RISK_TO_PB[t.risk_level],  # type: ignore[arg-type]
     )
-    for p in t.params:
-        spec = out.parameters.add(
-            name=p.name,
-            kind=KIND_TO_PB[p.kind],  # type: ignore[arg-type]
-            min=float(p.low) if p.low is not None else 0.0,
-            max=float(p.high) if p.high is not None else 0.0,
-            step=float(p.step) if p.step is not None else 0.0,
-            choices=list(p.choices),
-            log_scale=bool(p.log),
-            description=p.description,
-        )
-        spec.default_value.CopyFrom(param_to_pb(p.default))
+    out.parameters.extend(param_spec_to_pb(p) for p in t.params)
     for con in t.constraints:
         out.constraints.add(left=con.left, op=con.op, right=con.right)
     return out

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 
 from stratopt.api.convert import (
     CATEGORY_TO_PB,
-    KIND_TO_PB,
     RISK_TO_PB,
     enum_from_pb,
-    param_to_pb,
+    param_spec_to_pb,
     ts_to_pb,
 )
 from stratopt.services.user_definitions import DefinitionFields, DefinitionView
@@ -28,21 +27,7 @@ DEFINITION_KIND_FROM_PB = {v: k for k, v in DEFINITION_KIND_TO_PB.items()}
 
 
 def params_to_pb(params: Iterable[ParamSpec]) -> list[c.ParameterSpec]:
-    out = []
-    for p in params:
-        spec = c.ParameterSpec(
-            name=p.name,
-            kind=KIND_TO_PB[p.kind],  # type: ignore[arg-type]
-            min=float(p.low) if p.low is not None else 0.0,
-            max=float(p.high) if p.high is not None else 0.0,
-            step=float(p.step) if p.step is not None else 0.0,
-            choices=list(p.choices),
-            log_scale=bool(p.log),
-            description=p.description,
-        )
-        spec.default_value.CopyFrom(param_to_pb(p.default))
-        out.append(spec)
-    return out
+    return [param_spec_to_pb(p) for p in params]
 
 
 def definition_to_pb(v: DefinitionView) -> pb.UserDefinition:

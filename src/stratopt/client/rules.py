@@ -27,10 +27,11 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from stratopt.api.convert import param_spec_to_pb
 from stratopt.client import output as o
 from stratopt.client.args import add_json, subparser
 from stratopt.client.output import CliError
-from stratopt.client.remote import Remote, add_server, param_to_pb
+from stratopt.client.remote import Remote, add_server
 from stratopt.client.strategies import parameters_table
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import rules_pb2 as pb
@@ -42,11 +43,6 @@ KINDS = {
     "indicator": pb.USER_DEFINITION_KIND_INDICATOR,
 }
 KIND_NAMES = {v: k for k, v in KINDS.items()}
-PARAM_KINDS = {
-    "int": c.PARAMETER_KIND_INT,
-    "float": c.PARAMETER_KIND_FLOAT,
-    "categorical": c.PARAMETER_KIND_CATEGORICAL,
-}
 _ID = re.compile(r"^(?:user_)?([0-9a-f]{32})$")
 _POSITIONED = re.compile(r"^(\d+):(\d+): (.*)$", re.S)
 INVALID = 1
@@ -221,7 +217,7 @@ def local_validation(
             check_indicator(source, indicators={n: t for n, t in indicators.items() if n != name})
         else:
             checked = check(source, indicators=indicators)
-            reply.parameters.extend(_spec_pb(p) for p in checked.params)
+            reply.parameters.extend(param_spec_to_pb(p) for p in checked.params)
             reply.constraints.extend(
                 c.ParameterConstraint(left=x.left, op=x.op, right=x.right)
                 for x in checked.constraints
@@ -236,21 +232,6 @@ def local_validation(
         del reply.parameters[:], reply.constraints[:], reply.indicators[:]
     reply.valid = not reply.problems
     return reply
-
-
-def _spec_pb(p: Any) -> c.ParameterSpec:
-    spec = c.ParameterSpec(
-        name=p.name,
-        kind=PARAM_KINDS[p.kind],  # type: ignore[arg-type]
-        min=float(p.low) if p.low is not None else 0.0,
-        max=float(p.high) if p.high is not None else 0.0,
-        step=float(p.step) if p.step is not None else 0.0,
-        choices=list(p.choices),
-        log_scale=bool(p.log),
-        description=p.description,
-    )
-    spec.default_value.CopyFrom(param_to_pb(p.default))
-    return spec
 
 
 def print_problems(label: str, problems: Iterable[pb.DefinitionProblem]) -> None:
