@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratopt.errors import InvalidArgument, NotFound, PermissionDenied
 from stratopt.security.principal import Principal
 from stratopt.services.access import Access, granted_access, load_strategy, owns
 from stratopt.services.strategies import record
+from stratopt.services.users import grantee_by_name
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
@@ -55,7 +56,7 @@ class StrategySharing:
         wanted = normalize_access(access)
         async with self.db.transaction() as s:
             row = await load_strategy(s, principal, strategy_id, Access.SHARE, lock=True)
-            grantee = await _user_by_name(s, username)
+            grantee = await grantee_by_name(s, username)
             if grantee.id == row.owner_id:
                 raise InvalidArgument.field("username", "the owner already has every access")
             if grantee.id == principal.user_id:
@@ -80,7 +81,7 @@ class StrategySharing:
             # Anyone may leave a share they hold; removing someone else needs SHARE access.
             need = Access.READ if leaving else Access.SHARE
             row = await load_strategy(s, principal, strategy_id, need, lock=True)
-            grantee = await _user_by_name(s, username)
+            grantee = await grantee_by_name(s, username)
             share = await s.get(models.StrategyShare, (strategy_id, grantee.id))
             if share is None:
                 raise NotFound("share", f"{strategy_id}/{grantee.username}")
@@ -110,18 +111,6 @@ class StrategySharing:
 
 def _access_of(share: models.StrategyShare) -> tuple[Access, ...]:
     return normalize_access(Access(a) for a in share.access)
-
-
-async def _user_by_name(s: AsyncSession, username: str) -> models.User:
-    name = username.strip().lower()
-    if not name:
-        raise InvalidArgument.field("username", "required")
-    user = (
-        await s.execute(select(models.User).where(func.lower(models.User.username) == name))
-    ).scalar_one_or_none()
-    if user is None or user.disabled:
-        raise NotFound("user", name)
-    return user
 
 
 async def _check_within_own(

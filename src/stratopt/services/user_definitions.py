@@ -47,7 +47,7 @@ from stratopt.rules.functions import BUILTINS, SPECIAL
 from stratopt.rules.ir import PRICES
 from stratopt.security.principal import Principal
 from stratopt.services.access import owns
-from stratopt.services.users import usernames
+from stratopt.services.users import grantee_by_name, usernames
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
@@ -428,7 +428,7 @@ class UserDefinitions:
     ) -> DefinitionView:
         async with self._writing() as s:
             row = await load_definition(s, principal, definition_id, write=True)
-            grantee = await _user_by_name(s, username)
+            grantee = await grantee_by_name(s, username)
             if grantee.id == row.owner_id:
                 raise InvalidArgument.field("username", "the owner already has every access")
             if await s.get(models.UserDefinitionShare, (row.id, grantee.id)) is None:
@@ -443,7 +443,7 @@ class UserDefinitions:
     async def unshare(self, principal: Principal, definition_id: str, username: str) -> None:
         async with self._writing() as s:
             row = await load_definition(s, principal, definition_id)
-            grantee = await _user_by_name(s, username)
+            grantee = await grantee_by_name(s, username)
             leaving = grantee.id == principal.user_id
             if not leaving and not owns(principal, row.owner_id):
                 raise NotFound("user definition", definition_id)
@@ -523,18 +523,6 @@ async def _flush_unique(s: AsyncSession, f: DefinitionFields) -> None:
         raise AlreadyExists(
             f"you already have a {f.kind or 'definition'} named {f.name!r}"
         ) from None
-
-
-async def _user_by_name(s: AsyncSession, username: str) -> models.User:
-    name = username.strip().lower()
-    if not name:
-        raise InvalidArgument.field("username", "required")
-    user = (
-        await s.execute(select(models.User).where(func.lower(models.User.username) == name))
-    ).scalar_one_or_none()
-    if user is None or user.disabled:
-        raise NotFound("user", name)
-    return user
 
 
 async def _view(

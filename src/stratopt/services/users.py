@@ -7,10 +7,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from stratopt.errors import InvalidArgument, NotFound
 from stratopt.store import models
 
 # User id -> username. A username never changes once the user exists (there is no rename),
@@ -62,3 +63,17 @@ def _remember(found: dict[str, str], rows: Iterable[Any]) -> None:
             _NAMES[i] = name
         while len(_NAMES) > _NAMES_MAX:
             _NAMES.popitem(last=False)
+
+
+async def grantee_by_name(s: AsyncSession, username: str) -> models.User:
+    """The enabled user called `username` (any case), to share something with; NOT_FOUND
+    for a missing or disabled one alike."""
+    name = username.strip().lower()
+    if not name:
+        raise InvalidArgument.field("username", "required")
+    user = (
+        await s.execute(select(models.User).where(func.lower(models.User.username) == name))
+    ).scalar_one_or_none()
+    if user is None or user.disabled:
+        raise NotFound("user", name)
+    return user
