@@ -33,6 +33,7 @@ from stratopt.optimize.space import build_space
 from stratopt.optimize.spec import StudySpec
 from stratopt.optimize.validation import in_sample_bars, validate
 from stratopt.store.models import utcnow
+from stratopt.store.outages import FailureLog
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -298,13 +299,16 @@ class JobRunner:
         self.ctx.bus.publish(JobEvent(kind, view, view.progress_seq))  # type: ignore[arg-type]
 
     async def _heartbeat(self, job_id: str) -> None:
+        failing = FailureLog(log, "heartbeat failed", extra={"job_id": job_id})
         while True:
             await asyncio.sleep(self.ctx.heartbeat_s)
             try:
                 if not await self.ctx.repo.heartbeat(job_id, self.ctx.worker_id):
                     return
             except Exception:
-                log.warning("heartbeat failed", extra={"job_id": job_id}, exc_info=True)
+                failing.failed()
+                continue
+            failing.recovered()
 
 
 def load_bars(store: DatasetStore, spec: StudySpec) -> Bars:

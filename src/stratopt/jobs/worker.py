@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from dataclasses import dataclass
 
 from stratopt.data.storage import DatasetStore
@@ -20,6 +19,7 @@ from stratopt.jobs.repo import JobRepo
 from stratopt.jobs.runner import JobRunner, RunnerContext
 from stratopt.optimize.rdb import StudyStorage
 from stratopt.store.db import Database
+from stratopt.store.outages import FailureLog
 
 log = logging.getLogger("stratopt.jobs.worker")
 
@@ -28,33 +28,6 @@ LEASE_S = 10.0
 POLL_S = 0.5
 MAX_RUNNING_PER_OWNER = 2
 """Jobs of one user that run at once; the others wait in the queue (they are not rejected)."""
-
-
-class FailureLog:
-    """Logs a repeating failure (the database away for a while) without flooding the log:
-    the first one with its traceback, then a one-line reminder a minute, then the recovery."""
-
-    def __init__(self, logger: logging.Logger, what: str, every_s: float = 60.0) -> None:
-        self.logger = logger
-        self.what = what
-        self.every_s = every_s
-        self.count = 0
-        self._last = 0.0
-
-    def failed(self) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.count == 1:
-            self.logger.warning(self.what, exc_info=True)
-            self._last = now
-        elif now - self._last >= self.every_s:
-            self.logger.warning(f"{self.what}, still ({self.count} times)")
-            self._last = now
-
-    def recovered(self) -> None:
-        if self.count:
-            self.logger.info(f"{self.what} {self.count} times; working again")
-            self.count = 0
 
 
 @dataclass(frozen=True)

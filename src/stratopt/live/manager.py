@@ -67,6 +67,7 @@ from stratopt.live.sources import ReplaySource
 from stratopt.optimize.user_types import resolve as resolve_type
 from stratopt.store import models
 from stratopt.store.live_repo import EventRow, LiveRepo, RunProgress
+from stratopt.store.outages import FailureLog
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.user_types import TypeSource
 
@@ -837,6 +838,7 @@ class LiveManager:
     # -- internals: persistence ----------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        failing = FailureLog(log, "could not record live progress; retrying")
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.commit_interval)
@@ -844,8 +846,10 @@ class LiveManager:
             try:
                 await self._flush()
             except Exception:
-                log.exception("could not record live progress; retrying")
+                failing.failed()
                 await asyncio.sleep(self.commit_interval)
+                continue
+            failing.recovered()
 
     async def _flush(self) -> None:
         """Commits pending events with the states that include them (taken in one go).
@@ -986,6 +990,7 @@ class LiveManager:
         a run taken over (it was silent that long itself) lets it go, so one run never runs
         twice for longer than a heartbeat.
         """
+        failing = FailureLog(log, "live heartbeat failed; retrying")
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
@@ -998,7 +1003,9 @@ class LiveManager:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("live heartbeat failed; retrying")
+                failing.failed()
+                continue
+            failing.recovered()
 
     async def _release(self, handle: RunHandle) -> None:
         """Stops running `handle` here without recording anything: another server has it."""

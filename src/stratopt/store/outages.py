@@ -10,7 +10,10 @@ constraint violations are never outages.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
+from collections.abc import Mapping
 from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
@@ -81,3 +84,38 @@ def _raised_by_driver(tb: TracebackType | None) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+class FailureLog:
+    """Logs a retry loop's repeating failure (the database away for a while) without
+    flooding the log: the first one with its traceback, then a one-line reminder a minute,
+    then the recovery. One per loop; `extra` goes with every line."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        every_s: float = 60.0,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        self.logger = logger
+        self.what = what
+        self.every_s = every_s
+        self.extra = dict(extra or {})
+        self.count = 0
+        self._last = 0.0
+
+    def failed(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1:
+            self.logger.warning(self.what, exc_info=True, extra=self.extra)
+            self._last = now
+        elif now - self._last >= self.every_s:
+            self.logger.warning(f"{self.what}, still ({self.count} times)", extra=self.extra)
+            self._last = now
+
+    def recovered(self) -> None:
+        if self.count:
+            self.logger.info(f"{self.what} {self.count} times; working again", extra=self.extra)
+            self.count = 0

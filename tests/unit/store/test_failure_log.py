@@ -1,4 +1,4 @@
-"""A worker's repeating claim failures (the database away) do not flood the log."""
+"""A retry loop's repeating failures (the database away) do not flood the log."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import logging
 
 import pytest
 
-from stratopt.jobs import worker
-from stratopt.jobs.worker import FailureLog
+from stratopt.store import outages
+from stratopt.store.outages import FailureLog
 
 
 def test_first_failure_has_its_traceback_then_a_reminder_a_minute_then_recovery(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(worker.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(outages.time, "monotonic", lambda: now[0])
     failing = FailureLog(logging.getLogger("test.failure_log"), "claiming jobs failed")
     caplog.set_level(logging.INFO, logger="test.failure_log")
     for _ in range(200):  # two polls a second for 100 s
