@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import gzip
 import re
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +17,7 @@ from stratopt.server.gateway import Gateway
 from tests.conftest import LiveServer
 from tests.e2e.conftest import access_log
 from tests.e2e.rest_client import Rest
+from tests.tools import CHROMIUM, in_ci
 
 pytestmark = pytest.mark.e2e
 INDEX = b"<!doctype html><title>stratopt console</title><script src=/assets/app.js></script>"
@@ -144,11 +143,9 @@ def test_request_id_through_the_gateway(gateway: Gateway, rest: Rest) -> None:
         time.sleep(0.1)
 
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
 @pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+    not CHROMIUM.exists() and not in_ci(),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
 )
 def test_docs_render_in_a_browser_without_leaving_the_gateway(gateway: Gateway) -> None:
     """Swagger UI draws every operation from /openapi.json, under the page's CSP, with every

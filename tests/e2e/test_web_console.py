@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 import shutil
 import subprocess
 import time
@@ -30,6 +29,7 @@ from stratopt.v1 import strategy_pb2_grpc as spb_grpc
 from stratopt.server.gateway import Gateway
 from tests.conftest import DEMO_PASSWORDS, ROOT, LiveServer
 from tests.integration.jobs.helpers import make_dataset
+from tests.tools import CHROMIUM, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.e2e
 WEB = ROOT / "web"
 DIST = WEB / "dist"
 SHOTS = ROOT / "build" / "web-screenshots"
-CHROMIUM = Path(os.environ.get("STRATOPT_CHROMIUM", "/usr/bin/chromium"))
 BUNDLE_LIMIT_BYTES = 400 * 1024
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -49,7 +48,7 @@ PHONE = {"width": 390, "height": 844}
 def web_dist() -> Path:
     """The console's build, made (or refreshed) by `make web` like `make serve` does."""
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed: cannot build the web console")
+        unavailable("npm is not installed: cannot build the web console")
     subprocess.run(["make", "-s", "web"], cwd=ROOT, check=True, timeout=300)
     assert (DIST / "index.html").is_file()
     return DIST
@@ -73,7 +72,7 @@ def console_url(
 def browser() -> Iterator[Browser]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (done by .ci/run)")
+        unavailable(f"{CHROMIUM} missing: apt-get install -y chromium")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield b

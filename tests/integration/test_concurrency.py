@@ -7,7 +7,6 @@ succeeds. The history agrees with the row.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,18 +21,9 @@ from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
 from tests.conftest import LiveServer, start_server, stop_server
+from tests.tools import postgres_url
 
-PG_ENV_FILE = Path("/tmp/stratopt-pg.env")
 ROUNDS = 5
-
-
-def _pg_url() -> str | None:
-    url = os.environ.get("STRATOPT_TEST_POSTGRES_URL")
-    if url is None and PG_ENV_FILE.exists():
-        for line in PG_ENV_FILE.read_text().splitlines():
-            if line.startswith("STRATOPT_TEST_POSTGRES_URL="):
-                url = line.split("=", 1)[1].strip()
-    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -45,12 +35,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServe
         finally:
             stop_server(srv)
         return
-    url = _pg_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
-        pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
-    base = make_url(url)
+    base = make_url(postgres_url())
     admin = create_engine(
         base.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
     )

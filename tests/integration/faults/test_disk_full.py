@@ -35,6 +35,7 @@ from tests.integration.faults.support import (
     rpc_error,
     start,
 )
+from tests.tools import unavailable
 
 
 @contextmanager
@@ -46,7 +47,7 @@ def tiny_filesystem(path: Path, size: str = "1m") -> Iterator[Path]:
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
         yield path
     finally:

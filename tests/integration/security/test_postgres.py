@@ -7,17 +7,13 @@ module works in a database of its own, created and dropped here.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from stratopt.security.api_keys import ApiKeyService
 from stratopt.security.passwords import PasswordHasher, ScryptParams
@@ -25,7 +21,7 @@ from stratopt.security.ratelimit import Category, Rate, RateLimits
 from stratopt.security.refresh_tokens import RefreshTokenPolicy
 from stratopt.security.roles import Permission, Role
 from stratopt.security.users import UserService
-from stratopt.store import migrate, models
+from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.security_repos import (
     PgRateLimitBackend,
@@ -33,42 +29,15 @@ from stratopt.store.security_repos import (
     SqlRefreshTokenRepo,
     SqlUserRepo,
 )
+from tests.tools import fresh_postgres
 
 pytestmark = pytest.mark.postgres
-ENV_FILE = Path("/tmp/stratopt-pg.env")
-
-
-def postgres_url() -> str | None:
-    url = os.environ.get("STRATOPT_TEST_POSTGRES_URL")
-    if url is None and ENV_FILE.exists():
-        for line in ENV_FILE.read_text().splitlines():
-            if line.startswith("STRATOPT_TEST_POSTGRES_URL="):
-                url = line.split("=", 1)[1].strip()
-    return url
 
 
 @pytest.fixture()
 async def db() -> AsyncIterator[Database]:
-    url = postgres_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
-        pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
-    name = f"stratopt_sec_{uuid.uuid4().hex[:10]}"
-    admin = Database(url)
-    async with admin.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
-        await migrate.upgrade(database)
+    async with fresh_postgres("stratopt_sec") as database:
         yield database
-    finally:
-        await database.dispose()
-        async with admin.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def test_migrations_match_the_models(db: Database) -> None:

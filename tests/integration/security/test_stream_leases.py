@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from stratopt.store import migrate
 from stratopt.store.db import Database
 from stratopt.store.stream_leases import SqlStreamLeases
-from tests.integration.test_concurrency import _pg_url
+from tests.tools import fresh_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -25,27 +22,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         yield database
         await database.dispose()
         return
-    url = _pg_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
-        pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
-    base = make_url(url)
-    admin = create_engine(
-        base.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"stratopt_sl_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(base.set(database=name).render_as_string(hide_password=False))
-    try:
-        await migrate.upgrade(database)
+    async with fresh_postgres("stratopt_sl") as database:
         yield database
-    finally:
-        await database.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 async def test_racing_openers_get_exactly_the_cap(db: Database) -> None:

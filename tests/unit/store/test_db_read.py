@@ -8,22 +8,18 @@ the caller, and stop its threads on dispose. Elsewhere it runs on the async sess
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from stratopt.store import migrate, models
 from stratopt.store.db import Database, sqlite_file_url
-
-PG_ENV_FILE = Path("/tmp/stratopt-pg.env")
+from tests.tools import fresh_postgres
 
 
 def username_of(user_id: str) -> Callable[[Session], tuple[str, str]]:
@@ -124,38 +120,11 @@ async def test_in_memory_sqlite_reads_on_the_async_session() -> None:
         await db.dispose()
 
 
-def _pg_url() -> str | None:
-    url = os.environ.get("STRATOPT_TEST_POSTGRES_URL")
-    if url is None and PG_ENV_FILE.exists():
-        for line in PG_ENV_FILE.read_text().splitlines():
-            if line.startswith("STRATOPT_TEST_POSTGRES_URL="):
-                url = line.split("=", 1)[1].strip()
-    return url
-
-
 @pytest.mark.postgres
 async def test_postgres_reads_on_the_async_session() -> None:
-    url = _pg_url()
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("no PostgreSQL in CI: .ci/postgres.sh did not set it up")
-        pytest.skip("no PostgreSQL: run .ci/postgres.sh or set STRATOPT_TEST_POSTGRES_URL")
-    name = f"stratopt_read_{uuid.uuid4().hex[:10]}"
-    admin = Database(url)
-    async with admin.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
-        await migrate.upgrade(db)
+    async with fresh_postgres("stratopt_read") as db:
         await add_user(db, "u1", "first")
         got, thread = await db.read(username_of("u1"))
         assert got == "first" and not thread.startswith("db-read")
         await rename(db, "u1", "second")
         assert (await db.read(username_of("u1")))[0] == "second"
-    finally:
-        await db.dispose()
-        async with admin.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
