@@ -59,6 +59,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TOKEN_REUSE_S = 600.0
+"""Well inside the server's default 15-minute access token lifetime."""
+
+
 @dataclass
 class LiveServer:
     addr: str
@@ -66,16 +70,19 @@ class LiveServer:
     proc: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str]
-    _tokens: dict[str, str] = field(default_factory=dict)
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.addr)
 
     def token(self, username: str) -> str:
-        """An access token for a demo user (cached per server)."""
-        if username not in self._tokens:
-            self._tokens[username] = login(self.addr, username, DEMO_PASSWORDS[username])
-        return self._tokens[username]
+        """An access token for a demo user, cached per server for TOKEN_REUSE_S: a module's
+        server outlives the 15-minute access token on a slow CI machine."""
+        cached = self._tokens.get(username)
+        if cached is None or time.monotonic() - cached[1] > TOKEN_REUSE_S:
+            token = login(self.addr, username, DEMO_PASSWORDS[username])
+            self._tokens[username] = cached = (token, time.monotonic())
+        return cached[0]
 
     def md(self, username: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.token(username)}")]

@@ -14,6 +14,7 @@ whole barrage still trades every bar.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,7 +57,7 @@ def trader2(api: Api) -> list[tuple[str, str]]:
     """A second trader (the demo users have one), as call metadata."""
     username, password, _ = new_user(api.srv, c.ROLE_TRADER, "trader2")
     token = login(api.srv, username, password).access_token
-    api.srv._tokens[username] = token
+    api.srv._tokens[username] = (token, time.monotonic())
     return [("authorization", f"Bearer {token}"), ("x-username", username)]
 
 
