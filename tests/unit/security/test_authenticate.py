@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -106,6 +107,72 @@ async def test_ttl_cache_caches_misses_and_expires(ticks: TickClock) -> None:
     await cache.get_or_load("b", lambda: load("b"))
     await cache.get_or_load("c", lambda: load("c"))
     assert len(cache) == 2
+
+
+async def test_ttl_cache_shares_one_load_among_concurrent_callers(ticks: TickClock) -> None:
+    """64 calls of one user arriving as an entry expires cost one database read, not 64."""
+    cache: TtlCache[str] = TtlCache(1.0, clock=ticks)
+    gate = asyncio.Event()
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return f"v{loads}"
+
+    waiters = [asyncio.create_task(cache.get_or_load("a", load)) for _ in range(64)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # one caller going away does not cancel the others' load
+    gate.set()
+    results = await asyncio.gather(*waiters[1:])
+    assert loads == 1 and set(results) == {"v1"}
+    assert await cache.get_or_load("a", load) == "v1"
+
+
+async def test_ttl_cache_keeps_no_load_that_started_before_forget(ticks: TickClock) -> None:
+    """A load under way when this process changes the row may have read the old value: it
+    must not be stored, and callers after `forget` load afresh."""
+    cache: TtlCache[str] = TtlCache(10.0, clock=ticks)
+    gate, started = asyncio.Event(), asyncio.Event()
+    value = "old"
+
+    async def load() -> str:
+        seen = value
+        started.set()
+        await gate.wait()
+        return seen
+
+    early = asyncio.create_task(cache.get_or_load("a", load))
+    await started.wait()
+    value = "new"
+    cache.forget("a")
+    late = asyncio.create_task(cache.get_or_load("a", load))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await early == "old" and await late == "new"
+    assert await cache.get_or_load("a", load) == "new"
+
+
+async def test_ttl_cache_failed_loads_reach_every_waiter_and_are_not_kept(
+    ticks: TickClock,
+) -> None:
+    cache: TtlCache[str] = TtlCache(1.0, clock=ticks)
+    calls = 0
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        if calls == 1:
+            raise ConnectionError("database down")
+        return "up"
+
+    got = await asyncio.gather(
+        *(cache.get_or_load("a", load) for _ in range(3)), return_exceptions=True
+    )
+    assert calls == 1 and all(isinstance(g, ConnectionError) for g in got)
+    assert await cache.get_or_load("a", load) == "up"
 
 
 @pytest.mark.parametrize(
