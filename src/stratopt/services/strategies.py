@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import Connection, Row, String, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from stratopt.engine.options import ExecutionOptions
 from stratopt.errors import (
@@ -113,7 +112,8 @@ class StrategyView:
         return f"v{self.version}"
 
     @classmethod
-    def of(cls, row: models.Strategy, owner_username: str) -> StrategyView:
+    def of(cls, row: models.Strategy | Row[Any], owner_username: str) -> StrategyView:
+        """From an ORM row or a Core row of the strategies table (`read_strategy`)."""
         return cls(
             id=row.id,
             owner_id=row.owner_id,
@@ -296,9 +296,9 @@ class StrategyCatalog:
         return StrategyView.of(row, principal.username)
 
     async def get(self, principal: Principal, strategy_id: str) -> StrategyView:
-        def read(s: Session) -> StrategyView:
-            row = read_strategy(s, principal, strategy_id, Access.READ)
-            return StrategyView.of(row, read_usernames(s, [row.owner_id]).get(row.owner_id, ""))
+        def read(c: Connection) -> StrategyView:
+            row = read_strategy(c, principal, strategy_id, Access.READ)
+            return StrategyView.of(row, read_usernames(c, [row.owner_id]).get(row.owner_id, ""))
 
         # The hottest read of the API: one step (store/db.py), not an await per cursor call.
         return await self.db.read(read)

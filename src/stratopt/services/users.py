@@ -7,9 +7,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from stratopt.errors import InvalidArgument, NotFound
 from stratopt.store import models
@@ -31,11 +30,11 @@ async def usernames(s: AsyncSession, ids: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def read_usernames(s: Session, ids: Iterable[str]) -> dict[str, str]:
+def read_usernames(c: Connection, ids: Iterable[str]) -> dict[str, str]:
     """`usernames` for a read running as one step (`Database.read`)."""
     found, missing = _cached(ids)
     if missing:
-        _remember(found, s.execute(_query(missing)).all())
+        _remember(found, c.execute(_query(missing)).all())
     return found
 
 

@@ -1,9 +1,10 @@
 """`Database.read`: a whole read in one step, on a real SQLite file and on PostgreSQL.
 
-On a SQLite file it runs in a read thread on a plain sqlite3 connection; it must see every
-commit made through the async engine, never wait for a writer (WAL), hand its errors to
-the caller, and stop its threads on dispose. Elsewhere it runs on the async session
-(`run_sync`), so PostgreSQL keeps asyncpg.
+On a SQLite file it runs on the calling thread (the event loop) on a plain sqlite3
+connection without a busy timeout, and in a read thread when SQLite answers busy; it must
+see every commit made through the async engine, never wait for a writer (WAL), hand its
+errors to the caller, and stop its threads on dispose. Elsewhere it runs on the async
+session (`run_sync`), so PostgreSQL keeps asyncpg.
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from stratopt.store import migrate, models
-from stratopt.store.db import Database, sqlite_file_url
+from stratopt.store.db import Database, is_sqlite_busy, sqlite_file_url
 from tests.tools import fresh_postgres
 
 
-def username_of(user_id: str) -> Callable[[Session], tuple[str, str]]:
-    def read(s: Session) -> tuple[str, str]:
-        user = s.get(models.User, user_id)
-        assert user is not None
-        return user.username, threading.current_thread().name
+def username_of(user_id: str) -> Callable[[Connection], tuple[str, str]]:
+    def read(c: Connection) -> tuple[str, str]:
+        stmt = select(models.User.username).where(models.User.id == user_id)
+        return c.execute(stmt).scalar_one(), threading.current_thread().name
 
     return read
 
@@ -62,10 +62,32 @@ def test_only_sqlite_files_get_a_read_engine() -> None:
         assert sqlite_file_url(url) is None, url
 
 
-async def test_sqlite_reads_run_in_a_read_thread_and_see_every_commit(lite: Database) -> None:
+def busy_once(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Makes the next read on the loop answer SQLITE_BUSY, as if a lock stood in its way
+    (hard to provoke for real: WAL readers do not wait for writers). Returns the engines
+    each read ran on, "inline" or "thread"."""
+    ran: list[str] = []
+    real = Database._read_on
+
+    def read_on(engine: Engine, fn: Callable[[Connection], object]) -> object:
+        if engine is db._inline_engine:
+            ran.append("inline")
+            if ran.count("inline") == 1:
+                busy = sqlite3.OperationalError("database is locked")
+                busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+                raise OperationalError("SELECT", {}, busy)
+        else:
+            ran.append("thread")
+        return real(engine, fn)
+
+    monkeypatch.setattr(Database, "_read_on", staticmethod(read_on))
+    return ran
+
+
+async def test_sqlite_reads_run_on_the_loop_and_see_every_commit(lite: Database) -> None:
     await add_user(lite, "u1", "first")
     name, thread = await lite.read(username_of("u1"))
-    assert name == "first" and thread.startswith("db-read")
+    assert name == "first" and thread == threading.current_thread().name
     await rename(lite, "u1", "second")
     name, _ = await lite.read(username_of("u1"))
     assert name == "second", "a read must see the latest commit, not an old snapshot"
@@ -84,11 +106,33 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(lite: Database, tmp_path: P
         holder.close()
 
 
-async def test_errors_inside_a_read_reach_the_caller(lite: Database) -> None:
-    def broken(s: Session) -> None:
-        s.execute(text("SELECT * FROM no_such_table"))
+async def test_a_busy_read_is_retried_in_a_read_thread(
+    lite: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_user(lite, "u1", "x")
+    ran = busy_once(lite, monkeypatch)
+    name, thread = await lite.read(username_of("u1"))
+    assert name == "x" and thread.startswith("db-read")
+    assert ran == ["inline", "thread"]
+    await lite.read(username_of("u1"))
+    assert ran[-1] == "inline", "only the busy read moves to a thread"
 
-    def refuses(_s: Session) -> None:
+
+def test_busy_is_told_from_other_sqlite_errors() -> None:
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+    assert is_sqlite_busy(OperationalError("SELECT 1", {}, busy))
+    other = sqlite3.OperationalError("no such table: x")
+    other.sqlite_errorcode = sqlite3.SQLITE_ERROR  # type: ignore[attr-defined]
+    assert not is_sqlite_busy(OperationalError("SELECT 1", {}, other))
+    assert not is_sqlite_busy(LookupError("locked"))
+
+
+async def test_errors_inside_a_read_reach_the_caller(lite: Database) -> None:
+    def broken(c: Connection) -> None:
+        c.execute(text("SELECT * FROM no_such_table"))
+
+    def refuses(_c: Connection) -> None:
         raise LookupError("nothing here")
 
     with pytest.raises(Exception, match="no_such_table"):
@@ -99,10 +143,13 @@ async def test_errors_inside_a_read_reach_the_caller(lite: Database) -> None:
     assert (await lite.read(username_of("u1")))[0] == "still works"
 
 
-async def test_dispose_stops_the_read_threads(tmp_path: Path) -> None:
+async def test_dispose_stops_the_read_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'stop.db'}")
     await migrate.upgrade(db)
     await add_user(db, "u1", "x")
+    busy_once(db, monkeypatch)
     await db.read(username_of("u1"))
     assert any(t.name.startswith("db-read") for t in threading.enumerate())
     await db.dispose()
