@@ -40,13 +40,14 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from stratopt.server import event_loop
     from stratopt.server.app import serve
     from stratopt.server.bootstrap import BootstrapError
 
     s = _settings(args)
     logs.setup(s.log_level, s.log_json)
     try:
-        asyncio.run(serve(s))
+        event_loop.run(serve(s), s.event_loop)
     except BootstrapError as e:
         print(f"stratopt: {e}", file=sys.stderr)
         return 2

@@ -70,11 +70,13 @@ def _shift_port(addr: str, offset: int) -> str:
 
 def _child_main(settings: Settings, own_addr: str) -> None:
     """The entry point of one server process (spawned: a fresh interpreter)."""
+    from stratopt.server import event_loop
     from stratopt.server.app import serve
 
     logs.setup(settings.log_level, settings.log_json)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, reuse_port=True, extra_addrs=[own_addr]))
+        server = serve(settings, reuse_port=True, extra_addrs=[own_addr])
+        event_loop.run(server, settings.event_loop)
 
 
 class Supervisor:

@@ -41,6 +41,8 @@ class Settings:
     workers: int = 1
     # Server processes sharing the listen port (server/processes.py); 1 = this process only.
     processes: int = 1
+    # The server's event loop: uvloop, or asyncio's own (server/event_loop.py says why).
+    event_loop: str = "uvloop"
     sample_data: bool = True
     log_level: str = "INFO"
     log_json: bool = True
@@ -155,6 +157,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "metrics_addr": "Prometheus /metrics listen address, host:port (empty = off)",
     "workers": "optimization workers in the server process",
     "processes": "server processes sharing the port (SO_REUSEPORT); the gateway balances them",
+    "event_loop": "uvloop (faster) or asyncio",
     "sample_data": "create the SAMPLE-* datasets at the first start",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_json": "structured JSON logs on stderr",
