@@ -9,7 +9,11 @@ and measures, each phase for a few seconds:
   deliveries per second and how far behind the first subscriber the others get each signal;
 - 10 optimization jobs with 20 watchers each: trials per second and each job's wall time;
 - a 1,000,000-row CSV upload (ImportBars);
-- GetStrategy at concurrency 64 through Envoy with N = 1, 2, 4 server processes.
+- GetStrategy at concurrency 64 through Envoy with N = 1, 2, 4 server processes, each
+  followed at once by its peer: N bare grpc.aio servers (bench/bare_server.py: the same
+  answer, no interceptors, authentication or database) behind the same Envoy configuration.
+  The note gives stratopt's throughput as a share of the peer's, the figure that stays
+  comparable on a shared machine whose speed drifts between runs.
 
 Unary load comes from bench/go_load (Go: a Python asyncio client saturates at 1-2k calls/s
 by itself). "peak RSS" is the sum over the server's Python processes (not Envoy), sampled
@@ -437,6 +441,90 @@ def upload_phase(srv: Server, args: argparse.Namespace) -> Row:
     )
 
 
+class BarePeer:
+    """`n` bench/bare_server.py processes behind a gateway (the same Envoy configuration and
+    flags as `stratopt serve --gateway`), answering GetStrategy with `canned`."""
+
+    def __init__(self, n: int, canned: bytes) -> None:
+        from stratopt.server.gateway import Gateway
+
+        self.work = Path(tempfile.mkdtemp(prefix=f"load-bare-{n}p-"))
+        response = self.work / "response.binpb"
+        response.write_bytes(canned)
+        self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(BENCH / "bare_server.py"), addr, str(response)],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for addr in self.addrs
+        ]
+        self.gateway = Gateway(
+            f"127.0.0.1:{free_port()}",
+            self.addrs[0],
+            self.work / "gateway",
+            upstream_addrs=self.addrs,
+            log_file=self.work / "envoy.log",
+        )
+
+    def __enter__(self) -> BarePeer:
+        try:
+            for proc in self.procs:
+                assert proc.stdout is not None
+                if proc.stdout.readline().strip() != b"serving":
+                    raise RuntimeError("bench/bare_server.py did not start")
+            self.gateway.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    @property
+    def addr(self) -> str:
+        return self.gateway.listen_addr
+
+    def __exit__(self, *_exc: object) -> None:
+        self.gateway.stop(grace=0.5)
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def canned_response(srv: Server, sid: str) -> bytes:
+    """stratopt's GetStrategy answer for `sid`, serialized: what the bare peer answers."""
+    from stratopt.v1 import strategy_pb2, strategy_pb2_grpc
+
+    with grpc.insecure_channel(srv.addr) as ch:
+        reply = strategy_pb2_grpc.StrategyServiceStub(ch).GetStrategy(
+            strategy_pb2.GetStrategyRequest(strategy_id=sid), metadata=srv.md, timeout=10
+        )
+    return bytes(reply.SerializeToString())
+
+
+def processes_rows(
+    srv: Server, go_load: Path, args: argparse.Namespace, sid: str, n: int
+) -> list[Row]:
+    """GetStrategy c=64 through Envoy on `n` processes, then the bare peer with as many."""
+    unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)  # warm every process
+    srv.reset_peak()
+    r = unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)
+    plural = "process" if n == 1 else "processes"
+    ours = unary_row(f"{n} {plural}, GetStrategy c=64 Envoy", r, srv.peak_mib)
+    with BarePeer(n, canned_response(srv, sid)) as peer:
+        unary(srv, go_load, args, peer.addr, "get_strategy", 64, sid)
+        b = unary(srv, go_load, args, peer.addr, "get_strategy", 64, sid)
+    share = r["throughput"] / b["throughput"] if b["throughput"] else 0.0
+    ours.note = (ours.note + "; " if ours.note else "") + (
+        f"{share:.0%} of the bare grpc.aio peer's throughput"
+    )
+    bare = unary_row(f"bare grpc.aio peer, {n} {plural}, c=64 Envoy", b, 0.0)
+    for row in (ours, bare):
+        progress(row)
+    return [ours, bare]
+
+
 def progress(row: Row) -> None:
     print(f"  {row.phase}: {row.throughput} p50 {row.p50} p99 {row.p99}", file=sys.stderr)
 
@@ -477,10 +565,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             rows.append(upload_phase(srv, args))
             progress(rows[-1])
         if "processes" in args.phases and 1 in args.processes:
-            srv.reset_peak()
-            r = unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)
-            rows.append(unary_row("1 process, GetStrategy c=64 Envoy", r, srv.peak_mib))
-            progress(rows[-1])
+            rows += processes_rows(srv, go_load, args, sid, 1)
     finally:
         srv.stop()
     if "processes" in args.phases:
@@ -489,11 +574,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             try:
                 srv.start()
                 sid = await create_strategy(srv)
-                unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)  # warm every one
-                srv.reset_peak()
-                r = unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)
-                rows.append(unary_row(f"{n} processes, GetStrategy c=64 Envoy", r, srv.peak_mib))
-                progress(rows[-1])
+                rows += processes_rows(srv, go_load, args, sid, n)
             finally:
                 srv.stop()
     return rows
