@@ -91,7 +91,7 @@ def render_config(
 ) -> str:
     """The Envoy YAML for one listener in front of the gRPC upstream and the static file
     server (server/static.py) for the other paths. Several upstream addresses (the processes
-    of `stratopt serve --processes N`) are balanced round-robin per request; one DNS name may
+    of `stratopt serve --processes N`) are balanced per request (least request); one DNS name may
     also resolve to several replicas."""
     listen_host, listen_port = split_addr(listen_addr)
     upstreams = [upstream_addr] if isinstance(upstream_addr, str) else list(upstream_addr)
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--upstream",
         nargs="+",
         default=["127.0.0.1:50051"],
-        help="stratopt gRPC address(es): several servers are balanced round-robin",
+        help="stratopt gRPC address(es): several servers are balanced (least request)",
     )
     render.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
     render.add_argument(

@@ -5,7 +5,7 @@ To use more cores, this supervisor starts N server processes:
 
 - All of them listen on the configured address with SO_REUSEPORT, so the kernel spreads
   direct gRPC connections across them. Each also listens on a loopback port of its own,
-  which the gateway (Envoy) balances round-robin per request: a few long-lived HTTP/2
+  which the gateway (Envoy) balances per request (least request): a few long-lived HTTP/2
   connections from Envoy would otherwise land on one or two processes only.
 - The supervisor migrates the database and creates the first users and the dev JWT secret
   once, then starts every process at the same time. They share the database and the data
@@ -177,7 +177,7 @@ class Supervisor:
         gateway = Gateway(
             s.gateway_addr,
             # What /healthz asks: the shared port, answered by whichever process the kernel
-            # picks. The API itself goes to every process's own port, round-robin.
+            # picks. The API itself goes to every process's own port, least request first.
             join_addr(dialable(host), port),
             s.data_dir / "gateway",
             admin_port=s.gateway_admin_port,
