@@ -45,7 +45,7 @@ from stratopt.services.validation import (
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import keyset_page, query_hash
+from stratopt.store.paging import keyset_page, query_hash, read_keyset_page
 from stratopt.strategies import registry
 from stratopt.strategies.base import CATEGORIES, StrategyType
 from stratopt.strategies.user_types import CATEGORY as USER_CATEGORY
@@ -310,14 +310,15 @@ class StrategyCatalog:
         q = q.normalized()
         sort_field, desc = parse_order_by(q.order_by)
         S = models.Strategy
-        base = visible_strategies(select(S), principal)
+        base = visible_strategies(select(S.__table__), principal)
         if q.owner_id:
             base = base.where(S.owner_id == q.owner_id)
         base = _apply_filters(base, q)
         qhash = query_hash(user=principal.user_id, **q.__dict__)
-        async with self.db.session() as s:
-            rows, next_token = await keyset_page(
-                s,
+
+        def read(c: Connection) -> Page:
+            rows, next_token = read_keyset_page(
+                c,
                 base,
                 getattr(S, ORDER_FIELDS[sort_field]),
                 S.id,
@@ -327,9 +328,13 @@ class StrategyCatalog:
                 desc=desc,
             )
             count = select(func.count()).select_from(base.subquery())
-            total = int((await s.execute(count)).scalar_one())
-            views = await _views(s, rows)
-        return Page(views, next_token, total)
+            total = int(c.execute(count).scalar_one())
+            names = read_usernames(c, [r.owner_id for r in rows])
+            views = [StrategyView.of(r, names.get(r.owner_id, "")) for r in rows]
+            return Page(views, next_token, total)
+
+        # Up to 200 rows and a count: one hand-off to a read thread, not the event loop.
+        return await self.db.scan(read)
 
     async def update(
         self,

@@ -184,6 +184,20 @@ class Database:
         except OperationalError as e:
             if not is_sqlite_busy(e):
                 raise
+        return await self._in_thread(fn)
+
+    async def scan(self, fn: Callable[[Connection], T]) -> T:
+        """`read` for reads of many rows (pages, counts), which must not hold the event
+        loop: on a SQLite file always in a read thread, one hand-off for the whole read
+        where an ORM read through aiosqlite made one per cursor call (ListStrategies of 20:
+        2.9 -> 0.9 ms of CPU). Elsewhere as `read`."""
+        if self._read_engine is None:
+            async with self.engine.connect() as c:
+                return await c.run_sync(fn)
+        return await self._in_thread(fn)
+
+    async def _in_thread(self, fn: Callable[[Connection], T]) -> T:
+        assert self._read_engine is not None
         if self._read_threads is None:
             self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-read")
         loop = asyncio.get_running_loop()

@@ -12,13 +12,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Select, and_, or_
+from sqlalchemy import Connection, DateTime, Row, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from stratopt.errors import InvalidArgument
+
+R = TypeVar("R")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -98,21 +100,63 @@ async def keyset_page(
     desc: bool = True,
 ) -> tuple[list[Any], str]:
     """One page of `stmt` ordered by (sort_col, id) and the token of the next page."""
-    size = page_size(requested)
-    cursor = decode_token(token, qhash)
-    if cursor is not None and _is_datetime(sort_col):
-        try:
-            cursor = Cursor(datetime.fromisoformat(str(cursor.key)), cursor.id)
-        except ValueError:
-            raise InvalidArgument.field("page_token", "malformed page token") from None
-    stmt = after_cursor(stmt, sort_col, id_col, cursor, desc=desc)
-    rows = list((await session.execute(stmt.limit(size + 1))).scalars())
-    if len(rows) <= size:
-        return rows, ""
-    rows = rows[:size]
-    key = getattr(rows[-1], sort_col.key)
-    key = key.isoformat() if isinstance(key, datetime) else key
-    return rows, encode_token(Cursor(key, getattr(rows[-1], id_col.key)), qhash)
+    page = Keyset(sort_col, id_col, requested, token, qhash, desc)
+    rows = list((await session.execute(page.query(stmt))).scalars())
+    return page.result(rows)
+
+
+def read_keyset_page(
+    c: Connection,
+    stmt: Select[Any],
+    sort_col: InstrumentedAttribute[Any],
+    id_col: InstrumentedAttribute[Any],
+    *,
+    requested: int,
+    token: str,
+    qhash: str,
+    desc: bool = True,
+) -> tuple[list[Row[Any]], str]:
+    """`keyset_page` for a read running as one step (`Database.scan`): `stmt` selects
+    table columns, and the page holds Core rows."""
+    page = Keyset(sort_col, id_col, requested, token, qhash, desc)
+    return page.result(list(c.execute(page.query(stmt)).all()))
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """One page request: the query that fetches it, and the page made of what it fetched."""
+
+    sort_col: InstrumentedAttribute[Any]
+    id_col: InstrumentedAttribute[Any]
+    requested: int
+    token: str
+    qhash: str
+    desc: bool
+
+    @property
+    def size(self) -> int:
+        return page_size(self.requested)
+
+    def query(self, stmt: Select[Any]) -> Select[Any]:
+        """`stmt` after the token's row, in order, one row past the page (is there more?)."""
+        cursor = decode_token(self.token, self.qhash)
+        if cursor is not None and _is_datetime(self.sort_col):
+            try:
+                cursor = Cursor(datetime.fromisoformat(str(cursor.key)), cursor.id)
+            except ValueError:
+                raise InvalidArgument.field("page_token", "malformed page token") from None
+        stmt = after_cursor(stmt, self.sort_col, self.id_col, cursor, desc=self.desc)
+        return stmt.limit(self.size + 1)
+
+    def result(self, rows: list[R]) -> tuple[list[R], str]:
+        """The page and the token of the next one ("" after the last)."""
+        size = self.size
+        if len(rows) <= size:
+            return rows, ""
+        rows = rows[:size]
+        key = getattr(rows[-1], self.sort_col.key)
+        key = key.isoformat() if isinstance(key, datetime) else key
+        return rows, encode_token(Cursor(key, getattr(rows[-1], self.id_col.key)), self.qhash)
 
 
 def _is_datetime(col: InstrumentedAttribute[Any]) -> bool:

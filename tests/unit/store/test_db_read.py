@@ -106,6 +106,15 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(lite: Database, tmp_path: P
         holder.close()
 
 
+async def test_scans_run_in_a_read_thread_and_see_every_commit(lite: Database) -> None:
+    """Reads of many rows (`scan`) must not hold the event loop."""
+    await add_user(lite, "u1", "first")
+    name, thread = await lite.scan(username_of("u1"))
+    assert name == "first" and thread.startswith("db-read")
+    await rename(lite, "u1", "second")
+    assert (await lite.scan(username_of("u1")))[0] == "second"
+
+
 async def test_a_busy_read_is_retried_in_a_read_thread(
     lite: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
