@@ -35,9 +35,9 @@ from stratopt.store.paging import (
     Cursor,
     decode_token,
     encode_token,
-    keyset_page,
     page_size,
     query_hash,
+    scan_page,
 )
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.ensemble import Ensemble, EnsembleMember
@@ -176,10 +176,9 @@ class BacktestCatalog:
         if dataset_id:
             stmt = stmt.where(B.dataset_id == dataset_id)
         qhash = query_hash(u=principal.user_id, s=strategy_id, d=dataset_id)
-        async with self.db.session() as s:
-            return await keyset_page(
-                s, stmt, B.created_at, B.id, requested=requested, token=token, qhash=qhash
-            )
+        return await scan_page(
+            self.db, stmt, B.created_at, B.id, requested=requested, token=token, qhash=qhash
+        )
 
     async def trades(
         self, principal: Principal, backtest_id: str, requested: int, token: str

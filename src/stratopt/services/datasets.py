@@ -31,7 +31,7 @@ from stratopt.services.access import PUBLIC_OWNER, dataset_owner_scope, owns, se
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import keyset_page, query_hash
+from stratopt.store.paging import query_hash, scan_page
 
 log = logging.getLogger("stratopt.datasets")
 MAX_SYNTHETIC_BARS = 5_000_000
@@ -173,10 +173,9 @@ class DatasetCatalog:
         if timeframe:
             stmt = stmt.where(D.timeframe == timeframe)
         qhash = query_hash(u=principal.user_id, s=symbol, t=timeframe)
-        async with self.db.session() as s:
-            return await keyset_page(
-                s, stmt, D.id, D.id, requested=requested, token=token, qhash=qhash, desc=False
-            )
+        return await scan_page(
+            self.db, stmt, D.id, D.id, requested=requested, token=token, qhash=qhash, desc=False
+        )
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:
         row = await self.get(principal, dataset_id)

@@ -19,7 +19,7 @@ from stratopt.store import models
 _NAMES: OrderedDict[str, str] = OrderedDict()
 _NAMES_MAX = 10_000
 _NAMES_LOCK = threading.Lock()
-"""`read_usernames` runs in `Database.read` threads, beside the event loop."""
+"""`read_usernames` runs in `Database.read`/`scan`, on the loop or in a read thread."""
 
 
 async def usernames(s: AsyncSession, ids: Iterable[str]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from stratopt.errors import FailedPrecondition
 from stratopt.store import models
 from stratopt.store.db import Database
-from stratopt.store.paging import keyset_page, query_hash
+from stratopt.store.paging import query_hash, scan_page
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,15 @@ class LiveRepo:
         stmt = select(F)
         if owner_id is not None:
             stmt = stmt.where(F.owner_id == owner_id)
-        async with self.db.session() as s:
-            return await keyset_page(
-                s,
-                stmt,
-                F.created_at,
-                F.id,
-                requested=requested,
-                token=token,
-                qhash=query_hash(feeds=owner_id),
-            )
+        return await scan_page(
+            self.db,
+            stmt,
+            F.created_at,
+            F.id,
+            requested=requested,
+            token=token,
+            qhash=query_hash(feeds=owner_id),
+        )
 
     async def delete_feed(self, feed_id: str) -> None:
         async with self.db.transaction() as s:

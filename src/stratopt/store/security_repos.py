@@ -29,8 +29,8 @@ from stratopt.store.paging import (
     after_cursor,
     decode_token,
     encode_token,
-    keyset_page,
     query_hash,
+    scan_page,
 )
 
 
@@ -317,17 +317,16 @@ class SqlApiKeyRepo:
     ) -> tuple[list[ApiKeyRecord], str]:
         """One page of the user's keys, oldest first (revoked and expired ones included)."""
         K = models.ApiKey
-        async with self.db.session() as s:
-            rows, token = await keyset_page(
-                s,
-                select(K).where(K.owner_id == user_id),
-                K.created_at,
-                K.id,
-                requested=requested,
-                token=page_token,
-                qhash=query_hash(api_keys=user_id),
-                desc=False,
-            )
+        rows, token = await scan_page(
+            self.db,
+            select(K).where(K.owner_id == user_id),
+            K.created_at,
+            K.id,
+            requested=requested,
+            token=page_token,
+            qhash=query_hash(api_keys=user_id),
+            desc=False,
+        )
         return [_key_record(r) for r in rows], token
 
     async def count_active(self, user_id: str, now: datetime) -> int:
