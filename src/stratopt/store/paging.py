@@ -135,10 +135,10 @@ async def scan_page(
     desc: bool = True,
 ) -> tuple[list[Any], str]:
     """`keyset_page` as one step (`Database.scan`): the ORM rows of one page, loaded in a
-    read thread on a SQLite file (one hand-off, where a page through aiosqlite took one
-    per cursor call; ListJobs, ListBacktests, ListDatasets: 2.15-2.3 -> 1.8-1.9 ms per
-    call from a Python client), and returned
-    detached, as a closed session leaves them. A bad token is refused before any read."""
+    read thread on a SQLite file and returned detached, as a closed session leaves them.
+    One hand-off, where a page through aiosqlite took one per cursor call (ListJobs,
+    ListBacktests, ListDatasets from a Python client: 2.15-2.3 -> 1.8-1.9 ms per call).
+    A bad token is refused before any read."""
     page = Keyset(sort_col, id_col, requested, token, qhash, desc)
     query = page.query(stmt)
 
