@@ -133,9 +133,8 @@ class JobRepo:
     # -- reading ------------------------------------------------------------------------
 
     async def view(self, job_id: str) -> JobView | None:
-        async with self.db.session() as s:
-            row = await s.get(J, job_id)
-            return JobView.from_row(row) if row is not None else None
+        row = await self.db.get(J, job_id)
+        return JobView.from_row(row) if row is not None else None
 
     async def list_jobs(
         self, owner_id: str | None, state: str, batch_id: str, requested: int, token: str

@@ -160,8 +160,7 @@ class BacktestCatalog:
         return outcome
 
     async def get(self, principal: Principal, backtest_id: str) -> models.Backtest:
-        async with self.db.session() as s:
-            row = await s.get(models.Backtest, backtest_id)
+        row = await self.db.get(models.Backtest, backtest_id)
         return require_owner(principal, row, "backtest", backtest_id)
 
     async def list_page(

@@ -155,8 +155,7 @@ class DatasetCatalog:
         return await self.create(principal.user_id, meta, bars, "synthetic")
 
     async def get(self, principal: Principal, dataset_id: str) -> models.Dataset:
-        async with self.db.session() as s:
-            row = await s.get(models.Dataset, dataset_id)
+        row = await self.db.get(models.Dataset, dataset_id)
         if row is None or not sees_dataset(principal, row.owner_id):
             raise NotFound("dataset", dataset_id)
         return row

@@ -277,8 +277,7 @@ class ExportCatalog:
         return await self._store(principal, "report", f"{name}.{fmt}", fmt, data, source, ttl)
 
     async def get(self, principal: Principal, export_id: str) -> models.ExportFile:
-        async with self.db.session() as s:
-            row = await s.get(models.ExportFile, export_id)
+        row = await self.db.get(models.ExportFile, export_id)
         if row is not None and row.expires_at <= utcnow():
             row = None
         return require_owner(principal, row, "export", export_id)

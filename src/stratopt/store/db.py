@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, event, make_url, text
+from sqlalchemy import Connection, Engine, Select, event, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import SingletonThreadPool
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 WRITE_TRANSACTION = "stratopt_write_transaction"
 """Execution option marking a connection whose transaction will write (`Database.transaction`)."""
@@ -185,6 +187,27 @@ class Database:
             if not is_sqlite_busy(e):
                 raise
         return await self._in_thread(fn)
+
+    async def get(self, model: type[M], key: Any) -> M | None:
+        """The row of `model` with primary key `key`, or None, as one `read` (on the loop
+        for a SQLite file), returned detached as a closed session leaves it. For hot
+        lookups by key (a backtest, a dataset, an API key on every call made with it)."""
+
+        def fetch(c: Connection) -> M | None:
+            with Session(c) as s:
+                return s.get(model, key)
+
+        return await self.read(fetch)
+
+    async def first(self, stmt: Select[M]) -> M | None:
+        """The first entity `stmt` selects, or None, as one `read` (a lookup by a unique
+        key other than the primary key), detached."""
+
+        def fetch(c: Connection) -> M | None:
+            with Session(c) as s:
+                return s.scalars(stmt.limit(1)).first()
+
+        return await self.read(fetch)
 
     async def scan(self, fn: Callable[[Connection], T]) -> T:
         """`read` for reads of many rows (pages, counts), which must not hold the event

@@ -61,8 +61,7 @@ class LiveRepo:
         return feed
 
     async def get_feed(self, feed_id: str) -> models.Feed | None:
-        async with self.db.session() as s:
-            return await s.get(models.Feed, feed_id)
+        return await self.db.get(models.Feed, feed_id)
 
     async def list_feeds(
         self, owner_id: str | None, requested: int, token: str
@@ -173,8 +172,7 @@ class LiveRepo:
         return run
 
     async def get_run(self, run_id: str) -> models.LiveRun | None:
-        async with self.db.session() as s:
-            return await s.get(models.LiveRun, run_id)
+        return await self.db.get(models.LiveRun, run_id)
 
     async def latest_run(self, strategy_id: str) -> models.LiveRun | None:
         R = models.LiveRun
@@ -396,8 +394,7 @@ class LiveRepo:
             return list((await s.execute(stmt)).scalars())
 
     async def get_webhook(self, webhook_id: str) -> models.Webhook | None:
-        async with self.db.session() as s:
-            return await s.get(models.Webhook, webhook_id)
+        return await self.db.get(models.Webhook, webhook_id)
 
     async def delete_webhook(self, webhook_id: str) -> None:
         async with self.db.transaction() as s:

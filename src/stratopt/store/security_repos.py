@@ -61,9 +61,8 @@ class SqlUserRepo:
         self.db = db
 
     async def get(self, user_id: str) -> UserRecord | None:
-        async with self.db.session() as s:
-            row = await s.get(models.User, user_id)
-            return _user_record(row) if row is not None else None
+        row = await self.db.get(models.User, user_id)
+        return _user_record(row) if row is not None else None
 
     async def get_by_username(self, username: str) -> UserRecord | None:
         async with self.db.session() as s:
@@ -295,16 +294,13 @@ class SqlApiKeyRepo:
             raise ApiKeyConflictError(record.prefix) from None
 
     async def get(self, key_id: str) -> ApiKeyRecord | None:
-        async with self.db.session() as s:
-            row = await s.get(models.ApiKey, key_id)
-            return _key_record(row) if row is not None else None
+        row = await self.db.get(models.ApiKey, key_id)
+        return _key_record(row) if row is not None else None
 
     async def get_by_prefix(self, prefix: str) -> ApiKeyRecord | None:
-        async with self.db.session() as s:
-            row = (
-                await s.execute(select(models.ApiKey).where(models.ApiKey.prefix == prefix))
-            ).scalar_one_or_none()
-            return _key_record(row) if row is not None else None
+        # Every call made with an API key looks its key up here: one step, on the loop.
+        row = await self.db.first(select(models.ApiKey).where(models.ApiKey.prefix == prefix))
+        return _key_record(row) if row is not None else None
 
     async def list_for_user(self, user_id: str) -> list[ApiKeyRecord]:
         K = models.ApiKey

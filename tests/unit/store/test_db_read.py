@@ -106,6 +106,19 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(lite: Database, tmp_path: P
         holder.close()
 
 
+async def test_get_and_first_return_detached_rows(lite: Database) -> None:
+    await add_user(lite, "u1", "first")
+    user = await lite.get(models.User, "u1")
+    assert user is not None and user.username == "first" and user.role == "trader"
+    assert await lite.get(models.User, "nope") is None
+    by_name = await lite.first(select(models.User).where(models.User.username == "first"))
+    assert by_name is not None and by_name.id == "u1"
+    assert await lite.first(select(models.User).where(models.User.username == "x")) is None
+    await rename(lite, "u1", "second")
+    renamed = await lite.get(models.User, "u1")
+    assert renamed is not None and renamed.username == "second"
+
+
 async def test_scans_run_in_a_read_thread_and_see_every_commit(lite: Database) -> None:
     """Reads of many rows (`scan`) must not hold the event loop."""
     await add_user(lite, "u1", "first")
@@ -184,3 +197,8 @@ async def test_postgres_reads_on_the_async_session() -> None:
         assert got == "first" and not thread.startswith("db-read")
         await rename(db, "u1", "second")
         assert (await db.read(username_of("u1")))[0] == "second"
+        assert (await db.scan(username_of("u1")))[0] == "second"
+        user = await db.get(models.User, "u1")
+        assert user is not None and user.username == "second"
+        found = await db.first(select(models.User).where(models.User.username == "second"))
+        assert found is not None and found.id == "u1"
