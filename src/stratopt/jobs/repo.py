@@ -48,7 +48,7 @@ from stratopt.optimize.rdb import StudyStorage
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import query_hash, scan_page
+from stratopt.store.paging import Keyset, query_hash
 
 J = models.Job
 W = models.JobWorker
@@ -147,9 +147,7 @@ class JobRepo:
         if batch_id:
             stmt = stmt.where(J.batch_id == batch_id)
         qhash = query_hash(u=owner_id, s=state, b=batch_id)
-        rows, out = await scan_page(
-            self.db, stmt, J.created_at, J.id, requested=requested, token=token, qhash=qhash
-        )
+        rows, out = await Keyset(J.created_at, J.id, requested, token, qhash).scan(self.db, stmt)
         return [JobView.from_row(r) for r in rows], out
 
     async def count_active(self, owner_id: str) -> int:

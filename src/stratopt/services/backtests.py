@@ -33,11 +33,11 @@ from stratopt.store.db import Database
 from stratopt.store.models import new_id
 from stratopt.store.paging import (
     Cursor,
+    Keyset,
     decode_token,
     encode_token,
     page_size,
     query_hash,
-    scan_page,
 )
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.ensemble import Ensemble, EnsembleMember
@@ -175,9 +175,7 @@ class BacktestCatalog:
         if dataset_id:
             stmt = stmt.where(B.dataset_id == dataset_id)
         qhash = query_hash(u=principal.user_id, s=strategy_id, d=dataset_id)
-        return await scan_page(
-            self.db, stmt, B.created_at, B.id, requested=requested, token=token, qhash=qhash
-        )
+        return await Keyset(B.created_at, B.id, requested, token, qhash).scan(self.db, stmt)
 
     async def trades(
         self, principal: Principal, backtest_id: str, requested: int, token: str

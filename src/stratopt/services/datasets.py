@@ -31,7 +31,7 @@ from stratopt.services.access import PUBLIC_OWNER, dataset_owner_scope, owns, se
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import query_hash, scan_page
+from stratopt.store.paging import Keyset, query_hash
 
 log = logging.getLogger("stratopt.datasets")
 MAX_SYNTHETIC_BARS = 5_000_000
@@ -172,9 +172,8 @@ class DatasetCatalog:
         if timeframe:
             stmt = stmt.where(D.timeframe == timeframe)
         qhash = query_hash(u=principal.user_id, s=symbol, t=timeframe)
-        return await scan_page(
-            self.db, stmt, D.id, D.id, requested=requested, token=token, qhash=qhash, desc=False
-        )
+        page = Keyset(D.id, D.id, requested, token, qhash, desc=False)
+        return await page.scan(self.db, stmt)
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:
         row = await self.get(principal, dataset_id)

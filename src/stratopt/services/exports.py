@@ -41,8 +41,8 @@ from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id, utcnow
 from stratopt.store.paging import (
+    Keyset,
     query_hash,
-    scan_page,
 )
 from stratopt.strategies.base import StrategyType
 
@@ -292,9 +292,7 @@ class ExportCatalog:
         if kind:
             stmt = stmt.where(E.kind == kind)
         qhash = query_hash(u=principal.user_id, k=kind)
-        return await scan_page(
-            self.db, stmt, E.created_at, E.id, requested=requested, token=token, qhash=qhash
-        )
+        return await Keyset(E.created_at, E.id, requested, token, qhash).scan(self.db, stmt)
 
     async def chunks(
         self, principal: Principal, export_id: str, chunk_size: int

@@ -45,7 +45,7 @@ from stratopt.services.validation import (
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
-from stratopt.store.paging import keyset_page, query_hash, read_keyset_page
+from stratopt.store.paging import Keyset, keyset_page, query_hash
 from stratopt.strategies import registry
 from stratopt.strategies.base import CATEGORIES, StrategyType
 from stratopt.strategies.user_types import CATEGORY as USER_CATEGORY
@@ -317,16 +317,9 @@ class StrategyCatalog:
         qhash = query_hash(user=principal.user_id, **q.__dict__)
 
         def read(c: Connection) -> Page:
-            rows, next_token = read_keyset_page(
-                c,
-                base,
-                getattr(S, ORDER_FIELDS[sort_field]),
-                S.id,
-                requested=requested_size,
-                token=token,
-                qhash=qhash,
-                desc=desc,
-            )
+            sort_col = getattr(S, ORDER_FIELDS[sort_field])
+            page = Keyset(sort_col, S.id, requested_size, token, qhash, desc)
+            rows, next_token = page.read(c, base)
             count = select(func.count()).select_from(base.subquery())
             total = int(c.execute(count).scalar_one())
             names = read_usernames(c, [r.owner_id for r in rows])

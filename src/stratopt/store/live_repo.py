@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from stratopt.errors import FailedPrecondition
 from stratopt.store import models
 from stratopt.store.db import Database
-from stratopt.store.paging import query_hash, scan_page
+from stratopt.store.paging import Keyset, query_hash
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,8 @@ class LiveRepo:
         stmt = select(F)
         if owner_id is not None:
             stmt = stmt.where(F.owner_id == owner_id)
-        return await scan_page(
-            self.db,
-            stmt,
-            F.created_at,
-            F.id,
-            requested=requested,
-            token=token,
-            qhash=query_hash(feeds=owner_id),
-        )
+        page = Keyset(F.created_at, F.id, requested, token, query_hash(feeds=owner_id))
+        return await page.scan(self.db, stmt)
 
     async def delete_feed(self, feed_id: str) -> None:
         async with self.db.transaction() as s:

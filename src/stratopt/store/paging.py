@@ -106,49 +106,6 @@ async def keyset_page(
     return page.result(rows)
 
 
-def read_keyset_page(
-    c: Connection,
-    stmt: Select[Any],
-    sort_col: InstrumentedAttribute[Any],
-    id_col: InstrumentedAttribute[Any],
-    *,
-    requested: int,
-    token: str,
-    qhash: str,
-    desc: bool = True,
-) -> tuple[list[Row[Any]], str]:
-    """`keyset_page` for a read running as one step (`Database.scan`): `stmt` selects
-    table columns, and the page holds Core rows."""
-    page = Keyset(sort_col, id_col, requested, token, qhash, desc)
-    return page.result(list(c.execute(page.query(stmt)).all()))
-
-
-async def scan_page(
-    db: Database,
-    stmt: Select[Any],
-    sort_col: InstrumentedAttribute[Any],
-    id_col: InstrumentedAttribute[Any],
-    *,
-    requested: int,
-    token: str,
-    qhash: str,
-    desc: bool = True,
-) -> tuple[list[Any], str]:
-    """`keyset_page` as one step (`Database.scan`): the ORM rows of one page, loaded in a
-    read thread on a SQLite file and returned detached, as a closed session leaves them.
-    One hand-off, where a page through aiosqlite took one per cursor call (ListJobs,
-    ListBacktests, ListDatasets from a Python client: 2.15-2.3 -> 1.8-1.9 ms per call).
-    A bad token is refused before any read."""
-    page = Keyset(sort_col, id_col, requested, token, qhash, desc)
-    query = page.query(stmt)
-
-    def read(c: Connection) -> list[Any]:
-        with Session(c) as s:
-            return list(s.scalars(query))
-
-    return page.result(await db.scan(read))
-
-
 @dataclass(frozen=True)
 class Keyset:
     """One page request: the query that fetches it, and the page made of what it fetched."""
@@ -158,7 +115,7 @@ class Keyset:
     requested: int
     token: str
     qhash: str
-    desc: bool
+    desc: bool = True
 
     @property
     def size(self) -> int:
@@ -174,6 +131,25 @@ class Keyset:
                 raise InvalidArgument.field("page_token", "malformed page token") from None
         stmt = after_cursor(stmt, self.sort_col, self.id_col, cursor, desc=self.desc)
         return stmt.limit(self.size + 1)
+
+    def read(self, c: Connection, stmt: Select[Any]) -> tuple[list[Row[Any]], str]:
+        """The page as Core rows, for a read running as one step (`Database.read`/`scan`);
+        `stmt` selects table columns."""
+        return self.result(list(c.execute(self.query(stmt)).all()))
+
+    async def scan(self, db: Database, stmt: Select[Any]) -> tuple[list[Any], str]:
+        """The page's ORM rows, loaded as one step (`Database.scan`: in a read thread on a
+        SQLite file) and returned detached, as a closed session leaves them. One hand-off,
+        where a page through aiosqlite took one per cursor call (ListJobs, ListBacktests,
+        ListDatasets from a Python client: 2.15-2.3 -> 1.8-1.9 ms per call). A bad token
+        is refused before any read."""
+        query = self.query(stmt)
+
+        def read(c: Connection) -> list[Any]:
+            with Session(c) as s:
+                return list(s.scalars(query))
+
+        return self.result(await db.scan(read))
 
     def result(self, rows: list[R]) -> tuple[list[R], str]:
         """The page and the token of the next one ("" after the last)."""

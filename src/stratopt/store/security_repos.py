@@ -26,11 +26,11 @@ from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.paging import (
     Cursor,
+    Keyset,
     after_cursor,
     decode_token,
     encode_token,
     query_hash,
-    scan_page,
 )
 
 
@@ -313,16 +313,10 @@ class SqlApiKeyRepo:
     ) -> tuple[list[ApiKeyRecord], str]:
         """One page of the user's keys, oldest first (revoked and expired ones included)."""
         K = models.ApiKey
-        rows, token = await scan_page(
-            self.db,
-            select(K).where(K.owner_id == user_id),
-            K.created_at,
-            K.id,
-            requested=requested,
-            token=page_token,
-            qhash=query_hash(api_keys=user_id),
-            desc=False,
+        page = Keyset(
+            K.created_at, K.id, requested, page_token, query_hash(api_keys=user_id), desc=False
         )
+        rows, token = await page.scan(self.db, select(K).where(K.owner_id == user_id))
         return [_key_record(r) for r in rows], token
 
     async def count_active(self, user_id: str, now: datetime) -> int:
