@@ -462,6 +462,29 @@ def test_report_is_created_and_listed(console: Console, live_server: LiveServer)
     assert download.value.suggested_filename.endswith(".html")
 
 
+def test_a_csv_report_of_the_equity_by_bar(console: Console, live_server: LiveServer) -> None:
+    """CSV reports ask which table: a backtest's trades or its equity by bar."""
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=600, seed=16)
+    page = console.page
+    console.login("trader")
+    console.go(f"backtest?dataset={dataset_id}")
+    page.select_option("[data-testid=backtest-form] select[name=strategy]", "t:sma_crossover")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
+    page.click("a:has-text('report')")
+    assert not page.locator("select[name=csv_table]").is_visible(), "only CSV reports have tables"
+    page.select_option("select[name=format]", label="csv")
+    page.select_option("select[name=csv_table]", label="equity by bar")
+    page.click("text=Create report")
+    row = page.locator("[data-testid=export-files] tr:has-text('.csv')")
+    row.first.wait_for()
+    with page.expect_download() as download:
+        row.first.locator("button:has-text('Download')").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("time,equity,drawdown"), lines[0]
+    assert len(lines) == 601, "one row per bar"
+
+
 def test_viewer_sees_no_write_buttons(console: Console) -> None:
     page = console.page
     console.login("viewer")

@@ -1,6 +1,6 @@
 // Exports: Pine Script for TradingView (copy and download), and reports of backtests and jobs,
 // stored server-side and downloaded over the streaming DownloadExportFile.
-import { ExportKind, ReportFormat } from "@stratopt/api/stratopt/v1/export_pb";
+import { ExportKind, ReportFormat, ReportTable } from "@stratopt/api/stratopt/v1/export_pb";
 import { api, can, Permission } from "../api";
 import { busy, button, card, field, h, input, mount, select, table } from "../dom";
 import { clearErrors, showError } from "../errors";
@@ -150,6 +150,22 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
     ]),
     { name: "format" },
   );
+  // A CSV report holds one table: a backtest's trades or its equity by bar, a job's trials.
+  const csvTable = select([], { name: "csv_table" });
+  const csvTableField = field("Table", csvTable, "csv_table");
+  const showTables = (): void => {
+    const tables: [ReportTable, string][] = target.value.startsWith("j:")
+      ? [[ReportTable.TRIALS, "trials"]]
+      : [
+          [ReportTable.TRADES, "trades"],
+          [ReportTable.EQUITY, "equity by bar"],
+        ];
+    csvTable.replaceChildren(...tables.map(([v, label]) => h("option", { value: String(v) }, label)));
+    csvTableField.hidden = Number(format.value) !== ReportFormat.CSV;
+  };
+  target.addEventListener("change", showTables);
+  format.addEventListener("change", showTables);
+  showTables();
   const charts = input({ type: "checkbox", name: "include_charts", checked: true });
   const mk = h("button", { type: "submit" }, "Create report");
   const reportForm = h(
@@ -160,6 +176,7 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
       { class: "grid" },
       field("Of", target, "backtest_id"),
       field("Format", format, "format"),
+      csvTableField,
       h("div", { class: "field" }, h("label", { class: "check" }, charts, "Include charts")),
     ),
     mk,
@@ -175,6 +192,7 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
           jobId: kind === "j" ? ref : "",
           format: Number(format.value) as ReportFormat,
           includeCharts: charts.checked,
+          csvTable: csvTableField.hidden ? ReportTable.UNSPECIFIED : (Number(csvTable.value) as ReportTable),
         });
         toast(`Report ${r.file!.fileName} ready`);
         await reloadFiles();
