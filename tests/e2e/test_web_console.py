@@ -32,7 +32,7 @@ from tests.integration.jobs.helpers import make_dataset
 from tests.tools import CHROMIUM, unavailable
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Route
 
 pytestmark = pytest.mark.e2e
 
@@ -260,6 +260,44 @@ def test_import_a_csv_file_over_rest(console: Console, tmp_path: Path) -> None:
     page.wait_for_selector(f"[data-dataset='{name}']")
     page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
     page.wait_for_selector("text=120 bars; the first 120 shown.")
+
+
+def test_an_upload_refused_for_its_token_is_sent_again_after_a_refresh(
+    console: Console, tmp_path: Path
+) -> None:
+    """The server refuses the first upload's token for real (the request's token is swapped
+    for an invalid one on the way); the console refreshes the session and sends it again."""
+    csv = tmp_path / "bars.csv"
+    csv.write_text(
+        "time,open,high,low,close,volume\n"
+        + "".join(f"2024-02-01T{h:02d}:00:00Z,10,11,9,10.5,{h + 1}\n" for h in range(24))
+    )
+    page = console.page
+    console.login("trader")
+    tokens: list[str] = []
+
+    def expire_the_first(route: Route) -> None:
+        tokens.append(route.request.headers.get("authorization", ""))
+        if len(tokens) == 1:
+            route.continue_(headers={**route.request.headers, "authorization": "Bearer x.y.z"})
+        else:
+            route.continue_()
+
+    page.route("**/v1/datasets:import", expire_the_first)
+    name = f"web-retry-{time.time_ns()}"
+    form = "[data-testid=upload-form]"
+    page.set_input_files(f"{form} input[name=file]", str(csv))
+    page.fill(f"{form} input[name=name]", name)
+    page.fill(f"{form} input[name=symbol]", "RTRY")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(f"[data-dataset='{name}']")
+    assert len(tokens) == 2 and tokens[1].startswith("Bearer ") and tokens[1] != tokens[0], (
+        "sent again once, with the refreshed access token"
+    )
+    # Chromium logs the refused request itself; that one error is the point of the test.
+    refused = [e for e in console.errors if "401" in e]
+    assert len(refused) == 1, console.errors
+    console.errors.remove(refused[0])
 
 
 def test_backtest_draws_equity_drawdown_and_trades(

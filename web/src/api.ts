@@ -161,9 +161,23 @@ export function roleName(r: Role): string {
   return Role[r]?.toLowerCase() ?? "?";
 }
 
-/** The Authorization header for the few REST calls (client-streaming upload). */
-export function authorization(): Record<string, string> {
-  return accessToken ? { authorization: `Bearer ${accessToken}` } : {};
+/**
+ * A REST call (the client-streaming upload) with the session's access token. Like the
+ * gRPC-Web calls, one answered 401 (an access token that expired, say while a large file
+ * was read) is sent again once after a refresh.
+ */
+export async function restFetch(
+  path: string,
+  init: RequestInit & { headers: Record<string, string> },
+): Promise<Response> {
+  const send = (): Promise<Response> =>
+    fetch(`${baseUrl}${path}`, {
+      ...init,
+      headers: { ...init.headers, ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
+    });
+  const resp = await send();
+  if (resp.status !== 401 || !storedRefreshToken() || !(await refresh())) return resp;
+  return send();
 }
 
 export { Permission };

@@ -2,7 +2,7 @@
 // Upload goes over REST (POST /v1/datasets:import): ImportBars is client-streaming, which
 // gRPC-Web cannot carry, and the transcoder takes the stream as a JSON array of messages.
 import { DatasetSource, ImportFormat, type Dataset } from "@stratopt/api/stratopt/v1/market_data_pb";
-import { api, authorization, baseUrl, can, Permission } from "../api";
+import { api, can, Permission, restFetch } from "../api";
 import { candleChart, type Candle } from "../charts";
 import { busy, card, field, h, input, mount, select, table } from "../dom";
 import { clearErrors, RestError, showError } from "../errors";
@@ -183,9 +183,9 @@ function uploadCard(): HTMLElement {
         ];
         for (let i = 0; i < bytes.length; i += CHUNK)
           messages.push({ chunk: base64(bytes.subarray(i, i + CHUNK)) });
-        const resp = await fetch(`${baseUrl}/v1/datasets:import`, {
+        const resp = await restFetch("/v1/datasets:import", {
           method: "POST",
-          headers: { "content-type": "application/json", ...authorization() },
+          headers: { "content-type": "application/json" },
           body: JSON.stringify(messages),
         });
         const body: unknown = await resp.json().catch(() => ({}));
