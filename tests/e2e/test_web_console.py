@@ -219,6 +219,45 @@ def test_login_rotates_the_refresh_token_and_logout_ends_the_session(console: Co
     page.wait_for_selector("[data-testid=login-form]")
 
 
+def test_two_tabs_refreshing_at_once_take_turns(console: Console) -> None:
+    """Both tabs find their access token refused at the same moment and refresh. The tabs
+    share one refresh token, which is good for one use: presented twice, the server ends
+    the session. Each refresh is held for a second: a second tab that did not wait its
+    turn would send the same token meanwhile."""
+    page = console.page
+    console.login("trader")
+    other = page.context.new_page()
+    other_errors: list[str] = []
+    other.on("console", lambda m: other_errors.append(m.text) if m.type == "error" else None)
+    other.goto(f"{console.url}/#/datasets")
+    other.wait_for_selector("[data-testid=role]")
+    held: list[Route] = []
+    bodies: list[bytes] = []
+
+    def hold(route: Route) -> None:
+        bodies.append(route.request.post_data_buffer or b"")
+        held.append(route)
+
+    for tab in (page, other):
+        tab.route("**/stratopt.v1.AuthService/RefreshToken", hold)
+    for tab in (page, other):
+        tab.evaluate(
+            "() => { sessionStorage.setItem('stratopt.accessToken', 'x.y.z');"
+            " setTimeout(() => location.reload(), 0); }"
+        )
+    start = time.monotonic()
+    while (len(bodies) < 2 or held) and time.monotonic() - start < 15:
+        page.wait_for_timeout(100)
+        if held and time.monotonic() - start > 1.0 * len(bodies):
+            held.pop(0).continue_()
+    assert len(bodies) == 2, "each tab refreshed once"
+    assert bodies[0] != bodies[1], "the second tab used the token the first one stored"
+    for tab in (page, other):
+        tab.wait_for_selector("[data-testid=role]")
+    assert other_errors == []
+    other.close()
+
+
 def test_generate_a_dataset_and_preview_its_candles(console: Console) -> None:
     page = console.page
     console.login("trader")

@@ -92,9 +92,12 @@ function forget(): void {
   localStorage.removeItem(REFRESH_KEY);
 }
 
-/** Trades the refresh token for a new pair; concurrent callers share one refresh. */
+/**
+ * Trades the refresh token for a new pair; concurrent callers share one refresh, and tabs
+ * take turns (`acrossTabs`), each using the token the previous one stored.
+ */
 export function refresh(): Promise<boolean> {
-  refreshing ??= (async () => {
+  refreshing ??= acrossTabs(async () => {
     const token = storedRefreshToken();
     if (!token) return false;
     try {
@@ -106,10 +109,25 @@ export function refresh(): Promise<boolean> {
       for (const l of signedOutListeners) l();
       return false;
     }
-  })().finally(() => {
+  }).finally(() => {
     refreshing = undefined;
   });
   return refreshing;
+}
+
+/**
+ * Runs `fn` while no other tab of this origin refreshes. A refresh token is good for one
+ * use, and the server ends the whole session when one is presented twice, which two tabs
+ * refreshing at once (both timers firing when a laptop wakes, two tabs reloaded together)
+ * would do with the one token they share.
+ */
+async function acrossTabs<T>(fn: () => Promise<T>): Promise<T> {
+  if (!("locks" in navigator)) return fn();
+  let result!: T;
+  await navigator.locks.request("stratopt.refresh", async () => {
+    result = await fn();
+  });
+  return result;
 }
 
 async function loadSession(): Promise<Session> {
