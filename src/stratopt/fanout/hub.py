@@ -536,7 +536,10 @@ class Subscription(Generic[E]):
         if sink.queue:
             return self._take(sink)
         loop: asyncio.AbstractEventLoop | None = None
-        handle: asyncio.TimerHandle | None = None
+        # The wake-up timer and its deadline, kept here: uvloop answers call_later(0) with a
+        # plain Handle, which has no when().
+        handle: asyncio.Handle | None = None
+        deadline = 0.0
         try:
             while True:
                 if self._closed or sink.closed:
@@ -548,10 +551,11 @@ class Subscription(Generic[E]):
                     loop = asyncio.get_running_loop()
                 waiter: asyncio.Future[None] = loop.create_future()
                 if timeout is not None and handle is None:
+                    deadline = loop.time() + timeout
                     handle = loop.call_later(timeout, _wake_future, waiter)
                 elif handle is not None:
                     # A spurious wake-up: keep the original deadline for the new waiter.
-                    remaining = handle.when() - loop.time()
+                    remaining = deadline - loop.time()
                     handle.cancel()
                     if remaining <= 0:
                         return None
@@ -567,7 +571,7 @@ class Subscription(Generic[E]):
                         sink.waiter = None
                 if sink.queue:
                     return self._take(sink)
-                if handle is not None and loop.time() >= handle.when():
+                if handle is not None and loop.time() >= deadline:
                     return None
         finally:
             if handle is not None:

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Sequence
 
 import pytest
+import uvloop
 
 from stratopt.fanout import (
     Delivery,
@@ -563,6 +564,22 @@ async def test_get_timeout_does_not_end_subscription() -> None:
     topic.close()
     with pytest.raises(StopAsyncIteration):
         await sub.get(timeout=1)
+
+
+def test_get_with_a_zero_timeout_on_uvloop() -> None:
+    """The server runs on uvloop, which answers call_later(0) with a plain Handle (no
+    `when()`): a zero or elapsed timeout returns None there too, not AttributeError."""
+
+    async def main() -> None:
+        topic: Topic[Event[int]] = Topic("k")
+        sub = topic.subscribe()
+        assert await sub.get(timeout=0) is None
+        assert not sub.closed
+        asyncio.get_running_loop().call_later(0.01, topic.publish, Event(1, 1))
+        d = await sub.get(timeout=2)
+        assert d is not None and d.event.sequence == 1
+
+    uvloop.run(main())
 
 
 async def test_poll_is_live_only() -> None:
