@@ -17,6 +17,7 @@ import { MarketDataService } from "@stratopt/api/stratopt/v1/market_data_pb";
 import { OptimizationService } from "@stratopt/api/stratopt/v1/optimization_pb";
 import { StrategyService } from "@stratopt/api/stratopt/v1/strategy_pb";
 import { SystemService } from "@stratopt/api/stratopt/v1/system_pb";
+import { clearSharedToken, readSharedToken, writeSharedToken } from "./shared-token";
 
 const REFRESH_KEY = "stratopt.refreshToken";
 const ACCESS_KEY = "stratopt.accessToken";
@@ -90,6 +91,7 @@ function forget(): void {
   window.clearTimeout(refreshTimer);
   sessionStorage.removeItem(ACCESS_KEY);
   localStorage.removeItem(REFRESH_KEY);
+  void clearSharedToken();
 }
 
 /**
@@ -98,11 +100,14 @@ function forget(): void {
  */
 export function refresh(): Promise<boolean> {
   refreshing ??= acrossTabs(async () => {
-    const token = storedRefreshToken();
+    // The token the previous holder of the lock stored (IndexedDB: localStorage may not
+    // have caught up in this tab yet).
+    const token = (await readSharedToken()) ?? storedRefreshToken();
     if (!token) return false;
     try {
       const r = await bareAuth.refreshToken({ refreshToken: token });
       keepTokens(r.accessToken, r.refreshToken, r.accessTokenExpireTime);
+      await writeSharedToken(r.refreshToken); // committed before the next tab's turn
       return true;
     } catch {
       forget();
@@ -139,6 +144,7 @@ async function loadSession(): Promise<Session> {
 export async function login(username: string, password: string): Promise<Session> {
   const r = await bareAuth.login({ username, password });
   keepTokens(r.accessToken, r.refreshToken, r.accessTokenExpireTime);
+  await writeSharedToken(r.refreshToken);
   return loadSession();
 }
 
@@ -157,7 +163,7 @@ export async function resume(): Promise<Session | undefined> {
 }
 
 export async function logout(): Promise<void> {
-  const token = storedRefreshToken();
+  const token = (await readSharedToken()) ?? storedRefreshToken();
   forget();
   if (token) await bareAuth.logout({ refreshToken: token }).catch(() => undefined);
 }
