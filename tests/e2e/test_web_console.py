@@ -32,7 +32,7 @@ from tests.integration.jobs.helpers import make_dataset
 from tests.tools import CHROMIUM, unavailable
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Route
+    from playwright.sync_api import Browser, ConsoleMessage, Download, Page, Route
 
 pytestmark = pytest.mark.e2e
 
@@ -280,6 +280,17 @@ def test_generate_a_dataset_and_preview_its_candles(console: Console) -> None:
     console.shot("datasets-desktop")
 
 
+def upload(page: Page, csv: Path, symbol: str) -> None:
+    """Imports `csv` through the datasets page's upload form; waits for it in the list."""
+    name = f"web-{symbol.lower()}-{time.time_ns()}"
+    form = "[data-testid=upload-form]"
+    page.set_input_files(f"{form} input[name=file]", str(csv))
+    page.fill(f"{form} input[name=name]", name)
+    page.fill(f"{form} input[name=symbol]", symbol)
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(f"[data-dataset='{name}']")
+
+
 def test_import_a_csv_file_over_rest(console: Console, tmp_path: Path) -> None:
     rows = ["time,open,high,low,close,volume"]
     for i in range(120):
@@ -290,13 +301,7 @@ def test_import_a_csv_file_over_rest(console: Console, tmp_path: Path) -> None:
     csv.write_text("\n".join(rows) + "\n")
     page = console.page
     console.login("trader")
-    name = f"web-csv-{time.time_ns()}"
-    form = "[data-testid=upload-form]"
-    page.set_input_files(f"{form} input[name=file]", str(csv))
-    page.fill(f"{form} input[name=name]", name)
-    page.fill(f"{form} input[name=symbol]", "CSVX")
-    page.click(f"{form} button[type=submit]")
-    page.wait_for_selector(f"[data-dataset='{name}']")
+    upload(page, csv, "CSVX")
     page.wait_for_function("() => location.hash.startsWith('#/datasets/')")
     page.wait_for_selector("text=120 bars; the first 120 shown.")
 
@@ -323,13 +328,7 @@ def test_an_upload_refused_for_its_token_is_sent_again_after_a_refresh(
             route.continue_()
 
     page.route("**/v1/datasets:import", expire_the_first)
-    name = f"web-retry-{time.time_ns()}"
-    form = "[data-testid=upload-form]"
-    page.set_input_files(f"{form} input[name=file]", str(csv))
-    page.fill(f"{form} input[name=name]", name)
-    page.fill(f"{form} input[name=symbol]", "RTRY")
-    page.click(f"{form} button[type=submit]")
-    page.wait_for_selector(f"[data-dataset='{name}']")
+    upload(page, csv, "RTRY")
     assert len(tokens) == 2 and tokens[1].startswith("Bearer ") and tokens[1] != tokens[0], (
         "sent again once, with the refreshed access token"
     )
@@ -521,8 +520,9 @@ def test_strategy_create_edit_and_share(console: Console) -> None:
     page.wait_for_selector("text=Not shared.")
 
 
-def test_report_is_created_and_listed(console: Console, live_server: LiveServer) -> None:
-    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=800, seed=15)
+def open_reports_of_a_backtest(console: Console, live_server: LiveServer, bars: int) -> Page:
+    """Signs in as trader, runs a backtest on a new dataset and follows its report link."""
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=bars, seed=15)
     page = console.page
     console.login("trader")
     console.go(f"backtest?dataset={dataset_id}")
@@ -530,34 +530,31 @@ def test_report_is_created_and_listed(console: Console, live_server: LiveServer)
     page.click("[data-testid=run-backtest]")
     page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
     page.click("a:has-text('report')")
-    page.select_option("select[name=format]", label="html")
+    return page
+
+
+def create_and_download(page: Page, extension: str) -> Download:
     page.click("text=Create report")
-    row = page.locator("[data-testid=export-files] tr:has-text('.html')")
+    row = page.locator(f"[data-testid=export-files] tr:has-text('{extension}')")
     row.first.wait_for()
     with page.expect_download() as download:
         row.first.locator("button:has-text('Download')").click()
-    assert download.value.suggested_filename.endswith(".html")
+    return download.value
+
+
+def test_report_is_created_and_listed(console: Console, live_server: LiveServer) -> None:
+    page = open_reports_of_a_backtest(console, live_server, bars=800)
+    page.select_option("select[name=format]", label="html")
+    assert create_and_download(page, ".html").suggested_filename.endswith(".html")
 
 
 def test_a_csv_report_of_the_equity_by_bar(console: Console, live_server: LiveServer) -> None:
     """CSV reports ask which table: a backtest's trades or its equity by bar."""
-    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=600, seed=16)
-    page = console.page
-    console.login("trader")
-    console.go(f"backtest?dataset={dataset_id}")
-    page.select_option("[data-testid=backtest-form] select[name=strategy]", "t:sma_crossover")
-    page.click("[data-testid=run-backtest]")
-    page.wait_for_function("() => /^#\\/backtest\\/[^/?]+$/.test(location.hash)")
-    page.click("a:has-text('report')")
+    page = open_reports_of_a_backtest(console, live_server, bars=600)
     assert not page.locator("select[name=csv_table]").is_visible(), "only CSV reports have tables"
     page.select_option("select[name=format]", label="csv")
     page.select_option("select[name=csv_table]", label="equity by bar")
-    page.click("text=Create report")
-    row = page.locator("[data-testid=export-files] tr:has-text('.csv')")
-    row.first.wait_for()
-    with page.expect_download() as download:
-        row.first.locator("button:has-text('Download')").click()
-    lines = Path(download.value.path()).read_text().splitlines()
+    lines = Path(create_and_download(page, ".csv").path()).read_text().splitlines()
     assert lines[0].startswith("time,equity,drawdown"), lines[0]
     assert len(lines) == 601, "one row per bar"
 
