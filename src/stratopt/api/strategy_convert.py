@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from stratopt.api.convert import (
@@ -101,6 +102,30 @@ def strategy_to_pb(v: StrategyView) -> pb.Strategy:
     s.update_time.CopyFrom(ts_to_pb(v.updated_at))
     s.etag = v.etag
     return s
+
+
+class StrategyMessages:
+    """`strategy_to_pb`, once per view object.
+
+    GetStrategy's views come from the catalog's cache, which hands out the same object
+    until its strategy changes, so most calls would convert the same view again (a sixth
+    of the call's CPU). Holding the view keeps its id from being reused while it is here.
+    The messages are shared: callers copy them into their response, never change them."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._by_view: OrderedDict[int, tuple[StrategyView, pb.Strategy]] = OrderedDict()
+
+    def of(self, view: StrategyView) -> pb.Strategy:
+        held = self._by_view.get(id(view))
+        if held is not None and held[0] is view:
+            self._by_view.move_to_end(id(view))
+            return held[1]
+        message = strategy_to_pb(view)
+        self._by_view[id(view)] = (view, message)
+        if len(self._by_view) > self._size:
+            self._by_view.popitem(last=False)
+        return message
 
 
 def strategy_dict_to_pb(d: dict[str, Any], owner_username: str = "") -> pb.Strategy:

@@ -21,6 +21,7 @@ from stratopt.api.convert import (
 from stratopt.api.strategy_convert import (
     HISTORY_TO_PB,
     STATUS_FROM_PB,
+    StrategyMessages,
     fields_from_pb,
     strategy_dict_to_pb,
     strategy_to_pb,
@@ -65,6 +66,7 @@ class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
         self.live = live
         self.compare = compare
         self.definitions = definitions
+        self._messages = StrategyMessages()
 
     async def ListStrategyTypes(
         self, request: pb.ListStrategyTypesRequest, context: Ctx
@@ -156,7 +158,7 @@ class StrategyServicer(LiveStrategyMethods, pbg.StrategyServiceServicer):
     ) -> pb.GetStrategyResponse:
         _require_id(request.strategy_id)
         view = await self.catalog.get(current_principal(), request.strategy_id)
-        return pb.GetStrategyResponse(strategy=strategy_to_pb(view))
+        return pb.GetStrategyResponse(strategy=self._messages.of(view))
 
     async def ListStrategies(
         self, request: pb.ListStrategiesRequest, context: Ctx

@@ -234,6 +234,18 @@ class Database:
         with engine.connect() as c:
             return fn(c)
 
+    def sqlite_connection(self) -> sqlite3.Connection | None:
+        """A new plain sqlite3 connection to the database file, in autocommit and without a
+        busy timeout, for the caller to own and close; None unless the database is a SQLite
+        file (store/read_cache.py asks it whether anything changed)."""
+        url = sqlite_file_url(self.url)
+        if url is None or url.database is None:
+            return None
+        uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+        return sqlite3.connect(
+            url.database, timeout=0, isolation_level=None, check_same_thread=False, uri=uri
+        )
+
     async def ping(self) -> bool:
         """True when the database would accept a write now; the health probe calls it.
 

@@ -497,3 +497,17 @@ class StreamLease(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     holder: Mapped[str] = mapped_column(String(64), index=True)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChangeGeneration(Base):
+    """A number raised by every change to a group of tables, so that a process can tell in
+    one read whether what it keeps in memory from them still holds (store/read_cache.py).
+
+    On SQLite, triggers raise it in the same transaction as the change (migration 0008), so
+    no writer, in any process, can forget to. PostgreSQL has the row but no triggers: one
+    counter row would make every strategy write wait for the others, and nothing caches
+    there."""
+
+    __tablename__ = "change_generations"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -89,3 +89,36 @@ async def test_get_and_list_agree_on_both_databases(catalog: StrategyCatalog) ->
     assert [v.name for v in shared.rows] == ["s3"] and shared.total_size == 1
     assert (await catalog.list_page(OTHER, StrategyQuery(), 0, "")).total_size == 0
     assert (await catalog.list_page(ADMIN, StrategyQuery(), 0, "")).total_size == 7
+
+
+async def test_get_follows_every_change_after_answers_from_memory(
+    catalog: StrategyCatalog,
+) -> None:
+    """GetStrategy's views are kept in memory on SQLite (store/read_cache.py): an update, a
+    share taken back and a delete must each show at the next read, for every caller."""
+    made = await catalog.create(OWNER, StrategyFields(name="kept", strategy_type="sma_crossover"))
+    async with catalog.db.transaction() as s:
+        s.add(models.StrategyShare(strategy_id=made.id, user_id=READER.user_id, access=["read"]))
+    for _ in range(2):
+        assert (await catalog.get(OWNER, made.id)).version == 1
+        assert (await catalog.get(READER, made.id)).name == "kept"
+
+    async with catalog.db.transaction() as s:
+        row = await s.get(models.Strategy, made.id)
+        assert row is not None
+        row.name, row.version = "changed", 2
+    assert (await catalog.get(OWNER, made.id)).name == "changed"
+    assert (await catalog.get(READER, made.id)).version == 2
+
+    async with catalog.db.transaction() as s:
+        share = await s.get(models.StrategyShare, (made.id, READER.user_id))
+        await s.delete(share)
+    with pytest.raises(NotFound):
+        await catalog.get(READER, made.id)
+    assert (await catalog.get(ADMIN, made.id)).name == "changed"
+
+    async with catalog.db.transaction() as s:
+        await s.delete(await s.get(models.Strategy, made.id))
+    for who in (OWNER, ADMIN):
+        with pytest.raises(NotFound):
+            await catalog.get(who, made.id)
