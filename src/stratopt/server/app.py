@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from stratopt import __version__
 from stratopt.api.auth_servicer import AuthServicer
@@ -41,6 +41,7 @@ from stratopt.api.user_definition_servicer import UserDefinitionServicer
 from stratopt.data.importers import MemoryBudget
 from stratopt.security.tokens import TokenService
 from stratopt.server import bootstrap, datadir
+from stratopt.server.generic_handlers import GenericOnly
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
 from stratopt.server.live_assembly import LiveRuntime, build_live, notify_job_ends
 from stratopt.server.metrics import ServerMetrics
@@ -256,10 +257,17 @@ class Server:
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
         )
-        self._add_servicers(server, rt)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            [*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        # Every service as a generic handler only (server/generic_handlers.py).
+        services: Any = GenericOnly(server)
+        self._add_servicers(services, rt)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, services)
+        # The asyncio servicer by name: enable_server_reflection picks it only for a
+        # grpc.aio.Server, which the adapter is not.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                [*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME]
+            ),
+            services,
         )
         self.port = server.add_insecure_port(s.grpc_addr)
         if self.port == 0:
@@ -289,7 +297,7 @@ class Server:
         return self.port
 
     @staticmethod
-    def _add_servicers(server: grpc.aio.Server, rt: Runtime) -> None:
+    def _add_servicers(server: Any, rt: Runtime) -> None:
         """Registers a servicer for every service; RPCs a servicer does not implement yet
         answer UNIMPLEMENTED, naming the RPC."""
         built = servicers(rt)
