@@ -29,7 +29,11 @@ resume at the next start, each from the bar after its last one (a replay shared 
 runs restarts at the earliest of them; the others skip what they already traded).
 
 Across replicas (PostgreSQL), a strategy runs in the server that started it (or resumed
-it); the others serve its streams by polling the events table (`POLL_INTERVAL_S`).
+it); the others serve its streams by polling the events table (`POLL_INTERVAL_S`). A run
+whose runner's heartbeat goes stale is claimed by another replica, which resumes it from
+what it reads after the claim. Every write of a run (`commit_progress`, `end_run`) is
+fenced by its runner, so a former runner that was only slow, not dead, cannot add to the
+record after the takeover: its next commit is refused and it lets the run go at once.
 """
 
 from __future__ import annotations
@@ -211,6 +215,8 @@ class RunHandle:
     resumed: models.LiveRun | None = None
     # Set when the run is being stopped or failed: its feed no longer hands it bars.
     ended: bool = False
+    # Set when a commit found that another server had taken the run over (see `_let_go`).
+    lost: bool = False
 
     def progress(self) -> RunProgress:
         state = {
@@ -477,13 +483,14 @@ class LiveManager:
         # Once begun, the stop completes even if the caller hangs up: cut short, the run
         # would get no more bars yet stay recorded as running, and a second StopStrategy
         # would find it already being stopped.
-        await asyncio.shield(self._stopped(handle))
-        return True
+        # False: another server had taken it over meanwhile (it runs on there).
+        return await asyncio.shield(self._stopped(handle))
 
-    async def _stopped(self, handle: RunHandle) -> None:
-        await self._detach(handle, "stopped")
-        await self.repo.end_run(handle.run_id, handle.spec.strategy_id, "stopped")
+    async def _stopped(self, handle: RunHandle) -> bool:
+        if not await self._detach(handle, "stopped", "stopped"):
+            return False
         await self._notify_status(handle, "stopped")
+        return True
 
     def is_running_here(self, strategy_id: str) -> bool:
         return strategy_id in self.runs
@@ -661,9 +668,10 @@ class LiveManager:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self.repo.end_run(
-                        handle.run_id, spec.strategy_id, "failed", _user_error(str(e))
+                        handle.run_id, spec.strategy_id, "failed", _user_error(str(e)),
+                        runner=self.runner,
                     )
-                )
+                )  # fmt: skip
             raise
 
     def _attach(self, handle: RunHandle, rt: FeedRuntime, start_index: int) -> None:
@@ -706,14 +714,27 @@ class LiveManager:
                     rt.task = None
         return True
 
-    async def _detach(self, handle: RunHandle, reason: str) -> None:
+    async def _detach(self, handle: RunHandle, reason: str, status: str, error: str = "") -> bool:
+        """Writes the run's last events and state, records it ended (`status`), then lets it
+        go here; False when another server had taken it over (nothing recorded then).
+
+        It stays one of this server's runs until its end is recorded: in between, the
+        heartbeat (`_resume_claimed`) would find it running, its own and not here, and
+        resume it for a second life. Should the flush fail, it stays (unhooked) for the
+        writer to write its events and state together later."""
         strategy_id = handle.spec.strategy_id
         self._unhook(handle)
         await self._flush()  # while it is still a run here, so its last state is written
-        if self.runs.get(strategy_id) is handle:
-            del self.runs[strategy_id]
-        for kind in KINDS:
-            self.hub.close((kind, strategy_id), reason)
+        try:
+            ended = not handle.lost and await self.repo.end_run(
+                handle.run_id, strategy_id, status, error, runner=self.runner
+            )
+        finally:
+            if self.runs.get(strategy_id) is handle:  # not let go (`_let_go`) meanwhile
+                del self.runs[strategy_id]
+                for kind in KINDS:
+                    self.hub.close((kind, strategy_id), reason)
+        return ended
 
     async def _replay(self, rt: FeedRuntime, start_index: int) -> None:
         feed = rt.feed
@@ -746,9 +767,8 @@ class LiveManager:
                 self._alert(
                     handle, status_alert("finished", "the replay reached the end of its dataset")
                 )
-                await self._detach(handle, "replay finished")
-                await self.repo.end_run(handle.run_id, handle.spec.strategy_id, "stopped")
-                await self._notify_status(handle, "stopped: replay finished")
+                if await self._detach(handle, "replay finished", "stopped"):
+                    await self._notify_status(handle, "stopped: replay finished")
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -881,20 +901,34 @@ class LiveManager:
             for e in events
         ]
         try:
-            await self.repo.commit_progress(progress, rows)
+            lost = await self.repo.commit_progress(self.runner, progress, rows)
         except BaseException:
             for h in handles:
                 h.dirty = True
             raise
         done = len(events)
         del self._pending[:done]
+        for handle in [h for h in self.runs.values() if h.run_id in lost]:
+            # Silent too long (a stalled loop, a slow database): another server resumed
+            # it from its last commit, and none of its events from then on were written.
+            log.warning("run %s was taken over by another server", handle.run_id)
+            self._let_go(handle)
 
     def _all_handles(self) -> list[RunHandle]:
         return list(self.runs.values())
 
     # -- internals: resume ---------------------------------------------------------------
 
-    async def _resume(self, row: models.LiveRun) -> None:
+    async def _resume(self, claimed: models.LiveRun) -> None:
+        # The state and the numbering as committed, read after the claim: both include a
+        # last commit of the former runner the claim waited for, and no later one exists
+        # (see LiveRepo.resume_point), so the bars it trades again are exactly those whose
+        # events are not stored.
+        point = await self.repo.resume_point(claimed.id, self.runner)
+        if point is None:
+            log.info("run %s is no longer this server's to resume", claimed.id)
+            return
+        row, last = point
         spec = RunSpec.from_json(row.spec)
         feed = await self.repo.get_feed(row.feed_id)
         if feed is None:
@@ -902,7 +936,7 @@ class LiveManager:
         signal = await asyncio.to_thread(spec.signal)  # may compile a user type
         state = row.state or {}
         snap = state.get("run") or {}
-        last = await self.repo.last_sequences(spec.strategy_id)
+        _check_numbering(row, state, last)
         if snap.get("last_ts") is None:
             # No bar seen yet (no warm-up, no bar traded), or killed before the first
             # commit: start over from where it started.
@@ -994,9 +1028,12 @@ class LiveManager:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                mine = [h.run_id for h in self.runs.values()]
-                owned = await self.repo.heartbeat(self.runner, mine)
-                for handle in [h for h in self.runs.values() if h.run_id not in owned]:
+                mine = {h.run_id for h in self.runs.values()}
+                owned = await self.repo.heartbeat(self.runner, list(mine))
+                # Only among those it asked about: a run started here meanwhile is not in
+                # `owned` either, yet nobody took it.
+                lost = mine - owned
+                for handle in [h for h in self.runs.values() if h.run_id in lost]:
                     log.warning("run %s was taken over by another server", handle.run_id)
                     await self._release(handle)
                 await self._resume_claimed()
@@ -1009,13 +1046,20 @@ class LiveManager:
 
     async def _release(self, handle: RunHandle) -> None:
         """Stops running `handle` here without recording anything: another server has it."""
+        async with self._flushing:  # not while a commit of its events is under way
+            self._let_go(handle)
+
+    def _let_go(self, handle: RunHandle) -> None:
+        """`_release` with the flush lock held: its unwritten events are dropped (the new
+        runner produces them again, with the same numbers, from the state it resumed)."""
+        handle.lost = True
         self._unhook(handle)
         strategy_id = handle.spec.strategy_id
-        async with self._flushing:  # its unwritten events are the new runner's to write
-            self._pending = [e for e in self._pending if e.strategy_id != strategy_id]
-        self.runs.pop(strategy_id, None)
+        self._pending = [e for e in self._pending if e.strategy_id != strategy_id]
+        if self.runs.get(strategy_id) is handle:
+            del self.runs[strategy_id]
         for kind in KINDS:
-            self.hub.close((kind, handle.spec.strategy_id), "running on another server")
+            self.hub.close((kind, strategy_id), "running on another server")
 
     # -- internals: failures, watchdog, notifications ------------------------------------
 
@@ -1036,9 +1080,12 @@ class LiveManager:
         message = _user_error(error)
         if handle is not None:
             self._alert(handle, error_alert(message))
-            await self._detach(handle, "failed")
-        await self.repo.end_run(run_id, strategy_id, "failed", message)
-        if self.notify is not None:
+            ended = await self._detach(handle, "failed", "failed", message)
+        else:
+            ended = await self.repo.end_run(
+                run_id, strategy_id, "failed", message, runner=self.runner
+            )
+        if ended and self.notify is not None:
             self._spawn(
                 self.notify(
                     owner_id, "strategy.failed", "error", "A running strategy failed", message,
@@ -1161,6 +1208,22 @@ def _shutting_down() -> Unavailable:
         "the server is shutting down; reconnect with after_sequence set to the last "
         "sequence received"
     )
+
+
+def _check_numbering(
+    row: models.LiveRun, state: Mapping[str, Any], last: Mapping[str, int]
+) -> None:
+    """Logs a stored record whose signals or fills run past (or short of) the state stored
+    with them: they are written in one transaction, so the numbers must agree (alerts may
+    be written without a state). Should they not, the bars after the state's come again
+    and their events are stored twice (or numbers are missing)."""
+    counted = state.get("sequences") or {}
+    for kind in ("signal", "fill"):
+        if kind in counted and int(counted[kind]) != last.get(kind, 0):
+            log.error(
+                "run %s: its state counts %d %s events but %d are stored",
+                row.id, int(counted[kind]), kind, last.get(kind, 0),
+            )  # fmt: skip
 
 
 def _alert_engine(spec: RunSpec) -> AlertEngine:

@@ -4,6 +4,11 @@ Invariants the live package relies on:
 - A run's `state` and the events of the bars it includes are written in ONE transaction
   (`commit_progress`). After a crash, the run resumes from `last_bar_ts` and finds exactly
   the events of the bars before it: nothing recorded is lost and no bar is counted twice.
+- Only the runner that holds a run writes it (`commit_progress`, `end_run` are fenced by
+  `runner`, under the run row's lock): once another replica has claimed a run, its former
+  runner, if it is still alive after all (slow, not dead), can neither append events nor
+  move the state on. So what the new runner reads after its claim (`resume_point`) is
+  final: the state and the numbering of the events agree, and stay so.
 - Events are numbered per (strategy, kind) from 1 with no gap, across the strategy's runs,
   and (strategy_id, kind, sequence) is unique: a replica that raced another fails loudly.
 - Notifications are numbered per user from 1; `add_notification` retries on a collision,
@@ -19,6 +24,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stratopt.errors import FailedPrecondition
 from stratopt.store import models
@@ -175,8 +181,11 @@ class LiveRepo:
 
     async def claim_runs(self, runner: str, stale_before: datetime) -> list[models.LiveRun]:
         """Takes over the running runs that are this runner's already, or whose runner has
-        not sent a heartbeat since `stale_before` (it died). Compare-and-set per run, so two
-        replicas never both take one."""
+        not sent a heartbeat since `stale_before` (it died, or is too slow to tell).
+        Compare-and-set per run, so two replicas never both take one.
+
+        The rows are as read before the claim: their state may predate a last commit of
+        the former runner. Resume from `resume_point`, read after the claim."""
         R = models.LiveRun
         stmt = select(R).where(
             R.status == "running",
@@ -246,72 +255,122 @@ class LiveRepo:
             return {feed_id: int(n) for feed_id, n in (await s.execute(stmt)).all()}
 
     async def commit_progress(
-        self, progress: Iterable[RunProgress], events: Iterable[EventRow]
-    ) -> None:
+        self, runner: str, progress: Iterable[RunProgress], events: Iterable[EventRow]
+    ) -> set[str]:
         """One transaction: the events of some bars and the run states that include them.
 
-        Two statements whatever the numbers: one multi-row INSERT of the events and one
-        UPDATE by primary key executed for every run (executemany). The writer commits
-        every few hundred milliseconds for every running strategy; row by row (an ORM
-        object per event, an UPDATE per run) a commit of 100 runs held the event loop for
-        ~50 ms, delaying the bars and streams served by the same loop.
+        Fenced: only the runs that `runner` still runs (status "running" and `runner` in
+        their row, read under the row's lock) are written. Returns the ids of the others,
+        none of whose events or state were written: another replica took them over after
+        this runner's heartbeat went stale (or they ended), and the caller must let them go.
+        Without the fence a runner that was slow rather than dead went on appending events
+        after the takeover, ahead of the state the new runner had resumed from, and the new
+        runner stored those signals again under new numbers.
+
+        Three statements whatever the numbers: the fence (one SELECT ... FOR UPDATE), one
+        multi-row INSERT of the events and one UPDATE by primary key executed for every run
+        (executemany). The writer commits every few hundred milliseconds for every running
+        strategy; row by row (an ORM object per event, an UPDATE per run) a commit of 100
+        runs held the event loop for ~50 ms, delaying the bars and streams served by the
+        same loop.
         """
+        progress = list(progress)
+        events = list(events)
+        run_ids = {p.run_id for p in progress} | {e.run_id for e in events}
+        if not run_ids:
+            return set()
+        R = models.LiveRun
         now = models.utcnow()
-        event_rows = [
-            {
-                "strategy_id": e.strategy_id,
-                "run_id": e.run_id,
-                "kind": e.kind,
-                "sequence": e.sequence,
-                "ts": e.ts,
-                "payload": dict(e.payload),
-                "created_at": now,
-            }
-            for e in events
-        ]
-        run_rows = [
-            {
-                "run_id": p.run_id,
-                "state": dict(p.state),
-                "bars_processed": p.bars_processed,
-                "last_bar_ts": p.last_bar_ts,
-                "equity": p.equity,
-            }
-            for p in progress
-        ]
         async with self.db.transaction() as s:
+            # The claim (`claim_runs`) updates the same rows: it waits for this commit, or
+            # this fence waits for the claim and then no longer finds the run its own.
+            held = set(
+                (
+                    await s.execute(
+                        select(R.id)
+                        .where(R.id.in_(run_ids), R.runner == runner, R.status == "running")
+                        .order_by(R.id)
+                        .with_for_update()
+                    )
+                ).scalars()
+            )
+            event_rows = [
+                {
+                    "strategy_id": e.strategy_id,
+                    "run_id": e.run_id,
+                    "kind": e.kind,
+                    "sequence": e.sequence,
+                    "ts": e.ts,
+                    "payload": dict(e.payload),
+                    "created_at": now,
+                }
+                for e in events
+                if e.run_id in held
+            ]
+            run_rows = [
+                {
+                    "run_id": p.run_id,
+                    "state": dict(p.state),
+                    "bars_processed": p.bars_processed,
+                    "last_bar_ts": p.last_bar_ts,
+                    "equity": p.equity,
+                }
+                for p in progress
+                if p.run_id in held
+            ]
             if event_rows:
                 await s.execute(insert(models.LiveEvent), event_rows)
-            if run_rows:  # Core, not ORM bulk: a run row gone meanwhile is no error
+            if run_rows:  # Core, not ORM bulk: one executemany
                 runs = cast(Table, models.LiveRun.__table__)
                 await s.execute(update(runs).where(runs.c.id == bindparam("run_id")), run_rows)
+        return run_ids - held
 
-    async def end_run(self, run_id: str, strategy_id: str, status: str, error: str = "") -> None:
-        """Marks a run stopped or failed, and its strategy with it."""
+    async def end_run(
+        self, run_id: str, strategy_id: str, status: str, error: str = "", *, runner: str
+    ) -> bool:
+        """Marks a run stopped or failed, and its strategy with it, if `runner` still runs
+        it (fenced like `commit_progress`); False when another replica has taken it over
+        (or it had ended), and nothing was changed."""
+        R = models.LiveRun
         async with self.db.transaction() as s:
-            await s.execute(
-                update(models.LiveRun)
-                .where(models.LiveRun.id == run_id)
+            ended = await s.execute(
+                update(R)
+                .where(R.id == run_id, R.runner == runner, R.status == "running")
                 .values(status=status, error=error[:2000], stopped_at=models.utcnow())
             )
+            if ended.rowcount != 1:  # type: ignore[attr-defined]
+                return False
             await s.execute(
                 update(models.Strategy)
                 .where(models.Strategy.id == strategy_id)
                 .values(run_state="failed" if status == "failed" else "stopped")
             )
+        return True
 
     # -- events --------------------------------------------------------------------------
 
     async def last_sequences(self, strategy_id: str) -> dict[str, int]:
         """The highest sequence recorded per kind, so a new run continues the numbering."""
-        E = models.LiveEvent
-        stmt = (
-            select(E.kind, func.max(E.sequence))
-            .where(E.strategy_id == strategy_id)
-            .group_by(E.kind)
-        )
         async with self.db.session() as s:
-            return {kind: int(seq) for kind, seq in (await s.execute(stmt)).all()}
+            return await _last_sequences(s, strategy_id)
+
+    async def resume_point(
+        self, run_id: str, runner: str
+    ) -> tuple[models.LiveRun, dict[str, int]] | None:
+        """What a run `runner` has claimed resumes from: its row as last committed (state,
+        position) and the highest sequence recorded per kind. None when it is no longer
+        this runner's running run.
+
+        Read after the claim, not with it: a commit of the former runner that the claim
+        had to wait for is in both (the state and its events are one transaction), and no
+        commit of it can follow (`commit_progress` is fenced), so the two agree."""
+        R = models.LiveRun
+        stmt = select(R).where(R.id == run_id, R.runner == runner, R.status == "running")
+        async with self.db.session() as s:
+            row = (await s.execute(stmt)).scalar_one_or_none()
+            if row is None:
+                return None
+            return row, await _last_sequences(s, row.strategy_id)
 
     async def events_after(
         self, strategy_id: str, kind: str, after: int, limit: int
@@ -402,3 +461,9 @@ class LiveRepo:
         )
         async with self.db.transaction() as s:
             await s.execute(update(W).where(W.id == webhook_id).values(**values))
+
+
+async def _last_sequences(s: AsyncSession, strategy_id: str) -> dict[str, int]:
+    E = models.LiveEvent
+    stmt = select(E.kind, func.max(E.sequence)).where(E.strategy_id == strategy_id).group_by(E.kind)
+    return {kind: int(seq) for kind, seq in (await s.execute(stmt)).all()}

@@ -5,6 +5,8 @@
 - When the server that runs a strategy dies, another replica takes the run over once the
   runner's heartbeat is RUNNER_STALE_S old, resumes it from its last committed state, and
   the record ends up exactly as an uninterrupted twin's.
+- When that server was only frozen, not dead, and goes on afterwards, it lets the run go
+  at its next commit: the record is the same.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import create_engine, make_url, text
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import market_data_pb2 as mpb
 from stratopt.v1 import market_data_pb2_grpc as mg
@@ -130,3 +133,85 @@ def test_a_replica_streams_a_strategy_another_runs_and_takes_it_over_when_it_die
     assert [(x.time.seconds, x.price) for x in streamed] == [
         (x.time.seconds, x.price) for x in got[1:6]
     ]
+
+
+def runner_of(url: str, strategy_id: str) -> str:
+    """Who runs the strategy's latest run, as recorded (read straight from the database)."""
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    text(
+                        "SELECT runner FROM live_runs WHERE strategy_id = :s "
+                        "ORDER BY started_at DESC LIMIT 1"
+                    ),
+                    {"s": strategy_id},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_replica_frozen_past_its_heartbeat_gives_the_run_up_to_the_one_that_took_it(
+    replicas: tuple[LiveServer, LiveServer], database: str
+) -> None:
+    """A stops being scheduled (SIGSTOP: a machine under heavy load, a long pause) for
+    longer than RUNNER_STALE_S; B takes the run over; then A goes on (SIGCONT) with the
+    bars and events it had in hand, as if nothing happened.
+
+    A's late commits used to land beside B's: signals stored twice under new numbers, or
+    numbers taken twice (one writer stuck on the unique constraint). Now the first commit
+    A tries is refused, A lets the run go, and the record is still an uninterrupted twin's.
+    """
+    a, b = replicas
+    md = a.md("trader")
+    md_b = b.md("trader")
+    sa, ma = stubs(a)
+    sb, _ = stubs(b)
+    ds = ma.GenerateSyntheticDataset(
+        mpb.GenerateSyntheticDatasetRequest(name="frz", symbol="FRZ", bar_count=900, seed=6),
+        metadata=md,
+    ).dataset
+    sid, twin = (
+        sa.CreateStrategy(
+            spb.CreateStrategyRequest(
+                strategy=spb.Strategy(name=n, strategy_type="sma_crossover", parameters=FAST)
+            ),
+            metadata=md,
+        ).strategy.id
+        for n in ("frozen on a", "twin")
+    )
+    sa.StartStrategy(
+        spb.StartStrategyRequest(strategy_id=sid, dataset_id=ds.id, bars_per_second=40),
+        metadata=md,
+    )
+    deadline = time.monotonic() + 20
+    while len(signals(sa, md, sid)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while runner_of(database, sid) != "replica-b":
+            assert time.monotonic() < deadline, "B never took the run over"
+            time.sleep(0.05)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+
+    final = wait_state(sb, md_b, sid, spb.RUN_STATE_STOPPED, timeout=120)
+    assert final.bars_processed == ds.bar_count
+    # A is alive and knows the run is not its own any more.
+    with pytest.raises(grpc.RpcError) as err:
+        sa.StopStrategy(spb.StopStrategyRequest(strategy_id=sid), metadata=md, timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert runner_of(database, sid) == "replica-b"
+
+    sb.StartStrategy(spb.StartStrategyRequest(strategy_id=twin, dataset_id=ds.id), metadata=md_b)
+    wait_state(sb, md_b, twin, spb.RUN_STATE_STOPPED, timeout=60)
+    got = signals(sb, md_b, sid)
+    want = signals(sb, md_b, twin)
+    assert [x.sequence for x in got] == list(range(1, len(got) + 1))
+    key = [(x.time.seconds, x.action, x.price, x.position) for x in got]
+    assert key == [(x.time.seconds, x.action, x.price, x.position) for x in want]
