@@ -6,6 +6,12 @@ consumer of a compiled user type is at or above it: the study spec a worker rebu
 name and definition hash, so the same definition compiles once per process, whichever
 request, job or live run asks first (and its numba kernel once per machine, on numba's
 disk cache, see `rules.compile_strategy`).
+
+The kernel is compiled in a child process (`compile_strategy(..., isolated=True)`, see
+`rules/build.py`) and then read from numba's disk cache here: numba holds the GIL while it
+compiles, which for a large definition stalled every other call of a server (its event
+loop) and the lease heartbeats of a job worker for tens of seconds. What returns from
+here is ready to run: its first call compiles nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ _cache: OrderedDict[tuple[str, ...], StrategyType] = OrderedDict()
 
 
 def compile_type(src: TypeSource) -> StrategyType:
-    """The compiled `StrategyType` (cached); RuleError if the text does not compile."""
+    """The compiled `StrategyType` (cached); RuleError if the text does not compile,
+    CompileError if building its kernel failed (the compiling process crashed or timed out).
+
+    Blocks for as long as a compile takes (seconds, in a child process) for a definition
+    this process has not loaded: async callers run it in a thread."""
     key = (
         src.name,
         definition_hash(src.source, src.indicators),
@@ -46,6 +56,7 @@ def compile_type(src: TypeSource) -> StrategyType:
         indicators=dict(src.indicators),
         category=CATEGORY,
         risk_level=RISK_LEVEL,
+        isolated=True,
     )
     with _lock:
         _cache[key] = compiled

@@ -14,7 +14,9 @@ expanded inline, so a user indicator costs what its expression costs.
 
 Every problem is a `RuleError` (or `RuleErrors` for several) with a 1-based line and
 column; no other exception escapes `check`, `check_indicator` or `compile_strategy` for
-any input text.
+any input text (except `CompileError` from `compile_strategy(..., isolated=True)` when
+the process compiling the kernel crashes or times out: a failure of the build, not of
+the text).
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from stratopt.rules.api import (
     compile_strategy,
     definition_hash,
 )
-from stratopt.rules.errors import RuleError, RuleErrors
+from stratopt.rules.errors import CompileError, RuleError, RuleErrors
 from stratopt.rules.limits import LIMITS, Limits
 
 __all__ = [
     "LIMITS",
     "Checked",
     "CheckedIndicator",
+    "CompileError",
     "IndicatorInput",
     "Limits",
     "RuleError",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from stratopt.rules.build import load_signal_isolated
 from stratopt.rules.checker import RULES, Program, check_indicator_text, check_strategy
 from stratopt.rules.codegen_numba import load_signal, numba_source
 from stratopt.rules.codegen_pine import pine_template
@@ -106,16 +107,22 @@ def compile_strategy(
     indicators: Mapping[str, str] = _NO_INDICATORS,
     category: Category = "trend_following",
     risk_level: RiskLevel = "medium",
+    isolated: bool = False,
 ) -> StrategyType:
     """A `StrategyType` built from a definition: numba signal, Pine template, param space.
 
     `name` must be snake_case (it is the type's name everywhere). The numba kernel is
-    generated from the checked tree and cached by `definition_hash`; numba compiles it on
-    its first call, as for built-ins. Raises RuleErrors for a bad definition.
+    generated from the checked tree, compiled (or read from numba's disk cache) before
+    this returns, and kept per process by `definition_hash`. With `isolated`, a kernel
+    this process has not loaded yet is compiled in a child process first and then read
+    from the disk cache here (`rules.build`): a long compile then does not hold this
+    process' GIL. Raises RuleErrors for a bad definition; CompileError if an isolated
+    compile fails (the child crashed or timed out).
     """
     program = _checked(text, indicators)
     digest = definition_hash(text, _used(indicators, program.indicators))
-    signal = load_signal(digest, numba_source(program))
+    load = load_signal_isolated if isolated else load_signal
+    signal = load(digest, numba_source(program))
     try:
         return StrategyType(
             name=name,

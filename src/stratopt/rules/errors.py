@@ -8,6 +8,7 @@ checker that stops at the first problem makes users fix definitions one error at
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class RuleError(ValueError):
@@ -42,3 +43,24 @@ class RuleErrors(RuleError):
 
     def __reduce__(self) -> tuple[type[RuleErrors], tuple[list[RuleError]]]:  # type: ignore[override]
         return (type(self), (self.errors,))
+
+
+class CompileError(RuntimeError):
+    """A checked definition's numba kernel could not be built: the process compiling it
+    crashed, ran out of time, or numba refused the generated code. Not a problem in the
+    text (that is a RuleError): the message says what happened and is safe to show.
+
+    `transient`: the build itself did not finish (a crash, a timeout, no process could
+    start), so the same request may well succeed later; numba refusing the code will not.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_compile_error, (str(self), self.transient))
+
+
+def _compile_error(message: str, transient: bool) -> CompileError:
+    return CompileError(message, transient=transient)

@@ -18,14 +18,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stratopt.errors import FailedPrecondition
+from stratopt.errors import FailedPrecondition, StratoptError, Unavailable
 from stratopt.optimize.user_types import compile_type
-from stratopt.rules import RuleError
+from stratopt.rules import CompileError, RuleError
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.user_types import TypeSource, definition_id, is_user_type
+
+COMPILE_RETRY_S = 5.0
+"""The retry hint when a kernel's build did not finish: a crashed child is usually a
+passing shortage (memory, processes), and a retry compiles from scratch."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ async def resolve_in(
     if row is None or row.kind != "strategy" or not await may_read(s, row, user_id, is_admin):
         raise KeyError(f"unknown strategy type {name!r}")
     source = source_of(row)
-    # Compiling a definition the process has not seen takes seconds (code generation and
-    # numba); off the event loop, as backtests are. Cached ones return at once.
+    # Compiling a definition the process has not seen takes seconds: numba runs in a child
+    # process (optimize/user_types.py), and this thread waits for it without the GIL, then
+    # loads the kernel from numba's disk cache. Cached ones return at once.
     return ResolvedType(await asyncio.to_thread(compile_source, source), source)
 
 
@@ -61,14 +66,21 @@ async def resolve(db: Database, name: str, *, user_id: str, is_admin: bool = Fal
 
 def compile_source(source: TypeSource) -> StrategyType:
     """The compiled user type (cached by definition hash); FAILED_PRECONDITION if it no
-    longer compiles (it did when saved)."""
+    longer compiles (it did when saved); UNAVAILABLE, saying why, if building its kernel
+    did not finish (the compiling process crashed or timed out); INTERNAL if numba
+    refused the generated code."""
+    name = source.display_name or source.name
     try:
         return compile_type(source)
     except RuleError as e:
         raise FailedPrecondition(
-            f"user strategy type {source.display_name or source.name!r} no longer compiles "
-            f"({e}); update its definition"
+            f"user strategy type {name!r} no longer compiles ({e}); update its definition"
         ) from None
+    except CompileError as e:
+        message = f"user strategy type {name!r} could not be compiled: {e}"
+        if e.transient:  # the build did not finish: worth retrying, so say when
+            raise Unavailable(message, retry_after_seconds=COMPILE_RETRY_S) from None
+        raise StratoptError(message) from None
 
 
 def from_source(name: str, source: TypeSource | None) -> StrategyType:
