@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -153,6 +154,31 @@ def no_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manager_module, "HEARTBEAT_S", 3600.0)
 
 
+@dataclass
+class Replicas:
+    """Replica A and replica B on the two connections of `dbs`, a paced feed stored by A,
+    and `want`: what the run records when nothing interrupts it."""
+
+    repo_a: LiveRepo
+    repo_b: LiveRepo
+    a: LiveManager
+    b: LiveManager
+    feed: models.Feed
+    want: tuple[list[Any], list[Any]]
+
+
+async def replicas(dbs: tuple[Database, Database]) -> Replicas:
+    bars = synthetic(BARS)
+    repo_a, repo_b = LiveRepo(dbs[0]), LiveRepo(dbs[1])
+    a = LiveManager(repo_a, lambda _: bars, commit_interval=0.05, runner="replica-a")
+    b = LiveManager(repo_b, lambda _: bars, commit_interval=0.05, runner="replica-b")
+    feed = await add_feed(repo_a, bars)
+    # Computed first, which also compiles the kernel: a cold compile inside the paced
+    # replay would let every bar fall due at once, and the run end before any takeover.
+    want = uninterrupted(bars, feed)
+    return Replicas(repo_a, repo_b, a, b, feed, want)
+
+
 async def test_a_commit_of_the_former_runner_racing_the_claim_is_not_traded_again(
     dbs: tuple[Database, Database],
 ) -> None:
@@ -163,14 +189,8 @@ async def test_a_commit_of_the_former_runner_racing_the_claim_is_not_traded_agai
     new numbers. Now A's late commit is refused (fenced: the run is no longer A's), and B
     resumes from what it reads after the claim; the record is the uninterrupted run's.
     """
-    bars = synthetic(BARS)
-    repo_a, repo_b = LiveRepo(dbs[0]), LiveRepo(dbs[1])
-    a = LiveManager(repo_a, lambda _: bars, commit_interval=0.05, runner="replica-a")
-    b = LiveManager(repo_b, lambda _: bars, commit_interval=0.05, runner="replica-b")
-    feed = await add_feed(repo_a, bars)
-    # Computed first, which also compiles the kernel: a cold compile inside the paced
-    # replay would let every bar fall due at once, and the run end before any takeover.
-    want = uninterrupted(bars, feed)
+    r = await replicas(dbs)
+    repo_a, repo_b, a, b, feed, want = r.repo_a, r.repo_b, r.a, r.b, r.feed, r.want
 
     claimed = asyncio.Event()
     a_committed_after_claim = asyncio.Event()
@@ -219,14 +239,8 @@ async def test_a_runner_that_was_only_slow_lets_the_run_go_at_its_next_commit(
     unique constraint) or numbers B had skipped. Now A's first commit after the claim is
     refused, A lets the run go (its streams end, to resume on B), and B alone records it.
     """
-    bars = synthetic(BARS)
-    repo_a, repo_b = LiveRepo(dbs[0]), LiveRepo(dbs[1])
-    a = LiveManager(repo_a, lambda _: bars, commit_interval=0.05, runner="replica-a")
-    b = LiveManager(repo_b, lambda _: bars, commit_interval=0.05, runner="replica-b")
-    feed = await add_feed(repo_a, bars)
-    # Computed first, which also compiles the kernel: a cold compile inside the paced
-    # replay would let every bar fall due at once, and the run end before any takeover.
-    want = uninterrupted(bars, feed)
+    r = await replicas(dbs)
+    repo_b, a, b, feed, want = r.repo_b, r.a, r.b, r.feed, r.want
     await a.start()
     try:
         await a.start_run(spec(feed), feed)
