@@ -52,6 +52,7 @@ from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import utcnow
 from stratopt.store.paging import keyset_page, query_hash
+from stratopt.store.read_cache import GenerationWatch
 from stratopt.strategies.params import Constraint, ParamSpec
 from stratopt.strategies.user_types import TypeSource, definition_id, type_name
 
@@ -187,24 +188,40 @@ def _field_problems(f: DefinitionFields, paths: Sequence[str]) -> list[FieldViol
     return v
 
 
+GENERATION_GROUP = "user_definitions"
+"""The generation SQLite raises with every change of a definition or its shares (migration
+0009), which tells the type library when another process changed one."""
+
+
 class TypeLibraryCache:
-    """Each caller's user strategy types, as ListStrategyTypes lists them, for `ttl_s`.
+    """Each caller's user strategy types, as ListStrategyTypes lists them.
 
     ListStrategyTypes is among the most frequent calls and otherwise reads no database; one
     ORM read through aiosqlite would triple its CPU cost (docs/operations.md). Every change
     of a definition made through this process clears the cache when its transaction ends,
-    so this process's answers are never stale; another process's (or replica's) changes
-    show within `ttl_s`. Nothing else reads it: using a type by name always asks the store.
+    so this process's answers are never stale. Changes by another process or replica:
+    - on a SQLite file, `watch` (store/read_cache.py) sees the definitions' generation move
+      (migration 0009's triggers) and the cache empties before its next answer, so answers
+      are exact and kept for as long as nothing changes;
+    - elsewhere (PostgreSQL), or while the watch cannot tell, an answer is kept for `ttl_s`.
+    Nothing else reads it: using a type by name always asks the store.
     """
 
     def __init__(
-        self, ttl_s: float = 1.0, size: int = 1024, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float = 1.0,
+        size: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+        watch: GenerationWatch | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.size = size
         self.clock = clock
+        self.watch = watch
         self._entries: OrderedDict[str, tuple[float, tuple[DefinitionView, ...]]] = OrderedDict()
         self._generation = 0
+        self._stored: int | None = None
+        """The watched generation the entries were read under (None: not watched)."""
 
     @property
     def generation(self) -> int:
@@ -213,8 +230,9 @@ class TypeLibraryCache:
         return self._generation
 
     def get(self, user_id: str) -> tuple[DefinitionView, ...] | None:
+        exact = self._exact()
         hit = self._entries.get(user_id)
-        if hit is None or self.clock() - hit[0] >= self.ttl_s:
+        if hit is None or (not exact and self.clock() - hit[0] >= self.ttl_s):
             return None
         self._entries.move_to_end(user_id)
         return hit[1]
@@ -233,6 +251,17 @@ class TypeLibraryCache:
         self._entries.clear()
         self._generation += 1
 
+    def _exact(self) -> bool:
+        """Empties the cache if the watched generation moved; True if the entries are known
+        to be current (so no time-to-live applies)."""
+        if self.watch is None:
+            return False
+        current = self.watch.current()
+        if current != self._stored:
+            self.clear()
+            self._stored = current
+        return current is not None
+
 
 _LIBRARIES: WeakKeyDictionary[Database, TypeLibraryCache] = WeakKeyDictionary()
 
@@ -242,7 +271,7 @@ def library_of(db: Database) -> TypeLibraryCache:
     UserDefinitions, and a write through one must clear what another lists."""
     found = _LIBRARIES.get(db)
     if found is None:
-        found = _LIBRARIES[db] = TypeLibraryCache()
+        found = _LIBRARIES[db] = TypeLibraryCache(watch=GenerationWatch(db, GENERATION_GROUP))
     return found
 
 

@@ -503,10 +503,11 @@ class ChangeGeneration(Base):
     """A number raised by every change to a group of tables, so that a process can tell in
     one read whether what it keeps in memory from them still holds (store/read_cache.py).
 
-    On SQLite, triggers raise it in the same transaction as the change (migration 0008), so
-    no writer, in any process, can forget to. PostgreSQL has the row but no triggers: one
-    counter row would make every strategy write wait for the others, and nothing caches
-    there."""
+    Groups: "strategies" (strategies and their shares, migration 0008) and
+    "user_definitions" (definitions and their shares, migration 0009). On SQLite, triggers
+    raise it in the same transaction as the change, so no writer, in any process, can
+    forget to. PostgreSQL has the rows but no triggers: one counter row would make every
+    write of a group wait for the others, and nothing caches there by generation."""
 
     __tablename__ = "change_generations"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -5,7 +5,7 @@ Why: GetStrategy is the API's hottest call, and reading and converting the row w
 since the call before.
 
 Why it is exact:
-- Triggers raise a generation number (`change_generations`, migration 0008) on every
+- Triggers raise a generation number (`change_generations`, migrations 0008 and 0009) on every
   insert, update and delete of the tables of its group, in the writer's own transaction.
   No writer, in any process, can forget to.
 - Before answering from memory, the cache asks SQLite `PRAGMA data_version` on a
@@ -38,6 +38,43 @@ V = TypeVar("V")
 _GENERATION = "SELECT generation FROM change_generations WHERE name = ?"
 
 
+class GenerationWatch:
+    """The current generation of `group`, read on a plain connection of its own.
+
+    `current()` costs a `PRAGMA data_version` (about a microsecond) while nothing was
+    committed; None means it cannot tell (not a SQLite file, no such table or row, an
+    error), and the caller must then not trust what it kept. A watch belongs to one thread
+    at a time (an event loop): it is not locked."""
+
+    def __init__(self, db: Database, group: str) -> None:
+        self._group = group
+        self._conn = db.sqlite_connection()
+        self._data_version: int | None = None
+        self._generation: int | None = None
+
+    def current(self) -> int | None:
+        if self._conn is None:
+            return None
+        try:
+            (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            if data_version == self._data_version:
+                return self._generation
+            row = self._conn.execute(_GENERATION, (self._group,)).fetchone()
+        except sqlite3.Error:
+            row = None
+        if row is None:
+            self._data_version = self._generation = None
+            return None
+        self._data_version, self._generation = data_version, int(row[0])
+        return self._generation
+
+    def close(self) -> None:
+        self._data_version = self._generation = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class GenerationCache(Generic[K, V]):
     """Values read by `Database.read`, by key, valid while generation `group` stands.
 
@@ -45,10 +82,8 @@ class GenerationCache(Generic[K, V]):
 
     def __init__(self, db: Database, group: str, size: int = 2048) -> None:
         self._db = db
-        self._group = group
         self._size = size
-        self._conn = db.sqlite_connection()
-        self._data_version: int | None = None
+        self._watch = GenerationWatch(db, group)
         self._generation: int | None = None
         self._entries: OrderedDict[K, V] = OrderedDict()
 
@@ -70,30 +105,13 @@ class GenerationCache(Generic[K, V]):
 
     def _current(self) -> bool:
         """Drops what a commit to the group made stale; False when it cannot tell."""
-        if self._conn is None:
-            return False
-        try:
-            (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
-            if data_version == self._data_version:
-                return True
-            row = self._conn.execute(_GENERATION, (self._group,)).fetchone()
-        except sqlite3.Error:
-            row = None
-        if row is None:
-            self._forget()
-            return False
-        if row[0] != self._generation:
+        generation = self._watch.current()
+        if generation != self._generation:
             self._entries.clear()
-            self._generation = row[0]
-        self._data_version = data_version
-        return True
-
-    def _forget(self) -> None:
-        self._entries.clear()
-        self._data_version = self._generation = None
+            self._generation = generation
+        return generation is not None
 
     def close(self) -> None:
-        self._forget()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._entries.clear()
+        self._generation = None
+        self._watch.close()
