@@ -68,7 +68,9 @@ def alert_to_pb(e: LiveEvent) -> pb.Alert:
     msg = pb.Alert(
         id=f"{e.strategy_id}-{e.sequence}",
         strategy_id=e.strategy_id,
-        time=ns_to_pb(e.ts),
+        # An alert is stamped with the bar it came with; one raised before the first bar
+        # (a run starting) has none, and a time of 1970 would say otherwise.
+        time=ns_to_pb(e.ts) if e.ts else None,
         severity=SEVERITY_TO_PB.get(p.get("severity", ""), 0),  # type: ignore[arg-type]
         title=p.get("title", ""),
         message=p.get("message", ""),

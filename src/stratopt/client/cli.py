@@ -220,7 +220,16 @@ def _server_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stratopt.client import backtest, completion, datasets, exports, jobs, rules, strategies
+    from stratopt.client import (
+        backtest,
+        completion,
+        datasets,
+        exports,
+        jobs,
+        live,
+        rules,
+        strategies,
+    )
     from stratopt.client.optimize import add_arguments as optimize_arguments
 
     parser = argparse.ArgumentParser(
@@ -281,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_optimize)
 
     jobs.add_commands(sub)
+    live.add_commands(sub)
     exports.add_commands(sub)
 
     p = subparser(sub, "worker", "run optimization jobs from the database (scale-out)")

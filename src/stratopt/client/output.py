@@ -171,7 +171,9 @@ def pct(x: float, *, signed: bool = False, digits: int = 2) -> str:
 
 
 def money(x: float) -> str:
-    return f"{x:,.2f}" if math.isfinite(x) else "-"
+    if not math.isfinite(x):
+        return "-"
+    return f"{x:,.2f}" if abs(x) >= 0.005 else "0.00"  # not "-0.00" for a rounding residue
 
 
 def number(x: float) -> str:

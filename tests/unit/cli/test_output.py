@@ -29,6 +29,13 @@ def test_metrics_read_as_percentages_times_and_integers() -> None:
     assert o.metric("max_drawdown_duration", 16_634) == "16,634 bars"
 
 
+def test_money_has_separators_and_no_negative_zero() -> None:
+    assert o.money(1234567.891) == "1,234,567.89"
+    assert o.money(-12.5) == "-12.50"
+    assert o.money(-1e-9) == o.money(0.004) == "0.00"  # a paper run's cash after buying
+    assert o.money(float("nan")) == "-"
+
+
 def test_execution_summary_names_every_option() -> None:
     text = o.execution_summary({"commission": 0.001, "direction": "both"}, 3600)
     for part in ("cash 10,000.00", "size 100% of equity", "long and short", "0.100%/side"):
