@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from stratopt.v1 import market_data_pb2 as md_pb
@@ -114,3 +115,63 @@ def test_errors_say_what_is_wrong(cli: Run, dataset: str) -> None:
     with pytest.raises(SystemExit) as exit_info:  # argparse: --data or --feed is required
         cli("live", "start", sid)
     assert exit_info.value.code == 2
+
+
+def test_a_push_feed_fed_from_a_file(cli: Run, tmp_path: Path) -> None:
+    cli("data", "sample", "btc", "--bars", str(BARS), "-o", "btc.csv")
+    out, _ = cli("feeds", "create", "bridge", "--symbol", "BTCUSD", "--timeframe", "1h", "-q")
+    feed = out.strip()
+    sid = stored_strategy(cli, "live cli push")
+    out, _ = cli("live", "start", sid, "--feed", feed)
+    assert f"on feed {feed}" in out, out
+
+    out, _ = cli("feeds", "push", feed, "btc.csv", "--symbol", "BTCUSD")
+    assert f"pushed {BARS} bars of BTCUSD: {BARS} accepted, 0 rejected" in out, out
+    deadline = time.monotonic() + 20
+    while run_json(cli, "live", "status", sid)["bars_processed"] != BARS:  # type: ignore[index]
+        assert time.monotonic() < deadline, "the strategy did not trade every pushed bar"
+        time.sleep(0.1)
+    assert run_json(cli, "live", "signals", sid)  # it traded the pushed bars
+
+    # The same bars again: each refused on its own, with its row and reason.
+    out, _ = cli("feeds", "push", feed, "btc.csv", "--symbol", "BTCUSD")
+    assert f"0 accepted, {BARS} rejected" in out and "REASON" in out, out
+    shown = run_json(cli, "feeds", "show", feed)
+    assert isinstance(shown, dict)
+    assert (shown["bars_accepted"], shown["bars_rejected"]) == (BARS, BARS)
+    assert shown["running_strategy_count"] == 1
+    assert feed in [f["id"] for f in run_json(cli, "feeds", "ls")]  # type: ignore[union-attr]
+
+    # Paced: one bar every 1/rate seconds on an open stream.
+    (tmp_path / "eth.csv").write_text(
+        (tmp_path / "btc.csv").read_text().splitlines(keepends=True)[0]
+        + "".join((tmp_path / "btc.csv").read_text().splitlines(keepends=True)[1:21])
+    )
+    paced = cli("feeds", "create", "paced", "--symbol", "ETHUSD", "-q")[0].strip()
+    start = time.monotonic()
+    out, _ = cli("feeds", "push", paced, "eth.csv", "--symbol", "ETHUSD", "--rate", "40")
+    assert "20 accepted" in out and time.monotonic() - start >= 19 / 40
+
+    cli("live", "stop", sid)
+    out, _ = cli("feeds", "rm", feed, paced)
+    assert f"deleted feed {feed}" in out and f"deleted feed {paced}" in out
+
+
+def test_a_shared_replay_feed(cli: Run, dataset: str) -> None:
+    out, _ = cli("feeds", "create", "shared", "--data", dataset, "--speed", "50")
+    assert "replay" in out and f"dataset {dataset} at 50 bars/s" in out, out
+    feed = run_json(cli, "feeds", "ls")[-1]["id"]  # type: ignore[index]
+    cli("feeds", "rm", feed)
+
+
+def test_feed_and_time_errors(cli: Run, dataset: str, tmp_path: Path) -> None:
+    _, err = cli("feeds", "show", "no-such-feed", code=1)
+    assert "NOT_FOUND" in err
+    _, err = cli("feeds", "push", "no-such-feed", "missing.csv", "--symbol", "X", code=2)
+    assert "missing.csv: no such file" in err
+    (tmp_path / "bad.csv").write_text("timestamp,open,high,low,close,volume\nyesterday,1,2,3,4,5\n")
+    _, err = cli("feeds", "push", "no-such-feed", "bad.csv", "--symbol", "X", code=2)
+    assert "bad.csv:" in err
+    sid = stored_strategy(cli, "live cli bad time")
+    _, err = cli("live", "start", sid, "--data", dataset, "--from", "soon", code=2)
+    assert "--from 'soon': expected a time such as 2021-03-01" in err

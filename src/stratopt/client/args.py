@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from stratopt.client.output import CliError
@@ -170,3 +171,17 @@ def execution_from_pb(e: Any) -> dict[str, Any]:
     out["direction"] = directions.get(e.direction, "long")
     out["fill_on_close"] = e.fill_on_close
     return out
+
+
+# -- times -------------------------------------------------------------------------------------
+
+
+def utc_time(flag: str, text: str) -> datetime:
+    """A time given on the command line (ISO 8601; UTC unless it says otherwise)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"{flag} {text!r}: expected a time such as 2021-03-01 or 2021-03-01T12:00"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -23,6 +23,7 @@ from stratopt.client.args import (
     execution_to_pb,
     parse_params,
     subparser,
+    utc_time,
 )
 from stratopt.client.output import CliError
 from stratopt.client.remote import Remote, add_server, param_to_pb, params_from_pb
@@ -245,7 +246,7 @@ def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
         ("--end", args.end, req.time_range.end_time),
     ):
         if value:
-            target.FromDatetime(_utc(flag, value))
+            target.FromDatetime(utc_time(flag, value))
     with Remote(args.server) as r:
         bt = r.stub(pbg.BacktestServiceStub).RunBacktest(req).backtest
         timeframe = args.timeframe
@@ -292,18 +293,6 @@ def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
     if html is not None:
         _report_written(html, args)
     return 0
-
-
-def _utc(flag: str, text: str) -> Any:
-    from datetime import UTC, datetime
-
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(
-            f"{flag} {text!r}: expected a time such as 2021-03-01 or 2021-03-01T12:00"
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _trade_dict(t: Any, c: Any) -> dict[str, Any]:

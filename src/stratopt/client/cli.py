@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         completion,
         datasets,
         exports,
+        feeds,
         jobs,
         live,
         rules,
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs.add_commands(sub)
     live.add_commands(sub)
+    feeds.add_commands(sub)
     exports.add_commands(sub)
 
     p = subparser(sub, "worker", "run optimization jobs from the database (scale-out)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stratopt.client import output as o
-from stratopt.client.args import add_json, subparser
+from stratopt.client.args import add_json, subparser, utc_time
 from stratopt.client.output import CliError
 from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import market_data_pb2 as pb
@@ -233,13 +233,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.start:
-        from datetime import UTC, datetime
-
-        try:
-            start = datetime.fromisoformat(args.start)
-        except ValueError:
-            raise CliError(f"--start {args.start!r}: expected a date such as 2024-01-01") from None
-        req.start_time.FromDatetime(start if start.tzinfo else start.replace(tzinfo=UTC))
+        req.start_time.FromDatetime(utc_time("--start", args.start))
     with Remote(args.server) as r:
         reply = _stub(r).GenerateSyntheticDataset(req)
     return _created(reply.dataset, args, "generated")

@@ -16,7 +16,6 @@ import argparse
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -29,6 +28,7 @@ from stratopt.client.args import (
     execution_given,
     execution_to_pb,
     subparser,
+    utc_time,
 )
 from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import strategy_pb2 as pb
@@ -138,7 +138,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         warmup_bars=args.warmup,
     )
     if args.start:
-        req.start_time.FromDatetime(datetime.fromisoformat(args.start))
+        req.start_time.FromDatetime(utc_time("--from", args.start))
     given = execution_given(args)
     if given:
         req.execution.CopyFrom(execution_to_pb(given))
