@@ -60,13 +60,14 @@ def add_commands(sub: Any) -> None:
     )
     add_server(p)
     p.add_argument("name", help="a name to tell it by")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", dest="dataset_id", metavar="DATASET", help="replay a dataset")
-    source.add_argument(
-        "--symbol", dest="symbols", action="append", help="push feed: a symbol it carries (repeat)"
+    add_replay_arguments(
+        p,
+        "--symbol",
+        dest="symbols",
+        action="append",
+        metavar="SYMBOL",
+        help="push feed: a symbol (repeat)",
     )
-    p.add_argument("--speed", type=float, default=0.0, help="replay: bars per second (0 = max)")
-    p.add_argument("--from", dest="start", metavar="TIME", help="replay: the first bar")
     p.add_argument("--timeframe", default="", help="push feed: bar spacing, e.g. 1m")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the feed id")
     add_json(p)
@@ -94,6 +95,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("feed_ids", metavar="FEED", nargs="+")
     add_json(p)
     p.set_defaults(func=cmd_rm)
+
+
+def add_replay_arguments(p: argparse.ArgumentParser, other_source: str, **other: Any) -> None:
+    """The bar source of `live start` and `feeds create`: --data DATASET (a replay, with
+    --speed and --from) or `other_source` (added with `other`), exactly one of them."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", dest="dataset_id", metavar="DATASET", help="replay a dataset")
+    source.add_argument(other_source, **other)
+    p.add_argument("--speed", type=float, default=0.0, help="replay: bars per second (0 = max)")
+    p.add_argument("--from", dest="start", metavar="TIME", help="replay: the first bar")
 
 
 def _stub(r: Remote) -> pbg.MarketDataServiceStub:

@@ -30,6 +30,7 @@ from stratopt.client.args import (
     subparser,
     utc_time,
 )
+from stratopt.client.feeds import add_replay_arguments
 from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
@@ -73,11 +74,7 @@ def add_commands(sub: Any) -> None:
     )
     add_server(p)
     p.add_argument("strategy_id", metavar="ID")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", dest="dataset_id", metavar="DATASET", help="replay a dataset")
-    source.add_argument("--feed", dest="feed_id", metavar="FEED", help="trade a feed's bars")
-    p.add_argument("--speed", type=float, default=0.0, help="replay: bars per second (0 = max)")
-    p.add_argument("--from", dest="start", metavar="TIME", help="replay: first bar to trade")
+    add_replay_arguments(p, "--feed", dest="feed_id", metavar="FEED", help="trade a feed's bars")
     p.add_argument("--symbol", default="", help="feed: the symbol to trade (default its only one)")
     p.add_argument("--warmup", type=int, default=0, help="bars that warm indicators up first")
     add_execution(p)
