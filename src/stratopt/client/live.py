@@ -172,7 +172,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         o.print_json(o.proto_json(perf))
         return 0
-    o.show(o.pairs(performance_rows(perf)), "", o.metrics_table(o.proto_json(perf.metrics)))
+    metrics = {
+        k: v for k, v in o.proto_json(perf.metrics).items() if k not in o.BACKTEST_ONLY_METRICS
+    }
+    o.show(o.pairs(performance_rows(perf)), "", o.metrics_table(metrics))
     return 0
 
 

@@ -91,10 +91,12 @@ PERCENT_METRICS = frozenset(
         "exposure",
         "kelly",
         "buy_and_hold_return",
+        "alpha",
     }
 )
 SIGNED_METRICS = frozenset(
     {
+        "alpha",
         "total_return",
         "cagr",
         "expectancy",
@@ -106,7 +108,9 @@ SIGNED_METRICS = frozenset(
     }
 )
 DURATION_METRICS = frozenset({"max_drawdown_duration", "avg_trade_duration"})
-INTEGER_METRICS = frozenset({"num_trades"})
+INTEGER_METRICS = frozenset({"num_trades", "winning_trades", "losing_trades"})
+BACKTEST_ONLY_METRICS = frozenset({"burke_ratio", "alpha", "beta"})
+"""Computed for backtests only (common.proto): a live run's are 0, not a figure."""
 MONEY_METRICS = frozenset({"final_equity"})
 LABELS = {
     "total_return": "Total return",
@@ -132,6 +136,12 @@ LABELS = {
     "avg_trade_duration": "Average trade",
     "buy_and_hold_return": "Buy and hold",
     "final_equity": "Final equity",
+    "burke_ratio": "Burke ratio",
+    "alpha": "Alpha",
+    "beta": "Beta",
+    "winning_trades": "Winning trades",
+    "losing_trades": "Losing trades",
+    "trades_per_month": "Trades per month",
 }
 # The summary's two columns: performance and risk on the left, the trades on the right.
 LEFT_METRICS = (
@@ -146,9 +156,15 @@ LEFT_METRICS = (
     "sharpe",
     "sortino",
     "calmar",
+    "burke_ratio",
+    "alpha",
+    "beta",
 )
 RIGHT_METRICS = (
     "num_trades",
+    "winning_trades",
+    "losing_trades",
+    "trades_per_month",
     "win_rate",
     "profit_factor",
     "expectancy",
@@ -159,6 +175,7 @@ RIGHT_METRICS = (
     "avg_trade_duration",
     "exposure",
     "sqn",
+    "kelly",
 )
 # The few figures a results table has room for.
 SHORT_METRICS = ("total_return", "sharpe", "max_drawdown", "num_trades", "win_rate")

@@ -27,6 +27,15 @@ def test_metrics_read_as_percentages_times_and_integers() -> None:
     assert o.metric("max_drawdown_duration", 48, 3600) == "2.0 days"
     assert o.metric("avg_trade_duration", 5, 3600) == "5.0 hours"
     assert o.metric("max_drawdown_duration", 16_634) == "16,634 bars"
+    assert o.metric("winning_trades", 5.0) == "5" and o.metric("alpha", 0.0412) == "+4.12%"
+
+
+def test_every_metric_of_the_contract_has_a_label_and_a_column() -> None:
+    from stratopt.v1 import common_pb2
+
+    names = {f.name for f in common_pb2.Metrics.DESCRIPTOR.fields}
+    assert names <= set(o.LABELS)
+    assert names <= set(o.LEFT_METRICS) | set(o.RIGHT_METRICS)
 
 
 def test_money_has_separators_and_no_negative_zero() -> None:
