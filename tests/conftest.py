@@ -104,10 +104,11 @@ _SERVERS: dict[str, LiveServer] = {}
 
 
 def start_server(
-    tmp: Path, extra_env: dict[str, str] | None = None, *, dev: bool = True
+    tmp: Path, extra_env: dict[str, str] | None = None, *, dev: bool = True, addr: str = ""
 ) -> LiveServer:
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
+    """A `stratopt serve` subprocess on `tmp`; on `addr` (a restart where clients wait) or
+    a free port."""
+    addr = addr or f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
         "STRATOPT_GRPC_ADDR": addr,

@@ -549,3 +549,45 @@ async def test_tls_channels_verify_the_server(tmp_path: Path) -> None:
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(None)
+
+
+# -- paper trading -------------------------------------------------------------------------
+
+
+async def test_async_follow_live_gets_every_signal_and_alert_once(
+    srv: LiveServer, dataset: str
+) -> None:
+    async with AsyncClient(srv.addr) as client:
+        await client.login("trader", PASSWORD)
+        strategy = (
+            await client.strategies.CreateStrategy(
+                spb.CreateStrategyRequest(
+                    strategy=spb.Strategy(name="lib-follow", strategy_type="sma_crossover")
+                )
+            )
+        ).strategy
+        await client.strategies.StartStrategy(
+            spb.StartStrategyRequest(
+                strategy_id=strategy.id, dataset_id=dataset, bars_per_second=1_000
+            )
+        )
+        signals, alerts = client.follow_live(strategy.id), client.follow_live(strategy.id, "alerts")
+
+        async def sequences(follow: object) -> list[int]:
+            return [e.sequence async for e in follow]  # type: ignore[attr-defined]
+
+        got, got_alerts = await asyncio.gather(sequences(signals), sequences(alerts))
+        recorded = (
+            await client.strategies.ListSignals(
+                spb.ListSignalsRequest(strategy_id=strategy.id, page_size=1000)
+            )
+        ).signals
+        # Subscribed after the start: the first ones may have come before; none after it
+        # is missing, none comes twice, and the follow ends with the run.
+        assert got and got == [s.sequence for s in recorded][-len(got) :]
+        assert got == list(range(got[0], got[-1] + 1))
+        listed = await client.strategies.ListAlerts(spb.ListAlertsRequest(strategy_id=strategy.id))
+        assert got_alerts and got_alerts[-1] == listed.alerts[-1].sequence
+        assert "end of its dataset" in listed.alerts[-1].message
+        with pytest.raises(ValueError, match="kind must be one of"):
+            client.follow_live(strategy.id, "fills")  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ async iterators), same helpers as coroutines and async iterators. Use it as
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from stratopt.v1 import (
     optimization_pb2,
     optimization_pb2_grpc,
     rules_pb2_grpc,
+    strategy_pb2,
     strategy_pb2_grpc,
     system_pb2_grpc,
 )
@@ -193,6 +195,17 @@ class AsyncClient:
 
     def watch_job(self, job_id: str, *, reconnect: bool = True) -> AsyncJobWatch:
         return AsyncJobWatch(self, job_id, reconnect=reconnect)
+
+    def follow_live(
+        self,
+        strategy_id: str,
+        kind: b.LiveKind = "signals",
+        after: int = 0,
+        *,
+        reconnect: bool = True,
+    ) -> AsyncLiveFollow:
+        """`Client.follow_live` for asyncio: ``async for event in client.follow_live(id)``."""
+        return AsyncLiveFollow(self, strategy_id, kind, after, reconnect=reconnect)
 
     async def optimize_and_watch(
         self,
@@ -398,3 +411,85 @@ class AsyncJobWatch:
             await self.wait()
         req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
         return await self.client.optimization.GetOptimizationResult(req)
+
+
+class AsyncLiveFollow:
+    """`LiveFollow` for asyncio: ``async for event in follow`` (sync_client.LiveFollow)."""
+
+    def __init__(
+        self, client: AsyncClient, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
+        reconnect: bool = True, reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.strategy_id = strategy_id
+        self.kind = b.live_kind(kind)
+        self.after = after
+        self.reconnect = reconnect
+        self.reconnect_window = reconnect_window
+        self.dropped = 0
+        self.reconnects = 0
+        self._call: Any = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Any]:
+        policy = self.client.retry_policy
+        retry, down_since = 0, 0.0
+        while not self._closed:
+            method, req, field = b.live_stream(
+                self.client.strategies, self.kind, self.strategy_id, self.after
+            )
+            self._call = method(req)
+            dropped, error = 0, None
+            try:
+                async for reply in self._call:
+                    retry, down_since = 0, 0.0
+                    self.dropped += max(0, reply.dropped - dropped)
+                    dropped = max(dropped, reply.dropped)
+                    event = getattr(reply, field)
+                    if event.sequence <= self.after:
+                        continue  # sent again after a restart
+                    self.after = event.sequence
+                    yield event
+            except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+                if self._closed:
+                    return
+                if not isinstance(e, grpc.aio.AioRpcError):
+                    self._call.cancel()
+                    raise
+                if not self.reconnect or _stream_delay(policy, 0, e) is None:
+                    raise
+                error = e
+            except GeneratorExit:
+                self._call.cancel()  # the caller stopped iterating: end the stream
+                raise
+            else:
+                if not self.reconnect or not await self._runs():
+                    return
+            down_since = down_since or time.monotonic()
+            hint = r.error_retry_delay(error) if error is not None else None
+            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
+            await asyncio.sleep(delay)
+            retry += 1
+            self.reconnects += 1
+
+    async def _runs(self) -> bool:
+        req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
+        try:
+            return b.is_running(await self.client.strategies.GetPerformance(req))
+        except grpc.aio.AioRpcError as e:
+            if _stream_delay(self.client.retry_policy, 0, e) is None:
+                raise
+            return True
+
+    def close(self) -> None:
+        """Stops following; the run goes on."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from stratopt.v1 import backtest_pb2, common_pb2, export_pb2, market_data_pb2, optimization_pb2
+from stratopt.v1 import (
+    backtest_pb2,
+    common_pb2,
+    export_pb2,
+    market_data_pb2,
+    optimization_pb2,
+    strategy_pb2,
+)
 
 ParamValue = int | float | str | bool
 UPLOAD_CHUNK = 1 << 20
@@ -123,3 +131,28 @@ def existing_file(path: str | Path) -> Path:
 def part_path(path: Path) -> Path:
     """Where a download is written before it is complete (then renamed into place)."""
     return path.with_name(f".{path.name}.part")
+
+
+LiveKind = Literal["signals", "alerts"]
+LIVE_STREAMS: Mapping[str, tuple[str, Any, str]] = {
+    "signals": ("StreamSignals", strategy_pb2.StreamSignalsRequest, "signal"),
+    "alerts": ("StreamAlerts", strategy_pb2.StreamAlertsRequest, "alert"),
+}
+"""A paper run's resumable streams: the stub method, its request, the event's field."""
+
+
+def live_kind(kind: str) -> LiveKind:
+    """`kind` if a paper run streams it (signals, alerts), else ValueError."""
+    if kind not in LIVE_STREAMS:
+        raise ValueError(f"kind must be one of {sorted(LIVE_STREAMS)}, not {kind!r}")
+    return kind  # type: ignore[return-value]
+
+
+def live_stream(stub: Any, kind: LiveKind, strategy_id: str, after: int) -> tuple[Any, Any, str]:
+    """(method, request, field) to stream `kind` of a run after sequence `after`."""
+    name, request, field = LIVE_STREAMS[kind]
+    return getattr(stub, name), request(strategy_id=strategy_id, after_sequence=after), field
+
+
+def is_running(performance: strategy_pb2.GetPerformanceResponse) -> bool:
+    return performance.performance.run_state == strategy_pb2.RUN_STATE_RUNNING

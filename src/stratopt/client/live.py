@@ -16,6 +16,7 @@ import argparse
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
@@ -30,6 +31,7 @@ from stratopt.client.args import (
     subparser,
     utc_time,
 )
+from stratopt.client.builders import LiveKind, is_running
 from stratopt.client.feeds import add_replay_arguments
 from stratopt.client.remote import Remote, add_server
 from stratopt.v1 import strategy_pb2 as pb
@@ -263,31 +265,24 @@ def _alert_cells(a: pb.Alert) -> list[str]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
 class _Kind:
-    """What the three event commands differ in: the calls, the field, the columns."""
+    """What the three event commands differ in: the list call, its field, the columns,
+    and the stream that follows them (None: fills have none)."""
 
-    def __init__(
-        self,
-        list_call: Callable[[pbg.StrategyServiceStub], Any],
-        list_request: type[Message],
-        field: str,
-        columns: Sequence[str],
-        cells: Callable[[Any], list[str]],
-        stream: tuple[Callable[[pbg.StrategyServiceStub], Any], type[Message], str] | None,
-    ) -> None:
-        self.list_call = list_call
-        self.list_request = list_request
-        self.field = field
-        self.columns = columns
-        self.cells = cells
-        self.stream = stream
+    list_call: Callable[[pbg.StrategyServiceStub], Any]
+    list_request: type[Message]
+    field: str
+    columns: Sequence[str]
+    cells: Callable[[Any], list[str]]
+    live: LiveKind | None
 
 
 KINDS = {
     "signals": _Kind(
         lambda s: s.ListSignals, pb.ListSignalsRequest, "signals",
         ["TIME (UTC)", "SYMBOL", "ACTION", ">PRICE", "POSITION", "REASON", ">SEQ"],
-        _signal_cells, (lambda s: s.StreamSignals, pb.StreamSignalsRequest, "signal"),
+        _signal_cells, "signals",
     ),
     "fills": _Kind(
         lambda s: s.ListFills, pb.ListFillsRequest, "fills",
@@ -298,7 +293,7 @@ KINDS = {
     "alerts": _Kind(
         lambda s: s.ListAlerts, pb.ListAlertsRequest, "alerts",
         ["TIME (UTC)", "SEVERITY", "KIND", "TITLE", "MESSAGE", ">SEQ"],
-        _alert_cells, (lambda s: s.StreamAlerts, pb.StreamAlertsRequest, "alert"),
+        _alert_cells, "alerts",
     ),
 }  # fmt: skip
 
@@ -317,27 +312,26 @@ def cmd_events(args: argparse.Namespace) -> int:
                 print(_json_line(m), flush=True)
         elif newest or not follow:
             o.show(o.table(kind.columns, [kind.cells(m) for m in newest]))
-        if follow and kind.stream is not None:
+        if follow and kind.live is not None:
             after = newest[-1].sequence if newest else 0
             _follow(r, args, kind, after)
     return 0
 
 
 def _follow(r: Remote, args: argparse.Namespace, kind: _Kind, after: int) -> None:
-    """Prints each new event after sequence `after` until the run ends; nothing when it is
-    not running (a stopped run's stream would be refused or end at once)."""
-    assert kind.stream is not None
-    if _performance(r, args.strategy_id).run_state != pb.RUN_STATE_RUNNING:
+    """Prints each new event after sequence `after` until the run ends, across server
+    restarts (`Client.follow_live`); nothing when the run is not running."""
+    if kind.live is None or not is_running(_stub(r).GetPerformance(
+        pb.GetPerformanceRequest(strategy_id=args.strategy_id)
+    )):  # fmt: skip
         return
-    call, stream_request, field = kind.stream
-    req = stream_request(strategy_id=args.strategy_id, after_sequence=after)  # type: ignore[call-arg]
+    follow = r.client.follow_live(args.strategy_id, kind.live, after)
     missed = 0
-    for reply in r.client.stream(call(_stub(r)), req):
-        event = getattr(reply, field)
+    for event in follow:
         print(_json_line(event) if args.json else "  ".join(kind.cells(event)), flush=True)
-        if reply.dropped > missed:  # the server dropped some for this slow reader
-            o.warn(f"{reply.dropped - missed:,} {args.kind} missed: reading too slowly")
-            missed = reply.dropped
+        if follow.dropped > missed:  # the server left some out for this slow reader
+            o.warn(f"{follow.dropped - missed:,} {args.kind} missed: reading too slowly")
+            missed = follow.dropped
 
 
 def _tail(items: Iterable[Any], last: int) -> list[Any]:

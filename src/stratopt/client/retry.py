@@ -19,6 +19,7 @@ sleeps past the ``timeout`` given to the call.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -137,3 +138,14 @@ def next_delay(
     if remaining is not None and delay >= remaining:
         return None
     return delay
+
+
+def reconnect_delay(
+    policy: RetryPolicy, retry: int, down_since: float, window: float, hint: float | None
+) -> float | None:
+    """Seconds before a long-lived stream subscribes again, or None once it has been down
+    for `window` seconds: a server restart takes longer than a call's retries last, and a
+    follower would rather wait for it (backoff capped at ``policy.max_backoff``)."""
+    if time.monotonic() - down_since >= window:
+        return None
+    return policy.backoff(retry, hint)

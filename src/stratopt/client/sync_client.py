@@ -34,6 +34,7 @@ from stratopt.v1 import (
     optimization_pb2,
     optimization_pb2_grpc,
     rules_pb2_grpc,
+    strategy_pb2,
     strategy_pb2_grpc,
     system_pb2_grpc,
 )
@@ -217,6 +218,18 @@ class Client:
     def watch_job(self, job_id: str, *, reconnect: bool = True) -> JobWatch:
         """The job's events until it ends (see `JobWatch`)."""
         return JobWatch(self, job_id, reconnect=reconnect)
+
+    def follow_live(
+        self,
+        strategy_id: str,
+        kind: b.LiveKind = "signals",
+        after: int = 0,
+        *,
+        reconnect: bool = True,
+    ) -> LiveFollow:
+        """A paper run's new signals or alerts after sequence `after`, each once, across
+        server restarts, until the run ends (see `LiveFollow`)."""
+        return LiveFollow(self, strategy_id, kind, after, reconnect=reconnect)
 
     def optimize_and_watch(
         self,
@@ -441,3 +454,91 @@ class JobWatch:
             self.wait()
         req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
         return self.client.optimization.GetOptimizationResult(req)
+
+
+class LiveFollow:
+    """The signals or alerts of a paper-trading run: iterate for `Signal`/`Alert` messages,
+    in sequence order and each once, until the run ends.
+
+    It starts after sequence ``after`` (0: from the next one). If the stream breaks
+    (UNAVAILABLE: a server restart, a network cut) or ends while the run still runs (a
+    server draining its streams), it subscribes again after the last sequence it yielded,
+    with backoff, for up to ``reconnect_window`` seconds of the server being away: what was
+    recorded meanwhile comes then, and a repeat is skipped. Other errors (NOT_FOUND,
+    FAILED_PRECONDITION for a run that is not running) are raised. ``.after`` is the last
+    sequence seen; ``.dropped`` counts events the server left out because this reader was
+    too slow (they are in the recorded lists).
+    """
+
+    def __init__(
+        self, client: Client, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
+        reconnect: bool = True, reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.strategy_id = strategy_id
+        self.kind = b.live_kind(kind)
+        self.after = after
+        self.reconnect = reconnect
+        self.reconnect_window = reconnect_window
+        self.dropped = 0
+        self.reconnects = 0
+        self._call: Any = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Any]:
+        policy = self.client.retry_policy
+        retry, down_since = 0, 0.0
+        while not self._closed:
+            method, req, field = b.live_stream(
+                self.client.strategies, self.kind, self.strategy_id, self.after
+            )
+            self._call = method(req)
+            dropped, error = 0, None
+            try:
+                for reply in self._call:
+                    retry, down_since = 0, 0.0
+                    self.dropped += max(0, reply.dropped - dropped)
+                    dropped = max(dropped, reply.dropped)
+                    event = getattr(reply, field)
+                    if event.sequence <= self.after:
+                        continue  # sent again after a restart
+                    self.after = event.sequence
+                    yield event
+            except grpc.RpcError as e:
+                if self._closed:
+                    return
+                if not self.reconnect or _stream_delay(policy, 0, e) is None:
+                    raise
+                error = e
+            except GeneratorExit:
+                self._call.cancel()  # the caller stopped iterating: end the stream
+                raise
+            else:
+                if not self.reconnect or not self._runs():
+                    return
+            down_since = down_since or time.monotonic()
+            hint = r.error_retry_delay(error) if error is not None else None
+            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
+            time.sleep(delay)
+            retry += 1
+            self.reconnects += 1
+
+    def _runs(self) -> bool:
+        """Whether the run still runs; a server that does not answer yet counts as yes."""
+        req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
+        try:
+            return b.is_running(self.client.strategies.GetPerformance(req))
+        except grpc.RpcError as e:
+            if _stream_delay(self.client.retry_policy, 0, e) is None:
+                raise
+            return True
+
+    def close(self) -> None:
+        """Stops following (from another thread too); the run goes on."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
