@@ -422,14 +422,21 @@ class AsyncLiveFollow:
     ) -> None:  # fmt: skip
         self.client = client
         self.strategy_id = strategy_id
-        self.kind = b.live_kind(kind)
-        self.after = after
+        self.cursor = b.LiveCursor(kind, after)
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
-        self.dropped = 0
         self.reconnects = 0
         self._call: Any = None
         self._closed = False
+
+    @property
+    def after(self) -> int:
+        """The last sequence seen."""
+        return self.cursor.after
+
+    @property
+    def dropped(self) -> int:
+        return self.cursor.dropped
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._events()
@@ -438,21 +445,14 @@ class AsyncLiveFollow:
         policy = self.client.retry_policy
         retry, down_since = 0, 0.0
         while not self._closed:
-            method, req, field = b.live_stream(
-                self.client.strategies, self.kind, self.strategy_id, self.after
-            )
-            self._call = method(req)
-            dropped, error = 0, None
+            self._call = self.cursor.subscribe(self.client.strategies, self.strategy_id)
+            error = None
             try:
                 async for reply in self._call:
                     retry, down_since = 0, 0.0
-                    self.dropped += max(0, reply.dropped - dropped)
-                    dropped = max(dropped, reply.dropped)
-                    event = getattr(reply, field)
-                    if event.sequence <= self.after:
-                        continue  # sent again after a restart
-                    self.after = event.sequence
-                    yield event
+                    event = self.cursor.accept(reply)
+                    if event is not None:
+                        yield event
             except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
                 if self._closed:
                     return

@@ -148,10 +148,33 @@ def live_kind(kind: str) -> LiveKind:
     return kind  # type: ignore[return-value]
 
 
-def live_stream(stub: Any, kind: LiveKind, strategy_id: str, after: int) -> tuple[Any, Any, str]:
-    """(method, request, field) to stream `kind` of a run after sequence `after`."""
-    name, request, field = LIVE_STREAMS[kind]
-    return getattr(stub, name), request(strategy_id=strategy_id, after_sequence=after), field
+class LiveCursor:
+    """Where a follow of a paper run's stream is, for the sync and async follows alike:
+    the last sequence yielded (`after`, which a new subscription starts after) and the
+    events the server dropped for this reader (`dropped`, summed over subscriptions)."""
+
+    def __init__(self, kind: str, after: int) -> None:
+        self.kind = live_kind(kind)
+        self.after = after
+        self.dropped = 0
+        self._dropped_here = 0
+        self._field = LIVE_STREAMS[self.kind][2]
+
+    def subscribe(self, stub: Any, strategy_id: str) -> Any:
+        """The stream call, after the last sequence yielded."""
+        name, request, _ = LIVE_STREAMS[self.kind]
+        self._dropped_here = 0
+        return getattr(stub, name)(request(strategy_id=strategy_id, after_sequence=self.after))
+
+    def accept(self, reply: Any) -> Any | None:
+        """The reply's event if it is new; None for one sent again after a restart."""
+        self.dropped += max(0, reply.dropped - self._dropped_here)
+        self._dropped_here = max(self._dropped_here, reply.dropped)
+        event = getattr(reply, self._field)
+        if event.sequence <= self.after:
+            return None
+        self.after = event.sequence
+        return event
 
 
 def is_running(performance: strategy_pb2.GetPerformanceResponse) -> bool:
