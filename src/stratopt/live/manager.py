@@ -339,7 +339,8 @@ class LiveManager:
         self._resuming = True
         self._resumed.clear()
         try:
-            for row in await self.repo.claim_runs(self.runner, stale_before):
+            claimed = await asyncio.shield(self.repo.claim_runs(self.runner, stale_before))
+            for row in claimed:
                 if row.strategy_id in self.runs:
                     continue
                 try:
@@ -1029,7 +1030,9 @@ class LiveManager:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 mine = {h.run_id for h in self.runs.values()}
-                owned = await self.repo.heartbeat(self.runner, list(mine))
+                # Shielded like a flush: cancelled mid-transaction at shutdown, a beat left
+                # SQLite's write lock held, and the final flush failed "database is locked".
+                owned = await asyncio.shield(self.repo.heartbeat(self.runner, list(mine)))
                 # Only among those it asked about: a run started here meanwhile is not in
                 # `owned` either, yet nobody took it.
                 lost = mine - owned

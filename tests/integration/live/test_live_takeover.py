@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from stratopt.data.bars import Bars
 from stratopt.engine.options import ExecutionOptions
@@ -357,3 +357,43 @@ async def test_a_run_is_not_resumed_while_its_end_is_being_recorded(
     finished = [e for e in alerts if "end of its dataset" in e.payload["message"]]
     assert len(finished) == 1
     assert claims == [1]  # the run was still here while its end was recorded
+
+
+async def test_shutdown_during_a_heartbeat_still_commits_the_last_progress(
+    dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() cancels the heartbeat; cancelled while its transaction was in SQLite, the
+    beat kept the write lock, and the final flush failed "database is locked" (a CI run
+    caught it). A beat under way now completes, and the flush commits after it."""
+    monkeypatch.setattr(manager_module, "HEARTBEAT_S", 0.01)
+    bars = synthetic(BARS)
+    repo = LiveRepo(dbs[0])
+    manager = LiveManager(repo, lambda _: bars, commit_interval=0.05, runner="replica-a")
+    feed = await add_feed(repo, bars)
+    heartbeat = repo.heartbeat
+    in_beat = asyncio.Event()
+
+    async def slow_heartbeat(runner: str, run_ids: Any) -> set[str]:
+        if not run_ids:
+            return await heartbeat(runner, run_ids)
+        async with dbs[0].transaction() as s:  # holds the write lock while SQLite counts
+            await s.execute(update(models.LiveRun).values(heartbeat_at=models.utcnow()))
+            in_beat.set()
+            await s.execute(
+                text(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                    "WHERE i < 3000000) SELECT count(*) FROM n"
+                )
+            )
+        return await heartbeat(runner, run_ids)
+
+    repo.heartbeat = slow_heartbeat  # type: ignore[method-assign]
+    await manager.start()
+    await manager.start_run(spec(feed), feed)
+    await asyncio.wait_for(in_beat.wait(), 10)
+    await asyncio.sleep(0.05)  # the count is under way in aiosqlite's thread
+    bars_here = manager.runs["a"].run.bars_processed
+    await manager.close()  # raised "database is locked" before
+    row = await repo.latest_run("a")
+    assert row is not None and row.status == "running"
+    assert row.bars_processed >= bars_here
