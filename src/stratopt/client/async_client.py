@@ -203,9 +203,12 @@ class AsyncClient:
         after: int = 0,
         *,
         reconnect: bool = True,
+        reconnect_window: float = 120.0,
     ) -> AsyncLiveFollow:
         """`Client.follow_live` for asyncio: ``async for event in client.follow_live(id)``."""
-        return AsyncLiveFollow(self, strategy_id, kind, after, reconnect=reconnect)
+        return AsyncLiveFollow(
+            self, strategy_id, kind, after, reconnect=reconnect, reconnect_window=reconnect_window
+        )
 
     async def optimize_and_watch(
         self,
@@ -482,7 +485,7 @@ class AsyncLiveFollow:
     async def _runs(self) -> bool:
         req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
         try:
-            return b.is_running(await self.client.strategies.GetPerformance(req))
+            return b.is_running((await self.client.strategies.GetPerformance(req)).performance)
         except grpc.aio.AioRpcError as e:
             if _stream_delay(self.client.retry_policy, 0, e) is None:
                 raise

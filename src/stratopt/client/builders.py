@@ -177,5 +177,5 @@ class LiveCursor:
         return event
 
 
-def is_running(performance: strategy_pb2.GetPerformanceResponse) -> bool:
-    return performance.performance.run_state == strategy_pb2.RUN_STATE_RUNNING
+def is_running(performance: strategy_pb2.PerformanceSnapshot) -> bool:
+    return performance.run_state == strategy_pb2.RUN_STATE_RUNNING

@@ -13,7 +13,6 @@ that is not running has nothing to follow. With `--json`, lists print one JSON a
 from __future__ import annotations
 
 import argparse
-import json
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -186,7 +185,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         for reply in r.client.stream(_stub(r).StreamPerformance, req):
             p = reply.performance
-            print(_json_line(p) if args.json else performance_line(p), flush=True)
+            print(o.json_line(p) if args.json else performance_line(p), flush=True)
     return 0
 
 
@@ -309,26 +308,30 @@ def cmd_events(args: argparse.Namespace) -> int:
             o.print_json([o.proto_json(m) for m in newest])
         elif args.json:
             for m in newest:
-                print(_json_line(m), flush=True)
+                print(o.json_line(m), flush=True)
         elif newest or not follow:
             o.show(o.table(kind.columns, [kind.cells(m) for m in newest]))
         if follow and kind.live is not None:
             after = newest[-1].sequence if newest else 0
-            _follow(r, args, kind, after)
+            _follow(r, args, kind.live, kind.cells, after)
     return 0
 
 
-def _follow(r: Remote, args: argparse.Namespace, kind: _Kind, after: int) -> None:
+def _follow(
+    r: Remote,
+    args: argparse.Namespace,
+    live: LiveKind,
+    cells: Callable[[Any], list[str]],
+    after: int,
+) -> None:
     """Prints each new event after sequence `after` until the run ends, across server
     restarts (`Client.follow_live`); nothing when the run is not running."""
-    if kind.live is None or not is_running(_stub(r).GetPerformance(
-        pb.GetPerformanceRequest(strategy_id=args.strategy_id)
-    )):  # fmt: skip
+    if not is_running(_performance(r, args.strategy_id)):
         return
-    follow = r.client.follow_live(args.strategy_id, kind.live, after)
+    follow = r.client.follow_live(args.strategy_id, live, after)
     missed = 0
     for event in follow:
-        print(_json_line(event) if args.json else "  ".join(kind.cells(event)), flush=True)
+        print(o.json_line(event) if args.json else "  ".join(cells(event)), flush=True)
         if follow.dropped > missed:  # the server left some out for this slow reader
             o.warn(f"{follow.dropped - missed:,} {args.kind} missed: reading too slowly")
             missed = follow.dropped
@@ -339,7 +342,3 @@ def _tail(items: Iterable[Any], last: int) -> list[Any]:
     kept: deque[Any] = deque(maxlen=last if last > 0 else None)
     kept.extend(items)
     return list(kept)
-
-
-def _json_line(m: Message) -> str:
-    return json.dumps(o.proto_json(m), default=str)

@@ -463,6 +463,13 @@ def print_json(value: Any, out: TextIO | None = None) -> None:
     (out or sys.stdout).write(json.dumps(value, indent=2, default=_default) + "\n")
 
 
+def json_line(value: Any) -> str:
+    """`value` as `print_json` writes it, on one line: one object per line for streams."""
+    if isinstance(value, Message):
+        value = proto_json(value)
+    return json.dumps(value, default=_default)
+
+
 def _default(v: Any) -> Any:
     if hasattr(v, "item"):  # numpy scalars
         return v.item()

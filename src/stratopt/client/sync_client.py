@@ -226,10 +226,13 @@ class Client:
         after: int = 0,
         *,
         reconnect: bool = True,
+        reconnect_window: float = 120.0,
     ) -> LiveFollow:
         """A paper run's new signals or alerts after sequence `after`, each once, across
         server restarts, until the run ends (see `LiveFollow`)."""
-        return LiveFollow(self, strategy_id, kind, after, reconnect=reconnect)
+        return LiveFollow(
+            self, strategy_id, kind, after, reconnect=reconnect, reconnect_window=reconnect_window
+        )
 
     def optimize_and_watch(
         self,
@@ -531,7 +534,7 @@ class LiveFollow:
         """Whether the run still runs; a server that does not answer yet counts as yes."""
         req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
         try:
-            return b.is_running(self.client.strategies.GetPerformance(req))
+            return b.is_running(self.client.strategies.GetPerformance(req).performance)
         except grpc.RpcError as e:
             if _stream_delay(self.client.retry_policy, 0, e) is None:
                 raise
