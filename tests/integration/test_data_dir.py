@@ -19,7 +19,10 @@ def loose(root: Path) -> list[str]:
     """Everything under root that its group or others may use."""
     out = []
     for path in [root, *root.rglob("*")]:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:  # a SQLite journal the running server has just removed
+            continue
         if mode & 0o077:
             out.append(f"{path.relative_to(root.parent)} {mode:o}")
     return out
