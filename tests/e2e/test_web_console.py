@@ -338,6 +338,30 @@ def test_an_upload_refused_for_its_token_is_sent_again_after_a_refresh(
     console.errors.remove(refused[0])
 
 
+def test_leaving_a_page_mid_read_reports_nothing(console: Console, live_server: LiveServer) -> None:
+    """A page's reads end with it. The read the user walked away from must not come back as
+    a "Canceled" error on the next page."""
+    dataset_id = make_dataset(live_server.channel(), live_server.md("trader"), bars=300, seed=16)
+    page = console.page
+    console.login("trader")
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/stratopt.v1.MarketDataService/ReadBars", hold)
+    console.go(f"datasets/{dataset_id}")
+    start = time.monotonic()
+    while not held and time.monotonic() - start < 15:
+        page.wait_for_timeout(50)
+    assert held, "the preview's read was sent"
+    console.go("strategies")
+    page.wait_for_selector("text=Type library")
+    page.wait_for_timeout(500)
+    assert page.locator(".toast.error").count() == 0
+    page.unroute("**/stratopt.v1.MarketDataService/ReadBars")
+
+
 def test_backtest_draws_equity_drawdown_and_trades(
     console: Console, live_server: LiveServer
 ) -> None:

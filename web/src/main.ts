@@ -59,6 +59,8 @@ function shell(s: Session, active: string): HTMLElement {
 async function route(): Promise<void> {
   pageAbort.abort();
   pageAbort = new AbortController();
+  // This page's own signal: by the time its aborted read rejects, `pageAbort` is the next page's.
+  const { signal } = pageAbort;
   disposeCharts();
   const [path = "", search = ""] = window.location.hash.replace(/^#\/?/, "").split("?");
   const [name = "", ...args] = path.split("/").map(decodeURIComponent);
@@ -68,7 +70,7 @@ async function route(): Promise<void> {
   if (name === "login" || !s) {
     if (name !== "login") sessionStorage.setItem("stratopt.next", window.location.hash);
     mount(app, h("div", { id: "toasts" }), h("main", { id: "page", class: "narrow" }));
-    await loginPage({ root: document.getElementById("page")!, args, query, signal: pageAbort.signal });
+    await loginPage({ root: document.getElementById("page")!, args, query, signal });
     return;
   }
   const key = name in routes ? name : "datasets";
@@ -76,9 +78,9 @@ async function route(): Promise<void> {
   const root = shell(s, key);
   document.title = `${routes[key]![0]} · stratopt`;
   try {
-    await page({ root, args, query, signal: pageAbort.signal });
+    await page({ root, args, query, signal });
   } catch (e) {
-    if (!pageAbort.signal.aborted) toastError(e);
+    if (!signal.aborted) toastError(e);
   }
 }
 
