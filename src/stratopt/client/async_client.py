@@ -193,8 +193,10 @@ class AsyncClient:
         req = optimization_pb2.StartOptimizationRequest(spec=spec, priority=priority)
         return (await self.optimization.StartOptimization(req)).job
 
-    def watch_job(self, job_id: str, *, reconnect: bool = True) -> AsyncJobWatch:
-        return AsyncJobWatch(self, job_id, reconnect=reconnect)
+    def watch_job(
+        self, job_id: str, *, reconnect: bool = True, reconnect_window: float = 120.0
+    ) -> AsyncJobWatch:
+        return AsyncJobWatch(self, job_id, reconnect=reconnect, reconnect_window=reconnect_window)
 
     def follow_live(
         self,
@@ -347,10 +349,14 @@ def _stream_delay(policy: r.RetryPolicy, retry: int, e: grpc.aio.AioRpcError) ->
 class AsyncJobWatch:
     """`JobWatch` for asyncio: ``async for event in watch``, then ``await watch.result()``."""
 
-    def __init__(self, client: AsyncClient, job_id: str, *, reconnect: bool = True) -> None:
+    def __init__(
+        self, client: AsyncClient, job_id: str, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
         self.client = client
         self.job_id = job_id
         self.reconnect = reconnect
+        self.reconnect_window = reconnect_window
         self.job: optimization_pb2.Job | None = None
         self.reconnects = 0
         self._call: Any = None
@@ -365,13 +371,17 @@ class AsyncJobWatch:
 
     async def _events(self) -> AsyncIterator[optimization_pb2.WatchJobResponse]:
         policy = self.client.retry_policy
-        retry = 0
+        retry, down_since = 0, 0.0
         while not self.done and not self._closed:
             req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
             self._call = self.client.optimization.WatchJob(req)
+            error = None
             try:
+                seen = 0
                 async for event in self._call:
-                    retry = 0
+                    if seen:  # past the SNAPSHOT: the job is making progress again
+                        retry, down_since = 0, 0.0
+                    seen += 1
                     self.job = event.job
                     yield event
                     if self.done:
@@ -382,16 +392,22 @@ class AsyncJobWatch:
                 if not isinstance(e, grpc.aio.AioRpcError):
                     self._call.cancel()
                     raise
-                delay = _stream_delay(policy, retry, e)
-                if not self.reconnect or delay is None:
+                if not self.reconnect or _stream_delay(policy, 0, e) is None:
                     raise
+                error = e
             except GeneratorExit:
                 self._call.cancel()  # the caller stopped iterating: end the stream
                 raise
             else:
-                if not self.reconnect or retry + 1 >= policy.max_attempts:
-                    return
-                delay = policy.backoff(retry, None)
+                if not self.reconnect:
+                    return  # ended before the job did (a server draining its streams)
+            down_since = down_since or time.monotonic()
+            hint = r.error_retry_delay(error) if error is not None else None
+            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
             await asyncio.sleep(delay)
             retry += 1
             self.reconnects += 1

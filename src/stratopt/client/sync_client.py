@@ -215,9 +215,11 @@ class Client:
         req = optimization_pb2.StartOptimizationRequest(spec=spec, priority=priority)
         return self.optimization.StartOptimization(req).job
 
-    def watch_job(self, job_id: str, *, reconnect: bool = True) -> JobWatch:
+    def watch_job(
+        self, job_id: str, *, reconnect: bool = True, reconnect_window: float = 120.0
+    ) -> JobWatch:
         """The job's events until it ends (see `JobWatch`)."""
-        return JobWatch(self, job_id, reconnect=reconnect)
+        return JobWatch(self, job_id, reconnect=reconnect, reconnect_window=reconnect_window)
 
     def follow_live(
         self,
@@ -386,17 +388,24 @@ class JobWatch:
     """A job's progress: iterate for `WatchJobResponse` events until the job ends.
 
     The first event is always a SNAPSHOT of the job. If the stream breaks (UNAVAILABLE: a
-    server restart, a network cut) or ends before the job did, the watch reconnects with
-    backoff and the server starts again from a fresh SNAPSHOT, so no state is missed
-    (trial events in the gap are summed up by the snapshot). Other errors (NOT_FOUND,
-    PERMISSION_DENIED) are raised as ``grpc.RpcError``. ``.job`` is the latest state seen,
-    ``.result()`` waits for the end and returns the optimization result.
+    server restart, a network cut) or ends before the job did, the watch subscribes again
+    with backoff, for up to ``reconnect_window`` seconds without progress, and the server
+    starts again from a fresh SNAPSHOT, so no state is missed (trial events in the gap are
+    summed up by the snapshot). A subscription that brings nothing past its SNAPSHOT does
+    not restart that window, so a server that keeps ending streams is not polled forever.
+    Other errors (NOT_FOUND, PERMISSION_DENIED) are raised as ``grpc.RpcError``. ``.job``
+    is the latest state seen, ``.result()`` waits for the end and returns the optimization
+    result.
     """
 
-    def __init__(self, client: Client, job_id: str, *, reconnect: bool = True) -> None:
+    def __init__(
+        self, client: Client, job_id: str, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
         self.client = client
         self.job_id = job_id
         self.reconnect = reconnect
+        self.reconnect_window = reconnect_window
         self.job: optimization_pb2.Job | None = None
         self.reconnects = 0
         self._call: Any = None
@@ -407,13 +416,16 @@ class JobWatch:
         return self.job is not None and self.job.state in b.TERMINAL_STATES
 
     def __iter__(self) -> Iterator[optimization_pb2.WatchJobResponse]:
-        retry = 0
+        policy = self.client.retry_policy
+        retry, down_since = 0, 0.0
         while not self.done and not self._closed:
             req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
             self._call = self.client.optimization.WatchJob(req)
+            error = None
             try:
-                for event in self._call:
-                    retry = 0
+                for seen, event in enumerate(self._call):
+                    if seen:  # past the SNAPSHOT: the job is making progress again
+                        retry, down_since = 0, 0.0
                     self.job = event.job
                     yield event
                     if self.done:
@@ -421,17 +433,22 @@ class JobWatch:
             except grpc.RpcError as e:
                 if self._closed:
                     return
-                delay = _stream_delay(self.client.retry_policy, retry, e)
-                if not self.reconnect or delay is None:
+                if not self.reconnect or _stream_delay(policy, 0, e) is None:
                     raise
+                error = e
             except GeneratorExit:
                 self._call.cancel()  # the caller stopped iterating: end the stream
                 raise
             else:
-                # Ended before the job did (a server draining its streams): start over.
-                if not self.reconnect or retry + 1 >= self.client.retry_policy.max_attempts:
-                    return
-                delay = self.client.retry_policy.backoff(retry, None)
+                if not self.reconnect:
+                    return  # ended before the job did (a server draining its streams)
+            down_since = down_since or time.monotonic()
+            hint = r.error_retry_delay(error) if error is not None else None
+            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
             time.sleep(delay)
             retry += 1
             self.reconnects += 1

@@ -1,7 +1,9 @@
-"""`Client.follow_live` across a server restart: a paper run's signals arrive in order and
-each once, although the server is stopped with SIGTERM and started again on the same port
-while the run trades (the run resumes on the new server, and the follow subscribes again
-after the last signal it yielded)."""
+"""Clients that follow across a server restart. `Client.follow_live`: a paper run's signals
+arrive in order and each once, although the server is stopped with SIGTERM and started
+again on the same port while the run trades (the run resumes on the new server, and the
+follow subscribes again after the last signal it yielded). `Client.watch_job`: a watch
+outlives a server that is away for longer than a call's retries last, and ends with the
+job."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stratopt.v1 import common_pb2 as c
+from stratopt.v1 import optimization_pb2 as opb
 from stratopt.v1 import strategy_pb2 as spb
 
 from stratopt.client import Client
@@ -20,6 +23,8 @@ from tests.integration.jobs.helpers import make_dataset
 
 BARS = 600
 BARS_PER_SECOND = 40.0
+TRIALS = 600
+AWAY_S = 5.0  # longer than a call's five retries wait in all (about 3 s)
 
 
 def test_signals_followed_across_a_restart_come_in_order_and_once(tmp_path: Path) -> None:
@@ -84,3 +89,42 @@ def wait_for(check: Any, what: str, timeout: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out: {what}"
         time.sleep(0.05)
+
+
+def test_a_job_watch_outlives_a_restart_and_ends_with_the_job(tmp_path: Path) -> None:
+    srv = start_server(tmp_path)
+    client = Client(srv.addr, access_token=srv.token("trader"))
+    states: list[int] = []  # the job's state at each event
+    failed: list[BaseException] = []
+    try:
+        with srv.channel() as ch:
+            dataset = make_dataset(ch, srv.md("trader"), bars=10_000, seed=5)
+        spec = opb.OptimizationSpec(
+            strategy_type="sma_crossover", dataset_id=dataset, trials=TRIALS, seed=11
+        )
+        watch = client.optimize_and_watch(spec)
+
+        def read() -> None:
+            try:
+                for event in watch:
+                    states.append(event.job.state)
+            except BaseException as e:  # reported by the test below
+                failed.append(e)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        # Stopped while its first trials compile, the job cannot end before the server does.
+        wait_for(lambda: opb.JOB_STATE_RUNNING in states, "the job running")
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(20) == 0
+        time.sleep(AWAY_S)
+        srv = start_server(tmp_path, addr=srv.addr)
+        reader.join(120)
+        assert not reader.is_alive(), "the watch did not end with the job"
+        assert not failed, failed
+    finally:
+        client.close()
+        stop_server(srv)
+    assert watch.reconnects >= 1
+    assert watch.job is not None and watch.job.state == opb.JOB_STATE_SUCCEEDED
+    assert watch.job.trials_completed == TRIALS
