@@ -147,6 +147,9 @@ class Database:
         self._read_engine = create_read_engine(url)
         self._inline_engine = create_inline_read_engine(url)
         self._read_threads: ThreadPoolExecutor | None = None
+        self._plain: list[sqlite3.Connection] = []
+        """Connections `sqlite_connection` handed out: their owners (the read caches) live
+        as long as this database, so `dispose` closes them."""
 
     @property
     def backend(self) -> str:
@@ -236,15 +239,18 @@ class Database:
 
     def sqlite_connection(self) -> sqlite3.Connection | None:
         """A new plain sqlite3 connection to the database file, in autocommit and without a
-        busy timeout, for the caller to own and close; None unless the database is a SQLite
-        file (store/read_cache.py asks it whether anything changed)."""
+        busy timeout; None unless the database is a SQLite file (store/read_cache.py asks it
+        whether anything changed). The caller may close it; `dispose` closes it at the latest,
+        and a use after that raises sqlite3.ProgrammingError."""
         url = sqlite_file_url(self.url)
         if url is None or url.database is None:
             return None
         uri = str(url.query.get("uri", "")).lower() in ("true", "1")
-        return sqlite3.connect(
+        conn = sqlite3.connect(
             url.database, timeout=0, isolation_level=None, check_same_thread=False, uri=uri
         )
+        self._plain.append(conn)
+        return conn
 
     async def ping(self) -> bool:
         """True when the database would accept a write now; the health probe calls it.
@@ -276,4 +282,7 @@ class Database:
         for engine in (self._read_engine, self._inline_engine):
             if engine is not None:
                 engine.dispose()
+        plain, self._plain = self._plain, []
+        for conn in plain:
+            conn.close()
         await self.engine.dispose()

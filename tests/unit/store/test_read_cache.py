@@ -3,6 +3,7 @@ by this process or any other, on a real SQLite file; elsewhere it reads every ti
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, select, text
 
 from stratopt.store import migrate, models
 from stratopt.store.db import Database
-from stratopt.store.read_cache import GenerationCache
+from stratopt.store.read_cache import GenerationCache, GenerationWatch
 
 
 class CountingRead:
@@ -139,3 +140,24 @@ async def test_without_a_way_to_check_it_reads_every_time(tmp_path: Path, kind: 
     assert [await cache.get("k", count) for _ in range(3)] == [1, 2, 3]
     cache.close()
     await db.dispose()
+
+
+async def test_dispose_closes_the_watch_connections(tmp_path: Path) -> None:
+    """The caches live as long as their database: its dispose releases their files, and a
+    cache asked afterwards cannot tell (so it reads) rather than failing."""
+    path = tmp_path / "owned.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(db)
+    cache: GenerationCache[str, int] = GenerationCache(db, "strategies")
+    watch = GenerationWatch(db, "user_definitions")
+    assert watch.current() is not None
+
+    def open_on_file() -> int:
+        fds = Path("/proc/self/fd").iterdir()
+        return sum(1 for fd in fds if os.path.realpath(fd) == str(path.resolve()))
+
+    assert open_on_file() >= 2
+    await db.dispose()
+    assert open_on_file() == 0
+    assert watch.current() is None
+    cache.close()
