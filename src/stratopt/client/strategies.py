@@ -1,4 +1,10 @@
-"""`stratopt types` (the strategy library) and `stratopt strategies` (your stored ones)."""
+"""`stratopt types` (the strategy library) and `stratopt strategies` (your stored ones).
+
+This module registers every `strategies` verb. It holds ls, show, create, rm, templates and
+categories; `update` is in strategy_update.py, `history` and the sharing verbs in
+strategy_sharing.py, `ensemble` and `compare` in strategy_compare.py, and the `--alert`
+rules that create, update and show share in strategy_alerts.py.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,21 @@ from stratopt.client.args import (
     subparser,
 )
 from stratopt.client.remote import Remote, add_server, param_to_pb, params_from_pb
+from stratopt.client.strategy_alerts import add_alert_flags, alerts_text, parse_alerts
 from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
+CATEGORIES = [
+    v.name.removeprefix("STRATEGY_CATEGORY_").lower()
+    for v in c.StrategyCategory.DESCRIPTOR.values
+    if v.number
+]
+ENSEMBLE_METHODS = {
+    "weighted_vote": pb.ENSEMBLE_METHOD_WEIGHTED_VOTE,
+    "majority": pb.ENSEMBLE_METHOD_MAJORITY,
+    "unanimous": pb.ENSEMBLE_METHOD_UNANIMOUS,
+}
 DIRECTIONS = {
     c.TRADE_DIRECTION_LONG_ONLY: "long",
     c.TRADE_DIRECTION_SHORT_ONLY: "short",
@@ -77,15 +94,42 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--tag", action="append", default=[], help="tag (repeat)")
     p.add_argument("--description", default="")
     add_execution(p)
+    add_alert_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the strategy id")
     add_json(p)
     p.set_defaults(func=cmd_create)
+
+    # The verbs past create live in their own modules (imported here, not at the top: they
+    # use this module's helpers); this function stays the one list of `strategies` verbs.
+    from stratopt.client import strategy_compare, strategy_sharing, strategy_update
+
+    strategy_update.add_verbs(verbs)
 
     p = subparser(verbs, "rm", "delete strategies", aliases=["delete"])
     add_server(p)
     p.add_argument("strategy_ids", metavar="ID", nargs="+")
     add_json(p)
     p.set_defaults(func=cmd_rm)
+
+    strategy_sharing.add_verbs(verbs)
+
+    p = subparser(
+        verbs,
+        "templates",
+        "ready-made parameter sets to start a strategy from (create --template ID)",
+    )
+    add_server(p)
+    p.add_argument("--type", dest="strategy_type", default="", help="only this strategy type")
+    p.add_argument("--category", choices=CATEGORIES, help="only this category")
+    add_json(p)
+    p.set_defaults(func=cmd_templates)
+
+    p = subparser(verbs, "categories", "strategy categories: how many types and strategies each")
+    add_server(p)
+    add_json(p)
+    p.set_defaults(func=cmd_categories)
+
+    strategy_compare.add_verbs(verbs)
 
 
 def _stub(r: Remote) -> pbg.StrategyServiceStub:
@@ -162,7 +206,7 @@ def parameters_table(params: Iterable[c.ParameterSpec]) -> Any:
     return o.table(["PARAMETER", "KIND", ">DEFAULT", "RANGE", "DESCRIPTION"], rows)
 
 
-def _given_execution(e: c.ExecutionOptions) -> dict[str, Any]:
+def given_execution(e: c.ExecutionOptions) -> dict[str, Any]:
     """The options an owner set on a stored strategy (engine names)."""
     out: dict[str, Any] = {}
     for name in e.set_fields.paths:
@@ -215,7 +259,7 @@ def show_strategy(s: pb.Strategy, json: bool) -> None:
         return
     from stratopt.engine.options import ExecutionOptions
 
-    given = _given_execution(s.execution)
+    given = given_execution(s.execution)
     resolved = ExecutionOptions.from_dict(given).resolved()
     rows = [
         ("id", s.id),
@@ -230,8 +274,11 @@ def show_strategy(s: pb.Strategy, json: bool) -> None:
         ("version", str(s.version)),
         ("execution set", _set_text(given)),
         ("runs with", o.execution_summary(resolved.to_dict(), o.timeframe_seconds(s.timeframe))),
+        ("alerts", alerts_text(s.alert_rules)),
         ("description", s.description or "-"),
     ]
+    if s.ensemble_members:
+        rows.insert(3, ("members", members_text(s)))
     o.show(o.pairs(rows))
 
 
@@ -251,6 +298,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         timeframe=args.timeframe,
         tags=args.tag,
         description=args.description,
+        alert_rules=parse_alerts(args.alert),
     )
     for k, v in params.items():
         strategy.parameters[k].CopyFrom(param_to_pb(v))
@@ -285,4 +333,64 @@ def cmd_rm(args: argparse.Namespace) -> int:
                 print(f"deleted strategy {sid}")
     if args.json:
         o.print_json({"deleted": args.strategy_ids})
+    return 0
+
+
+def members_text(s: pb.Strategy) -> str:
+    """An ensemble's members and how they vote: ``majority of A x1, B x2``."""
+    method = _enum(pb.EnsembleMethod, s.ensemble_method, "ENSEMBLE_METHOD_")
+    members = ", ".join(f"{m.strategy_id} x{m.weight:g}" for m in s.ensemble_members)
+    return f"{method} of {members}"
+
+
+# -- templates, categories ----------------------------------------------------------------------
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    req = pb.ListStrategyTemplatesRequest(
+        strategy_type=args.strategy_type, category=_category_pb(args.category)
+    )
+    with Remote(args.server) as r:
+        templates = list(_stub(r).ListStrategyTemplates(req).templates)
+    if args.json:
+        o.print_json([o.proto_json(t) for t in templates])
+        return 0
+    rows = [
+        [
+            t.id,
+            t.display_name,
+            t.strategy_type,
+            o.params_text(params_from_pb(t.parameters)),
+            _set_text(given_execution(t.execution)),
+            ", ".join(t.tags) or "-",
+        ]
+        for t in templates
+    ]
+    o.show(o.table(["ID", "NAME", "TYPE", "PARAMETERS", "EXECUTION", "TAGS"], rows))
+    print("start from one: stratopt strategies create NAME --template ID")
+    return 0
+
+
+def _category_pb(name: str | None) -> c.StrategyCategory.ValueType:
+    """``trend_following`` -> STRATEGY_CATEGORY_TREND_FOLLOWING; none: 0 (every category)."""
+    if not name:
+        return c.STRATEGY_CATEGORY_UNSPECIFIED
+    return c.StrategyCategory.Value(f"STRATEGY_CATEGORY_{name.upper()}")
+
+
+def cmd_categories(args: argparse.Namespace) -> int:
+    with Remote(args.server) as r:
+        categories = list(_stub(r).ListCategories(pb.ListCategoriesRequest()).categories)
+    if args.json:
+        o.print_json([o.proto_json(k) for k in categories])
+        return 0
+    rows = [
+        [
+            _enum(c.StrategyCategory, k.category, "STRATEGY_CATEGORY_"),
+            f"{k.strategy_type_count:,}",
+            f"{k.strategy_count:,}",
+        ]
+        for k in categories
+    ]
+    o.show(o.table(["CATEGORY", ">TYPES", ">STRATEGIES (yours and shared)"], rows))
     return 0
