@@ -56,6 +56,10 @@ class Notifier:
 
     async def stop(self) -> None:
         await self.webhooks.stop(timeout=2.0)
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """Ends every open `stream` (the server is shutting down); notifying still works."""
         self.hub.close_all("server shutting down")
 
     async def notify(

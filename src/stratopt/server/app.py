@@ -354,11 +354,7 @@ class Server:
             self._monitor.cancel()
         if self.grpc is not None:
             await self.health.enter_graceful_shutdown()
-            if self.runtime is not None and self.runtime.live is not None:
-                # Live streams never end by themselves and would hold the whole grace while
-                # strategies go on trading: stop the runs first (they resume at the next
-                # start), which ends their streams, then drain the other calls.
-                await self.runtime.live.stop_runs()
+            await self._end_open_streams()
             await self.grpc.stop(grace)
         if self.runtime is not None:
             for t in self.runtime.background:
@@ -370,6 +366,20 @@ class Server:
             await self.runtime.db.dispose()
         self.metrics.stop()
         log.info("stopped")
+
+    async def _end_open_streams(self) -> None:
+        """Live runs' streams, job watches and notification streams never end by themselves
+        and would hold the whole grace (5 s of every restart): end them before draining the
+        other calls. Live runs stop first (they resume at the next start). Their clients
+        subscribe again on the next server: after the last sequence they saw, or from a
+        fresh job snapshot."""
+        rt = self.runtime
+        if rt is None:
+            return
+        if rt.live is not None:
+            await rt.live.end_streams()
+        if rt.optimization is not None:
+            await rt.optimization.end_watches()
 
     async def wait(self) -> None:
         assert self.grpc is not None

@@ -24,6 +24,11 @@ class OptimizationRuntime:
     async def start(self) -> None:
         await self.pool.start()
 
+    async def end_watches(self) -> None:
+        """Ends every WatchJob stream (a server about to drain its calls); the jobs run on,
+        and their watchers start again from a snapshot on the next server."""
+        await self.jobs.feeds.close()
+
     async def stop(self) -> None:
         """Hands running jobs back to the queue, then closes the study storage."""
         await self.jobs.feeds.close()

@@ -36,6 +36,12 @@ class LiveRuntime:
         (clients resume with after_sequence)."""
         await self.manager.close()
 
+    async def end_streams(self) -> None:
+        """`stop_runs`, and ends the notification streams too (a server about to drain its
+        calls); notifications can still be written and sent to webhooks."""
+        await self.stop_runs()
+        self.notifier.end_streams()
+
     async def stop(self) -> None:
         """`stop_runs` (if not done yet), then stops webhook delivery."""
         await self.manager.close()
