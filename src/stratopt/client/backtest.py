@@ -170,7 +170,7 @@ def _local(args: argparse.Namespace, params: dict[str, Any]) -> int:
             out["trades"] = trades
         o.print_json(out)
     else:
-        _print(outcome, trades)
+        print_summary(outcome, trades)
     html = _html_path(args)
     if html is not None:
         from stratopt.export.reports import BacktestReport, report_html
@@ -221,7 +221,6 @@ def _local_trades(frame: Any, limit: int | None) -> list[dict[str, Any]] | None:
 def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from stratopt.v1 import backtest_pb2 as pb
     from stratopt.v1 import backtest_pb2_grpc as pbg
-    from stratopt.v1 import common_pb2 as c
     from stratopt.v1 import market_data_pb2 as mpb
     from stratopt.v1 import market_data_pb2_grpc as mpbg
 
@@ -258,7 +257,7 @@ def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
         trades = None
         if args.trades is not None:
             trades = [
-                _trade_dict(t, c)
+                trade_dict(t)
                 for t in r.client.pages(
                     r.client.backtests.ListBacktestTrades,
                     pb.ListBacktestTradesRequest(backtest_id=bt.id, page_size=1_000),
@@ -271,31 +270,39 @@ def _remote(args: argparse.Namespace, params: dict[str, Any]) -> int:
             from stratopt.client.exports import server_report
 
             server_report(r, bt.id, html)
-    metrics = o.proto_json(bt.metrics)
-    outcome = Outcome(
-        title=f"{bt.strategy_type} {o.params_text(params_from_pb(bt.parameters))}",
-        data=f"dataset {bt.dataset_id}",
-        start_ns=bt.time_range.start_time.ToNanoseconds(),
-        end_ns=bt.time_range.end_time.ToNanoseconds(),
-        bars=bt.bar_count,
-        bar_seconds=o.timeframe_seconds(timeframe),
-        execution=execution_from_pb(bt.execution),
-        metrics=metrics,
-        backtest_id=bt.id,
-    )
+    outcome = stored_outcome(bt, o.timeframe_seconds(timeframe))
     if args.json:
         out = o.proto_json(bt)
         if trades is not None:
             out["trades"] = trades
         o.print_json(out)
     else:
-        _print(outcome, trades)
+        print_summary(outcome, trades)
     if html is not None:
         _report_written(html, args)
     return 0
 
 
-def _trade_dict(t: Any, c: Any) -> dict[str, Any]:
+def stored_outcome(bt: Any, bar_seconds: float | None) -> Outcome:
+    """A stored backtest (a `Backtest` message) as the summary prints it: shared by
+    `backtest --server` and `backtests show`, so both print the same thing."""
+    return Outcome(
+        title=f"{bt.strategy_type} {o.params_text(params_from_pb(bt.parameters))}",
+        data=f"dataset {bt.dataset_id}",
+        start_ns=bt.time_range.start_time.ToNanoseconds(),
+        end_ns=bt.time_range.end_time.ToNanoseconds(),
+        bars=bt.bar_count,
+        bar_seconds=bar_seconds,
+        execution=execution_from_pb(bt.execution),
+        metrics=o.proto_json(bt.metrics),
+        backtest_id=bt.id,
+    )
+
+
+def trade_dict(t: Any) -> dict[str, Any]:
+    """A server trade (a `Trade` message) in the units the trades table and `--json` use."""
+    from stratopt.v1 import common_pb2 as c
+
     return {
         "entry_time": o.when(t.entry_time.ToNanoseconds()),
         "exit_time": o.when(t.exit_time.ToNanoseconds()),
@@ -317,7 +324,8 @@ def _json_metrics(metrics: dict[str, float]) -> dict[str, float | int]:
     return {k: int(v) if k in o.INTEGER_METRICS else float(v) for k, v in metrics.items()}
 
 
-def _print(r: Outcome, trades: list[dict[str, Any]] | None) -> None:
+def print_summary(r: Outcome, trades: list[dict[str, Any]] | None) -> None:
+    """The summary every backtest prints: strategy, data, execution, metrics (and trades)."""
     rows = [
         ("strategy", r.title),
         ("data", f"{r.data}: {o.period(r.start_ns, r.end_ns, r.bars, r.bar_seconds)}"),
@@ -334,16 +342,19 @@ def _print(r: Outcome, trades: list[dict[str, Any]] | None) -> None:
     if o.zero_costs(r.execution):
         o.warn(o.ZERO_COSTS)
     if trades is not None:
-        parts += ["", _trades_table(trades, r.bar_seconds)]
+        parts += ["", trades_table(trades, r.bar_seconds)]
     o.show(*parts)
 
 
-def _trades_table(trades: list[dict[str, Any]], bar_seconds: float | None) -> Any:
-    """The trades; a terminal narrower than WIDE_TRADES columns gets the holding time in
-    place of the exit time and the P&L."""
+def trades_table(
+    trades: list[dict[str, Any]], bar_seconds: float | None, *, first: int = 1, title: str = ""
+) -> Any:
+    """The trades, numbered from `first` (a tail keeps each trade's number in the whole
+    list); a terminal narrower than WIDE_TRADES columns gets the holding time in place of
+    the exit time and the P&L."""
     wide = o.console().width >= WIDE_TRADES
     rows = []
-    for i, t in enumerate(trades, 1):
+    for i, t in enumerate(trades, first):
         held = o.span(t["bars_held"] * bar_seconds) if bar_seconds else f"{t['bars_held']} bars"
         rows.append(
             [
@@ -360,7 +371,7 @@ def _trades_table(trades: list[dict[str, Any]], bar_seconds: float | None) -> An
         )
     columns = [">#", "SIDE", "ENTRY (UTC)", *(["EXIT (UTC)"] if wide else [">HELD"])]
     columns += [">ENTRY", ">EXIT", *([">P&L"] if wide else []), ">RETURN", "EXIT"]
-    return o.table(columns, rows, title=f"{len(trades):,} trades")
+    return o.table(columns, rows, title=title or f"{len(trades):,} trades")
 
 
 def _html_path(args: argparse.Namespace) -> Path | None:

@@ -1,16 +1,17 @@
 """The `stratopt` command: the server (serve, worker, migrate, user) and the client commands.
 
-The client commands live beside this module, one per concern: datasets.py, strategies.py,
-rules.py, backtest.py, optimize.py, jobs.py, exports.py, completion.py (output.py formats,
-remote.py connects, args.py parses the shared options). README "The command line" shows them in use.
+The client commands live beside this module, one per concern: datasets.py, strategies.py
+(and strategy_*.py), rules.py, backtest.py, optimize.py, jobs.py, live.py, feeds.py,
+exports.py, stored.py (stored backtests and export files), notify.py (overview,
+notifications, webhooks), account.py (whoami, passwd, keys, audit, users), completion.py.
+output.py formats, remote.py connects, args.py parses the shared options. README "The
+command line" shows them in use.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -75,13 +76,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:
+    from stratopt.client.account import password as ask_password
     from stratopt.security.roles import parse_role
     from stratopt.server.bootstrap import BootstrapError, create_user
     from stratopt.store import migrate
     from stratopt.store.db import Database
 
     s = _settings(args)
-    password = _secret("password: ", "STRATOPT_NEW_PASSWORD")
+    password = ask_password("password: ", "STRATOPT_NEW_PASSWORD", confirm=True)
 
     async def run() -> None:
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,19 +122,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secret(prompt: str, env: str) -> str:
-    """A password from ``env``, else asked on the terminal; a clear error without one."""
-    value = os.environ.get(env)
-    if value:
-        return value
-    if not sys.stdin.isatty():
-        raise CliError(f"no terminal to ask for the password: set {env}")
-    try:
-        return getpass.getpass(prompt)
-    except EOFError:
-        raise CliError(f"no password given: set {env} or type it at the prompt") from None
-
-
 def _ask(prompt: str, flag: str) -> str:
     if not sys.stdin.isatty():
         raise CliError(f"no terminal to ask for it: pass {flag}")
@@ -150,9 +139,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_login(args: argparse.Namespace) -> int:
     from stratopt.client import auth as client_auth
+    from stratopt.client.account import password as ask_password
 
     username = args.username or _ask("username: ", "--username")
-    password = _secret("password: ", "STRATOPT_PASSWORD")
+    password = ask_password("password: ", "STRATOPT_PASSWORD")
     name = client_auth.login(args.server, username, password)
     print(f"logged in to {args.server} as {name}; credentials in {client_auth.config_dir()}")
     return 0
@@ -174,7 +164,8 @@ CLIENT_ENV = {
     "STRATOPT_TOKEN": "access token for client commands (instead of `stratopt login`)",
     "STRATOPT_API_KEY": "API key for client commands (instead of `stratopt login`)",
     "STRATOPT_PASSWORD": "password for `stratopt login` without a prompt",
-    "STRATOPT_NEW_PASSWORD": "password for `stratopt user create` without a prompt",
+    "STRATOPT_NEW_PASSWORD": "the new password for `user create`, `users create` and `passwd` "
+    "without a prompt",
 }
 
 
@@ -221,6 +212,7 @@ def _server_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from stratopt.client import (
+        account,
         backtest,
         completion,
         datasets,
@@ -228,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         feeds,
         jobs,
         live,
+        notify,
         rules,
+        stored,
         strategies,
     )
     from stratopt.client.optimize import add_arguments as optimize_arguments
@@ -292,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs.add_commands(sub)
     live.add_commands(sub)
+    notify.add_commands(sub)
     feeds.add_commands(sub)
     exports.add_commands(sub)
+    stored.add_commands(sub)
+    account.add_commands(sub)
 
     p = subparser(sub, "worker", "run optimization jobs from the database (scale-out)")
     p.epilog = env_epilog()

@@ -1,0 +1,396 @@
+"""`stratopt overview`, `stratopt notifications` and `stratopt webhooks`: the SystemService
+from the terminal. What the server holds for you at a glance, your notifications (jobs that
+ended, exports ready, strategy alerts and status changes), and the webhooks that carry them
+out as signed Slack-compatible JSON (docs/live.md).
+
+StreamNotifications has no list call beside it and no "from the start": `after_sequence=0`
+sends only notifications written after the stream opened, `after_sequence=N` first the
+stored ones after N. So `notifications` always listens: for `--for` seconds (long enough
+for the stored ones and a replica's one-second poll), or with `--follow` until Ctrl-C,
+subscribing again after the last sequence printed when the connection breaks or the server
+restarts (the way `Client.follow_live` follows a paper run). Every line and JSON object
+carries its sequence, which is what `--after` takes.
+
+A webhook's signing secret is returned by CreateWebhook only; `webhooks create` prints it
+once, says so, and nothing else here ever writes it anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+
+from stratopt.client import output as o
+from stratopt.client import retry as r
+from stratopt.client.args import add_json, subparser
+from stratopt.client.output import CliError
+from stratopt.client.remote import Remote, add_server
+from stratopt.client.sync_client import Client
+from stratopt.v1 import system_pb2 as pb
+from stratopt.v1 import system_pb2_grpc as pbg
+
+SEVERITIES = {
+    pb.NOTIFICATION_SEVERITY_INFO: "info",
+    pb.NOTIFICATION_SEVERITY_WARNING: "warning",
+    pb.NOTIFICATION_SEVERITY_ERROR: "error",
+}
+DEFAULT_WINDOW_S = 2.0
+"""How long `notifications` listens without --follow: the stored ones after --after come
+at once, and a notification written by another replica reaches a stream within a second."""
+RECONNECT_WINDOW_S = 120.0
+"""How long a follow keeps subscribing again to a server that is away (a restart)."""
+ESTABLISHED_S = 1.0
+"""A subscription open this long reached the server: a wrong address or a server that is
+not running fails at once, and deserves the call's few retries, not the reconnect window."""
+METHOD = "StreamNotifications"
+"""For the retry rules: a Stream* call only reads, so subscribing again is harmless."""
+DEFAULT_KINDS = "strategy.alert (default)"
+SIGNATURE = 'X-Stratopt-Signature: v1=HMAC-SHA256(secret, "<timestamp>." + body)'
+
+
+def add_commands(sub: Any) -> None:
+    p = subparser(
+        sub,
+        "overview",
+        "what the server holds for you: strategies, datasets, backtests, jobs, paper trading",
+        description="Counts of what you can see on the server (everything for an admin): "
+        "strategies and how many paper trade, datasets (the public samples included), "
+        "backtests, queued and running jobs, today's paper trades and the value of your "
+        "running paper portfolios; and the server's version, uptime, database, engine state "
+        "and open streams.",
+    )
+    add_server(p)
+    add_json(p)
+    p.set_defaults(func=cmd_overview)
+
+    p = subparser(
+        sub,
+        "notifications",
+        "your notifications: jobs that ended, exports ready, strategy alerts and status",
+        description="Prints your notifications, one line each: time (UTC), severity, kind, "
+        "title, message, the resource it is about and its sequence number (--json: one JSON "
+        "object per line). The server streams only notifications written after the stream "
+        "opens, plus, with --after SEQ, the stored ones after sequence SEQ first. So without "
+        "--follow the command listens --for SECONDS and exits; with --follow it listens "
+        "until Ctrl-C, and when the connection breaks or the server restarts it subscribes "
+        "again after the last one printed (the server resends what came meanwhile).",
+    )
+    add_server(p)
+    p.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        metavar="SEQ",
+        help="first the stored notifications after this sequence number (0 = only new ones)",
+    )
+    how_long = p.add_mutually_exclusive_group()
+    how_long.add_argument(
+        "--for",
+        dest="seconds",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"listen this long, then exit (default: {DEFAULT_WINDOW_S:g})",
+    )
+    how_long.add_argument("-f", "--follow", action="store_true", help="keep listening until Ctrl-C")
+    add_json(p)
+    p.set_defaults(func=cmd_notifications)
+
+    hooks = subparser(
+        sub,
+        "webhooks",
+        "URLs that receive your notifications as signed Slack-compatible JSON",
+        aliases=["webhook"],
+    )
+    verbs = hooks.add_subparsers(dest="webhooks_cmd", required=True, metavar="VERB")
+
+    p = subparser(
+        verbs, "ls", "your webhooks: what they send, deliveries, the last error", aliases=["list"]
+    )
+    add_server(p)
+    add_json(p)
+    p.set_defaults(func=cmd_webhooks_ls)
+
+    p = subparser(
+        verbs,
+        "create",
+        "register a URL for your notifications; prints its signing secret, once",
+        description="Registers a URL that receives your notifications of the given kinds "
+        "(strategy alerts when none is given) as Slack-compatible JSON, each request signed "
+        "with HMAC-SHA256 (docs/live.md). The signing secret is printed here and never "
+        "again: store it where the receiver verifies signatures. Loopback and private "
+        "addresses are refused unless the server runs with --dev.",
+    )
+    add_server(p)
+    p.add_argument("url", metavar="URL", help="http:// or https://, no user:password@")
+    p.add_argument(
+        "--kind",
+        dest="kinds",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="a notification kind to send, e.g. strategy.alert, job.succeeded, job.failed, "
+        "export.ready (repeat; default strategy alerts only)",
+    )
+    add_json(p)
+    p.set_defaults(func=cmd_webhooks_create)
+
+    p = subparser(verbs, "rm", "delete webhooks", aliases=["delete"])
+    add_server(p)
+    p.add_argument("webhook_ids", metavar="ID", nargs="+")
+    add_json(p)
+    p.set_defaults(func=cmd_webhooks_rm)
+
+
+def _stub(r: Remote) -> pbg.SystemServiceStub:
+    return r.stub(pbg.SystemServiceStub)
+
+
+def _time(ts: Any) -> str:
+    """A Timestamp as UTC (from nanoseconds: a naive datetime would be read as local)."""
+    return o.when(ts.ToNanoseconds())
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+
+def cmd_overview(args: argparse.Namespace) -> int:
+    with Remote(args.server) as rem:
+        view = _stub(rem).GetOverview(pb.GetOverviewRequest())
+    if args.json:
+        o.print_json(o.proto_json(view))
+        return 0
+    o.show(o.pairs(overview_rows(view, args.server)))
+    return 0
+
+
+def overview_rows(v: pb.GetOverviewResponse, server: str) -> list[tuple[str, str]]:
+    engine = (
+        "ready" if v.engine_ready else "compiling its kernels: the first backtest waits for them"
+    )
+    strategies = f"{o.number(v.strategy_count)} ({o.number(v.running_strategy_count)} running)"
+    jobs = f"{o.number(v.queued_job_count)} queued, {o.number(v.running_job_count)} running"
+    return [
+        ("server", f"{server}, stratopt {v.version or '?'}"),
+        ("up for", o.span(v.uptime.ToTimedelta().total_seconds())),
+        ("server time", f"{_time(v.server_time)} UTC" if v.HasField("server_time") else "-"),
+        ("database", v.database_backend or "-"),
+        ("engine", engine),
+        ("strategies", strategies),
+        ("datasets", o.number(v.dataset_count)),
+        ("backtests", o.number(v.backtest_count)),
+        ("jobs", jobs),
+        ("paper trades today", o.number(v.trades_today)),
+        ("paper portfolio", o.money(v.paper_portfolio_value)),
+        ("open streams", o.number(v.open_stream_count)),
+    ]
+
+
+# -- notifications -----------------------------------------------------------------------------
+
+
+def cmd_notifications(args: argparse.Namespace) -> int:
+    if args.after < 0:
+        raise CliError(f"--after {args.after}: a sequence number is 0 or more")
+    if args.seconds is not None and not args.seconds > 0:
+        raise CliError(f"--for {args.seconds:g}: give a number of seconds above 0")
+    window = None if args.follow else args.seconds or DEFAULT_WINDOW_S
+    printed = missed = 0
+    with Remote(args.server) as rem:
+        follow = NotificationFollow(rem.client, args.after, window=window)
+        for n in follow:
+            print(o.json_line(n) if args.json else notification_line(n), flush=True)
+            printed += 1
+            if follow.dropped > missed:  # the server left some out for this slow reader
+                o.warn(f"{follow.dropped - missed:,} notifications missed: reading too slowly")
+                missed = follow.dropped
+    if not printed and not args.json and window is not None:
+        print(
+            f"stratopt: no notifications in {window:g} s (the server sends only new ones; "
+            "--follow waits for them, --after SEQ also sends the stored ones after SEQ)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def notification_line(n: pb.Notification) -> str:
+    """One notification on one line (a multi-line message is joined)."""
+    cells = [
+        _time(n.time) if n.HasField("time") else "-",
+        f"{SEVERITIES.get(n.severity, '-'):<7}",
+        n.kind or "-",
+        n.title or "-",
+        " ".join(n.message.split()) or "-",
+        n.resource or "-",
+        f"#{n.sequence}",
+    ]
+    return "  ".join(cells)
+
+
+class NotificationFollow:
+    """The caller's notifications after sequence `after`, each once, until `window` seconds
+    have passed (None: until the caller stops iterating), across broken connections.
+
+    A stream that ends or fails with UNAVAILABLE (a server restart, a network cut) is
+    subscribed again after the last sequence yielded, with backoff; the server resends
+    what was written meanwhile. With nothing received yet and `after` 0 it can only ask
+    for new ones again. Until a subscription has reached the server the call's retry
+    policy applies (so a wrong address fails in seconds); after that, the reconnect window.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        after: int = 0,
+        *,
+        window: float | None = None,
+        reconnect_window: float = RECONNECT_WINDOW_S,
+    ) -> None:
+        self.client = client
+        self.after = after
+        self.deadline = None if window is None else time.monotonic() + window
+        self.reconnect_window = reconnect_window
+        self.dropped = 0
+        self.reconnects = 0
+        self._dropped_here = 0
+        self._established = False
+
+    def __iter__(self) -> Iterator[pb.Notification]:
+        stub = self.client.system
+        retry, down_since = 0, 0.0
+        while (timeout := self._remaining()) is None or timeout > 0:
+            req = pb.StreamNotificationsRequest(after_sequence=self.after)
+            opened, error = time.monotonic(), None
+            self._dropped_here = 0
+            call: Any = stub.StreamNotifications(req, timeout=timeout)
+            try:
+                for reply in call:
+                    self._established, retry, down_since = True, 0, 0.0
+                    n = self._accept(reply)
+                    if n is not None:
+                        yield n
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and self.deadline is not None:
+                    return  # the window is over
+                if not r.should_retry(
+                    self.client.retry_policy, METHOD, code, r.error_retry_delay(e)
+                ):
+                    raise
+                error = e
+            finally:
+                call.cancel()  # Ctrl-C or a caller that stopped: end the stream on the server
+            self._established = self._established or time.monotonic() - opened >= ESTABLISHED_S
+            down_since = down_since or time.monotonic()
+            delay = self._delay(retry, down_since, error)
+            if delay is None or self._over_before(delay):
+                if error is not None:
+                    raise error
+                return
+            time.sleep(delay)
+            retry += 1
+            self.reconnects += 1
+
+    def _remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _over_before(self, delay: float) -> bool:
+        """Whether the window ends before a subscription `delay` seconds from now."""
+        return self.deadline is not None and time.monotonic() + delay >= self.deadline
+
+    def _accept(self, reply: pb.StreamNotificationsResponse) -> pb.Notification | None:
+        """The reply's notification if it is new; None for one sent again after a restart.
+        `dropped` is a running total per subscription, summed here over subscriptions."""
+        self.dropped += max(0, reply.dropped - self._dropped_here)
+        self._dropped_here = max(self._dropped_here, reply.dropped)
+        n = reply.notification
+        if n.sequence <= self.after:
+            return None
+        self.after = n.sequence
+        return n
+
+    def _delay(self, retry: int, down_since: float, error: grpc.RpcError | None) -> float | None:
+        """Seconds before subscribing again, or None to stop (raising `error` if any)."""
+        policy = self.client.retry_policy
+        hint = r.error_retry_delay(error) if error is not None else None
+        if self._established:
+            return r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+        code = error.code() if error is not None else grpc.StatusCode.UNAVAILABLE  # ended
+        return r.next_delay(policy, retry, METHOD, code, hint, None)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+def cmd_webhooks_ls(args: argparse.Namespace) -> int:
+    with Remote(args.server) as rem:
+        hooks = list(_stub(rem).ListWebhooks(pb.ListWebhooksRequest()).webhooks)
+    if args.json:
+        o.print_json([o.proto_json(h) for h in hooks])
+        return 0
+    rows = [
+        [
+            h.id, h.url, ", ".join(h.kinds) or DEFAULT_KINDS, f"{h.delivered_count:,}",
+            f"{h.failed_count:,}", h.last_error or "-",
+            _time(h.create_time) if h.HasField("create_time") else "-",
+        ]
+        for h in hooks
+    ]  # fmt: skip
+    columns = ["ID", "URL", "SENDS", ">DELIVERED", ">FAILED", "LAST ERROR", "CREATED (UTC)"]
+    o.show(o.table(columns, rows))
+    return 0
+
+
+def cmd_webhooks_create(args: argparse.Namespace) -> int:
+    url = _webhook_url(args.url)
+    hook = pb.Webhook(url=url, kinds=[k.strip() for k in args.kinds])
+    with Remote(args.server) as rem:
+        created = _stub(rem).CreateWebhook(pb.CreateWebhookRequest(webhook=hook)).webhook
+    once = "the server never shows it again: store it now where the receiver can read it"
+    if args.json:
+        o.print_json(o.proto_json(created))
+        if created.secret:
+            print(f"stratopt: the signing secret is in this output only; {once}", file=sys.stderr)
+        return 0
+    print(f"created webhook {created.id} for {created.url}")
+    print(f"sends: {', '.join(created.kinds) or DEFAULT_KINDS}")
+    if not created.secret:
+        print("the server returned no signing secret")
+        return 0
+    print(f"signing secret: {created.secret}")
+    print(f"  shown this once; {once}.")
+    print(f"  Every delivery is signed with it: {SIGNATURE} (docs/live.md).")
+    return 0
+
+
+def _webhook_url(text: str) -> str:
+    """The URL as given, or why not: a missing scheme is the usual slip (the server checks
+    the rest: credentials, private addresses, length)."""
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        example = url.split("://", 1)[-1] or "example.com/hook"
+        raise CliError(
+            f"{text!r}: a webhook URL starts with http:// or https://, e.g. https://{example}"
+        )
+    if not parts.netloc:
+        raise CliError(f"{text!r}: the webhook URL has no host")
+    return url
+
+
+def cmd_webhooks_rm(args: argparse.Namespace) -> int:
+    with Remote(args.server) as rem:
+        stub = _stub(rem)
+        for webhook_id in args.webhook_ids:
+            stub.DeleteWebhook(pb.DeleteWebhookRequest(webhook_id=webhook_id))
+            if not args.json:
+                print(f"deleted webhook {webhook_id}")
+    if args.json:
+        o.print_json({"deleted": list(args.webhook_ids)})
+    return 0
