@@ -102,8 +102,19 @@ class Api:
             p = self.performance(strategy_id)
             if p.run_state != spb.RUN_STATE_RUNNING:
                 return p
-            assert time.monotonic() < deadline, f"{strategy_id} still running"
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{strategy_id} still running after {timeout:.0f} s "
+                    f"({p.bars_processed} bars processed); what the server logged besides "
+                    f"calls:\n{self.server_notes()}"
+                )
             time.sleep(0.05)
+
+    def server_notes(self, last: int = 60) -> str:
+        """The server log's last lines other than one line per call: the clue when a run
+        does not end (a failed commit, a lost heartbeat, a replay that died)."""
+        lines = [ln for ln in self.srv.logs().splitlines() if '"logger": "stratopt.rpc"' not in ln]
+        return "\n".join(lines[-last:])
 
     def fills(self, strategy_id: str, who: str = "trader", page_size: int = 1000) -> list[spb.Fill]:
         return pages(
