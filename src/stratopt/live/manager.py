@@ -81,6 +81,7 @@ POLL_INTERVAL_S = 0.25
 HEARTBEAT_S = 2.0
 RUNNER_STALE_S = 15.0
 COMMIT_INTERVAL_S = 0.2
+END_RETRY_S = 0.5  # between attempts to record a run's end while the database fails
 STALL_SPACINGS = 3
 MAX_REJECTIONS_REPORTED = 100
 # How far past the newest published sequence a stream may resume. After a crash, a run
@@ -341,7 +342,9 @@ class LiveManager:
         try:
             claimed = await asyncio.shield(self.repo.claim_runs(self.runner, stale_before))
             for row in claimed:
-                if row.strategy_id in self.runs:
+                # Its own runs that are here, or being started here (recorded, not attached
+                # yet): resumed, they would run twice, and one life outlive the other.
+                if row.strategy_id in self.runs or row.strategy_id in self._starting:
                     continue
                 try:
                     await self._resume(row)
@@ -721,20 +724,30 @@ class LiveManager:
 
         It stays one of this server's runs until its end is recorded: in between, the
         heartbeat (`_resume_claimed`) would find it running, its own and not here, and
-        resume it for a second life. Should the flush fail, it stays (unhooked) for the
-        writer to write its events and state together later."""
+        resume it for a second life. A failed write (the database away or locked for a
+        while) is tried again until it succeeds: given up, the run would stay here unhooked
+        and recorded as running, reading as running for ever and ignoring StopStrategy. Only
+        a shutdown interrupts it; the run then resumes at the next start, as any run does."""
         strategy_id = handle.spec.strategy_id
         self._unhook(handle)
-        await self._flush()  # while it is still a run here, so its last state is written
-        try:
-            ended = not handle.lost and await self.repo.end_run(
-                handle.run_id, strategy_id, status, error, runner=self.runner
-            )
-        finally:
-            if self.runs.get(strategy_id) is handle:  # not let go (`_let_go`) meanwhile
-                del self.runs[strategy_id]
-                for kind in KINDS:
-                    self.hub.close((kind, strategy_id), reason)
+        failing = FailureLog(log, "could not record the end of a live run; retrying")
+        while True:
+            try:
+                await self._flush()  # while it is still a run here: its last state is written
+                ended = not handle.lost and await self.repo.end_run(
+                    handle.run_id, strategy_id, status, error, runner=self.runner
+                )
+                break
+            except Exception:
+                if self._closing:
+                    raise
+                failing.failed()
+                await asyncio.sleep(END_RETRY_S)
+        failing.recovered()
+        if self.runs.get(strategy_id) is handle:  # not let go (`_let_go`) meanwhile
+            del self.runs[strategy_id]
+            for kind in KINDS:
+                self.hub.close((kind, strategy_id), reason)
         return ended
 
     async def _replay(self, rt: FeedRuntime, start_index: int) -> None:

@@ -359,6 +359,88 @@ async def test_a_run_is_not_resumed_while_its_end_is_being_recorded(
     assert claims == [1]  # the run was still here while its end was recorded
 
 
+async def test_a_run_is_not_resumed_while_it_is_being_started(
+    dbs: tuple[Database, Database],
+) -> None:
+    """The heartbeat's claim (its own runs, not running here) landed between a starting
+    run's row being recorded and the run being attached: it resumed the run for a second
+    life beside the first. One of the two was left in the manager after the replay ended,
+    so the strategy read as running for ever (seen once in CI with 20 replays starting)."""
+    bars = synthetic(BARS)
+    repo = LiveRepo(dbs[0])
+    manager = LiveManager(repo, lambda _: bars, commit_interval=0.05, runner="replica-a")
+    feed = await add_feed(repo, bars, rate=0)
+    add_run = repo.add_run
+    claims: list[int] = []
+
+    async def recorded_then_claim(*args: Any, **kwargs: Any) -> Any:
+        row = await add_run(*args, **kwargs)
+        await manager._resume_claimed()
+        claims.append(len(manager.runs))
+        return row
+
+    repo.add_run = recorded_then_claim  # type: ignore[method-assign]
+    await manager.start()
+    try:
+        await manager.start_run(spec(feed), feed)
+        row = await until_ended(repo)
+        await until(lambda: not manager.runs, "the run gone")
+        assert (row.status, row.bars_processed) == ("stopped", BARS)
+    finally:
+        await manager.close()
+    assert claims == [0]  # the claim left the starting run alone
+    alerts = await repo.events_after("a", "alert", 0, 100)
+    messages = [e.payload["message"] for e in alerts]
+    assert messages.count("A started on SYN.") == 1
+    assert len([m for m in messages if "end of its dataset" in m]) == 1
+    assert await recorded(repo) == uninterrupted(bars, feed)
+
+
+@pytest.mark.parametrize("failing", ["commit_progress", "end_run"])
+async def test_a_run_whose_end_fails_to_be_written_still_ends(
+    dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The database refused the writes that end a run (locked past the busy timeout on a
+    loaded machine, or away for a moment). A failed last flush left the run here, unhooked
+    and recorded as running: it read as running for ever (seen once in CI, a replay "still
+    running" 60 s after the others ended). The end is now written once the database
+    takes it again."""
+    monkeypatch.setattr(manager_module, "END_RETRY_S", 0.05)
+    bars = synthetic(BARS)
+    repo = LiveRepo(dbs[0])
+    # No timed commits: the writes that fail are the ones that end the run.
+    manager = LiveManager(repo, lambda _: bars, commit_interval=3600.0, runner="replica-a")
+    feed = await add_feed(repo, bars, rate=0)
+    refusals = 0
+    finished = repo.mark_feed_finished
+    real = getattr(repo, failing)
+
+    async def finished_then_refuse(*args: Any, **kwargs: Any) -> Any:
+        nonlocal refusals
+        refusals = 3  # the database is away for the next three writes of the end
+        return await finished(*args, **kwargs)
+
+    async def refused_while_away(*args: Any, **kwargs: Any) -> Any:
+        nonlocal refusals
+        if refusals > 0:
+            refusals -= 1
+            raise OSError("database is locked")
+        return await real(*args, **kwargs)
+
+    repo.mark_feed_finished = finished_then_refuse  # type: ignore[method-assign]
+    setattr(repo, failing, refused_while_away)
+    await manager.start()
+    try:
+        await manager.start_run(spec(feed), feed)
+        row = await until_ended(repo)
+        await until(lambda: not manager.runs, "the run gone")
+        assert (row.status, row.bars_processed) == ("stopped", BARS)
+        assert refusals == 0, "the writes were refused as planned"
+    finally:
+        await manager.close()
+    assert await recorded(repo) == uninterrupted(bars, feed)
+
+
 async def test_shutdown_during_a_heartbeat_still_commits_the_last_progress(
     dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
