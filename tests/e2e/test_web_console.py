@@ -21,10 +21,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from stratopt.v1 import common_pb2 as c_pb
+from stratopt.v1 import export_pb2 as exp_pb
+from stratopt.v1 import export_pb2_grpc as exp_grpc
 from stratopt.v1 import optimization_pb2 as opt_pb
 from stratopt.v1 import optimization_pb2_grpc as opt_grpc
 from stratopt.v1 import strategy_pb2 as spb
 from stratopt.v1 import strategy_pb2_grpc as spb_grpc
+from stratopt.v1 import system_pb2 as sys_pb
+from stratopt.v1 import system_pb2_grpc as sys_grpc
 
 from stratopt.server.gateway import Gateway
 from tests.conftest import DEMO_PASSWORDS, ROOT, LiveServer
@@ -32,7 +36,7 @@ from tests.integration.jobs.helpers import make_dataset
 from tests.tools import CHROMIUM, unavailable
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Download, Page, Route
+    from playwright.sync_api import Browser, ConsoleMessage, Download, Page, Request, Route
 
 pytestmark = pytest.mark.e2e
 
@@ -480,7 +484,8 @@ def test_live_strategy_streams_signals_and_equity(
         page.click("[data-testid=stop]")
         page.wait_for_function("() => location.hash === '#/live'")
         page.wait_for_selector("text=Running strategies")
-        assert page.locator(f"a[href='#/live/{strategy_id}']").count() == 0
+        # In the page's list (a notification's toast may link to it too).
+        assert page.locator(f"#page a[href='#/live/{strategy_id}']").count() == 0
     finally:
         # Stopped by the page already, unless the test failed before.
         with contextlib.suppress(grpc.RpcError):
@@ -610,3 +615,225 @@ def test_viewer_sees_no_write_buttons(console: Console) -> None:
     console.go("strategies")
     page.wait_for_selector("text=Type library")
     console.shot("viewer-phone")
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+NOTIFICATION_STREAM = "**/stratopt.v1.SystemService/StreamNotifications"
+TOAST = "[data-testid=notification-toast]"
+COUNT = "[data-testid=notification-count]"
+PAST_A_POLL_MS = 1500  # a notification stream polls storage every second (live/notify.py)
+
+
+def trader_streams(live_server: LiveServer) -> int:
+    """The server streams trader has open (GetOverview counts the caller's)."""
+    with live_server.channel() as ch:
+        reply: Any = sys_grpc.SystemServiceStub(ch).GetOverview(
+            sys_pb.GetOverviewRequest(), metadata=live_server.md("trader")
+        )
+    return int(reply.open_stream_count)
+
+
+def wait_trader_streams(live_server: LiveServer, n: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := trader_streams(live_server)) != n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"trader has {seen} streams open, not {n}")
+        time.sleep(0.1)
+
+
+def notify_trader(live_server: LiveServer) -> str:
+    """A notification for trader written by the server: a Pine Script export says
+    "Export ready: <file>" (services/exports.py). Returns the file's name."""
+    with live_server.channel() as ch:
+        reply: Any = exp_grpc.ExportServiceStub(ch).ExportPineScript(
+            exp_pb.ExportPineScriptRequest(
+                strategy_type="sma_crossover", title=f"web-note-{time.time_ns()}"
+            ),
+            metadata=live_server.md("trader"),
+        )
+    return str(reply.file.file_name)
+
+
+def sign_in_with_the_feed_open(console: Console, live_server: LiveServer) -> None:
+    """Signs in as trader and waits until the server holds the console's notification
+    stream. A tab's first subscription asks only for notifications written after it opens,
+    and the server sends nothing (not even headers) before the first one, so the server's
+    count of trader's streams (none before: earlier tests' tabs are closed) is what says so."""
+    wait_trader_streams(live_server, 0)
+    console.login("trader")
+    wait_trader_streams(live_server, 1)
+    # The stream reads the user's last sequence right after it is counted.
+    console.page.wait_for_timeout(200)
+
+
+def stream_requests(page: Page) -> list[Request]:
+    """Every StreamNotifications request the tab sends from now on."""
+    seen: list[Request] = []
+    page.on(
+        "request",
+        lambda r: seen.append(r) if r.url.endswith(".SystemService/StreamNotifications") else None,
+    )
+    return seen
+
+
+def test_a_notification_is_a_toast_and_a_bell_entry_linking_to_its_page(
+    console: Console, live_server: LiveServer
+) -> None:
+    page = console.page
+    sign_in_with_the_feed_open(console, live_server)
+    bell = page.locator("[data-testid=notifications]")
+    assert bell.get_attribute("aria-expanded") == "false"
+    assert not page.locator(COUNT).is_visible()
+
+    file_name = notify_trader(live_server)
+    toast = page.locator(TOAST)
+    toast.wait_for()
+    assert f"Export ready: {file_name}" in toast.inner_text()
+    assert toast.get_attribute("role") == "status"  # an info notification
+    assert toast.locator("a").get_attribute("href") == "#/exports"
+    assert page.locator(COUNT).inner_text() == "1"
+    assert bell.get_attribute("aria-label") == "Notifications, 1 unread"
+
+    bell.click()
+    assert bell.get_attribute("aria-expanded") == "true"
+    entries = page.locator("[data-testid=notification]")
+    assert entries.count() == 1
+    assert f"Export ready: {file_name}" in entries.first.inner_text()
+    assert "unread" in (entries.first.get_attribute("class") or "")  # while the menu is open
+    assert not page.locator(COUNT).is_visible(), "opening the menu read it"
+    console.shot("notifications-desktop")
+    entries.first.locator("a").click()
+    page.wait_for_function("() => location.hash === '#/exports'")
+    page.wait_for_selector(f"[data-testid=export-files] td:text-is('{file_name}')")
+    assert bell.get_attribute("aria-expanded") == "false", "following a link closes the menu"
+    assert not page.locator(COUNT).is_visible()
+    # On the page a notification is about, the page shows it: the list gets the file, and
+    # there is no toast and nothing unread.
+    second = notify_trader(live_server)
+    page.wait_for_selector(f"[data-testid=export-files] td:text-is('{second}')")
+    assert page.locator(f"{TOAST}:has-text('{second}')").count() == 0
+    assert not page.locator(COUNT).is_visible()
+
+    # On a phone the menu fits the screen, and Escape closes it.
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    bell.click()
+    menu = page.locator("#notification-menu")
+    menu.wait_for()
+    box = menu.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    console.shot("notifications-phone")
+    page.keyboard.press("Escape")
+    assert menu.is_hidden()
+    assert bell.get_attribute("aria-expanded") == "false"
+
+
+def test_one_notification_stream_outlives_page_changes_and_ends_at_logout(
+    console: Console, live_server: LiveServer
+) -> None:
+    page = console.page
+    opened = stream_requests(page)
+    sign_in_with_the_feed_open(console, live_server)
+    for route, ready in [
+        ("strategies", "text=Type library"),
+        ("optimize", "text=Recent jobs"),
+        ("backtest", "text=Recent backtests"),
+        ("exports", "[data-testid=export-files]"),
+        ("datasets", "[data-testid=dataset-list]"),
+    ]:
+        console.go(route)
+        page.wait_for_selector(ready)
+    file_name = notify_trader(live_server)
+    page.locator(TOAST).wait_for()
+    # Pages change while it is shown; a second stream would deliver it again within its poll.
+    console.go("strategies")
+    page.wait_for_selector("text=Type library")
+    console.go("datasets")
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 1
+    assert file_name in page.locator(TOAST).inner_text()
+    assert page.locator(COUNT).inner_text() == "1"
+    assert len(opened) == 1, [r.url for r in opened]
+    assert trader_streams(live_server) == 1
+
+    page.click("[data-testid=logout]")
+    page.wait_for_selector("[data-testid=login-form]")
+    wait_trader_streams(live_server, 0)
+    assert page.evaluate("sessionStorage.getItem('stratopt.notifications')") is None
+
+
+def test_a_reload_does_not_show_a_notification_again_and_misses_none(
+    console: Console, live_server: LiveServer
+) -> None:
+    page = console.page
+    sign_in_with_the_feed_open(console, live_server)
+    first = notify_trader(live_server)
+    page.locator(TOAST).wait_for()
+
+    page.reload()
+    page.wait_for_selector("[data-testid=role]")
+    wait_trader_streams(live_server, 1)
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 0, "not new again"
+    assert page.locator(COUNT).inner_text() == "1", "still listed, still unread"
+
+    # Written while the tab is elsewhere: it comes, once, when the tab is back.
+    page.goto("about:blank")
+    wait_trader_streams(live_server, 0)
+    second = notify_trader(live_server)
+    console.go("strategies")
+    page.locator(TOAST).wait_for()
+    assert second in page.locator(TOAST).inner_text()
+    assert page.locator(COUNT).inner_text() == "2"
+    page.click("[data-testid=notifications]")
+    entries = page.locator("[data-testid=notification]")
+    assert entries.count() == 2
+    assert second in entries.nth(0).inner_text(), "newest first"
+    assert first in entries.nth(1).inner_text()
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 1
+
+
+def test_a_refused_or_broken_notification_stream_is_opened_again(
+    console: Console, live_server: LiveServer
+) -> None:
+    """The first subscription fails on the network, the second is refused for its token
+    (the server refuses it for real: the token is swapped for an invalid one on the way);
+    the console refreshes the session and subscribes a third time, which delivers."""
+    page = console.page
+    tokens: list[str] = []
+    refreshes: list[Request] = []
+    page.on(
+        "request",
+        lambda r: refreshes.append(r) if r.url.endswith(".AuthService/RefreshToken") else None,
+    )
+
+    def break_then_refuse(route: Route) -> None:
+        tokens.append(route.request.headers.get("authorization", ""))
+        if len(tokens) == 1:
+            route.abort()
+        elif len(tokens) == 2:
+            route.continue_(headers={**route.request.headers, "authorization": "Bearer x.y.z"})
+        else:
+            route.continue_()
+
+    page.route(NOTIFICATION_STREAM, break_then_refuse)
+    wait_trader_streams(live_server, 0)
+    console.login("trader")
+    deadline = time.monotonic() + 20
+    while len(tokens) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(tokens) == 3, tokens
+    assert len(refreshes) == 1, "one refresh, after the refusal"
+    assert tokens[2].startswith("Bearer ") and tokens[2] != tokens[0], "the refreshed token"
+    wait_trader_streams(live_server, 1)
+    page.wait_for_timeout(200)
+    file_name = notify_trader(live_server)
+    page.locator(TOAST).wait_for()
+    assert file_name in page.locator(TOAST).inner_text()
+    page.unroute(NOTIFICATION_STREAM)
+    # Chromium logs the request that failed on the network; that one error is the point.
+    failed = [e for e in console.errors if "ERR_FAILED" in e]
+    assert len(failed) == 1, console.errors
+    console.errors.remove(failed[0])

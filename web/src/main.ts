@@ -4,6 +4,7 @@ import "./style.css";
 import { can, logout, onSignedOut, Permission, resume, roleName, session, type Session } from "./api";
 import { disposeCharts } from "./charts";
 import { button, h, mount } from "./dom";
+import { endNotifications, notificationsMenu, startNotifications, stopNotifications } from "./notifications";
 import { navigate, toastError, type Page } from "./page";
 import { backtestPage } from "./pages/backtest";
 import { datasetsPage } from "./pages/datasets";
@@ -24,6 +25,8 @@ const routes: Record<string, [string, Page, Permission?]> = {
 
 const app = document.getElementById("app")!;
 let pageAbort = new AbortController();
+/** One host for the tab's life, so a toast (a notification) outlives a change of page. */
+const toasts = h("div", { id: "toasts" });
 
 function shell(s: Session, active: string): HTMLElement {
   const main = h("main", { id: "page" });
@@ -37,11 +40,13 @@ function shell(s: Session, active: string): HTMLElement {
   const who = h(
     "div",
     { class: "who" },
+    notificationsMenu(),
     h("span", { "data-testid": "user" }, s.user.displayName || s.user.username),
     h("span", { class: "role", "data-testid": "role" }, roleName(s.user.role)),
     button(
       "Log out",
       () => {
+        endNotifications();
         void logout().then(() => navigate("login"));
       },
       { "data-testid": "logout", class: "secondary" },
@@ -50,7 +55,7 @@ function shell(s: Session, active: string): HTMLElement {
   mount(
     app,
     h("header", { class: "top" }, h("a", { class: "brand", href: "#/datasets" }, "stratopt"), nav, who),
-    h("div", { id: "toasts" }),
+    toasts,
     main,
   );
   return main;
@@ -69,13 +74,15 @@ async function route(): Promise<void> {
   if (!s && name !== "login") s = await resume();
   if (name === "login" || !s) {
     if (name !== "login") sessionStorage.setItem("stratopt.next", window.location.hash);
-    mount(app, h("div", { id: "toasts" }), h("main", { id: "page", class: "narrow" }));
+    stopNotifications();
+    mount(app, toasts, h("main", { id: "page", class: "narrow" }));
     await loginPage({ root: document.getElementById("page")!, args, query, signal });
     return;
   }
   const key = name in routes ? name : "datasets";
   const [, page] = routes[key]!;
   const root = shell(s, key);
+  startNotifications(s); // once per tab session: a no-op when already open for this user
   document.title = `${routes[key]![0]} · stratopt`;
   try {
     await page({ root, args, query, signal });
@@ -84,7 +91,10 @@ async function route(): Promise<void> {
   }
 }
 
-onSignedOut(() => navigate("login"));
+onSignedOut(() => {
+  endNotifications();
+  navigate("login");
+});
 window.addEventListener("hashchange", () => void route());
 void route();
 

@@ -1,7 +1,7 @@
 // What every page gets: where to draw, the route's arguments, and a signal that aborts when
 // the user navigates away (open streams end with it).
 import { Code, ConnectError } from "@connectrpc/connect";
-import { h } from "./dom";
+import { h, type Attrs } from "./dom";
 import { problemOf } from "./errors";
 
 export interface PageContext {
@@ -23,13 +23,25 @@ export function isAbort(e: unknown, signal: AbortSignal): boolean {
   return signal.aborted || ConnectError.from(e).code === Code.Canceled;
 }
 
-/** A transient message at the top of the page (errors outside any form). */
-export function toast(text: string, kind: "info" | "error" = "info"): void {
+export type ToastKind = "info" | "warning" | "error";
+
+/**
+ * A transient message in the corner of the page (errors outside any form, notifications).
+ * Warnings and errors are alerts (read out at once), the rest a status; `ms` overrides how
+ * long it stays.
+ */
+export function toast(
+  content: string | Node,
+  kind: ToastKind = "info",
+  attrs: Attrs = {},
+  ms?: number,
+): void {
   const host = document.getElementById("toasts");
   if (!host) return;
-  const el = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+  const role = kind === "info" ? "status" : "alert";
+  const el = h("div", { ...attrs, class: `toast ${kind}`, role }, content);
   host.appendChild(el);
-  window.setTimeout(() => el.remove(), kind === "error" ? 8000 : 3000);
+  window.setTimeout(() => el.remove(), ms ?? (kind === "info" ? 3000 : 8000));
 }
 
 export function toastError(e: unknown): void {

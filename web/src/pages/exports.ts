@@ -5,6 +5,7 @@ import { api, can, Permission } from "../api";
 import { busy, button, card, field, h, input, mount, select, table } from "../dom";
 import { clearErrors, showError } from "../errors";
 import { enumLabel, num, when } from "../format";
+import { NOTIFICATION_EVENT, type NotificationDetail } from "../notifications";
 import { toast, toastError, type PageContext } from "../page";
 import { allStrategies } from "./strategies";
 
@@ -24,7 +25,7 @@ async function download(id: string, name: string, type: string): Promise<void> {
   saveBlob(parts, name, type);
 }
 
-export async function exportsPage({ root, query }: PageContext): Promise<void> {
+export async function exportsPage({ root, query, signal }: PageContext): Promise<void> {
   if (!can(Permission.EXPORT)) {
     mount(
       root,
@@ -202,6 +203,16 @@ export async function exportsPage({ root, query }: PageContext): Promise<void> {
     });
   });
 
+  // A file made elsewhere (another tab, the CLI, a job's report) appears without a reload.
+  window.addEventListener(
+    NOTIFICATION_EVENT,
+    (ev) => {
+      if ((ev as CustomEvent<NotificationDetail>).detail.kind === "export.ready") {
+        reloadFiles().catch(() => undefined);
+      }
+    },
+    { signal },
+  );
   mount(
     root,
     h("h1", {}, "Exports"),
