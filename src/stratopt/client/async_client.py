@@ -8,7 +8,6 @@ async iterators), same helpers as coroutines and async iterators. Use it as
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -358,9 +357,13 @@ class AsyncJobWatch:
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self.job: optimization_pb2.Job | None = None
-        self.reconnects = 0
+        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
         self._call: Any = None
         self._closed = False
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnect.count
 
     @property
     def done(self) -> bool:
@@ -371,7 +374,6 @@ class AsyncJobWatch:
 
     async def _events(self) -> AsyncIterator[optimization_pb2.WatchJobResponse]:
         policy = self.client.retry_policy
-        retry, down_since = 0, 0.0
         while not self.done and not self._closed:
             req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
             self._call = self.client.optimization.WatchJob(req)
@@ -380,7 +382,7 @@ class AsyncJobWatch:
                 seen = 0
                 async for event in self._call:
                     if seen:  # past the SNAPSHOT: the job is making progress again
-                        retry, down_since = 0, 0.0
+                        self._reconnect.progress()
                     seen += 1
                     self.job = event.job
                     yield event
@@ -401,16 +403,10 @@ class AsyncJobWatch:
             else:
                 if not self.reconnect:
                     return  # ended before the job did (a server draining its streams)
-            down_since = down_since or time.monotonic()
-            hint = r.error_retry_delay(error) if error is not None else None
-            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            delay = self._reconnect.delay(error)
             if delay is None:
-                if error is not None:
-                    raise error
                 return
             await asyncio.sleep(delay)
-            retry += 1
-            self.reconnects += 1
 
     def close(self) -> None:
         """Stops watching; the job keeps running."""
@@ -444,9 +440,13 @@ class AsyncLiveFollow:
         self.cursor = b.LiveCursor(kind, after)
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
-        self.reconnects = 0
+        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
         self._call: Any = None
         self._closed = False
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnect.count
 
     @property
     def after(self) -> int:
@@ -462,13 +462,12 @@ class AsyncLiveFollow:
 
     async def _events(self) -> AsyncIterator[Any]:
         policy = self.client.retry_policy
-        retry, down_since = 0, 0.0
         while not self._closed:
             self._call = self.cursor.subscribe(self.client.strategies, self.strategy_id)
             error = None
             try:
                 async for reply in self._call:
-                    retry, down_since = 0, 0.0
+                    self._reconnect.progress()
                     event = self.cursor.accept(reply)
                     if event is not None:
                         yield event
@@ -487,16 +486,10 @@ class AsyncLiveFollow:
             else:
                 if not self.reconnect or not await self._runs():
                     return
-            down_since = down_since or time.monotonic()
-            hint = r.error_retry_delay(error) if error is not None else None
-            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            delay = self._reconnect.delay(error)
             if delay is None:
-                if error is not None:
-                    raise error
                 return
             await asyncio.sleep(delay)
-            retry += 1
-            self.reconnects += 1
 
     async def _runs(self) -> bool:
         req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)

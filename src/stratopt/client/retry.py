@@ -149,3 +149,35 @@ def reconnect_delay(
     if time.monotonic() - down_since >= window:
         return None
     return policy.backoff(retry, hint)
+
+
+class Reconnect:
+    """The reconnect bookkeeping of one long-lived stream (a job watch, a live follow): how
+    many times it subscribed again, and since when it has made no progress, for
+    `reconnect_delay`. The sync and async followers share it."""
+
+    def __init__(self, policy: RetryPolicy, window: float) -> None:
+        self.policy = policy
+        self.window = window
+        self.count = 0
+        self._retry = 0
+        self._down_since = 0.0
+
+    def progress(self) -> None:
+        """Something new arrived: the next break starts a fresh window and backoff."""
+        self._retry, self._down_since = 0, 0.0
+
+    def delay(self, error: grpc.RpcError | None) -> float | None:
+        """Seconds to wait before subscribing again after `error` (None: the stream ended
+        early), or None once the window has passed; then `error` is raised, if there is one.
+        """
+        self._down_since = self._down_since or time.monotonic()
+        hint = error_retry_delay(error) if error is not None else None
+        delay = reconnect_delay(self.policy, self._retry, self._down_since, self.window, hint)
+        if delay is None:
+            if error is not None:
+                raise error
+            return None
+        self._retry += 1
+        self.count += 1
+        return delay

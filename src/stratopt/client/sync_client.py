@@ -407,9 +407,14 @@ class JobWatch:
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self.job: optimization_pb2.Job | None = None
-        self.reconnects = 0
+        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
         self._call: Any = None
         self._closed = False
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the watch subscribed again."""
+        return self._reconnect.count
 
     @property
     def done(self) -> bool:
@@ -417,7 +422,6 @@ class JobWatch:
 
     def __iter__(self) -> Iterator[optimization_pb2.WatchJobResponse]:
         policy = self.client.retry_policy
-        retry, down_since = 0, 0.0
         while not self.done and not self._closed:
             req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
             self._call = self.client.optimization.WatchJob(req)
@@ -425,7 +429,7 @@ class JobWatch:
             try:
                 for seen, event in enumerate(self._call):
                     if seen:  # past the SNAPSHOT: the job is making progress again
-                        retry, down_since = 0, 0.0
+                        self._reconnect.progress()
                     self.job = event.job
                     yield event
                     if self.done:
@@ -442,16 +446,10 @@ class JobWatch:
             else:
                 if not self.reconnect:
                     return  # ended before the job did (a server draining its streams)
-            down_since = down_since or time.monotonic()
-            hint = r.error_retry_delay(error) if error is not None else None
-            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            delay = self._reconnect.delay(error)
             if delay is None:
-                if error is not None:
-                    raise error
                 return
             time.sleep(delay)
-            retry += 1
-            self.reconnects += 1
 
     def close(self) -> None:
         """Stops watching (from another thread too); the job keeps running."""
@@ -499,9 +497,14 @@ class LiveFollow:
         self.cursor = b.LiveCursor(kind, after)
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
-        self.reconnects = 0
+        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
         self._call: Any = None
         self._closed = False
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the follow subscribed again."""
+        return self._reconnect.count
 
     @property
     def after(self) -> int:
@@ -514,13 +517,12 @@ class LiveFollow:
 
     def __iter__(self) -> Iterator[Any]:
         policy = self.client.retry_policy
-        retry, down_since = 0, 0.0
         while not self._closed:
             self._call = self.cursor.subscribe(self.client.strategies, self.strategy_id)
             error = None
             try:
                 for reply in self._call:
-                    retry, down_since = 0, 0.0
+                    self._reconnect.progress()
                     event = self.cursor.accept(reply)
                     if event is not None:
                         yield event
@@ -536,16 +538,10 @@ class LiveFollow:
             else:
                 if not self.reconnect or not self._runs():
                     return
-            down_since = down_since or time.monotonic()
-            hint = r.error_retry_delay(error) if error is not None else None
-            delay = r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
+            delay = self._reconnect.delay(error)
             if delay is None:
-                if error is not None:
-                    raise error
                 return
             time.sleep(delay)
-            retry += 1
-            self.reconnects += 1
 
     def _runs(self) -> bool:
         """Whether the run still runs; a server that does not answer yet counts as yes."""

@@ -12,6 +12,7 @@ from stratopt.v1 import auth_pb2
 
 from stratopt.client.retry import (
     STATUS_DETAILS_KEY,
+    Reconnect,
     RetryPolicy,
     is_idempotent,
     next_delay,
@@ -101,3 +102,41 @@ def test_a_credential_given_on_the_call_wins() -> None:
     assert merge_metadata([("x-request-id", "1")], mine) == [("x-request-id", "1"), *mine]
     assert merge_metadata([("x-api-key", "other")], mine) == [("x-api-key", "other")]
     assert merge_metadata(None, mine) == mine
+
+
+class _Broken(grpc.RpcError):
+    """A stream broken with UNAVAILABLE, as a server restart leaves it."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+
+def test_reconnect_backs_off_until_progress_and_gives_up_after_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("stratopt.client.retry.time.monotonic", lambda: now[0])
+    policy = RetryPolicy(initial_backoff=1.0, multiplier=2.0, max_backoff=4.0)
+    reconnect = Reconnect(policy, window=10.0)
+    broken = _Broken()
+    delays = []
+    for _ in range(4):
+        delay = reconnect.delay(broken)
+        assert delay is not None
+        delays.append(delay)
+        now[0] += delay
+    # Half to all of 1, 2, 4, 4 s: doubling, capped at max_backoff.
+    ceilings = [1.0, 2.0, 4.0, 4.0]
+    assert all(c / 2 <= d <= c for c, d in zip(ceilings, delays, strict=True)), delays
+    assert reconnect.count == 4
+    reconnect.progress()  # an event came: a fresh window and backoff
+    now[0] += 1.0
+    assert reconnect.delay(broken) is not None and reconnect.count == 5
+    now[0] += 10.0  # no progress for the whole window since that break
+    with pytest.raises(_Broken):
+        reconnect.delay(broken)
+    assert reconnect.delay(None) is None, "a stream that only ended gives up quietly"
+    assert reconnect.count == 5
