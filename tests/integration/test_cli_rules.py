@@ -259,7 +259,10 @@ def test_create_ls_show_update_share_rm(cli: Run) -> None:
         assert "NOT_FOUND" in err
     finally:
         out, _ = cli("rules", "rm", sid, "clirules_blend")
-    assert out.splitlines() == [f"deleted definition {sid}", f"deleted definition {ind}"]
+    assert out.splitlines() == [
+        f"deleted definition {sid}",
+        f"deleted definition clirules_blend ({ind})",  # given by name: its id too
+    ]
     _, err = cli("rules", "rm", sid, code=1)
     assert "NOT_FOUND" in err
 

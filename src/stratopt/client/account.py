@@ -304,12 +304,6 @@ def permission_name(permission: c.Permission.ValueType) -> str:
     return c.Permission.Name(permission).removeprefix("PERMISSION_").lower()
 
 
-def _time(msg: Any, field: str) -> str:
-    """A timestamp field in UTC, "-" when unset (from nanoseconds: a naive datetime would
-    be read as local time)."""
-    return o.when(getattr(msg, field).ToNanoseconds()) if msg.HasField(field) else "-"
-
-
 # -- whoami, passwd ----------------------------------------------------------------------------
 
 
@@ -401,7 +395,7 @@ def cmd_keys_ls(args: argparse.Namespace) -> int:
     rows = [
         [
             k.id, k.display_name, k.prefix, _key_state(k, now_ns), _scopes(k, short=True),
-            _time(k, "expire_time"), _time(k, "last_used_time"),
+            o.when_field(k, "expire_time"), o.when_field(k, "last_used_time"),
         ]
         for k in keys
     ]  # fmt: skip
@@ -418,7 +412,10 @@ def _print_secret(key: pb.ApiKey, secret: str, headline: str, extra: list[str]) 
             [
                 ("key", f"{key.id} ({key.prefix})"),
                 ("scopes", _scopes(key)),
-                ("expires", _time(key, "expire_time") if key.HasField("expire_time") else "never"),
+                (
+                    "expires",
+                    o.when_field(key, "expire_time") if key.HasField("expire_time") else "never",
+                ),
                 ("secret", secret),
             ]
         )
@@ -475,7 +472,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     old = (
         "the old secret no longer works"
         if ended
-        else f"the old secret works until {_time(reply, 'previous_secret_expire_time')} UTC"
+        else f"the old secret works until {o.when_field(reply, 'previous_secret_expire_time')} UTC"
     )
     headline = f"rotated API key {args.key_id}: the new key is {reply.api_key.id}"
     _print_secret(reply.api_key, reply.secret, headline, [old])
@@ -490,7 +487,7 @@ def _audit_cells(e: pb.AuditEvent) -> list[str]:
     --json keeps the full path)."""
     resource = " ".join(x for x in (e.resource_type, e.resource_id) if x) or "-"
     return [
-        _time(e, "time"), e.actor_username or e.actor_id or "-", e.api_key_prefix or "-",
+        o.when_field(e, "time"), e.actor_username or e.actor_id or "-", e.api_key_prefix or "-",
         e.method.rsplit("/", 1)[-1], resource, e.outcome, e.detail,
     ]  # fmt: skip
 
@@ -537,9 +534,9 @@ def _user_rows(u: pb.User) -> list[tuple[str, str]]:
         ("role", role_name(u.role)),
         ("state", "disabled" if u.disabled else "enabled"),
         ("email", u.email or "-"),
-        ("created", _time(u, "create_time")),
-        ("updated", _time(u, "update_time")),
-        ("last login", _time(u, "last_login_time")),
+        ("created", o.when_field(u, "create_time")),
+        ("updated", o.when_field(u, "update_time")),
+        ("last login", o.when_field(u, "last_login_time")),
     ]
 
 
@@ -560,7 +557,7 @@ def cmd_users_ls(args: argparse.Namespace) -> int:
     rows = [
         [
             u.username, role_name(u.role), "disabled" if u.disabled else "enabled",
-            u.display_name or "-", u.email or "-", _time(u, "last_login_time"), u.id,
+            u.display_name or "-", u.email or "-", o.when_field(u, "last_login_time"), u.id,
         ]
         for u in users
     ]  # fmt: skip
@@ -628,14 +625,9 @@ def cmd_users_update(args: argparse.Namespace) -> int:
 
 
 def cmd_users_rm(args: argparse.Namespace) -> int:
-    deleted = []
     with Remote(args.server) as r:
-        for name in args.names:
-            uid = user_id(r, name)
-            _stub(r).DeleteUser(pb.DeleteUserRequest(user_id=uid))
-            deleted.append(uid)
-            if not args.json:
-                print(f"deleted user {name}" + ("" if name == uid else f" ({uid})"))
-    if args.json:
-        o.print_json({"deleted": deleted})
-    return 0
+        stub = _stub(r)
+        return o.delete_each(
+            "user", args.names, lambda uid: stub.DeleteUser(pb.DeleteUserRequest(user_id=uid)),
+            args.json, resolve=lambda name: user_id(r, name),
+        )  # fmt: skip

@@ -253,10 +253,7 @@ def _created(d: pb.Dataset, args: argparse.Namespace, verb: str) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         stub = _stub(r)
-        for did in args.dataset_ids:
-            stub.DeleteDataset(pb.DeleteDatasetRequest(dataset_id=did))
-            if not args.json:
-                print(f"deleted dataset {did}")
-    if args.json:
-        o.print_json({"deleted": args.dataset_ids})
-    return 0
+        return o.delete_each(
+            "dataset", args.dataset_ids,
+            lambda did: stub.DeleteDataset(pb.DeleteDatasetRequest(dataset_id=did)), args.json,
+        )  # fmt: skip

@@ -244,10 +244,7 @@ def _feed_bar(symbol: str, bars: Bars, k: int) -> pb.FeedBar:
 def cmd_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
         stub = _stub(r)
-        for feed_id in args.feed_ids:
-            stub.DeleteFeed(pb.DeleteFeedRequest(feed_id=feed_id))
-            if not args.json:
-                print(f"deleted feed {feed_id}")
-    if args.json:
-        o.print_json({"deleted": list(args.feed_ids)})
-    return 0
+        return o.delete_each(
+            "feed", args.feed_ids,
+            lambda fid: stub.DeleteFeed(pb.DeleteFeedRequest(feed_id=fid)), args.json,
+        )  # fmt: skip

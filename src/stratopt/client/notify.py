@@ -387,10 +387,7 @@ def _webhook_url(text: str) -> str:
 def cmd_webhooks_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as rem:
         stub = _stub(rem)
-        for webhook_id in args.webhook_ids:
-            stub.DeleteWebhook(pb.DeleteWebhookRequest(webhook_id=webhook_id))
-            if not args.json:
-                print(f"deleted webhook {webhook_id}")
-    if args.json:
-        o.print_json({"deleted": list(args.webhook_ids)})
-    return 0
+        return o.delete_each(
+            "webhook", args.webhook_ids,
+            lambda wid: stub.DeleteWebhook(pb.DeleteWebhookRequest(webhook_id=wid)), args.json,
+        )  # fmt: skip

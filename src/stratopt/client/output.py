@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -455,6 +455,35 @@ def parameter_value(v: Mapping[str, Any]) -> Any:
     if "double_value" in v:
         return float(v["double_value"])
     return v.get("string_value", "")
+
+
+def when_field(msg: Any, field: str) -> str:
+    """A message's timestamp field in UTC, "-" when unset (read as nanoseconds: a naive
+    datetime would be taken for local time)."""
+    return when(getattr(msg, field).ToNanoseconds()) if msg.HasField(field) else "-"
+
+
+def delete_each(
+    noun: str,
+    names: Iterable[str],
+    delete: Callable[[str], object],
+    json: bool,
+    resolve: Callable[[str], str] | None = None,
+) -> int:
+    """What every `rm` does: deletes each in turn (`delete` takes the id; `resolve` turns
+    a name into it), saying so for each, or with --json prints ``{"deleted": [ids]}`` once
+    all are gone. The first refusal stops it: main reports the error, and those before it
+    stay deleted and were said."""
+    deleted: list[str] = []
+    for name in names:
+        did = resolve(name) if resolve is not None else name
+        delete(did)
+        deleted.append(did)
+        if not json:
+            print(f"deleted {noun} {name}" + ("" if did == name else f" ({did})"))
+    if json:
+        print_json({"deleted": deleted})
+    return 0
 
 
 def print_json(value: Any, out: TextIO | None = None) -> None:

@@ -443,17 +443,16 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    deleted = []
     with Remote(args.server) as r:
-        for text in args.definitions:
-            did = definition_id(r, text)
-            _stub(r).DeleteUserDefinition(pb.DeleteUserDefinitionRequest(definition_id=did))
-            deleted.append(did)
-            if not args.json:
-                print(f"deleted definition {did}")
-    if args.json:
-        o.print_json({"deleted": deleted})
-    return 0
+        stub = _stub(r)
+
+        def delete(did: str) -> object:
+            return stub.DeleteUserDefinition(pb.DeleteUserDefinitionRequest(definition_id=did))
+
+        return o.delete_each(
+            "definition", args.definitions, delete, args.json,
+            resolve=lambda text: definition_id(r, text),
+        )  # fmt: skip
 
 
 def cmd_share(args: argparse.Namespace) -> int:

@@ -131,12 +131,6 @@ def _add_files(sub: Any) -> None:
     p.set_defaults(func=cmd_files_rm)
 
 
-def _time(msg: Any, field: str) -> str:
-    """A timestamp field in UTC, "-" when unset (from nanoseconds: a naive datetime would
-    be read as local time)."""
-    return o.when(getattr(msg, field).ToNanoseconds()) if msg.HasField(field) else "-"
-
-
 def _tail(items: Iterable[Any], last: int) -> list[Any]:
     """The last `last` items (all when 0), reading the rest only to count past them."""
     kept: deque[Any] = deque(maxlen=last or None)
@@ -185,7 +179,7 @@ def _backtest_row(bt: bpb.Backtest) -> list[str]:
     return [
         bt.id, f"{bt.strategy_type} {o.params_text(params_from_pb(bt.parameters))}",
         bt.dataset_id, f"{bt.bar_count:,}", _metric(bt, "total_return"), _metric(bt, "sharpe"),
-        _metric(bt, "max_drawdown"), f"{bt.trade_count:,}", _time(bt, "create_time"),
+        _metric(bt, "max_drawdown"), f"{bt.trade_count:,}", o.when_field(bt, "create_time"),
     ]  # fmt: skip
 
 
@@ -237,13 +231,11 @@ def cmd_backtests_trades(args: argparse.Namespace) -> int:
 
 def cmd_backtests_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        for bid in args.backtest_ids:
-            _backtests(r).DeleteBacktest(bpb.DeleteBacktestRequest(backtest_id=bid))
-            if not args.json:
-                print(f"deleted backtest {bid}")
-    if args.json:
-        o.print_json({"deleted": list(args.backtest_ids)})
-    return 0
+        stub = _backtests(r)
+        return o.delete_each(
+            "backtest", args.backtest_ids,
+            lambda bid: stub.DeleteBacktest(bpb.DeleteBacktestRequest(backtest_id=bid)), args.json,
+        )  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -256,7 +248,7 @@ def _exports(r: Remote) -> epbg.ExportServiceStub:
 def _file_row(f: epb.ExportFile) -> list[str]:
     return [
         f.id, KIND_NAMES.get(f.kind, "-"), f.file_name, f"{f.size_bytes:,}", f.source or "-",
-        _time(f, "expire_time"),
+        o.when_field(f, "expire_time"),
     ]  # fmt: skip
 
 
@@ -330,10 +322,9 @@ def cmd_files_get(args: argparse.Namespace) -> int:
 
 def cmd_files_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        for eid in args.export_ids:
-            _exports(r).DeleteExportFile(epb.DeleteExportFileRequest(export_id=eid))
-            if not args.json:
-                print(f"deleted export {eid}")
-    if args.json:
-        o.print_json({"deleted": list(args.export_ids)})
-    return 0
+        stub = _exports(r)
+        return o.delete_each(
+            "export", args.export_ids,
+            lambda eid: stub.DeleteExportFile(epb.DeleteExportFileRequest(export_id=eid)),
+            args.json,
+        )  # fmt: skip

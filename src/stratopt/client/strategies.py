@@ -327,13 +327,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     with Remote(args.server) as r:
-        for sid in args.strategy_ids:
-            _stub(r).DeleteStrategy(pb.DeleteStrategyRequest(strategy_id=sid))
-            if not args.json:
-                print(f"deleted strategy {sid}")
-    if args.json:
-        o.print_json({"deleted": args.strategy_ids})
-    return 0
+        stub = _stub(r)
+        return o.delete_each(
+            "strategy", args.strategy_ids,
+            lambda sid: stub.DeleteStrategy(pb.DeleteStrategyRequest(strategy_id=sid)), args.json,
+        )  # fmt: skip
 
 
 def members_text(s: pb.Strategy) -> str:
