@@ -85,3 +85,65 @@ def test_job_end_and_export_ready_are_notified_and_resumable(srv: LiveServer) ->
         others, thread, _ = collect(ch, srv.md("analyst"), after=1, want=1)
         thread.join(1.5)
         assert others == []  # notifications are per user
+
+
+def _export(ch: grpc.Channel, md: list[tuple[str, str]]) -> None:
+    """One "export.ready" notification for the caller."""
+    epbg.ExportServiceStub(ch).ExportPineScript(
+        epb.ExportPineScriptRequest(strategy_type="sma_crossover"), metadata=md
+    )
+
+
+def test_the_list_is_newest_first_paged_and_a_stream_after_it_misses_nothing(
+    srv: LiveServer,
+) -> None:
+    md = srv.md("viewer")  # nobody else writes the viewer's notifications in this module
+    with srv.channel() as ch:
+        system = spbg.SystemServiceStub(ch)
+        empty = system.ListNotifications(spb.ListNotificationsRequest(), metadata=md)
+        assert (list(empty.notifications), empty.newest_sequence) == ([], 0)
+        for _ in range(5):
+            _export(ch, srv.md("trader"))  # the trader's, never listed for the viewer
+        admin = srv.md("admin")
+        before = system.ListNotifications(spb.ListNotificationsRequest(), metadata=admin)
+        for _ in range(5):
+            _export(ch, admin)
+        pages, token = [], ""
+        while True:
+            page = system.ListNotifications(
+                spb.ListNotificationsRequest(page_size=2, page_token=token), metadata=admin
+            )
+            pages.append(page)
+            if not page.next_page_token:
+                break
+            token = page.next_page_token
+            if len(pages) == 1:
+                _export(ch, admin)  # written mid-listing: not on a later page
+        listed = [n.sequence for p in pages for n in p.notifications]
+        top = before.newest_sequence
+        assert listed == list(range(top + 5, 0, -1)), "newest first, each once"
+        assert {p.newest_sequence for p in pages} == {top + 5}, "the first page's newest"
+        assert all(len(p.notifications) <= 2 for p in pages)
+
+        got, thread, _ = collect(ch, admin, after=pages[0].newest_sequence, want=1)
+        thread.join(30)
+        assert [n.sequence for n in got] == [top + 6], "the one written while listing"
+
+        viewer = system.ListNotifications(spb.ListNotificationsRequest(), metadata=md)
+        assert list(viewer.notifications) == [], "notifications are per user"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        spb.ListNotificationsRequest(page_size=-1),
+        spb.ListNotificationsRequest(page_token="not-a-token"),
+    ],
+    ids=["negative-page-size", "malformed-token"],
+)
+def test_bad_list_requests_are_invalid_arguments(
+    srv: LiveServer, request_: spb.ListNotificationsRequest
+) -> None:
+    with srv.channel() as ch, pytest.raises(grpc.RpcError) as e:
+        spbg.SystemServiceStub(ch).ListNotifications(request_, metadata=srv.md("trader"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

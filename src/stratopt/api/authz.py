@@ -204,6 +204,7 @@ _USER_DEFINITION = {
 
 _SYSTEM = {
     "GetOverview": _read(AUTHENTICATED),
+    "ListNotifications": _read(AUTHENTICATED),
     "StreamNotifications": _read(AUTHENTICATED),
     # Webhooks carry one's own notifications out; any caller may manage their own.
     "CreateWebhook": _write(AUTHENTICATED, "webhook", response_id_field="webhook.id"),

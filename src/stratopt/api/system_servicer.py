@@ -45,6 +45,18 @@ class SystemServicer(pbg.SystemServiceServicer):
             open_stream_count=o.open_stream_count,
         )
 
+    async def ListNotifications(
+        self, request: pb.ListNotificationsRequest, context: Ctx
+    ) -> pb.ListNotificationsResponse:
+        rows, token, newest = await self.notifications.page(
+            current_principal(), request.page_size, request.page_token
+        )
+        return pb.ListNotificationsResponse(
+            notifications=[notification_to_pb(r) for r in rows],
+            next_page_token=token,
+            newest_sequence=newest,
+        )
+
     async def StreamNotifications(
         self, request: pb.StreamNotificationsRequest, context: Ctx
     ) -> AsyncIterator[pb.StreamNotificationsResponse]:

@@ -3,13 +3,12 @@ from the terminal. What the server holds for you at a glance, your notifications
 ended, exports ready, strategy alerts and status changes), and the webhooks that carry them
 out as signed Slack-compatible JSON (docs/live.md).
 
-StreamNotifications has no list call beside it and no "from the start": `after_sequence=0`
-sends only notifications written after the stream opened, `after_sequence=N` first the
-stored ones after N. So `notifications` always listens: for `--for` seconds (long enough
-for the stored ones and a replica's one-second poll), or with `--follow` until Ctrl-C,
-subscribing again after the last sequence printed when the connection breaks or the server
-restarts (the way `Client.follow_live` follows a paper run). Every line and JSON object
-carries its sequence, which is what `--after` takes.
+`notifications` lists what is stored (ListNotifications: the newest `--last`, or all after
+`--after SEQ`), oldest first; `--follow` then streams from the newest one listed, so nothing
+written in between is lost or shown twice, subscribing again after the last sequence
+printed when the connection breaks or the server restarts (the way `Client.follow_live`
+follows a paper run). Every line and JSON object carries its sequence, which is what
+`--after` takes.
 
 A webhook's signing secret is returned by CreateWebhook only; `webhooks create` prints it
 once, says so, and nothing else here ever writes it anywhere.
@@ -40,9 +39,7 @@ SEVERITIES = {
     pb.NOTIFICATION_SEVERITY_WARNING: "warning",
     pb.NOTIFICATION_SEVERITY_ERROR: "error",
 }
-DEFAULT_WINDOW_S = 2.0
-"""How long `notifications` listens without --follow: the stored ones after --after come
-at once, and a notification written by another replica reaches a stream within a second."""
+DEFAULT_LAST = 20
 RECONNECT_WINDOW_S = 120.0
 """How long a follow keeps subscribing again to a server that is away (a restart)."""
 ESTABLISHED_S = 1.0
@@ -73,32 +70,25 @@ def add_commands(sub: Any) -> None:
         sub,
         "notifications",
         "your notifications: jobs that ended, exports ready, strategy alerts and status",
-        description="Prints your notifications, one line each: time (UTC), severity, kind, "
-        "title, message, the resource it is about and its sequence number (--json: one JSON "
-        "object per line). The server streams only notifications written after the stream "
-        "opens, plus, with --after SEQ, the stored ones after sequence SEQ first. So without "
-        "--follow the command listens --for SECONDS and exits; with --follow it listens "
-        "until Ctrl-C, and when the connection breaks or the server restarts it subscribes "
-        "again after the last one printed (the server resends what came meanwhile).",
+        description="Prints your stored notifications, oldest first, one line each: time "
+        "(UTC), severity, kind, title, message, the resource it is about and its sequence "
+        "number (--json: one JSON object per line): the newest --last N, or every one after "
+        "--after SEQ. With --follow it then waits for new ones until Ctrl-C, from the newest "
+        "listed (none is lost in between); when the connection breaks or the server restarts "
+        "it subscribes again after the last one printed.",
     )
     add_server(p)
     p.add_argument(
-        "--after",
+        "--last",
         type=int,
-        default=0,
-        metavar="SEQ",
-        help="first the stored notifications after this sequence number (0 = only new ones)",
+        default=DEFAULT_LAST,
+        metavar="N",
+        help=f"list the newest N (default {DEFAULT_LAST}; 0 with --follow: only new ones)",
     )
-    how_long = p.add_mutually_exclusive_group()
-    how_long.add_argument(
-        "--for",
-        dest="seconds",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help=f"listen this long, then exit (default: {DEFAULT_WINDOW_S:g})",
+    p.add_argument(
+        "--after", type=int, metavar="SEQ", help="list every one after this sequence number"
     )
-    how_long.add_argument("-f", "--follow", action="store_true", help="keep listening until Ctrl-C")
+    p.add_argument("-f", "--follow", action="store_true", help="then wait for new ones")
     add_json(p)
     p.set_defaults(func=cmd_notifications)
 
@@ -196,27 +186,50 @@ def overview_rows(v: pb.GetOverviewResponse, server: str) -> list[tuple[str, str
 
 
 def cmd_notifications(args: argparse.Namespace) -> int:
-    if args.after < 0:
+    if args.after is not None and args.after < 0:
         raise CliError(f"--after {args.after}: a sequence number is 0 or more")
-    if args.seconds is not None and not args.seconds > 0:
-        raise CliError(f"--for {args.seconds:g}: give a number of seconds above 0")
-    window = None if args.follow else args.seconds or DEFAULT_WINDOW_S
-    printed = missed = 0
+    if args.last < 0:
+        raise CliError(f"--last {args.last}: give 0 or more")
     with Remote(args.server) as rem:
-        follow = NotificationFollow(rem.client, args.after, window=window)
+        stored, newest = stored_notifications(rem, args.last, args.after)
+        for n in stored:
+            _print_notification(n, args.json)
+        if not args.follow:
+            if not newest and not args.json:
+                print("stratopt: no notifications yet", file=sys.stderr)
+            return 0
+        start = stored[-1].sequence if stored else max(newest, args.after or 0)
+        follow = NotificationFollow(rem.client, start)
+        missed = 0
         for n in follow:
-            print(o.json_line(n) if args.json else notification_line(n), flush=True)
-            printed += 1
+            _print_notification(n, args.json)
             if follow.dropped > missed:  # the server left some out for this slow reader
                 o.warn(f"{follow.dropped - missed:,} notifications missed: reading too slowly")
                 missed = follow.dropped
-    if not printed and not args.json and window is not None:
-        print(
-            f"stratopt: no notifications in {window:g} s (the server sends only new ones; "
-            "--follow waits for them, --after SEQ also sends the stored ones after SEQ)",
-            file=sys.stderr,
-        )
     return 0
+
+
+def _print_notification(n: pb.Notification, json: bool) -> None:
+    print(o.json_line(n) if json else notification_line(n), flush=True)
+
+
+def stored_notifications(
+    rem: Remote, last: int, after: int | None
+) -> tuple[list[pb.Notification], int]:
+    """The newest `last` stored notifications (every one after `after`, when given), oldest
+    first, and the newest sequence the listing saw: where a follow continues."""
+    found: list[pb.Notification] = []
+    req = pb.ListNotificationsRequest(page_size=200)
+    while True:
+        page = _stub(rem).ListNotifications(req)
+        for n in page.notifications:
+            done = n.sequence <= after if after is not None else len(found) >= last
+            if done:
+                return found[::-1], page.newest_sequence
+            found.append(n)
+        if not page.next_page_token:
+            return found[::-1], page.newest_sequence
+        req.page_token = page.next_page_token
 
 
 def notification_line(n: pb.Notification) -> str:
@@ -234,51 +247,47 @@ def notification_line(n: pb.Notification) -> str:
 
 
 class NotificationFollow:
-    """The caller's notifications after sequence `after`, each once, until `window` seconds
-    have passed (None: until the caller stops iterating), across broken connections.
+    """The caller's notifications after sequence `after` (0: only new ones), each once,
+    until the caller stops iterating, across broken connections.
 
     A stream that ends or fails with UNAVAILABLE (a server restart, a network cut) is
     subscribed again after the last sequence yielded, with backoff; the server resends
-    what was written meanwhile. With nothing received yet and `after` 0 it can only ask
-    for new ones again. Until a subscription has reached the server the call's retry
-    policy applies (so a wrong address fails in seconds); after that, the reconnect window.
+    what was written meanwhile. Until a subscription has reached the server the call's
+    retry policy applies (a wrong address fails in seconds); after that, the reconnect
+    window (`retry.Reconnect`).
     """
 
     def __init__(
-        self,
-        client: Client,
-        after: int = 0,
-        *,
-        window: float | None = None,
-        reconnect_window: float = RECONNECT_WINDOW_S,
+        self, client: Client, after: int = 0, *, reconnect_window: float = RECONNECT_WINDOW_S
     ) -> None:
         self.client = client
         self.after = after
-        self.deadline = None if window is None else time.monotonic() + window
-        self.reconnect_window = reconnect_window
         self.dropped = 0
-        self.reconnects = 0
         self._dropped_here = 0
         self._established = False
+        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnect.count
 
     def __iter__(self) -> Iterator[pb.Notification]:
         stub = self.client.system
-        retry, down_since = 0, 0.0
-        while (timeout := self._remaining()) is None or timeout > 0:
+        retries = 0  # before the first subscription reached the server
+        while True:
             req = pb.StreamNotificationsRequest(after_sequence=self.after)
             opened, error = time.monotonic(), None
             self._dropped_here = 0
-            call: Any = stub.StreamNotifications(req, timeout=timeout)
+            call: Any = stub.StreamNotifications(req)
             try:
                 for reply in call:
-                    self._established, retry, down_since = True, 0, 0.0
+                    self._established = True
+                    self._reconnect.progress()
                     n = self._accept(reply)
                     if n is not None:
                         yield n
             except grpc.RpcError as e:
                 code = e.code() if hasattr(e, "code") else None
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED and self.deadline is not None:
-                    return  # the window is over
                 if not r.should_retry(
                     self.client.retry_policy, METHOD, code, r.error_retry_delay(e)
                 ):
@@ -287,22 +296,24 @@ class NotificationFollow:
             finally:
                 call.cancel()  # Ctrl-C or a caller that stopped: end the stream on the server
             self._established = self._established or time.monotonic() - opened >= ESTABLISHED_S
-            down_since = down_since or time.monotonic()
-            delay = self._delay(retry, down_since, error)
-            if delay is None or self._over_before(delay):
-                if error is not None:
-                    raise error
+            if self._established:
+                delay = self._reconnect.delay(error)
+            else:
+                delay = self._first_delay(retries, error)
+                retries += 1
+            if delay is None:
                 return
             time.sleep(delay)
-            retry += 1
-            self.reconnects += 1
 
-    def _remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    def _over_before(self, delay: float) -> bool:
-        """Whether the window ends before a subscription `delay` seconds from now."""
-        return self.deadline is not None and time.monotonic() + delay >= self.deadline
+    def _first_delay(self, retries: int, error: grpc.RpcError | None) -> float | None:
+        """Before any subscription reached the server: the call's own retries (raising
+        `error` when they are spent)."""
+        hint = r.error_retry_delay(error) if error is not None else None
+        code = error.code() if error is not None else grpc.StatusCode.UNAVAILABLE  # ended
+        delay = r.next_delay(self.client.retry_policy, retries, METHOD, code, hint, None)
+        if delay is None and error is not None:
+            raise error
+        return delay
 
     def _accept(self, reply: pb.StreamNotificationsResponse) -> pb.Notification | None:
         """The reply's notification if it is new; None for one sent again after a restart.
@@ -314,15 +325,6 @@ class NotificationFollow:
             return None
         self.after = n.sequence
         return n
-
-    def _delay(self, retry: int, down_since: float, error: grpc.RpcError | None) -> float | None:
-        """Seconds before subscribing again, or None to stop (raising `error` if any)."""
-        policy = self.client.retry_policy
-        hint = r.error_retry_delay(error) if error is not None else None
-        if self._established:
-            return r.reconnect_delay(policy, retry, down_since, self.reconnect_window, hint)
-        code = error.code() if error is not None else grpc.StatusCode.UNAVAILABLE  # ended
-        return r.next_delay(policy, retry, METHOD, code, hint, None)
 
 
 # -- webhooks ------------------------------------------------------------------------------------

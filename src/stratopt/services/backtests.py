@@ -38,6 +38,7 @@ from stratopt.store.paging import (
     encode_token,
     page_size,
     query_hash,
+    token_int,
 )
 from stratopt.strategies.base import StrategyType
 from stratopt.strategies.ensemble import Ensemble, EnsembleMember
@@ -184,7 +185,7 @@ class BacktestCatalog:
         size = page_size(requested, default=100, maximum=MAX_TRADE_LIMIT)
         qhash = query_hash(b=backtest_id)
         cursor = decode_token(token, qhash)
-        start = int(cursor.key) if cursor else 0
+        start = token_int(cursor.key) if cursor else 0
         frame = await self.all_trades(row)
         page = frame.iloc[start : start + size]
         nxt = start + size

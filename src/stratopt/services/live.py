@@ -37,7 +37,14 @@ from stratopt.services.validation import ENSEMBLE_TYPE, MAX_SYMBOLS, SYMBOL, TIM
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
-from stratopt.store.paging import Cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+    token_int,
+)
 from stratopt.strategies.user_types import is_user_type
 
 FEED_KINDS = ("push", "replay")
@@ -237,7 +244,7 @@ class LiveService:
         size = page_size(requested, default=100, maximum=1000)
         qhash = query_hash(s=strategy_id, k=kind)
         cursor = decode_token(token, qhash)
-        after = int(cursor.key) if cursor else 0
+        after = token_int(cursor.key) if cursor else 0
         events = await self.manager.history(strategy_id, kind, after, size + 1)
         if len(events) <= size:
             return events, ""

@@ -14,6 +14,14 @@ from stratopt.live.webhooks import WebhookUrlError, new_webhook_secret, validate
 from stratopt.security.principal import Principal
 from stratopt.store import models
 from stratopt.store.live_repo import LiveRepo
+from stratopt.store.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+    token_int,
+)
 
 MAX_WEBHOOKS_PER_USER = 10
 KINDS = frozenset(
@@ -33,6 +41,23 @@ class NotificationService:
     def __init__(self, repo: LiveRepo, notifier: Notifier) -> None:
         self.repo = repo
         self.notifier = notifier
+
+    async def page(
+        self, principal: Principal, requested: int, token: str
+    ) -> tuple[list[models.Notification], str, int]:
+        """A page of the caller's notifications, newest first, its next page token, and the
+        newest sequence: the first page's top row, carried on by the token, so a stream
+        after it continues exactly where the listing began."""
+        size = page_size(requested)
+        qhash = query_hash(u=principal.user_id, k="notifications")
+        cursor = decode_token(token, qhash)
+        before = token_int(cursor.key) if cursor else None
+        rows = await self.repo.notifications_before(principal.user_id, before, size + 1)
+        newest = token_int(cursor.id) if cursor else (rows[0].sequence if rows else 0)
+        if len(rows) <= size:
+            return rows, "", newest
+        rows = rows[:size]
+        return rows, encode_token(Cursor(rows[-1].sequence, str(newest)), qhash), newest
 
     def stream(self, principal: Principal, after: int) -> AsyncIterator[models.Notification]:
         if after < 0:

@@ -47,7 +47,15 @@ from stratopt.services.validation import ENSEMBLE_TYPE
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.models import new_id
-from stratopt.store.paging import Cursor, decode_token, encode_token, page_size, query_hash
+from stratopt.store.paging import (
+    Cursor,
+    decode_token,
+    encode_token,
+    page_size,
+    query_hash,
+    token_float,
+    token_int,
+)
 from stratopt.strategies import registry
 from stratopt.strategies.base import StrategyType
 
@@ -381,7 +389,7 @@ class OptimizationJobs:
         cursor = decode_token(token, qhash)
         if job.study_id is None:
             return [], ""
-        after = (float(cursor.key), int(cursor.id)) if cursor else None
+        after = (token_float(cursor.key), token_int(cursor.id)) if cursor else None
         found = await asyncio.to_thread(
             self.studies.page_trials, job.study_id, order, after, size + 1
         )

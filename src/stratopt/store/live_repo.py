@@ -424,6 +424,17 @@ class LiveRepo:
         async with self.db.session() as s:
             return list((await s.execute(stmt)).scalars())
 
+    async def notifications_before(
+        self, user_id: str, before: int | None, limit: int
+    ) -> list[models.Notification]:
+        """Newest first, those below sequence `before` (None: from the newest)."""
+        N = models.Notification
+        stmt = select(N).where(N.user_id == user_id)
+        if before is not None:
+            stmt = stmt.where(N.sequence < before)
+        async with self.db.session() as s:
+            return list((await s.execute(stmt.order_by(N.sequence.desc()).limit(limit))).scalars())
+
     async def last_notification(self, user_id: str) -> int:
         N = models.Notification
         async with self.db.session() as s:

@@ -51,6 +51,25 @@ def encode_token(cursor: Cursor, qhash: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def token_int(value: Any) -> int:
+    """A number a page token carries; one altered by hand answers INVALID_ARGUMENT (the
+    query hash is no secret, so a token that passes it can still hold anything)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0:  # offsets and sequences, never negative
+        raise InvalidArgument.field("page_token", "malformed page token")
+    return number
+
+
+def token_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument.field("page_token", "malformed page token") from None
+
+
 def decode_token(token: str, qhash: str) -> Cursor | None:
     if not token:
         return None

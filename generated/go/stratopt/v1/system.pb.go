@@ -366,6 +366,122 @@ func (x *GetOverviewResponse) GetOpenStreamCount() int64 {
 	return 0
 }
 
+type ListNotificationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1..200, default 50.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNotificationsRequest) Reset() {
+	*x = ListNotificationsRequest{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsRequest) ProtoMessage() {}
+
+func (x *ListNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*ListNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListNotificationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNotificationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListNotificationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Notifications []*Notification `protobuf:"bytes,1,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	NextPageToken string          `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The caller's newest notification when the first page was read (0: none yet). A
+	// StreamNotifications with after_sequence set to it sends everything written since.
+	NewestSequence int64 `protobuf:"varint,3,opt,name=newest_sequence,json=newestSequence,proto3" json:"newest_sequence,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListNotificationsResponse) Reset() {
+	*x = ListNotificationsResponse{}
+	mi := &file_stratopt_v1_system_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNotificationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNotificationsResponse) ProtoMessage() {}
+
+func (x *ListNotificationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stratopt_v1_system_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNotificationsResponse.ProtoReflect.Descriptor instead.
+func (*ListNotificationsResponse) Descriptor() ([]byte, []int) {
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListNotificationsResponse) GetNotifications() []*Notification {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+func (x *ListNotificationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListNotificationsResponse) GetNewestSequence() int64 {
+	if x != nil {
+		return x.NewestSequence
+	}
+	return 0
+}
+
 type StreamNotificationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Resume after this sequence number (0 = only new notifications).
@@ -376,7 +492,7 @@ type StreamNotificationsRequest struct {
 
 func (x *StreamNotificationsRequest) Reset() {
 	*x = StreamNotificationsRequest{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[3]
+	mi := &file_stratopt_v1_system_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +504,7 @@ func (x *StreamNotificationsRequest) String() string {
 func (*StreamNotificationsRequest) ProtoMessage() {}
 
 func (x *StreamNotificationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[3]
+	mi := &file_stratopt_v1_system_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +517,7 @@ func (x *StreamNotificationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamNotificationsRequest.ProtoReflect.Descriptor instead.
 func (*StreamNotificationsRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{3}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamNotificationsRequest) GetAfterSequence() int64 {
@@ -422,7 +538,7 @@ type StreamNotificationsResponse struct {
 
 func (x *StreamNotificationsResponse) Reset() {
 	*x = StreamNotificationsResponse{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[4]
+	mi := &file_stratopt_v1_system_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +550,7 @@ func (x *StreamNotificationsResponse) String() string {
 func (*StreamNotificationsResponse) ProtoMessage() {}
 
 func (x *StreamNotificationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[4]
+	mi := &file_stratopt_v1_system_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +563,7 @@ func (x *StreamNotificationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamNotificationsResponse.ProtoReflect.Descriptor instead.
 func (*StreamNotificationsResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{4}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamNotificationsResponse) GetNotification() *Notification {
@@ -484,7 +600,7 @@ type Webhook struct {
 
 func (x *Webhook) Reset() {
 	*x = Webhook{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[5]
+	mi := &file_stratopt_v1_system_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +612,7 @@ func (x *Webhook) String() string {
 func (*Webhook) ProtoMessage() {}
 
 func (x *Webhook) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[5]
+	mi := &file_stratopt_v1_system_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +625,7 @@ func (x *Webhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
 func (*Webhook) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{5}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Webhook) GetId() string {
@@ -577,7 +693,7 @@ type CreateWebhookRequest struct {
 
 func (x *CreateWebhookRequest) Reset() {
 	*x = CreateWebhookRequest{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[6]
+	mi := &file_stratopt_v1_system_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +705,7 @@ func (x *CreateWebhookRequest) String() string {
 func (*CreateWebhookRequest) ProtoMessage() {}
 
 func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[6]
+	mi := &file_stratopt_v1_system_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +718,7 @@ func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
 func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{6}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateWebhookRequest) GetWebhook() *Webhook {
@@ -621,7 +737,7 @@ type CreateWebhookResponse struct {
 
 func (x *CreateWebhookResponse) Reset() {
 	*x = CreateWebhookResponse{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[7]
+	mi := &file_stratopt_v1_system_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +749,7 @@ func (x *CreateWebhookResponse) String() string {
 func (*CreateWebhookResponse) ProtoMessage() {}
 
 func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[7]
+	mi := &file_stratopt_v1_system_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +762,7 @@ func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
 func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{7}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateWebhookResponse) GetWebhook() *Webhook {
@@ -664,7 +780,7 @@ type ListWebhooksRequest struct {
 
 func (x *ListWebhooksRequest) Reset() {
 	*x = ListWebhooksRequest{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[8]
+	mi := &file_stratopt_v1_system_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +792,7 @@ func (x *ListWebhooksRequest) String() string {
 func (*ListWebhooksRequest) ProtoMessage() {}
 
 func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[8]
+	mi := &file_stratopt_v1_system_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +805,7 @@ func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{8}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{10}
 }
 
 type ListWebhooksResponse struct {
@@ -701,7 +817,7 @@ type ListWebhooksResponse struct {
 
 func (x *ListWebhooksResponse) Reset() {
 	*x = ListWebhooksResponse{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[9]
+	mi := &file_stratopt_v1_system_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +829,7 @@ func (x *ListWebhooksResponse) String() string {
 func (*ListWebhooksResponse) ProtoMessage() {}
 
 func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[9]
+	mi := &file_stratopt_v1_system_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +842,7 @@ func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{9}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
@@ -745,7 +861,7 @@ type DeleteWebhookRequest struct {
 
 func (x *DeleteWebhookRequest) Reset() {
 	*x = DeleteWebhookRequest{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[10]
+	mi := &file_stratopt_v1_system_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +873,7 @@ func (x *DeleteWebhookRequest) String() string {
 func (*DeleteWebhookRequest) ProtoMessage() {}
 
 func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[10]
+	mi := &file_stratopt_v1_system_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +886,7 @@ func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{10}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteWebhookRequest) GetWebhookId() string {
@@ -788,7 +904,7 @@ type DeleteWebhookResponse struct {
 
 func (x *DeleteWebhookResponse) Reset() {
 	*x = DeleteWebhookResponse{}
-	mi := &file_stratopt_v1_system_proto_msgTypes[11]
+	mi := &file_stratopt_v1_system_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +916,7 @@ func (x *DeleteWebhookResponse) String() string {
 func (*DeleteWebhookResponse) ProtoMessage() {}
 
 func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stratopt_v1_system_proto_msgTypes[11]
+	mi := &file_stratopt_v1_system_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +929,7 @@ func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{11}
+	return file_stratopt_v1_system_proto_rawDescGZIP(), []int{13}
 }
 
 var File_stratopt_v1_system_proto protoreflect.FileDescriptor
@@ -847,7 +963,15 @@ const file_stratopt_v1_system_proto_rawDesc = "" +
 	"serverTime\x12!\n" +
 	"\ftrades_today\x18\f \x01(\x03R\vtradesToday\x122\n" +
 	"\x15paper_portfolio_value\x18\r \x01(\x01R\x13paperPortfolioValue\x12*\n" +
-	"\x11open_stream_count\x18\x0e \x01(\x03R\x0fopenStreamCount\"C\n" +
+	"\x11open_stream_count\x18\x0e \x01(\x03R\x0fopenStreamCount\"V\n" +
+	"\x18ListNotificationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xad\x01\n" +
+	"\x19ListNotificationsResponse\x12?\n" +
+	"\rnotifications\x18\x01 \x03(\v2\x19.stratopt.v1.NotificationR\rnotifications\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12'\n" +
+	"\x0fnewest_sequence\x18\x03 \x01(\x03R\x0enewestSequence\"C\n" +
 	"\x1aStreamNotificationsRequest\x12%\n" +
 	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\"v\n" +
 	"\x1bStreamNotificationsResponse\x12=\n" +
@@ -879,9 +1003,10 @@ const file_stratopt_v1_system_proto_rawDesc = "" +
 	"!NOTIFICATION_SEVERITY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aNOTIFICATION_SEVERITY_INFO\x10\x01\x12!\n" +
 	"\x1dNOTIFICATION_SEVERITY_WARNING\x10\x02\x12\x1f\n" +
-	"\x1bNOTIFICATION_SEVERITY_ERROR\x10\x032\xf1\x04\n" +
+	"\x1bNOTIFICATION_SEVERITY_ERROR\x10\x032\xf8\x05\n" +
 	"\rSystemService\x12m\n" +
-	"\vGetOverview\x12\x1f.stratopt.v1.GetOverviewRequest\x1a .stratopt.v1.GetOverviewResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/system/overview\x12\x93\x01\n" +
+	"\vGetOverview\x12\x1f.stratopt.v1.GetOverviewRequest\x1a .stratopt.v1.GetOverviewResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/system/overview\x12\x84\x01\n" +
+	"\x11ListNotifications\x12%.stratopt.v1.ListNotificationsRequest\x1a&.stratopt.v1.ListNotificationsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/system/notifications\x12\x93\x01\n" +
 	"\x13StreamNotifications\x12'.stratopt.v1.StreamNotificationsRequest\x1a(.stratopt.v1.StreamNotificationsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/system/notifications:stream0\x01\x12u\n" +
 	"\rCreateWebhook\x12!.stratopt.v1.CreateWebhookRequest\x1a\".stratopt.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\awebhook\"\f/v1/webhooks\x12i\n" +
 	"\fListWebhooks\x12 .stratopt.v1.ListWebhooksRequest\x1a!.stratopt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12y\n" +
@@ -900,49 +1025,54 @@ func file_stratopt_v1_system_proto_rawDescGZIP() []byte {
 }
 
 var file_stratopt_v1_system_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stratopt_v1_system_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_stratopt_v1_system_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_stratopt_v1_system_proto_goTypes = []any{
 	(NotificationSeverity)(0),           // 0: stratopt.v1.NotificationSeverity
 	(*Notification)(nil),                // 1: stratopt.v1.Notification
 	(*GetOverviewRequest)(nil),          // 2: stratopt.v1.GetOverviewRequest
 	(*GetOverviewResponse)(nil),         // 3: stratopt.v1.GetOverviewResponse
-	(*StreamNotificationsRequest)(nil),  // 4: stratopt.v1.StreamNotificationsRequest
-	(*StreamNotificationsResponse)(nil), // 5: stratopt.v1.StreamNotificationsResponse
-	(*Webhook)(nil),                     // 6: stratopt.v1.Webhook
-	(*CreateWebhookRequest)(nil),        // 7: stratopt.v1.CreateWebhookRequest
-	(*CreateWebhookResponse)(nil),       // 8: stratopt.v1.CreateWebhookResponse
-	(*ListWebhooksRequest)(nil),         // 9: stratopt.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),        // 10: stratopt.v1.ListWebhooksResponse
-	(*DeleteWebhookRequest)(nil),        // 11: stratopt.v1.DeleteWebhookRequest
-	(*DeleteWebhookResponse)(nil),       // 12: stratopt.v1.DeleteWebhookResponse
-	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 14: google.protobuf.Duration
+	(*ListNotificationsRequest)(nil),    // 4: stratopt.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil),   // 5: stratopt.v1.ListNotificationsResponse
+	(*StreamNotificationsRequest)(nil),  // 6: stratopt.v1.StreamNotificationsRequest
+	(*StreamNotificationsResponse)(nil), // 7: stratopt.v1.StreamNotificationsResponse
+	(*Webhook)(nil),                     // 8: stratopt.v1.Webhook
+	(*CreateWebhookRequest)(nil),        // 9: stratopt.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),       // 10: stratopt.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),         // 11: stratopt.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),        // 12: stratopt.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),        // 13: stratopt.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),       // 14: stratopt.v1.DeleteWebhookResponse
+	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 16: google.protobuf.Duration
 }
 var file_stratopt_v1_system_proto_depIdxs = []int32{
-	13, // 0: stratopt.v1.Notification.time:type_name -> google.protobuf.Timestamp
+	15, // 0: stratopt.v1.Notification.time:type_name -> google.protobuf.Timestamp
 	0,  // 1: stratopt.v1.Notification.severity:type_name -> stratopt.v1.NotificationSeverity
-	14, // 2: stratopt.v1.GetOverviewResponse.uptime:type_name -> google.protobuf.Duration
-	13, // 3: stratopt.v1.GetOverviewResponse.server_time:type_name -> google.protobuf.Timestamp
-	1,  // 4: stratopt.v1.StreamNotificationsResponse.notification:type_name -> stratopt.v1.Notification
-	13, // 5: stratopt.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: stratopt.v1.CreateWebhookRequest.webhook:type_name -> stratopt.v1.Webhook
-	6,  // 7: stratopt.v1.CreateWebhookResponse.webhook:type_name -> stratopt.v1.Webhook
-	6,  // 8: stratopt.v1.ListWebhooksResponse.webhooks:type_name -> stratopt.v1.Webhook
-	2,  // 9: stratopt.v1.SystemService.GetOverview:input_type -> stratopt.v1.GetOverviewRequest
-	4,  // 10: stratopt.v1.SystemService.StreamNotifications:input_type -> stratopt.v1.StreamNotificationsRequest
-	7,  // 11: stratopt.v1.SystemService.CreateWebhook:input_type -> stratopt.v1.CreateWebhookRequest
-	9,  // 12: stratopt.v1.SystemService.ListWebhooks:input_type -> stratopt.v1.ListWebhooksRequest
-	11, // 13: stratopt.v1.SystemService.DeleteWebhook:input_type -> stratopt.v1.DeleteWebhookRequest
-	3,  // 14: stratopt.v1.SystemService.GetOverview:output_type -> stratopt.v1.GetOverviewResponse
-	5,  // 15: stratopt.v1.SystemService.StreamNotifications:output_type -> stratopt.v1.StreamNotificationsResponse
-	8,  // 16: stratopt.v1.SystemService.CreateWebhook:output_type -> stratopt.v1.CreateWebhookResponse
-	10, // 17: stratopt.v1.SystemService.ListWebhooks:output_type -> stratopt.v1.ListWebhooksResponse
-	12, // 18: stratopt.v1.SystemService.DeleteWebhook:output_type -> stratopt.v1.DeleteWebhookResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 2: stratopt.v1.GetOverviewResponse.uptime:type_name -> google.protobuf.Duration
+	15, // 3: stratopt.v1.GetOverviewResponse.server_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: stratopt.v1.ListNotificationsResponse.notifications:type_name -> stratopt.v1.Notification
+	1,  // 5: stratopt.v1.StreamNotificationsResponse.notification:type_name -> stratopt.v1.Notification
+	15, // 6: stratopt.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 7: stratopt.v1.CreateWebhookRequest.webhook:type_name -> stratopt.v1.Webhook
+	8,  // 8: stratopt.v1.CreateWebhookResponse.webhook:type_name -> stratopt.v1.Webhook
+	8,  // 9: stratopt.v1.ListWebhooksResponse.webhooks:type_name -> stratopt.v1.Webhook
+	2,  // 10: stratopt.v1.SystemService.GetOverview:input_type -> stratopt.v1.GetOverviewRequest
+	4,  // 11: stratopt.v1.SystemService.ListNotifications:input_type -> stratopt.v1.ListNotificationsRequest
+	6,  // 12: stratopt.v1.SystemService.StreamNotifications:input_type -> stratopt.v1.StreamNotificationsRequest
+	9,  // 13: stratopt.v1.SystemService.CreateWebhook:input_type -> stratopt.v1.CreateWebhookRequest
+	11, // 14: stratopt.v1.SystemService.ListWebhooks:input_type -> stratopt.v1.ListWebhooksRequest
+	13, // 15: stratopt.v1.SystemService.DeleteWebhook:input_type -> stratopt.v1.DeleteWebhookRequest
+	3,  // 16: stratopt.v1.SystemService.GetOverview:output_type -> stratopt.v1.GetOverviewResponse
+	5,  // 17: stratopt.v1.SystemService.ListNotifications:output_type -> stratopt.v1.ListNotificationsResponse
+	7,  // 18: stratopt.v1.SystemService.StreamNotifications:output_type -> stratopt.v1.StreamNotificationsResponse
+	10, // 19: stratopt.v1.SystemService.CreateWebhook:output_type -> stratopt.v1.CreateWebhookResponse
+	12, // 20: stratopt.v1.SystemService.ListWebhooks:output_type -> stratopt.v1.ListWebhooksResponse
+	14, // 21: stratopt.v1.SystemService.DeleteWebhook:output_type -> stratopt.v1.DeleteWebhookResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_stratopt_v1_system_proto_init() }
@@ -956,7 +1086,7 @@ func file_stratopt_v1_system_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stratopt_v1_system_proto_rawDesc), len(file_stratopt_v1_system_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	SystemService_GetOverview_FullMethodName         = "/stratopt.v1.SystemService/GetOverview"
+	SystemService_ListNotifications_FullMethodName   = "/stratopt.v1.SystemService/ListNotifications"
 	SystemService_StreamNotifications_FullMethodName = "/stratopt.v1.SystemService/StreamNotifications"
 	SystemService_CreateWebhook_FullMethodName       = "/stratopt.v1.SystemService/CreateWebhook"
 	SystemService_ListWebhooks_FullMethodName        = "/stratopt.v1.SystemService/ListWebhooks"
@@ -33,6 +34,9 @@ const (
 // Overview figures and notifications.
 type SystemServiceClient interface {
 	GetOverview(ctx context.Context, in *GetOverviewRequest, opts ...grpc.CallOption) (*GetOverviewResponse, error)
+	// The caller's stored notifications, newest first. `newest_sequence` is where
+	// StreamNotifications continues without missing any: list, then stream after it.
+	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
 	// Streams notifications for the caller: job finished, alert raised, import done.
 	StreamNotifications(ctx context.Context, in *StreamNotificationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamNotificationsResponse], error)
 	// Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
@@ -54,6 +58,16 @@ func (c *systemServiceClient) GetOverview(ctx context.Context, in *GetOverviewRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetOverviewResponse)
 	err := c.cc.Invoke(ctx, SystemService_GetOverview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *systemServiceClient) ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNotificationsResponse)
+	err := c.cc.Invoke(ctx, SystemService_ListNotifications_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +130,9 @@ func (c *systemServiceClient) DeleteWebhook(ctx context.Context, in *DeleteWebho
 // Overview figures and notifications.
 type SystemServiceServer interface {
 	GetOverview(context.Context, *GetOverviewRequest) (*GetOverviewResponse, error)
+	// The caller's stored notifications, newest first. `newest_sequence` is where
+	// StreamNotifications continues without missing any: list, then stream after it.
+	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
 	// Streams notifications for the caller: job finished, alert raised, import done.
 	StreamNotifications(*StreamNotificationsRequest, grpc.ServerStreamingServer[StreamNotificationsResponse]) error
 	// Registers a URL that receives the caller's alerts as Slack-compatible JSON, signed with
@@ -135,6 +152,9 @@ type UnimplementedSystemServiceServer struct{}
 
 func (UnimplementedSystemServiceServer) GetOverview(context.Context, *GetOverviewRequest) (*GetOverviewResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOverview not implemented")
+}
+func (UnimplementedSystemServiceServer) ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNotifications not implemented")
 }
 func (UnimplementedSystemServiceServer) StreamNotifications(*StreamNotificationsRequest, grpc.ServerStreamingServer[StreamNotificationsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamNotifications not implemented")
@@ -183,6 +203,24 @@ func _SystemService_GetOverview_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SystemServiceServer).GetOverview(ctx, req.(*GetOverviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SystemService_ListNotifications_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNotificationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SystemServiceServer).ListNotifications(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SystemService_ListNotifications_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SystemServiceServer).ListNotifications(ctx, req.(*ListNotificationsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -262,6 +300,10 @@ var SystemService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOverview",
 			Handler:    _SystemService_GetOverview_Handler,
+		},
+		{
+			MethodName: "ListNotifications",
+			Handler:    _SystemService_ListNotifications_Handler,
 		},
 		{
 			MethodName: "CreateWebhook",

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stratopt/v1/system.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x02\n\x0cNotification\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12=\n\x08severity\x18\x03 \x01(\x0e\x32!.stratopt.v1.NotificationSeverityR\x08severity\x12\x12\n\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n\x07message\x18\x06 \x01(\tR\x07message\x12\x1a\n\x08resource\x18\x07 \x01(\tR\x08resource\x12\x1a\n\x08sequence\x18\x08 \x01(\x03R\x08sequence\"\x14\n\x12GetOverviewRequest\"\xef\x04\n\x13GetOverviewResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x31\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06uptime\x12%\n\x0estrategy_count\x18\x03 \x01(\x03R\rstrategyCount\x12\x34\n\x16running_strategy_count\x18\x04 \x01(\x03R\x14runningStrategyCount\x12#\n\rdataset_count\x18\x05 \x01(\x03R\x0c\x64\x61tasetCount\x12%\n\x0e\x62\x61\x63ktest_count\x18\x06 \x01(\x03R\rbacktestCount\x12(\n\x10queued_job_count\x18\x07 \x01(\x03R\x0equeuedJobCount\x12*\n\x11running_job_count\x18\x08 \x01(\x03R\x0frunningJobCount\x12!\n\x0c\x65ngine_ready\x18\t \x01(\x08R\x0b\x65ngineReady\x12)\n\x10\x64\x61tabase_backend\x18\n \x01(\tR\x0f\x64\x61tabaseBackend\x12;\n\x0bserver_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nserverTime\x12!\n\x0ctrades_today\x18\x0c \x01(\x03R\x0btradesToday\x12\x32\n\x15paper_portfolio_value\x18\r \x01(\x01R\x13paperPortfolioValue\x12*\n\x11open_stream_count\x18\x0e \x01(\x03R\x0fopenStreamCount\"C\n\x1aStreamNotificationsRequest\x12%\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03R\rafterSequence\"v\n\x1bStreamNotificationsResponse\x12=\n\x0cnotification\x18\x01 \x01(\x0b\x32\x19.stratopt.v1.NotificationR\x0cnotification\x12\x18\n\x07\x64ropped\x18\x02 \x01(\x03R\x07\x64ropped\"\xab\x02\n\x07Webhook\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x16\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x03url\x12\x1c\n\x06secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x06secret\x12\x14\n\x05kinds\x18\x04 \x03(\tR\x05kinds\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12-\n\x0f\x64\x65livered_count\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0e\x64\x65liveredCount\x12\'\n\x0c\x66\x61iled_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0b\x66\x61iledCount\x12#\n\nlast_error\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03R\tlastError\"L\n\x14\x43reateWebhookRequest\x12\x34\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.stratopt.v1.WebhookB\x04\xe2\x41\x01\x02R\x07webhook\"G\n\x15\x43reateWebhookResponse\x12.\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.stratopt.v1.WebhookR\x07webhook\"\x15\n\x13ListWebhooksRequest\"H\n\x14ListWebhooksResponse\x12\x30\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.stratopt.v1.WebhookR\x08webhooks\";\n\x14\x44\x65leteWebhookRequest\x12#\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\twebhookId\"\x17\n\x15\x44\x65leteWebhookResponse*\xa1\x01\n\x14NotificationSeverity\x12%\n!NOTIFICATION_SEVERITY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_SEVERITY_INFO\x10\x01\x12!\n\x1dNOTIFICATION_SEVERITY_WARNING\x10\x02\x12\x1f\n\x1bNOTIFICATION_SEVERITY_ERROR\x10\x03\x32\xf1\x04\n\rSystemService\x12m\n\x0bGetOverview\x12\x1f.stratopt.v1.GetOverviewRequest\x1a .stratopt.v1.GetOverviewResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/system/overview\x12\x93\x01\n\x13StreamNotifications\x12\'.stratopt.v1.StreamNotificationsRequest\x1a(.stratopt.v1.StreamNotificationsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/system/notifications:stream0\x01\x12u\n\rCreateWebhook\x12!.stratopt.v1.CreateWebhookRequest\x1a\".stratopt.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12i\n\x0cListWebhooks\x12 .stratopt.v1.ListWebhooksRequest\x1a!.stratopt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12y\n\rDeleteWebhook\x12!.stratopt.v1.DeleteWebhookRequest\x1a\".stratopt.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stratopt/v1/system.proto\x12\x0bstratopt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x02\n\x0cNotification\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12=\n\x08severity\x18\x03 \x01(\x0e\x32!.stratopt.v1.NotificationSeverityR\x08severity\x12\x12\n\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n\x07message\x18\x06 \x01(\tR\x07message\x12\x1a\n\x08resource\x18\x07 \x01(\tR\x08resource\x12\x1a\n\x08sequence\x18\x08 \x01(\x03R\x08sequence\"\x14\n\x12GetOverviewRequest\"\xef\x04\n\x13GetOverviewResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x31\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06uptime\x12%\n\x0estrategy_count\x18\x03 \x01(\x03R\rstrategyCount\x12\x34\n\x16running_strategy_count\x18\x04 \x01(\x03R\x14runningStrategyCount\x12#\n\rdataset_count\x18\x05 \x01(\x03R\x0c\x64\x61tasetCount\x12%\n\x0e\x62\x61\x63ktest_count\x18\x06 \x01(\x03R\rbacktestCount\x12(\n\x10queued_job_count\x18\x07 \x01(\x03R\x0equeuedJobCount\x12*\n\x11running_job_count\x18\x08 \x01(\x03R\x0frunningJobCount\x12!\n\x0c\x65ngine_ready\x18\t \x01(\x08R\x0b\x65ngineReady\x12)\n\x10\x64\x61tabase_backend\x18\n \x01(\tR\x0f\x64\x61tabaseBackend\x12;\n\x0bserver_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nserverTime\x12!\n\x0ctrades_today\x18\x0c \x01(\x03R\x0btradesToday\x12\x32\n\x15paper_portfolio_value\x18\r \x01(\x01R\x13paperPortfolioValue\x12*\n\x11open_stream_count\x18\x0e \x01(\x03R\x0fopenStreamCount\"V\n\x18ListNotificationsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"\xad\x01\n\x19ListNotificationsResponse\x12?\n\rnotifications\x18\x01 \x03(\x0b\x32\x19.stratopt.v1.NotificationR\rnotifications\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\'\n\x0fnewest_sequence\x18\x03 \x01(\x03R\x0enewestSequence\"C\n\x1aStreamNotificationsRequest\x12%\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03R\rafterSequence\"v\n\x1bStreamNotificationsResponse\x12=\n\x0cnotification\x18\x01 \x01(\x0b\x32\x19.stratopt.v1.NotificationR\x0cnotification\x12\x18\n\x07\x64ropped\x18\x02 \x01(\x03R\x07\x64ropped\"\xab\x02\n\x07Webhook\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x16\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x03url\x12\x1c\n\x06secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x06secret\x12\x14\n\x05kinds\x18\x04 \x03(\tR\x05kinds\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12-\n\x0f\x64\x65livered_count\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0e\x64\x65liveredCount\x12\'\n\x0c\x66\x61iled_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0b\x66\x61iledCount\x12#\n\nlast_error\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03R\tlastError\"L\n\x14\x43reateWebhookRequest\x12\x34\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.stratopt.v1.WebhookB\x04\xe2\x41\x01\x02R\x07webhook\"G\n\x15\x43reateWebhookResponse\x12.\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.stratopt.v1.WebhookR\x07webhook\"\x15\n\x13ListWebhooksRequest\"H\n\x14ListWebhooksResponse\x12\x30\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.stratopt.v1.WebhookR\x08webhooks\";\n\x14\x44\x65leteWebhookRequest\x12#\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\twebhookId\"\x17\n\x15\x44\x65leteWebhookResponse*\xa1\x01\n\x14NotificationSeverity\x12%\n!NOTIFICATION_SEVERITY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTIFICATION_SEVERITY_INFO\x10\x01\x12!\n\x1dNOTIFICATION_SEVERITY_WARNING\x10\x02\x12\x1f\n\x1bNOTIFICATION_SEVERITY_ERROR\x10\x03\x32\xf8\x05\n\rSystemService\x12m\n\x0bGetOverview\x12\x1f.stratopt.v1.GetOverviewRequest\x1a .stratopt.v1.GetOverviewResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/system/overview\x12\x84\x01\n\x11ListNotifications\x12%.stratopt.v1.ListNotificationsRequest\x1a&.stratopt.v1.ListNotificationsResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/system/notifications\x12\x93\x01\n\x13StreamNotifications\x12\'.stratopt.v1.StreamNotificationsRequest\x1a(.stratopt.v1.StreamNotificationsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/system/notifications:stream0\x01\x12u\n\rCreateWebhook\x12!.stratopt.v1.CreateWebhookRequest\x1a\".stratopt.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12i\n\x0cListWebhooks\x12 .stratopt.v1.ListWebhooksRequest\x1a!.stratopt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12y\n\rDeleteWebhook\x12!.stratopt.v1.DeleteWebhookRequest\x1a\".stratopt.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}BBZ@github.com/stratopt/stratopt/generated/go/stratopt/v1;stratoptv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,6 +56,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\342A\001\002'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetOverview']._loaded_options = None
   _globals['_SYSTEMSERVICE'].methods_by_name['GetOverview']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/system/overview'
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/system/notifications'
   _globals['_SYSTEMSERVICE'].methods_by_name['StreamNotifications']._loaded_options = None
   _globals['_SYSTEMSERVICE'].methods_by_name['StreamNotifications']._serialized_options = b'\202\323\344\223\002!\022\037/v1/system/notifications:stream'
   _globals['_SYSTEMSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
@@ -64,32 +66,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYSTEMSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/webhooks'
   _globals['_SYSTEMSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
   _globals['_SYSTEMSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\033*\031/v1/webhooks/{webhook_id}'
-  _globals['_NOTIFICATIONSEVERITY']._serialized_start=1911
-  _globals['_NOTIFICATIONSEVERITY']._serialized_end=2072
+  _globals['_NOTIFICATIONSEVERITY']._serialized_start=2175
+  _globals['_NOTIFICATIONSEVERITY']._serialized_end=2336
   _globals['_NOTIFICATION']._serialized_start=170
   _globals['_NOTIFICATION']._serialized_end=435
   _globals['_GETOVERVIEWREQUEST']._serialized_start=437
   _globals['_GETOVERVIEWREQUEST']._serialized_end=457
   _globals['_GETOVERVIEWRESPONSE']._serialized_start=460
   _globals['_GETOVERVIEWRESPONSE']._serialized_end=1083
-  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_start=1085
-  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_end=1152
-  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_start=1154
-  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_end=1272
-  _globals['_WEBHOOK']._serialized_start=1275
-  _globals['_WEBHOOK']._serialized_end=1574
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1576
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1652
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=1654
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=1725
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1727
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1748
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1750
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1822
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1824
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1883
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1885
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1908
-  _globals['_SYSTEMSERVICE']._serialized_start=2075
-  _globals['_SYSTEMSERVICE']._serialized_end=2700
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1085
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1171
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1174
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1347
+  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_start=1349
+  _globals['_STREAMNOTIFICATIONSREQUEST']._serialized_end=1416
+  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_start=1418
+  _globals['_STREAMNOTIFICATIONSRESPONSE']._serialized_end=1536
+  _globals['_WEBHOOK']._serialized_start=1539
+  _globals['_WEBHOOK']._serialized_end=1838
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1840
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1916
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=1918
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=1989
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1991
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=2012
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=2014
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=2086
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=2088
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=2147
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=2149
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=2172
+  _globals['_SYSTEMSERVICE']._serialized_start=2339
+  _globals['_SYSTEMSERVICE']._serialized_end=3099
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class SystemServiceStub:
                 request_serializer=stratopt_dot_v1_dot_system__pb2.GetOverviewRequest.SerializeToString,
                 response_deserializer=stratopt_dot_v1_dot_system__pb2.GetOverviewResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/stratopt.v1.SystemService/ListNotifications',
+                request_serializer=stratopt_dot_v1_dot_system__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=stratopt_dot_v1_dot_system__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
         self.StreamNotifications = channel.unary_stream(
                 '/stratopt.v1.SystemService/StreamNotifications',
                 request_serializer=stratopt_dot_v1_dot_system__pb2.StreamNotificationsRequest.SerializeToString,
@@ -68,6 +73,14 @@ class SystemServiceServicer:
 
     def GetOverview(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotifications(self, request, context):
+        """The caller's stored notifications, newest first. `newest_sequence` is where
+        StreamNotifications continues without missing any: list, then stream after it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -106,6 +119,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.GetOverview,
                     request_deserializer=stratopt_dot_v1_dot_system__pb2.GetOverviewRequest.FromString,
                     response_serializer=stratopt_dot_v1_dot_system__pb2.GetOverviewResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=stratopt_dot_v1_dot_system__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=stratopt_dot_v1_dot_system__pb2.ListNotificationsResponse.SerializeToString,
             ),
             'StreamNotifications': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamNotifications,
@@ -156,6 +174,33 @@ class SystemService:
             '/stratopt.v1.SystemService/GetOverview',
             stratopt_dot_v1_dot_system__pb2.GetOverviewRequest.SerializeToString,
             stratopt_dot_v1_dot_system__pb2.GetOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratopt.v1.SystemService/ListNotifications',
+            stratopt_dot_v1_dot_system__pb2.ListNotificationsRequest.SerializeToString,
+            stratopt_dot_v1_dot_system__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,10 @@ class SystemServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SystemServiceAsyncStub: ...
     GetOverview: _grpc.UnaryUnaryMultiCallable[_system_pb2.GetOverviewRequest, _system_pb2.GetOverviewResponse]
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_system_pb2.ListNotificationsRequest, _system_pb2.ListNotificationsResponse]
+    """The caller's stored notifications, newest first. `newest_sequence` is where
+    StreamNotifications continues without missing any: list, then stream after it.
+    """
     StreamNotifications: _grpc.UnaryStreamMultiCallable[_system_pb2.StreamNotificationsRequest, _system_pb2.StreamNotificationsResponse]
     """Streams notifications for the caller: job finished, alert raised, import done."""
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_system_pb2.CreateWebhookRequest, _system_pb2.CreateWebhookResponse]
@@ -49,6 +53,10 @@ class SystemServiceAsyncStub(SystemServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetOverview: _aio.UnaryUnaryMultiCallable[_system_pb2.GetOverviewRequest, _system_pb2.GetOverviewResponse]  # type: ignore[assignment]
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_system_pb2.ListNotificationsRequest, _system_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """The caller's stored notifications, newest first. `newest_sequence` is where
+    StreamNotifications continues without missing any: list, then stream after it.
+    """
     StreamNotifications: _aio.UnaryStreamMultiCallable[_system_pb2.StreamNotificationsRequest, _system_pb2.StreamNotificationsResponse]  # type: ignore[assignment]
     """Streams notifications for the caller: job finished, alert raised, import done."""
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_system_pb2.CreateWebhookRequest, _system_pb2.CreateWebhookResponse]  # type: ignore[assignment]
@@ -67,6 +75,16 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _system_pb2.GetOverviewRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_system_pb2.GetOverviewResponse, _abc.Awaitable[_system_pb2.GetOverviewResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _system_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_system_pb2.ListNotificationsResponse, _abc.Awaitable[_system_pb2.ListNotificationsResponse]]:
+        """The caller's stored notifications, newest first. `newest_sequence` is where
+        StreamNotifications continues without missing any: list, then stream after it.
+        """
 
     @_abc_1.abstractmethod
     def StreamNotifications(

@@ -168,6 +168,60 @@ export declare type GetOverviewResponse = Message<"stratopt.v1.GetOverviewRespon
 export declare const GetOverviewResponseSchema: GenMessage<GetOverviewResponse>;
 
 /**
+ * @generated from message stratopt.v1.ListNotificationsRequest
+ */
+export declare type ListNotificationsRequest = Message<"stratopt.v1.ListNotificationsRequest"> & {
+  /**
+   * 1..200, default 50.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message stratopt.v1.ListNotificationsRequest.
+ * Use `create(ListNotificationsRequestSchema)` to create a new message.
+ */
+export declare const ListNotificationsRequestSchema: GenMessage<ListNotificationsRequest>;
+
+/**
+ * @generated from message stratopt.v1.ListNotificationsResponse
+ */
+export declare type ListNotificationsResponse = Message<"stratopt.v1.ListNotificationsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated stratopt.v1.Notification notifications = 1;
+   */
+  notifications: Notification[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * The caller's newest notification when the first page was read (0: none yet). A
+   * StreamNotifications with after_sequence set to it sends everything written since.
+   *
+   * @generated from field: int64 newest_sequence = 3;
+   */
+  newestSequence: bigint;
+};
+
+/**
+ * Describes the message stratopt.v1.ListNotificationsResponse.
+ * Use `create(ListNotificationsResponseSchema)` to create a new message.
+ */
+export declare const ListNotificationsResponseSchema: GenMessage<ListNotificationsResponse>;
+
+/**
  * @generated from message stratopt.v1.StreamNotificationsRequest
  */
 export declare type StreamNotificationsRequest = Message<"stratopt.v1.StreamNotificationsRequest"> & {
@@ -398,6 +452,17 @@ export declare const SystemService: GenService<{
     methodKind: "unary";
     input: typeof GetOverviewRequestSchema;
     output: typeof GetOverviewResponseSchema;
+  },
+  /**
+   * The caller's stored notifications, newest first. `newest_sequence` is where
+   * StreamNotifications continues without missing any: list, then stream after it.
+   *
+   * @generated from rpc stratopt.v1.SystemService.ListNotifications
+   */
+  listNotifications: {
+    methodKind: "unary";
+    input: typeof ListNotificationsRequestSchema;
+    output: typeof ListNotificationsResponseSchema;
   },
   /**
    * Streams notifications for the caller: job finished, alert raised, import done.
