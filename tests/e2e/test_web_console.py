@@ -625,20 +625,22 @@ COUNT = "[data-testid=notification-count]"
 PAST_A_POLL_MS = 1500  # a notification stream polls storage every second (live/notify.py)
 
 
-def trader_streams(live_server: LiveServer) -> int:
-    """The server streams trader has open (GetOverview counts the caller's)."""
+def trader_streams(live_server: LiveServer, username: str = "trader") -> int:
+    """The server streams trader (or `username`) has open (GetOverview counts the caller's)."""
     with live_server.channel() as ch:
         reply: Any = sys_grpc.SystemServiceStub(ch).GetOverview(
-            sys_pb.GetOverviewRequest(), metadata=live_server.md("trader")
+            sys_pb.GetOverviewRequest(), metadata=live_server.md(username)
         )
     return int(reply.open_stream_count)
 
 
-def wait_trader_streams(live_server: LiveServer, n: int, timeout: float = 15) -> None:
+def wait_trader_streams(
+    live_server: LiveServer, n: int, timeout: float = 15, username: str = "trader"
+) -> None:
     deadline = time.monotonic() + timeout
-    while (seen := trader_streams(live_server)) != n:
+    while (seen := trader_streams(live_server, username)) != n:
         if time.monotonic() > deadline:
-            raise AssertionError(f"trader has {seen} streams open, not {n}")
+            raise AssertionError(f"{username} has {seen} streams open, not {n}")
         time.sleep(0.1)
 
 
@@ -665,6 +667,25 @@ def sign_in_with_the_feed_open(console: Console, live_server: LiveServer) -> Non
     wait_trader_streams(live_server, 1)
     # The stream reads the user's last sequence right after it is counted.
     console.page.wait_for_timeout(200)
+
+
+def another_tab(console: Console) -> Console:
+    """A second tab in the console's browser context: the same profile (storage, Web Locks,
+    BroadcastChannels), so it shares the session. Not yet on any page."""
+    tab = Console(console.page.context.new_page(), console.url)
+    tab.page.on(
+        "console", lambda m: tab.errors.append(f"console: {m.text}") if m.type == "error" else None
+    )
+    tab.page.on("pageerror", lambda exc: tab.errors.append(f"pageerror: {exc}"))
+    tab.page.set_default_timeout(20_000)
+    return tab
+
+
+def wait_requests(seen: list[Request], n: int, page: Page, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while len(seen) < n and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(seen) >= n, [r.url for r in seen]
 
 
 def stream_requests(page: Page) -> list[Request]:
@@ -837,3 +858,99 @@ def test_a_refused_or_broken_notification_stream_is_opened_again(
     failed = [e for e in console.errors if "ERR_FAILED" in e]
     assert len(failed) == 1, console.errors
     console.errors.remove(failed[0])
+
+
+def toasts_of(page: Page, file_name: str) -> int:
+    return page.locator(f"{TOAST}:has-text('{file_name}')").count()
+
+
+def test_the_tabs_of_a_user_share_one_notification_stream(
+    console: Console, live_server: LiveServer
+) -> None:
+    """Over HTTP/1.1 each open stream holds one of the browser's six connections to the
+    gateway: the tabs of a user share one stream, run by the tab holding a Web Lock, which
+    passes each notification on to the others. When it closes, another takes over after the
+    last notification seen; a sign-out in any tab ends it."""
+    page = console.page
+    sign_in_with_the_feed_open(console, live_server)  # the first tab leads
+    other = another_tab(console)
+    other_opened = stream_requests(other.page)
+    other.go("datasets")
+    other.page.wait_for_selector("[data-testid=dataset-list]")
+    other.page.wait_for_timeout(PAST_A_POLL_MS)  # time to open a stream of its own (it must not)
+    assert other_opened == []
+    assert trader_streams(live_server) == 1, "one stream between the two tabs"
+
+    # One notification: a toast in each tab, once.
+    first = notify_trader(live_server)
+    for tab in (page, other.page):
+        tab.locator(f"{TOAST}:has-text('{first}')").wait_for()
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    for tab in (page, other.page):
+        assert toasts_of(tab, first) == 1
+        assert tab.locator(COUNT).inner_text() == "1"
+
+    # The leader closes: the other tab takes over, after the last sequence any tab saw. Its
+    # subscription is held until a notification has been written meanwhile, which it then
+    # gets from storage; one written after the takeover comes live. Each once.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    other.page.route(NOTIFICATION_STREAM, hold)
+    console.assert_clean()
+    page.close()
+    console.page, console.errors = other.page, other.errors  # the fixture checks this one now
+    wait_requests(other_opened, 1, other.page)
+    meanwhile = notify_trader(live_server)
+    while not held:
+        other.page.wait_for_timeout(50)
+    held[0].continue_()
+    other.page.unroute(NOTIFICATION_STREAM)
+    wait_trader_streams(live_server, 1)
+    other.page.locator(f"{TOAST}:has-text('{meanwhile}')").wait_for()
+    other.page.wait_for_timeout(200)
+    after = notify_trader(live_server)
+    other.page.locator(f"{TOAST}:has-text('{after}')").wait_for()
+    other.page.wait_for_timeout(PAST_A_POLL_MS)
+    assert toasts_of(other.page, meanwhile) == 1
+    assert toasts_of(other.page, after) == 1
+    assert other.page.locator(COUNT).inner_text() == "3"
+    assert len(other_opened) == 1, [r.url for r in other_opened]
+    assert trader_streams(live_server) == 1
+
+    # Log out in a tab that follows: every tab signs out, and the leader's stream ends.
+    third = another_tab(console)
+    third_opened = stream_requests(third.page)
+    third.go("strategies")
+    third.page.wait_for_selector("text=Type library")
+    third.page.click("[data-testid=logout]")
+    third.page.wait_for_selector("[data-testid=login-form]")
+    other.page.wait_for_selector("[data-testid=login-form]")
+    wait_trader_streams(live_server, 0)
+    assert third_opened == []
+    keys = other.page.evaluate("Object.keys(localStorage)")
+    assert not [k for k in keys if k.startswith("stratopt.notifications")], keys
+    third.assert_clean()
+
+
+def test_a_tab_signed_in_as_another_user_gets_none_of_its_notifications(
+    console: Console, live_server: LiveServer
+) -> None:
+    """The lock, the channel's messages and the stored sequence are the user's: a tab of the
+    same browser signed in as viewer runs viewer's stream and shows none of trader's."""
+    page = console.page
+    sign_in_with_the_feed_open(console, live_server)
+    wait_trader_streams(live_server, 0, username="viewer")
+    other = another_tab(console)
+    other.login("viewer")
+    wait_trader_streams(live_server, 1, username="viewer")
+    assert trader_streams(live_server) == 1
+    file_name = notify_trader(live_server)
+    page.locator(f"{TOAST}:has-text('{file_name}')").wait_for()
+    other.page.wait_for_timeout(PAST_A_POLL_MS)
+    assert other.page.locator(TOAST).count() == 0
+    assert not other.page.locator(COUNT).is_visible()
+    other.assert_clean()
+    other.page.close()

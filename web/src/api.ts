@@ -168,9 +168,25 @@ export async function logout(): Promise<void> {
   if (token) await bareAuth.logout({ refreshToken: token }).catch(() => undefined);
 }
 
+/** Runs `listener` when the session ends: a failed refresh here, or a sign-out in another tab. */
 export function onSignedOut(listener: () => void): void {
   signedOutListeners.push(listener);
 }
+
+// Signed out in another tab (Log out, or a refresh that failed there): the refresh token the
+// tabs share is gone and the server has ended the session, so this tab signs out too: its
+// listeners end its notifications (a leading tab releases their stream's lock) and show the
+// login page. A sign-in in another tab replaces the token: that is no sign-out.
+window.addEventListener("storage", (e) => {
+  if (e.storageArea !== localStorage || (e.key !== REFRESH_KEY && e.key !== null)) return;
+  if (!current || storedRefreshToken()) return;
+  accessToken = "";
+  current = undefined;
+  window.clearTimeout(refreshTimer);
+  refreshTimer = undefined;
+  sessionStorage.removeItem(ACCESS_KEY);
+  for (const l of signedOutListeners) l();
+});
 
 export function session(): Session | undefined {
   return current;

@@ -1,16 +1,25 @@
 // The signed-in user's notifications (jobs that ended, exports ready, strategy alerts and
-// status changes): one StreamNotifications per tab, opened at sign-in and kept across page
-// changes (pages abort their own streams when the user leaves them; this one is the shell's),
-// ended at logout or sign-out. Each new notification is a toast and an entry in the header's
-// bell menu.
+// status changes): one StreamNotifications for all the tabs of a browser signed in as the same
+// user, opened at sign-in and kept across page changes (pages abort their own streams when the
+// user leaves them; this one is the shell's), ended at logout or sign-out. Each new notification
+// is a toast and an entry in the header's bell menu, in every one of those tabs.
+//
+// One stream, not one per tab: over HTTP/1.1 a browser opens at most six connections to the
+// gateway, shared by all its tabs, and an open stream holds one for good. The tabs elect a
+// leader with a Web Lock per user (`stratopt.notifications.<user id>`): the tab holding it runs
+// the stream and passes each notification on over a BroadcastChannel; the others wait for the
+// lock, which frees itself when the leader closes, crashes or signs out, and the next one
+// takes over. Without Web Locks or BroadcastChannel (an insecure context: plain HTTP to an
+// address other than localhost) each tab runs its own stream, as before.
 //
 // `after_sequence` 0 sends only notifications written from then on, N first the stored ones
-// after N. The last sequence received is kept in sessionStorage (with the entries shown), so
-// a reload or a reconnect subscribes after it: what was written meanwhile comes once, and
-// nothing comes twice. A stream that ends (the server ends streams when it shuts down) or
-// breaks is subscribed again with backoff; one refused as UNAUTHENTICATED (an access token
-// that expired while the laptop slept) after a refresh, as streams are not retried by the
-// auth interceptor.
+// after N. The last sequence received is kept in localStorage for the user (every tab writes
+// it, so a new leader subscribes after the last one any tab saw) and, with the entries shown,
+// in this tab's sessionStorage, so a reload, a reconnect or a new leader subscribes after it:
+// what was written meanwhile comes once, and nothing comes twice. A stream that ends (the
+// server ends streams when it shuts down) or breaks is subscribed again with backoff; one
+// refused as UNAUTHENTICATED (an access token that expired while the laptop slept) after a
+// refresh, as streams are not retried by the auth interceptor.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NotificationSeverity, type Notification } from "@stratopt/api/stratopt/v1/system_pb";
@@ -18,7 +27,14 @@ import { api, refresh, type Session } from "./api";
 import { h, mount } from "./dom";
 import { toast, type ToastKind } from "./page";
 
+/** This tab's menu and last sequence (sessionStorage). */
 const STORE_KEY = "stratopt.notifications";
+/** + user id: the leader's Web Lock, and the user's last sequence in localStorage. */
+const SHARED_PREFIX = "stratopt.notifications.";
+/** The BroadcastChannel the leader passes notifications on over (each message names its user). */
+const CHANNEL = "stratopt.notifications";
+/** Whether the tabs can share one stream (Web Locks need a secure context). */
+const SHARED = "locks" in navigator && typeof BroadcastChannel === "function";
 /** Dispatched on `window` for each new notification (detail: its kind and resource). */
 export const NOTIFICATION_EVENT = "stratopt:notification";
 /** Entries kept for the menu (this tab's session). */
@@ -54,10 +70,16 @@ interface Stored {
   entries: Entry[];
 }
 
+/** What the leader sends the other tabs of its user. */
+type Message =
+  | { type: "notification"; user: string; entry: Entry }
+  | { type: "reconnecting"; user: string; reconnecting: boolean };
+
 let user = "";
 let after = 0n;
 let entries: Entry[] = [];
 let feed: AbortController | undefined;
+let channel: BroadcastChannel | undefined;
 /** The stream broke or ended and is being opened again (said in the menu). */
 let reconnecting = false;
 /** Whether the menu is open, and the entries that were unread when it opened (shown so). */
@@ -66,21 +88,29 @@ let fresh = new Set<string>();
 
 // -- the stream ------------------------------------------------------------------------------
 
-/** Opens this tab's stream for `s` unless it is open already (every route calls this). */
+/** Follows `s`'s notifications unless this tab does already (every route calls this). */
 export function startNotifications(s: Session): void {
   const id = s.user.id;
   if (feed && user === id) return;
   stopNotifications();
   load(id);
   feed = new AbortController();
-  void follow(feed.signal);
+  if (SHARED) {
+    channel = new BroadcastChannel(CHANNEL);
+    channel.onmessage = (ev: MessageEvent<unknown>) => receive(ev.data);
+    void lead(id, feed.signal);
+  } else {
+    void follow(feed.signal);
+  }
   render();
 }
 
 /** Ends the stream (the login page); what was seen is kept for this user's next subscription. */
 export function stopNotifications(): void {
-  feed?.abort();
+  feed?.abort(); // the leader's lock is released once its stream has ended
   feed = undefined;
+  channel?.close();
+  channel = undefined;
   reconnecting = false;
   setOpen(false);
 }
@@ -89,24 +119,71 @@ export function stopNotifications(): void {
 export function endNotifications(): void {
   stopNotifications();
   sessionStorage.removeItem(STORE_KEY);
+  if (user) localStorage.removeItem(SHARED_PREFIX + user);
   user = "";
   after = 0n;
   entries = [];
   render();
 }
 
+/**
+ * Waits to be the tab that runs the stream for user `id`, then runs it until `signal` ends
+ * it. The lock is held for as long as the callback runs, and freed by the browser when the
+ * tab goes away; the next tab waiting for it takes over.
+ */
+async function lead(id: string, signal: AbortSignal): Promise<void> {
+  try {
+    await navigator.locks.request(SHARED_PREFIX + id, { signal }, () => follow(signal));
+  } catch {
+    // aborted while waiting: signed out, or a page (the login page) that follows no one
+  }
+}
+
+/** Passes `m` on to the other tabs following this user (none without a channel). */
+function broadcast(m: Message): void {
+  try {
+    channel?.postMessage(m);
+  } catch {
+    // closed meanwhile
+  }
+}
+
+/** A message from the leader in another tab: only its user's, only while following it. */
+function receive(data: unknown): void {
+  const m = data as Partial<Message> | null;
+  if (!feed || !m || typeof m !== "object" || !user || m.user !== user) return;
+  if (m.type === "notification" && m.entry && typeof m.entry.sequence === "string") {
+    accept({ ...m.entry, read: false });
+  } else if (m.type === "reconnecting" && typeof m.reconnecting === "boolean") {
+    setReconnecting(m.reconnecting);
+  }
+}
+
 async function follow(signal: AbortSignal): Promise<void> {
+  // The stream's state, said in this tab's menu and, when it changes and once at the start
+  // (a new leader: the old one may have said it was reconnecting), in the other tabs'.
+  let told = false;
+  const streamReconnecting = (value: boolean): void => {
+    if (reconnecting === value && told) return;
+    told = true;
+    setReconnecting(value);
+    broadcast({ type: "reconnecting", user, reconnecting: value });
+  };
   for (let attempt = 0; !signal.aborted; attempt++) {
     const opened = Date.now();
     // The server sends no headers before the first notification, so a stream that has not
     // failed for a few seconds is taken to be open.
-    const steady = window.setTimeout(() => setReconnecting(false), STEADY_MS);
+    const steady = window.setTimeout(() => streamReconnecting(false), STEADY_MS);
     try {
+      // After the last one this tab or (shared) any tab of this user received.
+      after = maxBig(after, sharedAfter());
       for await (const r of api.system.streamNotifications({ afterSequence: after }, { signal })) {
         if (signal.aborted) return; // signed out meanwhile: nothing more for this session
         attempt = 0;
-        setReconnecting(false);
-        if (r.notification) accept(r.notification);
+        streamReconnecting(false);
+        if (!r.notification) continue;
+        const entry = toEntry(r.notification);
+        if (accept(entry)) broadcast({ type: "notification", user, entry });
       }
     } catch (e) {
       if (signal.aborted) return;
@@ -117,7 +194,7 @@ async function follow(signal: AbortSignal): Promise<void> {
       window.clearTimeout(steady);
     }
     if (signal.aborted) return;
-    setReconnecting(true);
+    streamReconnecting(true);
     if (Date.now() - opened > HEALTHY_MS) attempt = 0;
     await sleep(backoff(attempt), signal);
   }
@@ -143,10 +220,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function accept(n: Notification): void {
-  if (n.sequence <= after) return; // sent again (a resume): shown already
-  after = n.sequence;
-  const entry: Entry = {
+function toEntry(n: Notification): Entry {
+  return {
     sequence: String(n.sequence),
     kind: n.kind,
     severity: severity(n.severity),
@@ -156,6 +231,14 @@ function accept(n: Notification): void {
     time: n.time ? timestampDate(n.time).toISOString() : new Date().toISOString(),
     read: false,
   };
+}
+
+/** Shows `entry` unless this tab has already; whether it was new. */
+function accept(entry: Entry): boolean {
+  const sequence = BigInt(entry.sequence);
+  if (sequence <= after) return false; // sent again (a resume, a new leader): shown already
+  after = sequence;
+  shareAfter(sequence);
   const href = linkFor(entry.resource);
   // A page may bring itself up to date (the exports page lists a new file) ...
   window.dispatchEvent(
@@ -172,6 +255,7 @@ function accept(n: Notification): void {
   save();
   render();
   if (!onIt) announce(entry, href);
+  return true;
 }
 
 function severity(s: NotificationSeverity): ToastKind {
@@ -248,6 +332,8 @@ function load(id: string): void {
   } catch {
     // unreadable: start afresh
   }
+  // What the user's other tabs received meanwhile was shown there: not again here.
+  after = maxBig(after, sharedAfter());
 }
 
 function save(): void {
@@ -257,6 +343,29 @@ function save(): void {
   } catch {
     // storage full or disabled: the feed still works for this page's life
   }
+}
+
+/** The last sequence any tab following this user received (0 when not shared or none). */
+function sharedAfter(): bigint {
+  if (!SHARED || !user) return 0n;
+  try {
+    return BigInt(localStorage.getItem(SHARED_PREFIX + user) ?? "0");
+  } catch {
+    return 0n; // unreadable
+  }
+}
+
+function shareAfter(sequence: bigint): void {
+  if (!SHARED || !user || sequence <= sharedAfter()) return;
+  try {
+    localStorage.setItem(SHARED_PREFIX + user, String(sequence));
+  } catch {
+    // storage full or disabled: a new leader resumes after its own last sequence
+  }
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }
 
 // -- the header's bell menu ------------------------------------------------------------------
