@@ -25,6 +25,7 @@ from stratopt.v1 import export_pb2 as epb
 from stratopt.v1 import market_data_pb2 as mpb
 from stratopt.v1 import optimization_pb2 as opb
 from stratopt.v1 import strategy_pb2 as spb
+from stratopt.v1 import system_pb2 as ypb
 
 from stratopt.client import AsyncClient, AuthenticationRequired, Client, RetryPolicy
 from stratopt.client.retry import NO_RETRY, error_retry_delay
@@ -591,3 +592,34 @@ async def test_async_follow_live_gets_every_signal_and_alert_once(
         assert "end of its dataset" in listed.alerts[-1].message
         with pytest.raises(ValueError, match="kind must be one of"):
             client.follow_live(strategy.id, "fills")  # type: ignore[arg-type]
+
+
+def test_follow_notifications_from_now_each_once(srv: LiveServer) -> None:
+    """follow_notifications() starts after the newest stored one: an export made after it
+    arrives, nothing stored before it does."""
+    with Client(srv.addr) as client:
+        client.login("trader", PASSWORD)
+        client.export_pine(strategy_type="sma_crossover", parameters={"fast": 5, "slow": 20})
+        follow = client.follow_notifications()
+        start = follow.after
+        reply = client.export_pine(strategy_type="sma_crossover", title="Followed")
+        got: list[ypb.Notification] = []
+        for n in follow:  # subscribes now, after `start`: the export is among what comes
+            got.append(n)
+            if n.resource == f"exports/{reply.file.id}":
+                break
+        follow.close()
+        assert got[-1].kind == "export.ready" and got[0].sequence == start + 1
+        assert [n.sequence for n in got] == list(range(start + 1, start + 1 + len(got)))
+
+
+async def test_async_follow_notifications(srv: LiveServer) -> None:
+    async with AsyncClient(srv.addr) as client:
+        await client.login("trader", PASSWORD)
+        follow = await client.follow_notifications()
+        reply = await client.export_pine(strategy_type="sma_crossover", title="Async followed")
+        async for n in follow:
+            if n.resource == f"exports/{reply.file.id}":
+                assert n.kind == "export.ready"
+                break
+        follow.close()

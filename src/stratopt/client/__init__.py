@@ -8,18 +8,33 @@
 `Client` blocks, `AsyncClient` is its asyncio twin; docs/client.md is the guide.
 """
 
-from stratopt.client.async_client import AsyncClient, AsyncJobWatch
+from stratopt.client.async_client import (
+    AsyncClient,
+    AsyncJobWatch,
+    AsyncLiveFollow,
+    AsyncNotificationFollow,
+)
 from stratopt.client.retry import NO_RETRY, RetryPolicy
 from stratopt.client.session import AuthenticationRequired
-from stratopt.client.sync_client import Client, DownloadIncomplete, JobWatch
+from stratopt.client.sync_client import (
+    Client,
+    DownloadIncomplete,
+    JobWatch,
+    LiveFollow,
+    NotificationFollow,
+)
 
 __all__ = [
     "NO_RETRY",
     "AsyncClient",
     "AsyncJobWatch",
+    "AsyncLiveFollow",
+    "AsyncNotificationFollow",
     "AuthenticationRequired",
     "Client",
     "DownloadIncomplete",
     "JobWatch",
+    "LiveFollow",
+    "NotificationFollow",
     "RetryPolicy",
 ]

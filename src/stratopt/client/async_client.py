@@ -36,6 +36,7 @@ from stratopt.v1 import (
     rules_pb2_grpc,
     strategy_pb2,
     strategy_pb2_grpc,
+    system_pb2,
     system_pb2_grpc,
 )
 
@@ -209,6 +210,17 @@ class AsyncClient:
         """`Client.follow_live` for asyncio: ``async for event in client.follow_live(id)``."""
         return AsyncLiveFollow(
             self, strategy_id, kind, after, reconnect=reconnect, reconnect_window=reconnect_window
+        )
+
+    async def follow_notifications(
+        self, after: int | None = None, *, reconnect: bool = True, reconnect_window: float = 120.0
+    ) -> AsyncNotificationFollow:
+        """`Client.follow_notifications` for asyncio (awaited, then ``async for``)."""
+        if after is None:
+            req = system_pb2.ListNotificationsRequest(page_size=1)
+            after = (await self.system.ListNotifications(req)).newest_sequence
+        return AsyncNotificationFollow(
+            self, after, reconnect=reconnect, reconnect_window=reconnect_window
         )
 
     async def optimize_and_watch(
@@ -428,16 +440,16 @@ class AsyncJobWatch:
         return await self.client.optimization.GetOptimizationResult(req)
 
 
-class AsyncLiveFollow:
-    """`LiveFollow` for asyncio: ``async for event in follow`` (sync_client.LiveFollow)."""
+class _AsyncSequenceFollow:
+    """`sync_client._SequenceFollow` for asyncio: the loop `AsyncLiveFollow` and
+    `AsyncNotificationFollow` share."""
 
     def __init__(
-        self, client: AsyncClient, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
-        reconnect: bool = True, reconnect_window: float = 120.0,
+        self, client: AsyncClient, cursor: b.SequenceCursor, *, reconnect: bool,
+        reconnect_window: float,
     ) -> None:  # fmt: skip
         self.client = client
-        self.strategy_id = strategy_id
-        self.cursor = b.LiveCursor(kind, after)
+        self.cursor = cursor
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
@@ -457,13 +469,19 @@ class AsyncLiveFollow:
     def dropped(self) -> int:
         return self.cursor.dropped
 
+    def _subscribe(self) -> Any:
+        raise NotImplementedError
+
+    async def _still_open(self) -> bool:
+        raise NotImplementedError
+
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Any]:
         policy = self.client.retry_policy
         while not self._closed:
-            self._call = self.cursor.subscribe(self.client.strategies, self.strategy_id)
+            self._call = self._subscribe()
             error = None
             try:
                 async for reply in self._call:
@@ -484,14 +502,35 @@ class AsyncLiveFollow:
                 self._call.cancel()  # the caller stopped iterating: end the stream
                 raise
             else:
-                if not self.reconnect or not await self._runs():
+                if not self.reconnect or not await self._still_open():
                     return
             delay = self._reconnect.delay(error)
             if delay is None:
                 return
             await asyncio.sleep(delay)
 
-    async def _runs(self) -> bool:
+    def close(self) -> None:
+        """Stops following."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+
+
+class AsyncLiveFollow(_AsyncSequenceFollow):
+    """`LiveFollow` for asyncio: ``async for event in follow`` (sync_client.LiveFollow)."""
+
+    def __init__(
+        self, client: AsyncClient, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
+        reconnect: bool = True, reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.strategy_id = strategy_id
+        self.live = b.LiveCursor(kind, after)
+        super().__init__(client, self.live, reconnect=reconnect, reconnect_window=reconnect_window)
+
+    def _subscribe(self) -> Any:
+        return self.live.subscribe(self.client.strategies, self.strategy_id)
+
+    async def _still_open(self) -> bool:
         req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
         try:
             return b.is_running((await self.client.strategies.GetPerformance(req)).performance)
@@ -500,8 +539,21 @@ class AsyncLiveFollow:
                 raise
             return True
 
-    def close(self) -> None:
-        """Stops following; the run goes on."""
-        self._closed = True
-        if self._call is not None:
-            self._call.cancel()
+
+class AsyncNotificationFollow(_AsyncSequenceFollow):
+    """`NotificationFollow` for asyncio (sync_client.NotificationFollow)."""
+
+    def __init__(
+        self, client: AsyncClient, after: int, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.notifications = b.NotificationCursor(after)
+        super().__init__(
+            client, self.notifications, reconnect=reconnect, reconnect_window=reconnect_window
+        )
+
+    def _subscribe(self) -> Any:
+        return self.notifications.subscribe(self.client.system)
+
+    async def _still_open(self) -> bool:
+        return True

@@ -13,6 +13,7 @@ from stratopt.v1 import (
     market_data_pb2,
     optimization_pb2,
     strategy_pb2,
+    system_pb2,
 )
 
 ParamValue = int | float | str | bool
@@ -148,23 +149,20 @@ def live_kind(kind: str) -> LiveKind:
     return kind  # type: ignore[return-value]
 
 
-class LiveCursor:
-    """Where a follow of a paper run's stream is, for the sync and async follows alike:
-    the last sequence yielded (`after`, which a new subscription starts after) and the
-    events the server dropped for this reader (`dropped`, summed over subscriptions)."""
+class SequenceCursor:
+    """Where a follow of a sequence-numbered stream is, for the sync and async follows
+    alike: the last sequence yielded (`after`, which a new subscription starts after) and
+    the events the server dropped for this reader (`dropped`, summed over subscriptions;
+    each subscription's own count starts at 0, so call `begin` before each)."""
 
-    def __init__(self, kind: str, after: int) -> None:
-        self.kind = live_kind(kind)
+    def __init__(self, field: str, after: int) -> None:
         self.after = after
         self.dropped = 0
         self._dropped_here = 0
-        self._field = LIVE_STREAMS[self.kind][2]
+        self._field = field
 
-    def subscribe(self, stub: Any, strategy_id: str) -> Any:
-        """The stream call, after the last sequence yielded."""
-        name, request, _ = LIVE_STREAMS[self.kind]
+    def begin(self) -> None:
         self._dropped_here = 0
-        return getattr(stub, name)(request(strategy_id=strategy_id, after_sequence=self.after))
 
     def accept(self, reply: Any) -> Any | None:
         """The reply's event if it is new; None for one sent again after a restart."""
@@ -175,6 +173,33 @@ class LiveCursor:
             return None
         self.after = event.sequence
         return event
+
+
+class LiveCursor(SequenceCursor):
+    """A paper run's signals or alerts (`LIVE_STREAMS`)."""
+
+    def __init__(self, kind: str, after: int) -> None:
+        self.kind = live_kind(kind)
+        super().__init__(LIVE_STREAMS[self.kind][2], after)
+
+    def subscribe(self, stub: Any, strategy_id: str) -> Any:
+        """The stream call, after the last sequence yielded."""
+        name, request, _ = LIVE_STREAMS[self.kind]
+        self.begin()
+        return getattr(stub, name)(request(strategy_id=strategy_id, after_sequence=self.after))
+
+
+class NotificationCursor(SequenceCursor):
+    """The caller's notifications."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__("notification", after)
+
+    def subscribe(self, stub: Any) -> Any:
+        self.begin()
+        return stub.StreamNotifications(
+            system_pb2.StreamNotificationsRequest(after_sequence=self.after)
+        )
 
 
 def is_running(performance: strategy_pb2.PerformanceSnapshot) -> bool:

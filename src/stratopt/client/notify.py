@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import grpc
-
 from stratopt.client import output as o
-from stratopt.client import retry as r
 from stratopt.client.args import add_json, subparser
 from stratopt.client.output import CliError
 from stratopt.client.remote import Remote, add_server
-from stratopt.client.sync_client import Client
 from stratopt.v1 import system_pb2 as pb
 from stratopt.v1 import system_pb2_grpc as pbg
 
@@ -40,13 +34,6 @@ SEVERITIES = {
     pb.NOTIFICATION_SEVERITY_ERROR: "error",
 }
 DEFAULT_LAST = 20
-RECONNECT_WINDOW_S = 120.0
-"""How long a follow keeps subscribing again to a server that is away (a restart)."""
-ESTABLISHED_S = 1.0
-"""A subscription open this long reached the server: a wrong address or a server that is
-not running fails at once, and deserves the call's few retries, not the reconnect window."""
-METHOD = "StreamNotifications"
-"""For the retry rules: a Stream* call only reads, so subscribing again is harmless."""
 DEFAULT_KINDS = "strategy.alert (default)"
 SIGNATURE = 'X-Stratopt-Signature: v1=HMAC-SHA256(secret, "<timestamp>." + body)'
 
@@ -199,7 +186,7 @@ def cmd_notifications(args: argparse.Namespace) -> int:
                 print("stratopt: no notifications yet", file=sys.stderr)
             return 0
         start = stored[-1].sequence if stored else max(newest, args.after or 0)
-        follow = NotificationFollow(rem.client, start)
+        follow = rem.client.follow_notifications(start)
         missed = 0
         for n in follow:
             _print_notification(n, args.json)
@@ -244,87 +231,6 @@ def notification_line(n: pb.Notification) -> str:
         f"#{n.sequence}",
     ]
     return "  ".join(cells)
-
-
-class NotificationFollow:
-    """The caller's notifications after sequence `after` (0: only new ones), each once,
-    until the caller stops iterating, across broken connections.
-
-    A stream that ends or fails with UNAVAILABLE (a server restart, a network cut) is
-    subscribed again after the last sequence yielded, with backoff; the server resends
-    what was written meanwhile. Until a subscription has reached the server the call's
-    retry policy applies (a wrong address fails in seconds); after that, the reconnect
-    window (`retry.Reconnect`).
-    """
-
-    def __init__(
-        self, client: Client, after: int = 0, *, reconnect_window: float = RECONNECT_WINDOW_S
-    ) -> None:
-        self.client = client
-        self.after = after
-        self.dropped = 0
-        self._dropped_here = 0
-        self._established = False
-        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
-
-    @property
-    def reconnects(self) -> int:
-        return self._reconnect.count
-
-    def __iter__(self) -> Iterator[pb.Notification]:
-        stub = self.client.system
-        retries = 0  # before the first subscription reached the server
-        while True:
-            req = pb.StreamNotificationsRequest(after_sequence=self.after)
-            opened, error = time.monotonic(), None
-            self._dropped_here = 0
-            call: Any = stub.StreamNotifications(req)
-            try:
-                for reply in call:
-                    self._established = True
-                    self._reconnect.progress()
-                    n = self._accept(reply)
-                    if n is not None:
-                        yield n
-            except grpc.RpcError as e:
-                code = e.code() if hasattr(e, "code") else None
-                if not r.should_retry(
-                    self.client.retry_policy, METHOD, code, r.error_retry_delay(e)
-                ):
-                    raise
-                error = e
-            finally:
-                call.cancel()  # Ctrl-C or a caller that stopped: end the stream on the server
-            self._established = self._established or time.monotonic() - opened >= ESTABLISHED_S
-            if self._established:
-                delay = self._reconnect.delay(error)
-            else:
-                delay = self._first_delay(retries, error)
-                retries += 1
-            if delay is None:
-                return
-            time.sleep(delay)
-
-    def _first_delay(self, retries: int, error: grpc.RpcError | None) -> float | None:
-        """Before any subscription reached the server: the call's own retries (raising
-        `error` when they are spent)."""
-        hint = r.error_retry_delay(error) if error is not None else None
-        code = error.code() if error is not None else grpc.StatusCode.UNAVAILABLE  # ended
-        delay = r.next_delay(self.client.retry_policy, retries, METHOD, code, hint, None)
-        if delay is None and error is not None:
-            raise error
-        return delay
-
-    def _accept(self, reply: pb.StreamNotificationsResponse) -> pb.Notification | None:
-        """The reply's notification if it is new; None for one sent again after a restart.
-        `dropped` is a running total per subscription, summed here over subscriptions."""
-        self.dropped += max(0, reply.dropped - self._dropped_here)
-        self._dropped_here = max(self._dropped_here, reply.dropped)
-        n = reply.notification
-        if n.sequence <= self.after:
-            return None
-        self.after = n.sequence
-        return n
 
 
 # -- webhooks ------------------------------------------------------------------------------------

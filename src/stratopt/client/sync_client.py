@@ -36,6 +36,7 @@ from stratopt.v1 import (
     rules_pb2_grpc,
     strategy_pb2,
     strategy_pb2_grpc,
+    system_pb2,
     system_pb2_grpc,
 )
 
@@ -234,6 +235,19 @@ class Client:
         server restarts, until the run ends (see `LiveFollow`)."""
         return LiveFollow(
             self, strategy_id, kind, after, reconnect=reconnect, reconnect_window=reconnect_window
+        )
+
+    def follow_notifications(
+        self, after: int | None = None, *, reconnect: bool = True, reconnect_window: float = 120.0
+    ) -> NotificationFollow:
+        """Your notifications after sequence `after`, each once, across server restarts, for
+        as long as you iterate (see `NotificationFollow`). None: those written from now on,
+        exactly (after the newest stored one, as ListNotifications reports it)."""
+        if after is None:
+            req = system_pb2.ListNotificationsRequest(page_size=1)
+            after = self.system.ListNotifications(req).newest_sequence
+        return NotificationFollow(
+            self, after, reconnect=reconnect, reconnect_window=reconnect_window
         )
 
     def optimize_and_watch(
@@ -474,27 +488,18 @@ class JobWatch:
         return self.client.optimization.GetOptimizationResult(req)
 
 
-class LiveFollow:
-    """The signals or alerts of a paper-trading run: iterate for `Signal`/`Alert` messages,
-    in sequence order and each once, until the run ends.
-
-    It starts after sequence ``after`` (0: from the next one). If the stream breaks
-    (UNAVAILABLE: a server restart, a network cut) or ends while the run still runs (a
-    server draining its streams), it subscribes again after the last sequence it yielded,
-    with backoff, for up to ``reconnect_window`` seconds of the server being away: what was
-    recorded meanwhile comes then, and a repeat is skipped. Other errors (NOT_FOUND,
-    FAILED_PRECONDITION for a run that is not running) are raised. ``.after`` is the last
-    sequence seen; ``.dropped`` counts events the server left out because this reader was
-    too slow (they are in the recorded lists).
-    """
+class _SequenceFollow:
+    """What `LiveFollow` and `NotificationFollow` share: a sequence-numbered stream read in
+    order and each once, subscribed again after the last sequence yielded when it breaks
+    (UNAVAILABLE) or ends while still open, with backoff, for up to ``reconnect_window``
+    seconds of the server being away. Other errors are raised."""
 
     def __init__(
-        self, client: Client, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
-        reconnect: bool = True, reconnect_window: float = 120.0,
+        self, client: Client, cursor: b.SequenceCursor, *, reconnect: bool,
+        reconnect_window: float,
     ) -> None:  # fmt: skip
         self.client = client
-        self.strategy_id = strategy_id
-        self.cursor = b.LiveCursor(kind, after)
+        self.cursor = cursor
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
@@ -513,12 +518,20 @@ class LiveFollow:
 
     @property
     def dropped(self) -> int:
+        """Events the server left out because this reader was too slow."""
         return self.cursor.dropped
+
+    def _subscribe(self) -> Any:
+        raise NotImplementedError
+
+    def _still_open(self) -> bool:
+        """Whether a stream that ended normally should be subscribed again."""
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[Any]:
         policy = self.client.retry_policy
         while not self._closed:
-            self._call = self.cursor.subscribe(self.client.strategies, self.strategy_id)
+            self._call = self._subscribe()
             error = None
             try:
                 for reply in self._call:
@@ -536,14 +549,46 @@ class LiveFollow:
                 self._call.cancel()  # the caller stopped iterating: end the stream
                 raise
             else:
-                if not self.reconnect or not self._runs():
+                if not self.reconnect or not self._still_open():
                     return
             delay = self._reconnect.delay(error)
             if delay is None:
                 return
             time.sleep(delay)
 
-    def _runs(self) -> bool:
+    def close(self) -> None:
+        """Stops following (from another thread too)."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+
+
+class LiveFollow(_SequenceFollow):
+    """The signals or alerts of a paper-trading run: iterate for `Signal`/`Alert` messages,
+    in sequence order and each once, until the run ends.
+
+    It starts after sequence ``after`` (0: from the next one). If the stream breaks
+    (UNAVAILABLE: a server restart, a network cut) or ends while the run still runs (a
+    server draining its streams), it subscribes again after the last sequence it yielded,
+    with backoff, for up to ``reconnect_window`` seconds of the server being away: what was
+    recorded meanwhile comes then, and a repeat is skipped. Other errors (NOT_FOUND,
+    FAILED_PRECONDITION for a run that is not running) are raised. ``.after`` is the last
+    sequence seen; ``.dropped`` counts events the server left out because this reader was
+    too slow (they are in the recorded lists). ``close()`` stops following, not the run.
+    """
+
+    def __init__(
+        self, client: Client, strategy_id: str, kind: b.LiveKind, after: int = 0, *,
+        reconnect: bool = True, reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.strategy_id = strategy_id
+        self.live = b.LiveCursor(kind, after)
+        super().__init__(client, self.live, reconnect=reconnect, reconnect_window=reconnect_window)
+
+    def _subscribe(self) -> Any:
+        return self.live.subscribe(self.client.strategies, self.strategy_id)
+
+    def _still_open(self) -> bool:
         """Whether the run still runs; a server that does not answer yet counts as yes."""
         req = strategy_pb2.GetPerformanceRequest(strategy_id=self.strategy_id)
         try:
@@ -553,8 +598,23 @@ class LiveFollow:
                 raise
             return True
 
-    def close(self) -> None:
-        """Stops following (from another thread too); the run goes on."""
-        self._closed = True
-        if self._call is not None:
-            self._call.cancel()
+
+class NotificationFollow(_SequenceFollow):
+    """The caller's notifications after sequence ``after``, in order and each once, for as
+    long as the caller iterates (notifications never end), across server restarts as
+    `LiveFollow` does. `Client.follow_notifications` starts it where a listing ends."""
+
+    def __init__(
+        self, client: Client, after: int, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        self.notifications = b.NotificationCursor(after)
+        super().__init__(
+            client, self.notifications, reconnect=reconnect, reconnect_window=reconnect_window
+        )
+
+    def _subscribe(self) -> Any:
+        return self.notifications.subscribe(self.client.system)
+
+    def _still_open(self) -> bool:
+        return True  # ended by a server draining its streams: there are always more to come
