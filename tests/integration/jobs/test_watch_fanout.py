@@ -58,17 +58,24 @@ def test_a_crowd_of_watchers_does_not_slow_the_job(server: LiveServer) -> None:
     with server.channel() as ch:
         stub = pbg.OptimizationServiceStub(ch)
         dataset = make_dataset(ch, md, bars=2_000)
-        # The same job watched once (the usual case), then by a crowd.
-        job = start(stub, md, dataset_id=dataset, trials=TRIALS, seed=1)
-        asyncio.run(crowd(server.addr, md, job.id, 1))
-        alone = wait_done(stub, md, job.id)
-        assert alone.state == pb.JOB_STATE_SUCCEEDED
 
+        def watched_once(seed: int) -> pb.Job:
+            job = start(stub, md, dataset_id=dataset, trials=TRIALS, seed=seed)
+            asyncio.run(crowd(server.addr, md, job.id, 1))
+            done = wait_done(stub, md, job.id)
+            assert done.state == pb.JOB_STATE_SUCCEEDED
+            return done
+
+        # The same job watched once (the usual case) before and after the crowd: the
+        # slower of the two is the baseline, so a machine that got busier meanwhile (other
+        # tests, another run) is not taken for the crowd's cost.
+        before = watched_once(1)
         job = start(stub, md, dataset_id=dataset, trials=TRIALS, seed=2)
         began = time.monotonic()
         streams = asyncio.run(crowd(server.addr, md, job.id, WATCHERS))
         watched = wait_done(stub, md, job.id)
-    elapsed = time.monotonic() - began
+        elapsed = time.monotonic() - began
+        after = watched_once(3)
 
     assert watched.state == pb.JOB_STATE_SUCCEEDED
     assert len(streams) == WATCHERS
@@ -83,6 +90,6 @@ def test_a_crowd_of_watchers_does_not_slow_the_job(server: LiveServer) -> None:
     # The job's own clock, with an allowance for opening the streams (their calls are
     # authenticated and counted like any other) on a busy 2-core machine. With one poller
     # per watcher and every trial sent to each, the crowd cost this job 3x (1.7 s -> 5.1 s).
-    base, crowded = wall_time(alone), wall_time(watched)
+    base, crowded = max(wall_time(before), wall_time(after)), wall_time(watched)
     print(f"watched once {base:.2f}s, by {WATCHERS}: {crowded:.2f}s ({elapsed:.2f}s)")
     assert crowded < 1.5 * base + 1.0, (base, crowded, elapsed)
