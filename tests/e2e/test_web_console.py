@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from stratopt.v1 import auth_pb2 as auth_pb
+from stratopt.v1 import auth_pb2_grpc as auth_grpc
 from stratopt.v1 import common_pb2 as c_pb
 from stratopt.v1 import export_pb2 as exp_pb
 from stratopt.v1 import export_pb2_grpc as exp_grpc
@@ -31,7 +33,7 @@ from stratopt.v1 import system_pb2 as sys_pb
 from stratopt.v1 import system_pb2_grpc as sys_grpc
 
 from stratopt.server.gateway import Gateway
-from tests.conftest import DEMO_PASSWORDS, ROOT, LiveServer
+from tests.conftest import DEMO_PASSWORDS, ROOT, LiveServer, login
 from tests.integration.jobs.helpers import make_dataset
 from tests.tools import CHROMIUM, unavailable
 
@@ -94,10 +96,10 @@ class Console:
     def go(self, route: str) -> None:
         self.page.goto(f"{self.url}/#/{route}")
 
-    def login(self, username: str) -> None:
+    def login(self, username: str, password: str | None = None) -> None:
         self.go("login")
         self.page.fill("input[name=username]", username)
-        self.page.fill("input[name=password]", DEMO_PASSWORDS[username])
+        self.page.fill("input[name=password]", password or DEMO_PASSWORDS[username])
         self.page.click("[data-testid=login]")
         self.page.wait_for_selector("[data-testid=role]")
 
@@ -625,43 +627,116 @@ COUNT = "[data-testid=notification-count]"
 PAST_A_POLL_MS = 1500  # a notification stream polls storage every second (live/notify.py)
 
 
-def trader_streams(live_server: LiveServer, username: str = "trader") -> int:
-    """The server streams trader (or `username`) has open (GetOverview counts the caller's)."""
+Metadata = list[tuple[str, str]]
+
+
+def trader_streams(
+    live_server: LiveServer, username: str = "trader", md: Metadata | None = None
+) -> int:
+    """The server streams trader (or `username`, or the caller of `md`) has open
+    (GetOverview counts the caller's)."""
     with live_server.channel() as ch:
         reply: Any = sys_grpc.SystemServiceStub(ch).GetOverview(
-            sys_pb.GetOverviewRequest(), metadata=live_server.md(username)
+            sys_pb.GetOverviewRequest(), metadata=md or live_server.md(username)
         )
     return int(reply.open_stream_count)
 
 
 def wait_trader_streams(
-    live_server: LiveServer, n: int, timeout: float = 15, username: str = "trader"
+    live_server: LiveServer,
+    n: int,
+    timeout: float = 15,
+    username: str = "trader",
+    md: Metadata | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
-    while (seen := trader_streams(live_server, username)) != n:
+    while (seen := trader_streams(live_server, username, md)) != n:
         if time.monotonic() > deadline:
             raise AssertionError(f"{username} has {seen} streams open, not {n}")
         time.sleep(0.1)
 
 
-def notify_trader(live_server: LiveServer) -> str:
-    """A notification for trader written by the server: a Pine Script export says
-    "Export ready: <file>" (services/exports.py). Returns the file's name."""
+def notify_trader(live_server: LiveServer, md: Metadata | None = None) -> str:
+    """A notification for trader (or the caller of `md`) written by the server: a Pine
+    Script export says "Export ready: <file>" (services/exports.py). Returns the file's name."""
     with live_server.channel() as ch:
         reply: Any = exp_grpc.ExportServiceStub(ch).ExportPineScript(
             exp_pb.ExportPineScriptRequest(
                 strategy_type="sma_crossover", title=f"web-note-{time.time_ns()}"
             ),
-            metadata=live_server.md("trader"),
+            metadata=md or live_server.md("trader"),
         )
     return str(reply.file.file_name)
 
 
+def stored_notifications(live_server: LiveServer, md: Metadata | None = None) -> Any:
+    """The newest page of trader's (or `md`'s caller's) stored notifications."""
+    with live_server.channel() as ch:
+        return sys_grpc.SystemServiceStub(ch).ListNotifications(
+            sys_pb.ListNotificationsRequest(page_size=50),
+            metadata=md or live_server.md("trader"),
+        )
+
+
+def sequence_of(live_server: LiveServer, file_name: str, md: Metadata | None = None) -> int:
+    """The sequence of the notification about `file_name`, from the stored ones."""
+    found = [
+        n.sequence
+        for n in stored_notifications(live_server, md).notifications
+        if file_name in n.title
+    ]
+    assert len(found) == 1, file_name
+    return int(found[0])
+
+
+def new_trader(live_server: LiveServer) -> tuple[str, str, Metadata]:
+    """A trader created for the test (by the demo admin): no notification stored yet.
+    Returns its username, password and call metadata."""
+    username = f"web-{time.time_ns()}"
+    password = f"correct horse battery {time.time_ns() % 1_000_000}"
+    with live_server.channel() as ch:
+        auth_grpc.AuthServiceStub(ch).CreateUser(
+            auth_pb.CreateUserRequest(
+                user=auth_pb.User(username=username, role=c_pb.ROLE_TRADER), password=password
+            ),
+            metadata=live_server.md("admin"),
+        )
+    token = login(live_server.addr, username, password)
+    return username, password, [("authorization", f"Bearer {token}")]
+
+
+def held_after_sequence(route: Route) -> int:
+    """The `after_sequence` of a held StreamNotifications request (one gRPC-Web frame)."""
+    body = route.request.post_data_buffer or b""
+    return int(sys_pb.StreamNotificationsRequest.FromString(body[5:]).after_sequence)
+
+
+def wait_held(held: list[Route], page: Page, timeout: float = 20) -> Route:
+    deadline = time.monotonic() + timeout
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "no StreamNotifications request"
+    return held[0]
+
+
+def menu_entries(page: Page) -> list[tuple[str, bool]]:
+    """The open bell menu's entries, in order: (their text, whether marked unread)."""
+    entries = page.locator("[data-testid=notification]")
+    return [
+        (
+            entries.nth(i).inner_text(),
+            "unread" in (entries.nth(i).get_attribute("class") or "").split(),
+        )
+        for i in range(entries.count())
+    ]
+
+
 def sign_in_with_the_feed_open(console: Console, live_server: LiveServer) -> None:
     """Signs in as trader and waits until the server holds the console's notification
-    stream. A tab's first subscription asks only for notifications written after it opens,
-    and the server sends nothing (not even headers) before the first one, so the server's
-    count of trader's streams (none before: earlier tests' tabs are closed) is what says so."""
+    stream. The console lists what is stored (history, no toasts) before it subscribes after
+    the newest listed, so a notification the test writes from then on is a new one. The
+    server sends nothing (not even headers) before the first one, so the server's count of
+    trader's streams (none before: earlier tests' tabs are closed) is what says so."""
     wait_trader_streams(live_server, 0)
     console.login("trader")
     wait_trader_streams(live_server, 1)
@@ -719,9 +794,10 @@ def test_a_notification_is_a_toast_and_a_bell_entry_linking_to_its_page(
     bell.click()
     assert bell.get_attribute("aria-expanded") == "true"
     entries = page.locator("[data-testid=notification]")
-    assert entries.count() == 1
-    assert f"Export ready: {file_name}" in entries.first.inner_text()
-    assert "unread" in (entries.first.get_attribute("class") or "")  # while the menu is open
+    shown = menu_entries(page)
+    assert f"Export ready: {file_name}" in shown[0][0]
+    # Marked while the menu is open; below it what was stored before the sign-in, read.
+    assert [unread for _, unread in shown] == [True] + [False] * (len(shown) - 1)
     assert not page.locator(COUNT).is_visible(), "opening the menu read it"
     console.shot("notifications-desktop")
     entries.first.locator("a").click()
@@ -808,10 +884,10 @@ def test_a_reload_does_not_show_a_notification_again_and_misses_none(
     assert second in page.locator(TOAST).inner_text()
     assert page.locator(COUNT).inner_text() == "2"
     page.click("[data-testid=notifications]")
-    entries = page.locator("[data-testid=notification]")
-    assert entries.count() == 2
-    assert second in entries.nth(0).inner_text(), "newest first"
-    assert first in entries.nth(1).inner_text()
+    shown = menu_entries(page)
+    assert second in shown[0][0], "newest first"
+    assert first in shown[1][0]
+    assert [unread for _, unread in shown] == [True, True] + [False] * (len(shown) - 2)
     page.wait_for_timeout(PAST_A_POLL_MS)
     assert page.locator(TOAST).count() == 1
 
@@ -930,8 +1006,14 @@ def test_the_tabs_of_a_user_share_one_notification_stream(
     other.page.wait_for_selector("[data-testid=login-form]")
     wait_trader_streams(live_server, 0)
     assert third_opened == []
+    # The tabs' menus are forgotten; only trader's last sequence stays, for the next sign-in.
     keys = other.page.evaluate("Object.keys(localStorage)")
-    assert not [k for k in keys if k.startswith("stratopt.notifications")], keys
+    kept = [k for k in keys if k.startswith("stratopt.notifications")]
+    assert len(kept) == 1 and kept[0].startswith("stratopt.notifications."), keys
+    assert other.page.evaluate(f"localStorage.getItem('{kept[0]}')") == str(
+        sequence_of(live_server, after)
+    )
+    assert other.page.evaluate("sessionStorage.getItem('stratopt.notifications')") is None
     third.assert_clean()
 
 
@@ -954,3 +1036,132 @@ def test_a_tab_signed_in_as_another_user_gets_none_of_its_notifications(
     assert not other.page.locator(COUNT).is_visible()
     other.assert_clean()
     other.page.close()
+
+
+SUMMARY = "[data-testid=notification-summary]"
+
+
+def test_stored_notifications_are_history_and_those_written_while_away_unread(
+    console: Console, live_server: LiveServer
+) -> None:
+    """At sign-in the bell lists what is stored: newest first, read, and no toasts. After a
+    sign-out, those written meanwhile are unread, summed up in one toast, and the stream goes
+    on after them."""
+    page = console.page
+    username, password, md = new_trader(live_server)
+    files = [notify_trader(live_server, md) for _ in range(3)]
+    console.login(username, password)
+    wait_trader_streams(live_server, 1, md=md)
+    bell = page.locator("[data-testid=notifications]")
+    bell.click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=notification]').length === 3")
+    shown = menu_entries(page)
+    for (text, unread), name in zip(shown, reversed(files), strict=True):
+        assert name in text and not unread
+    entries = page.locator("[data-testid=notification]")
+    assert [entries.nth(i).get_attribute("data-sequence") for i in range(3)] == ["3", "2", "1"]
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 0, "history is no news"
+    assert page.locator(SUMMARY).count() == 0
+    assert not page.locator(COUNT).is_visible()
+
+    # Written while signed out: unread at the next sign-in, with one toast for both.
+    page.click("[data-testid=logout]")
+    page.wait_for_selector("[data-testid=login-form]")
+    wait_trader_streams(live_server, 0, md=md)
+    away = [notify_trader(live_server, md) for _ in range(2)]
+    console.login(username, password)
+    page.locator(SUMMARY).wait_for()
+    assert "2 notifications while you were away" in page.locator(SUMMARY).inner_text()
+    assert page.locator(COUNT).inner_text() == "2"
+    wait_trader_streams(live_server, 1, md=md)
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 0, "no toast of each"
+    bell.click()
+    shown = menu_entries(page)
+    expected = [*reversed(away), *reversed(files)]
+    assert len(shown) == len(expected)
+    for (text, unread), name in zip(shown, expected, strict=True):
+        assert name in text and unread == (name in away), shown
+    page.keyboard.press("Escape")
+
+    # The stream continues after the newest listed: a new one is a toast, once.
+    live = notify_trader(live_server, md)
+    page.locator(f"{TOAST}:has-text('{live}')").wait_for()
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert page.locator(TOAST).count() == 1
+    assert page.locator(COUNT).inner_text() == "1"
+
+
+def test_a_first_sign_in_streams_notifications_after_the_listing(
+    console: Console, live_server: LiveServer
+) -> None:
+    """With nothing stored in the browser the console lists trader's notifications, then
+    subscribes after the newest listed, not for new ones only (after_sequence 0): one written
+    after the listing but before the stream opens arrives, once."""
+    page = console.page
+    stored = notify_trader(live_server)  # trader has one at least
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(NOTIFICATION_STREAM, hold)
+    wait_trader_streams(live_server, 0)
+    console.login("trader")
+    request = wait_held(held, page)
+    assert held_after_sequence(request) >= sequence_of(live_server, stored) > 0
+    meanwhile = notify_trader(live_server)
+    request.continue_()
+    page.unroute(NOTIFICATION_STREAM)
+    page.locator(f"{TOAST}:has-text('{meanwhile}')").wait_for()
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert toasts_of(page, meanwhile) == 1
+    assert toasts_of(page, stored) == 0, "listed before: history"
+    assert page.locator(COUNT).inner_text() == "1"
+    page.click("[data-testid=notifications]")
+    shown = menu_entries(page)
+    assert meanwhile in shown[0][0] and shown[0][1]
+    old = [unread for text, unread in shown if stored in text]
+    assert old == [False]
+    keys = page.evaluate("Object.keys(localStorage)")
+    kept = [k for k in keys if k.startswith("stratopt.notifications.")]
+    assert len(kept) == 1, keys
+    assert page.evaluate(f"localStorage.getItem('{kept[0]}')") == str(
+        sequence_of(live_server, meanwhile)
+    )
+
+
+def test_a_user_with_no_notifications_misses_none_written_as_the_stream_opens(
+    console: Console, live_server: LiveServer
+) -> None:
+    """A user with none stored has no sequence to stream after (the listing's newest is 0,
+    and 0 asks for new ones only). One written before the stream starts is fetched by
+    listing again once it is open (or when a later one shows the gap): each arrives once."""
+    page = console.page
+    username, password, md = new_trader(live_server)
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(NOTIFICATION_STREAM, hold)
+    console.login(username, password)
+    request = wait_held(held, page)
+    assert held_after_sequence(request) == 0
+    meanwhile = notify_trader(live_server, md)
+    request.continue_()
+    page.unroute(NOTIFICATION_STREAM)
+    wait_trader_streams(live_server, 1, md=md)
+    later = notify_trader(live_server, md)
+    for name in (meanwhile, later):
+        page.locator(f"{TOAST}:has-text('{name}')").wait_for()
+    page.wait_for_timeout(PAST_A_POLL_MS)
+    assert toasts_of(page, meanwhile) == 1
+    assert toasts_of(page, later) == 1
+    assert page.locator(COUNT).inner_text() == "2"
+    page.click("[data-testid=notifications]")
+    shown = menu_entries(page)
+    assert len(shown) == 2
+    assert later in shown[0][0] and meanwhile in shown[1][0]

@@ -12,14 +12,24 @@
 // takes over. Without Web Locks or BroadcastChannel (an insecure context: plain HTTP to an
 // address other than localhost) each tab runs its own stream, as before.
 //
+// A tab whose menu is empty at sign-in (or page load) lists the user's stored notifications
+// (ListNotifications, newest first) into it as history: read, no toasts. Those newer than the
+// last sequence this browser had shown for the user (kept in localStorage, across sign-outs)
+// came while the user was away: they are unread, summed up in one toast.
+//
 // `after_sequence` 0 sends only notifications written from then on, N first the stored ones
 // after N. The last sequence received is kept in localStorage for the user (every tab writes
 // it, so a new leader subscribes after the last one any tab saw) and, with the entries shown,
 // in this tab's sessionStorage, so a reload, a reconnect or a new leader subscribes after it:
-// what was written meanwhile comes once, and nothing comes twice. A stream that ends (the
-// server ends streams when it shuts down) or breaks is subscribed again with backoff; one
-// refused as UNAUTHENTICATED (an access token that expired while the laptop slept) after a
-// refresh, as streams are not retried by the auth interceptor.
+// what was written meanwhile comes once, and nothing comes twice. With no last sequence yet
+// the leader subscribes after the listing's `newest_sequence`, so nothing written between the
+// listing and the stream's start is lost. A user with no notifications at all has no sequence
+// to resume from (0 asks only for new ones): the sequences are numbered per user from 1 without
+// holes, so one the stream skipped is fetched by listing again, a few seconds after it opens
+// or as soon as a later one shows the gap. A stream that ends (the server ends streams when it
+// shuts down) or breaks is subscribed again with backoff; one refused as UNAUTHENTICATED (an
+// access token that expired while the laptop slept) after a refresh, as streams are not
+// retried by the auth interceptor.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NotificationSeverity, type Notification } from "@stratopt/api/stratopt/v1/system_pb";
@@ -39,6 +49,10 @@ const SHARED = "locks" in navigator && typeof BroadcastChannel === "function";
 export const NOTIFICATION_EVENT = "stratopt:notification";
 /** Entries kept for the menu (this tab's session). */
 const KEEP = 50;
+/** Stored notifications listed into an empty menu at sign-in. */
+const HISTORY = 20;
+/** Listed to fetch those a subscription for new ones only may have missed. */
+const CATCH_UP = 50;
 /** Toasts shown at once; more in a burst (a resume after a long break) are summed up in one. */
 const TOAST_BURST = 3;
 const TOAST_WINDOW_MS = 4000;
@@ -85,6 +99,12 @@ let reconnecting = false;
 /** Whether the menu is open, and the entries that were unread when it opened (shown so). */
 let open = false;
 let fresh = new Set<string>();
+/** The menu was empty when this tab started following: a listing fills it with history. */
+let historyWanted = false;
+/** That listing while in flight: a leader subscribes once it has moved `after` on. */
+let history: Promise<void> | undefined;
+/** This tab has listed the user's notifications: `after` is no older than their newest then. */
+let listed = false;
 
 // -- the stream ------------------------------------------------------------------------------
 
@@ -95,6 +115,11 @@ export function startNotifications(s: Session): void {
   stopNotifications();
   load(id);
   feed = new AbortController();
+  listed = false;
+  historyWanted = entries.length === 0;
+  // An empty menu (a sign-in, a new tab): what is stored, as history. A failure leaves it
+  // empty; a leader that needs the listing's sequence tries again.
+  if (historyWanted) history = list(feed.signal, false).catch(() => undefined);
   if (SHARED) {
     channel = new BroadcastChannel(CHANNEL);
     channel.onmessage = (ev: MessageEvent<unknown>) => receive(ev.data);
@@ -109,17 +134,21 @@ export function startNotifications(s: Session): void {
 export function stopNotifications(): void {
   feed?.abort(); // the leader's lock is released once its stream has ended
   feed = undefined;
+  history = undefined;
   channel?.close();
   channel = undefined;
   reconnecting = false;
   setOpen(false);
 }
 
-/** Ends the stream and forgets this session's notifications (logout, or a session that ended). */
+/**
+ * Ends the stream and forgets this session's notifications (logout, or a session that ended).
+ * The user's last sequence stays in localStorage (a number, no content): at their next sign-in
+ * in this browser, what was written since is unread ("while you were away").
+ */
 export function endNotifications(): void {
   stopNotifications();
   sessionStorage.removeItem(STORE_KEY);
-  if (user) localStorage.removeItem(SHARED_PREFIX + user);
   user = "";
   after = 0n;
   entries = [];
@@ -174,16 +203,30 @@ async function follow(signal: AbortSignal): Promise<void> {
     // The server sends no headers before the first notification, so a stream that has not
     // failed for a few seconds is taken to be open.
     const steady = window.setTimeout(() => streamReconnecting(false), STEADY_MS);
+    let catchUp: number | undefined;
     try {
+      // The menu's history first: its listing moves `after` on to the user's newest.
+      if (history) await history;
       // After the last one this tab or (shared) any tab of this user received.
       after = maxBig(after, sharedAfter());
+      // None known (a first sign-in): after the newest stored one, from a listing, not "only
+      // new ones", which would miss those written before the stream opens.
+      if (after === 0n && !listed) await list(signal, false);
+      // Still none: the user has none stored, and 0 is all there is to ask. Once the stream
+      // is open, a listing fetches any written before it started (they would not come).
+      if (after === 0n) {
+        catchUp = window.setTimeout(() => void list(signal, true).catch(() => undefined), STEADY_MS);
+      }
       for await (const r of api.system.streamNotifications({ afterSequence: after }, { signal })) {
         if (signal.aborted) return; // signed out meanwhile: nothing more for this session
         attempt = 0;
         streamReconnecting(false);
         if (!r.notification) continue;
-        const entry = toEntry(r.notification);
-        if (accept(entry)) broadcast({ type: "notification", user, entry });
+        // Numbered per user from 1 without holes: a jump (possible only after a subscription
+        // for new ones) means some were written before the stream started. List them first.
+        if (r.notification.sequence > after + 1n) await list(signal, true);
+        if (signal.aborted) return;
+        deliver(toEntry(r.notification));
       }
     } catch (e) {
       if (signal.aborted) return;
@@ -192,6 +235,7 @@ async function follow(signal: AbortSignal): Promise<void> {
       if (ConnectError.from(e).code === Code.Unauthenticated && !(await refresh())) return;
     } finally {
       window.clearTimeout(steady);
+      window.clearTimeout(catchUp);
     }
     if (signal.aborted) return;
     streamReconnecting(true);
@@ -218,6 +262,65 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       { once: true },
     );
   });
+}
+
+/**
+ * Lists the user's newest stored notifications. Into a menu that wants history: those this
+ * browser had shown, or all of them when it knows none, as read; newer ones (written while
+ * the user was away) unread, with one toast for them all. Otherwise (`catchUp`) those newer
+ * than the last one shown, oldest first, each as a new notification. Either way `after` moves
+ * on to the user's newest, so the stream continues from there.
+ */
+async function list(signal: AbortSignal, catchUp: boolean): Promise<void> {
+  const asHistory = historyWanted && !catchUp;
+  const r = await api.system.listNotifications({ pageSize: asHistory ? HISTORY : CATCH_UP }, { signal });
+  if (signal.aborted) return; // signed out, or another user, meanwhile
+  // What the user's tabs had shown (across sessions), whatever they showed since.
+  const known = maxBig(after, storedAfter());
+  const newest = maxBig(r.newestSequence, r.notifications[0]?.sequence ?? 0n);
+  const shown = new Set(entries.map((e) => e.sequence));
+  const unseen = r.notifications.filter((n) => n.sequence > after && !shown.has(String(n.sequence)));
+  if (!asHistory) {
+    for (const n of unseen.reverse()) deliver(toEntry(n));
+  } else {
+    let away = 0;
+    const old: Entry[] = [];
+    for (const n of r.notifications) {
+      const e = toEntry(n);
+      if (shown.has(e.sequence)) continue; // came live meanwhile (from the leader)
+      const isAway = known > 0n && n.sequence > known;
+      if (isAway) away++;
+      e.read = !isAway || open;
+      if (isAway && open) fresh.add(e.sequence);
+      old.push(e);
+    }
+    entries = [...entries, ...old]
+      .sort((a, b) => (BigInt(b.sequence) > BigInt(a.sequence) ? 1 : -1))
+      .slice(0, KEEP);
+    historyWanted = false;
+    if (away) {
+      // A full page of them: the numbering says how many there are in all.
+      const n = away === r.notifications.length ? Math.max(away, Number(newest - known)) : away;
+      toast(
+        `${n} notification${n === 1 ? "" : "s"} while you were away: see the bell menu`,
+        "info",
+        {
+          "data-testid": "notification-summary",
+        },
+        TOAST_MS,
+      );
+    }
+  }
+  listed = true;
+  after = maxBig(after, newest);
+  shareAfter(after);
+  save();
+  render();
+}
+
+/** Shows `entry` unless this tab has already, and passes it on to the other tabs. */
+function deliver(entry: Entry): void {
+  if (accept(entry)) broadcast({ type: "notification", user, entry });
 }
 
 function toEntry(n: Notification): Entry {
@@ -347,7 +450,16 @@ function save(): void {
 
 /** The last sequence any tab following this user received (0 when not shared or none). */
 function sharedAfter(): bigint {
-  if (!SHARED || !user) return 0n;
+  return SHARED ? storedAfter() : 0n;
+}
+
+/**
+ * The last sequence this browser's tabs showed the user. Without a shared stream each tab
+ * streams after its own (another tab's would skip what this one has not shown), but this
+ * still says what came while the user was away.
+ */
+function storedAfter(): bigint {
+  if (!user) return 0n;
   try {
     return BigInt(localStorage.getItem(SHARED_PREFIX + user) ?? "0");
   } catch {
@@ -356,7 +468,7 @@ function sharedAfter(): bigint {
 }
 
 function shareAfter(sequence: bigint): void {
-  if (!SHARED || !user || sequence <= sharedAfter()) return;
+  if (!user || sequence <= storedAfter()) return;
   try {
     localStorage.setItem(SHARED_PREFIX + user, String(sequence));
   } catch {
@@ -488,7 +600,7 @@ function renderList(): void {
             );
           }),
         )
-      : h("p", { class: "muted" }, "Nothing yet this session."),
+      : h("p", { class: "muted" }, "No notifications yet."),
   );
 }
 
