@@ -7,6 +7,7 @@ async iterators), same helpers as coroutines and async iterators. Use it as
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -357,99 +358,12 @@ def _stream_delay(policy: r.RetryPolicy, retry: int, e: grpc.aio.AioRpcError) ->
     return r.next_delay(policy, retry, "Stream", e.code(), r.error_retry_delay(e), None)
 
 
-class AsyncJobWatch:
-    """`JobWatch` for asyncio: ``async for event in watch``, then ``await watch.result()``."""
+class _AsyncResubscribing(abc.ABC):
+    """`sync_client._Resubscribing` for asyncio: the loop `AsyncJobWatch`,
+    `AsyncLiveFollow` and `AsyncNotificationFollow` share."""
 
-    def __init__(
-        self, client: AsyncClient, job_id: str, *, reconnect: bool = True,
-        reconnect_window: float = 120.0,
-    ) -> None:  # fmt: skip
+    def __init__(self, client: AsyncClient, *, reconnect: bool, reconnect_window: float) -> None:
         self.client = client
-        self.job_id = job_id
-        self.reconnect = reconnect
-        self.reconnect_window = reconnect_window
-        self.job: optimization_pb2.Job | None = None
-        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
-        self._call: Any = None
-        self._closed = False
-
-    @property
-    def reconnects(self) -> int:
-        return self._reconnect.count
-
-    @property
-    def done(self) -> bool:
-        return self.job is not None and self.job.state in b.TERMINAL_STATES
-
-    def __aiter__(self) -> AsyncIterator[optimization_pb2.WatchJobResponse]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[optimization_pb2.WatchJobResponse]:
-        policy = self.client.retry_policy
-        while not self.done and not self._closed:
-            req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
-            self._call = self.client.optimization.WatchJob(req)
-            error = None
-            try:
-                seen = 0
-                async for event in self._call:
-                    if seen:  # past the SNAPSHOT: the job is making progress again
-                        self._reconnect.progress()
-                    seen += 1
-                    self.job = event.job
-                    yield event
-                    if self.done:
-                        return
-            except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
-                if self._closed:
-                    return
-                if not isinstance(e, grpc.aio.AioRpcError):
-                    self._call.cancel()
-                    raise
-                if not self.reconnect or _stream_delay(policy, 0, e) is None:
-                    raise
-                error = e
-            except GeneratorExit:
-                self._call.cancel()  # the caller stopped iterating: end the stream
-                raise
-            else:
-                if not self.reconnect:
-                    return  # ended before the job did (a server draining its streams)
-            delay = self._reconnect.delay(error)
-            if delay is None:
-                return
-            await asyncio.sleep(delay)
-
-    def close(self) -> None:
-        """Stops watching; the job keeps running."""
-        self._closed = True
-        if self._call is not None:
-            self._call.cancel()
-
-    async def wait(self) -> optimization_pb2.Job:
-        async for _ in self:
-            pass
-        if self.job is None:
-            raise RuntimeError(f"job {self.job_id}: the watch ended without any event")
-        return self.job
-
-    async def result(self) -> optimization_pb2.GetOptimizationResultResponse:
-        if not self.done:
-            await self.wait()
-        req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
-        return await self.client.optimization.GetOptimizationResult(req)
-
-
-class _AsyncSequenceFollow:
-    """`sync_client._SequenceFollow` for asyncio: the loop `AsyncLiveFollow` and
-    `AsyncNotificationFollow` share."""
-
-    def __init__(
-        self, client: AsyncClient, cursor: b.SequenceCursor, *, reconnect: bool,
-        reconnect_window: float,
-    ) -> None:  # fmt: skip
-        self.client = client
-        self.cursor = cursor
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
@@ -460,35 +374,35 @@ class _AsyncSequenceFollow:
     def reconnects(self) -> int:
         return self._reconnect.count
 
-    @property
-    def after(self) -> int:
-        """The last sequence seen."""
-        return self.cursor.after
-
-    @property
-    def dropped(self) -> int:
-        return self.cursor.dropped
-
+    @abc.abstractmethod
     def _subscribe(self) -> Any:
-        raise NotImplementedError
+        """A new stream call, resuming where the last one left off."""
+
+    @abc.abstractmethod
+    def _accept(self, reply: Any) -> Any | None:
+        """What to yield for `reply` (None: nothing); marks progress."""
+
+    def _ended(self) -> bool:
+        return False
 
     async def _still_open(self) -> bool:
-        raise NotImplementedError
+        return True
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[Any]:
         policy = self.client.retry_policy
-        while not self._closed:
+        while not self._ended() and not self._closed:
             self._call = self._subscribe()
             error = None
             try:
                 async for reply in self._call:
-                    self._reconnect.progress()
-                    event = self.cursor.accept(reply)
+                    event = self._accept(reply)
                     if event is not None:
                         yield event
+                    if self._ended():
+                        return
             except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
                 if self._closed:
                     return
@@ -510,10 +424,83 @@ class _AsyncSequenceFollow:
             await asyncio.sleep(delay)
 
     def close(self) -> None:
-        """Stops following."""
+        """Stops reading; what it reads about goes on."""
         self._closed = True
         if self._call is not None:
             self._call.cancel()
+
+
+class AsyncJobWatch(_AsyncResubscribing):
+    """`JobWatch` for asyncio: ``async for event in watch``, then ``await watch.result()``."""
+
+    def __init__(
+        self, client: AsyncClient, job_id: str, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        super().__init__(client, reconnect=reconnect, reconnect_window=reconnect_window)
+        self.job_id = job_id
+        self.job: optimization_pb2.Job | None = None
+        self._seen = 0  # events of the current subscription
+
+    @property
+    def done(self) -> bool:
+        return self.job is not None and self.job.state in b.TERMINAL_STATES
+
+    def _subscribe(self) -> Any:
+        self._seen = 0
+        return self.client.optimization.WatchJob(
+            optimization_pb2.WatchJobRequest(job_id=self.job_id)
+        )
+
+    def _accept(self, reply: optimization_pb2.WatchJobResponse) -> Any:
+        if self._seen:  # past the SNAPSHOT: the job is making progress again
+            self._reconnect.progress()
+        self._seen += 1
+        self.job = reply.job
+        return reply
+
+    def _ended(self) -> bool:
+        return self.done
+
+    def __aiter__(self) -> AsyncIterator[optimization_pb2.WatchJobResponse]:
+        return self._events()
+
+    async def wait(self) -> optimization_pb2.Job:
+        async for _ in self:
+            pass
+        if self.job is None:
+            raise RuntimeError(f"job {self.job_id}: the watch ended without any event")
+        return self.job
+
+    async def result(self) -> optimization_pb2.GetOptimizationResultResponse:
+        if not self.done:
+            await self.wait()
+        req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
+        return await self.client.optimization.GetOptimizationResult(req)
+
+
+class _AsyncSequenceFollow(_AsyncResubscribing):
+    """`sync_client._SequenceFollow` for asyncio."""
+
+    def __init__(
+        self, client: AsyncClient, cursor: b.SequenceCursor, *, reconnect: bool,
+        reconnect_window: float,
+    ) -> None:  # fmt: skip
+        super().__init__(client, reconnect=reconnect, reconnect_window=reconnect_window)
+        self.cursor = cursor
+
+    @property
+    def after(self) -> int:
+        """The last sequence seen."""
+        return self.cursor.after
+
+    @property
+    def dropped(self) -> int:
+        return self.cursor.dropped
+
+    def _accept(self, reply: Any) -> Any | None:
+        self._reconnect.progress()
+        return self.cursor.accept(reply)
 
 
 class AsyncLiveFollow(_AsyncSequenceFollow):
@@ -554,6 +541,3 @@ class AsyncNotificationFollow(_AsyncSequenceFollow):
 
     def _subscribe(self) -> Any:
         return self.notifications.subscribe(self.client.system)
-
-    async def _still_open(self) -> bool:
-        return True

@@ -9,6 +9,7 @@ tour; `AsyncClient` (async_client.py) has the same surface for asyncio.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -398,108 +399,16 @@ def _stream_delay(policy: r.RetryPolicy, retry: int, e: grpc.RpcError) -> float 
     return r.next_delay(policy, retry, "Stream", code, r.error_retry_delay(e), None)
 
 
-class JobWatch:
-    """A job's progress: iterate for `WatchJobResponse` events until the job ends.
+class _Resubscribing(abc.ABC):
+    """The loop every long-lived stream of the client shares (`JobWatch`, `LiveFollow`,
+    `NotificationFollow`): read a subscription, and when it breaks (UNAVAILABLE) or ends
+    while there is more to come, subscribe again with backoff, for up to
+    ``reconnect_window`` seconds without progress (`retry.Reconnect`). Other errors are
+    raised. Subclasses say how to subscribe, what a reply yields (and whether it is
+    progress), and when the stream is over."""
 
-    The first event is always a SNAPSHOT of the job. If the stream breaks (UNAVAILABLE: a
-    server restart, a network cut) or ends before the job did, the watch subscribes again
-    with backoff, for up to ``reconnect_window`` seconds without progress, and the server
-    starts again from a fresh SNAPSHOT, so no state is missed (trial events in the gap are
-    summed up by the snapshot). A subscription that brings nothing past its SNAPSHOT does
-    not restart that window, so a server that keeps ending streams is not polled forever.
-    Other errors (NOT_FOUND, PERMISSION_DENIED) are raised as ``grpc.RpcError``. ``.job``
-    is the latest state seen, ``.result()`` waits for the end and returns the optimization
-    result.
-    """
-
-    def __init__(
-        self, client: Client, job_id: str, *, reconnect: bool = True,
-        reconnect_window: float = 120.0,
-    ) -> None:  # fmt: skip
+    def __init__(self, client: Client, *, reconnect: bool, reconnect_window: float) -> None:
         self.client = client
-        self.job_id = job_id
-        self.reconnect = reconnect
-        self.reconnect_window = reconnect_window
-        self.job: optimization_pb2.Job | None = None
-        self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
-        self._call: Any = None
-        self._closed = False
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the watch subscribed again."""
-        return self._reconnect.count
-
-    @property
-    def done(self) -> bool:
-        return self.job is not None and self.job.state in b.TERMINAL_STATES
-
-    def __iter__(self) -> Iterator[optimization_pb2.WatchJobResponse]:
-        policy = self.client.retry_policy
-        while not self.done and not self._closed:
-            req = optimization_pb2.WatchJobRequest(job_id=self.job_id)
-            self._call = self.client.optimization.WatchJob(req)
-            error = None
-            try:
-                for seen, event in enumerate(self._call):
-                    if seen:  # past the SNAPSHOT: the job is making progress again
-                        self._reconnect.progress()
-                    self.job = event.job
-                    yield event
-                    if self.done:
-                        return
-            except grpc.RpcError as e:
-                if self._closed:
-                    return
-                if not self.reconnect or _stream_delay(policy, 0, e) is None:
-                    raise
-                error = e
-            except GeneratorExit:
-                self._call.cancel()  # the caller stopped iterating: end the stream
-                raise
-            else:
-                if not self.reconnect:
-                    return  # ended before the job did (a server draining its streams)
-            delay = self._reconnect.delay(error)
-            if delay is None:
-                return
-            time.sleep(delay)
-
-    def close(self) -> None:
-        """Stops watching (from another thread too); the job keeps running."""
-        self._closed = True
-        if self._call is not None:
-            self._call.cancel()
-
-    def wait(self) -> optimization_pb2.Job:
-        """Consumes the events until the job ends; returns its final state."""
-        for _ in self:
-            pass
-        if self.job is None:
-            raise RuntimeError(f"job {self.job_id}: the watch ended without any event")
-        return self.job
-
-    def result(self) -> optimization_pb2.GetOptimizationResultResponse:
-        """The job's result (best trial, Pareto front, importances, validation), once the
-        job has ended; watches until then."""
-        if not self.done:
-            self.wait()
-        req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
-        return self.client.optimization.GetOptimizationResult(req)
-
-
-class _SequenceFollow:
-    """What `LiveFollow` and `NotificationFollow` share: a sequence-numbered stream read in
-    order and each once, subscribed again after the last sequence yielded when it breaks
-    (UNAVAILABLE) or ends while still open, with backoff, for up to ``reconnect_window``
-    seconds of the server being away. Other errors are raised."""
-
-    def __init__(
-        self, client: Client, cursor: b.SequenceCursor, *, reconnect: bool,
-        reconnect_window: float,
-    ) -> None:  # fmt: skip
-        self.client = client
-        self.cursor = cursor
         self.reconnect = reconnect
         self.reconnect_window = reconnect_window
         self._reconnect = r.Reconnect(client.retry_policy, reconnect_window)
@@ -508,37 +417,37 @@ class _SequenceFollow:
 
     @property
     def reconnects(self) -> int:
-        """How many times the follow subscribed again."""
+        """How many times it subscribed again."""
         return self._reconnect.count
 
-    @property
-    def after(self) -> int:
-        """The last sequence seen."""
-        return self.cursor.after
-
-    @property
-    def dropped(self) -> int:
-        """Events the server left out because this reader was too slow."""
-        return self.cursor.dropped
-
+    @abc.abstractmethod
     def _subscribe(self) -> Any:
-        raise NotImplementedError
+        """A new stream call, resuming where the last one left off."""
+
+    @abc.abstractmethod
+    def _accept(self, reply: Any) -> Any | None:
+        """What to yield for `reply` (None: nothing); marks progress."""
+
+    def _ended(self) -> bool:
+        """Whether everything has come (no more subscribing)."""
+        return False
 
     def _still_open(self) -> bool:
         """Whether a stream that ended normally should be subscribed again."""
-        raise NotImplementedError
+        return True
 
     def __iter__(self) -> Iterator[Any]:
         policy = self.client.retry_policy
-        while not self._closed:
+        while not self._ended() and not self._closed:
             self._call = self._subscribe()
             error = None
             try:
                 for reply in self._call:
-                    self._reconnect.progress()
-                    event = self.cursor.accept(reply)
+                    event = self._accept(reply)
                     if event is not None:
                         yield event
+                    if self._ended():
+                        return
             except grpc.RpcError as e:
                 if self._closed:
                     return
@@ -557,10 +466,100 @@ class _SequenceFollow:
             time.sleep(delay)
 
     def close(self) -> None:
-        """Stops following (from another thread too)."""
+        """Stops reading (from another thread too); what it reads about goes on."""
         self._closed = True
         if self._call is not None:
             self._call.cancel()
+
+
+class JobWatch(_Resubscribing):
+    """A job's progress: iterate for `WatchJobResponse` events until the job ends.
+
+    The first event is always a SNAPSHOT of the job. If the stream breaks (UNAVAILABLE: a
+    server restart, a network cut) or ends before the job did, the watch subscribes again
+    with backoff, for up to ``reconnect_window`` seconds without progress, and the server
+    starts again from a fresh SNAPSHOT, so no state is missed (trial events in the gap are
+    summed up by the snapshot). A subscription that brings nothing past its SNAPSHOT does
+    not restart that window, so a server that keeps ending streams is not polled forever.
+    Other errors (NOT_FOUND, PERMISSION_DENIED) are raised as ``grpc.RpcError``. ``.job``
+    is the latest state seen, ``.result()`` waits for the end and returns the optimization
+    result.
+    """
+
+    def __init__(
+        self, client: Client, job_id: str, *, reconnect: bool = True,
+        reconnect_window: float = 120.0,
+    ) -> None:  # fmt: skip
+        super().__init__(client, reconnect=reconnect, reconnect_window=reconnect_window)
+        self.job_id = job_id
+        self.job: optimization_pb2.Job | None = None
+        self._seen = 0  # events of the current subscription
+
+    @property
+    def done(self) -> bool:
+        return self.job is not None and self.job.state in b.TERMINAL_STATES
+
+    def _subscribe(self) -> Any:
+        self._seen = 0
+        return self.client.optimization.WatchJob(
+            optimization_pb2.WatchJobRequest(job_id=self.job_id)
+        )
+
+    def _accept(self, reply: optimization_pb2.WatchJobResponse) -> Any:
+        if self._seen:  # past the SNAPSHOT: the job is making progress again
+            self._reconnect.progress()
+        self._seen += 1
+        self.job = reply.job
+        return reply
+
+    def _ended(self) -> bool:
+        return self.done
+
+    def __iter__(self) -> Iterator[optimization_pb2.WatchJobResponse]:
+        return super().__iter__()
+
+    def wait(self) -> optimization_pb2.Job:
+        """Consumes the events until the job ends; returns its final state."""
+        for _ in self:
+            pass
+        if self.job is None:
+            raise RuntimeError(f"job {self.job_id}: the watch ended without any event")
+        return self.job
+
+    def result(self) -> optimization_pb2.GetOptimizationResultResponse:
+        """The job's result (best trial, Pareto front, importances, validation), once the
+        job has ended; watches until then."""
+        if not self.done:
+            self.wait()
+        req = optimization_pb2.GetOptimizationResultRequest(job_id=self.job_id)
+        return self.client.optimization.GetOptimizationResult(req)
+
+
+class _SequenceFollow(_Resubscribing):
+    """What `LiveFollow` and `NotificationFollow` add: a sequence-numbered stream read in
+    order and each once (`builders.SequenceCursor`), subscribed again after the last
+    sequence yielded."""
+
+    def __init__(
+        self, client: Client, cursor: b.SequenceCursor, *, reconnect: bool,
+        reconnect_window: float,
+    ) -> None:  # fmt: skip
+        super().__init__(client, reconnect=reconnect, reconnect_window=reconnect_window)
+        self.cursor = cursor
+
+    @property
+    def after(self) -> int:
+        """The last sequence seen."""
+        return self.cursor.after
+
+    @property
+    def dropped(self) -> int:
+        """Events the server left out because this reader was too slow."""
+        return self.cursor.dropped
+
+    def _accept(self, reply: Any) -> Any | None:
+        self._reconnect.progress()
+        return self.cursor.accept(reply)
 
 
 class LiveFollow(_SequenceFollow):
@@ -615,6 +614,3 @@ class NotificationFollow(_SequenceFollow):
 
     def _subscribe(self) -> Any:
         return self.notifications.subscribe(self.client.system)
-
-    def _still_open(self) -> bool:
-        return True  # ended by a server draining its streams: there are always more to come
