@@ -33,6 +33,7 @@ from stratopt.client.args import (
 from stratopt.client.builders import LiveKind, is_running
 from stratopt.client.feeds import add_replay_arguments
 from stratopt.client.remote import Remote, add_server
+from stratopt.client.strategy_alerts import SEVERITY_NAMES
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
@@ -45,11 +46,6 @@ ACTIONS = {
     pb.SIGNAL_ACTION_BUY: "buy",
     pb.SIGNAL_ACTION_SELL: "sell",
     pb.SIGNAL_ACTION_CLOSE: "close",
-}
-SEVERITIES = {
-    pb.ALERT_SEVERITY_INFO: "info",
-    pb.ALERT_SEVERITY_WARNING: "warning",
-    pb.ALERT_SEVERITY_CRITICAL: "critical",
 }
 POSITIONS = {1: "long", -1: "short", 0: "flat"}
 
@@ -259,7 +255,7 @@ def _fill_cells(f: pb.Fill) -> list[str]:
 
 def _alert_cells(a: pb.Alert) -> list[str]:
     return [
-        _at(a), SEVERITIES.get(a.severity, "-"), a.kind, a.title,
+        _at(a), SEVERITY_NAMES.get(a.severity, "-"), a.kind, a.title,
         a.message, f"{a.sequence:,}",
     ]  # fmt: skip
 

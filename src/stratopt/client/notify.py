@@ -29,9 +29,7 @@ from stratopt.v1 import system_pb2 as pb
 from stratopt.v1 import system_pb2_grpc as pbg
 
 SEVERITIES = {
-    pb.NOTIFICATION_SEVERITY_INFO: "info",
-    pb.NOTIFICATION_SEVERITY_WARNING: "warning",
-    pb.NOTIFICATION_SEVERITY_ERROR: "error",
+    v: k for k, v in o.enum_names(pb.NotificationSeverity, "NOTIFICATION_SEVERITY_").items()
 }
 DEFAULT_LAST = 20
 DEFAULT_KINDS = "strategy.alert (default)"

@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
@@ -32,6 +32,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+E = TypeVar("E", bound=int)
 
 
 class CliError(Exception):
@@ -455,6 +460,12 @@ def parameter_value(v: Mapping[str, Any]) -> Any:
     if "double_value" in v:
         return float(v["double_value"])
     return v.get("string_value", "")
+
+
+def enum_names(enum: _EnumTypeWrapper[E], prefix: str) -> dict[str, E]:
+    """A proto enum's values by lower-case name without `prefix` ("weighted_vote"), the
+    unspecified 0 left out: choices for a flag, and the names a table prints."""
+    return {n.removeprefix(prefix).lower(): v for n, v in enum.items() if v}
 
 
 def when_field(msg: Any, field: str) -> str:

@@ -27,16 +27,8 @@ from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
-CATEGORIES = [
-    v.name.removeprefix("STRATEGY_CATEGORY_").lower()
-    for v in c.StrategyCategory.DESCRIPTOR.values
-    if v.number
-]
-ENSEMBLE_METHODS = {
-    "weighted_vote": pb.ENSEMBLE_METHOD_WEIGHTED_VOTE,
-    "majority": pb.ENSEMBLE_METHOD_MAJORITY,
-    "unanimous": pb.ENSEMBLE_METHOD_UNANIMOUS,
-}
+CATEGORIES = list(o.enum_names(c.StrategyCategory, "STRATEGY_CATEGORY_"))
+ENSEMBLE_METHODS = o.enum_names(pb.EnsembleMethod, "ENSEMBLE_METHOD_")
 DIRECTIONS = {
     c.TRADE_DIRECTION_LONG_ONLY: "long",
     c.TRADE_DIRECTION_SHORT_ONLY: "short",

@@ -14,14 +14,10 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from stratopt.client.output import CliError
+from stratopt.client.output import CliError, enum_names
 from stratopt.v1 import strategy_pb2 as pb
 
-SEVERITIES = {
-    "info": pb.ALERT_SEVERITY_INFO,
-    "warning": pb.ALERT_SEVERITY_WARNING,
-    "critical": pb.ALERT_SEVERITY_CRITICAL,
-}
+SEVERITIES = enum_names(pb.AlertSeverity, "ALERT_SEVERITY_")
 SEVERITY_NAMES = {v: k for k, v in SEVERITIES.items()}
 EXAMPLE = '--alert "max_drawdown>0.2:critical"'
 

@@ -37,11 +37,7 @@ from stratopt.client.strategy_alerts import add_alert_flags, alerts_text, parse_
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
-STATUSES = {
-    "draft": pb.STRATEGY_STATUS_DRAFT,
-    "active": pb.STRATEGY_STATUS_ACTIVE,
-    "archived": pb.STRATEGY_STATUS_ARCHIVED,
-}
+STATUSES = o.enum_names(pb.StrategyStatus, "STRATEGY_STATUS_")
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
 
 
