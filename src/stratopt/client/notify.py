@@ -32,6 +32,7 @@ SEVERITIES = {
     v: k for k, v in o.enum_names(pb.NotificationSeverity, "NOTIFICATION_SEVERITY_").items()
 }
 DEFAULT_LAST = 20
+MAX_PAGE = 200  # ListNotifications' largest page
 DEFAULT_KINDS = "strategy.alert (default)"
 SIGNATURE = 'X-Stratopt-Signature: v1=HMAC-SHA256(secret, "<timestamp>." + body)'
 
@@ -204,7 +205,9 @@ def stored_notifications(
     """The newest `last` stored notifications (every one after `after`, when given), oldest
     first, and the newest sequence the listing saw: where a follow continues."""
     found: list[pb.Notification] = []
-    req = pb.ListNotificationsRequest(page_size=200)
+    # Only as many as needed for --last (at least 1: the listing also says the newest).
+    size = MAX_PAGE if after is not None else min(max(last, 1), MAX_PAGE)
+    req = pb.ListNotificationsRequest(page_size=size)
     while True:
         page = _stub(rem).ListNotifications(req)
         for n in page.notifications:
@@ -212,7 +215,7 @@ def stored_notifications(
             if done:
                 return found[::-1], page.newest_sequence
             found.append(n)
-        if not page.next_page_token:
+        if not page.next_page_token or (after is None and len(found) >= last):
             return found[::-1], page.newest_sequence
         req.page_token = page.next_page_token
 
