@@ -312,6 +312,9 @@ class LiveManager:
         self._flushing = asyncio.Lock()
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The newest notification being sent: each waits for the one before it, so that a
+        # user reads started, the alerts, then stopped, in the order they happened.
+        self._last_notice: asyncio.Task[None] | None = None
         self._starting: set[str] = set()  # strategy ids between StartStrategy and attach
         self._push_locks: dict[str, asyncio.Lock] = {}  # one upload at a time per feed
         # While `start` resumes runs: replays start once all their runs are back, at the
@@ -852,12 +855,10 @@ class LiveManager:
         self._emit(handle, "alert", ts, payload)
         if self.notify is not None and alert.kind != "status":
             spec = handle.spec
-            self._spawn(
-                self.notify(
-                    spec.owner_id, "strategy.alert", _severity(alert.severity),
-                    f"{spec.strategy_name}: {alert.title}", alert.message,
-                    f"strategies/{spec.strategy_id}",
-                )
+            self._send(
+                spec.owner_id, "strategy.alert", _severity(alert.severity),
+                f"{spec.strategy_name}: {alert.title}", alert.message,
+                f"strategies/{spec.strategy_id}",
             )  # fmt: skip
 
     def _emit(self, handle: RunHandle, kind: Kind, ts: int, payload: dict[str, Any]) -> None:
@@ -1101,12 +1102,10 @@ class LiveManager:
             ended = await self.repo.end_run(
                 run_id, strategy_id, "failed", message, runner=self.runner
             )
-        if ended and self.notify is not None:
-            self._spawn(
-                self.notify(
-                    owner_id, "strategy.failed", "error", "A running strategy failed", message,
-                    f"strategies/{strategy_id}",
-                )
+        if ended:
+            self._send(
+                owner_id, "strategy.failed", "error", "A running strategy failed", message,
+                f"strategies/{strategy_id}",
             )  # fmt: skip
 
     async def _watch_feeds(self) -> None:
@@ -1132,23 +1131,42 @@ class LiveManager:
                         log.exception("could not record a stalled-feed alert; retrying")
 
     async def _notify_status(self, handle: RunHandle, what: str) -> None:
-        if self.notify is None:
-            return
         spec = handle.spec
-        result = self.notify(
+        sent = self._send(
             spec.owner_id, "strategy.status", "info", f"{spec.strategy_name} {what}",
             f"on {spec.symbol} (feed {spec.feed_id})", f"strategies/{spec.strategy_id}",
         )  # fmt: skip
-        if asyncio.iscoroutine(result):
-            await result
+        if sent is not None:
+            await asyncio.wait([sent])  # its failure is logged, not the caller's
+
+    def _send(self, *notice: str) -> asyncio.Task[None] | None:
+        """Sends a notification after every earlier one from here, without blocking a bar."""
+        notify = self.notify
+        if notify is None:
+            return None
+        previous = self._last_notice
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            result = notify(*notice)
+            if asyncio.iscoroutine(result):
+                await result
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._last_notice = task
+        self._track(task)
+        return task
 
     def _spawn(self, result: Any) -> None:
         if asyncio.iscoroutine(result):
-            task = asyncio.get_running_loop().create_task(result)
-            # The loop keeps only a weak reference to a task: hold it until it is done.
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(_log_failure)
+            self._track(asyncio.get_running_loop().create_task(result))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     def _tracker(self, spec: RunSpec) -> PerformanceTracker:
         opts = spec.execution.resolved()

@@ -9,8 +9,10 @@ Every login starts a *family*. Using a refresh token marks it used and issues it
 in the same family. If a token that was already used is presented again, two parties hold
 tokens of this family (the user and a thief, order unknown), so the whole family is revoked
 and both must log in again (OAuth 2.0 Security BCP, "refresh token rotation"). A concurrent
-double-use is treated the same way, which is why `RefreshTokenRepo.mark_used` must be an
-atomic compare-and-set.
+double-use is treated the same way, which is why `RefreshTokenRepo.exchange` must be an
+atomic compare-and-set that stores the successor in the same transaction: otherwise the
+loser of a race could revoke the family before the winner's successor exists, and the
+successor would outlive the revocation.
 
 Each token lives `ttl` (30 days, sliding with use), but never beyond `max_session_age` after
 the login that started its family, so a stolen-but-quiet session cannot live forever.
@@ -57,10 +59,13 @@ class RefreshTokenRepo(Protocol):
 
     async def get(self, token_hash: str) -> RefreshTokenRecord | None: ...
 
-    async def mark_used(self, token_hash: str, used_at: datetime) -> bool:
-        """Set `used_at` only if the token is neither used nor revoked; return whether this
-        call did it. Must be atomic, e.g. ``UPDATE refresh_tokens SET used_at = :at WHERE
-        token_hash = :h AND used_at IS NULL AND revoked_at IS NULL`` and check rowcount == 1.
+    async def exchange(
+        self, token_hash: str, used_at: datetime, successor: RefreshTokenRecord
+    ) -> bool:
+        """Mark the token used and add its successor, only if the token is neither used nor
+        revoked; return whether this call did it. Both in one transaction, e.g. ``UPDATE
+        refresh_tokens SET used_at = :at WHERE token_hash = :h AND used_at IS NULL AND
+        revoked_at IS NULL``, rowcount == 1, then the INSERT, then commit.
         """
         ...
 
@@ -101,10 +106,13 @@ class InMemoryRefreshTokenRepo:
     async def get(self, token_hash: str) -> RefreshTokenRecord | None:
         return self.records.get(token_hash)
 
-    async def mark_used(self, token_hash: str, used_at: datetime) -> bool:
+    async def exchange(
+        self, token_hash: str, used_at: datetime, successor: RefreshTokenRecord
+    ) -> bool:
         record = self.records.get(token_hash)
         if record is None or record.used_at is not None or record.revoked_at is not None:
             return False
+        await self.add(successor)
         self.records[token_hash] = dataclasses.replace(record, used_at=used_at)
         return True
 
@@ -186,7 +194,9 @@ class RefreshTokenPolicy:
     async def issue(self, user_id: str) -> IssuedRefreshToken:
         """Start a new family (a login)."""
         now = self._clock()
-        return await self._add(user_id, secrets.token_urlsafe(16), started=now, now=now)
+        token, record = self._successor(user_id, secrets.token_urlsafe(16), started=now, now=now)
+        await self._repo.add(record)
+        return IssuedRefreshToken(token, record.family_id, user_id, record.expires_at)
 
     async def rotate(self, token: str) -> IssuedRefreshToken:
         """Exchange a valid token for its successor; any failure is AuthenticationError."""
@@ -201,12 +211,13 @@ class RefreshTokenPolicy:
             await self._revoke_for_reuse(record, now)
         if now >= record.expires_at:
             raise AuthenticationError("refresh token expired")
-        if not await self._repo.mark_used(token_hash, now):
-            # Lost a race with another use of the same token: that is reuse too.
-            await self._revoke_for_reuse(record, now)
-        return await self._add(
+        token, successor = self._successor(
             record.user_id, record.family_id, started=record.family_started_at, now=now
         )
+        if not await self._repo.exchange(token_hash, now, successor):
+            # Lost a race with another use of the same token: that is reuse too.
+            await self._revoke_for_reuse(record, now)
+        return IssuedRefreshToken(token, record.family_id, record.user_id, successor.expires_at)
 
     async def revoke(self, token: str) -> RefreshTokenRecord | None:
         """Log out: revoke the token's whole family and return the token's record (None
@@ -230,24 +241,23 @@ class RefreshTokenPolicy:
     async def session_active(self, family_id: str) -> bool:
         return await self._repo.family_active(family_id)
 
-    async def _add(
+    def _successor(
         self, user_id: str, family_id: str, *, started: datetime, now: datetime
-    ) -> IssuedRefreshToken:
+    ) -> tuple[str, RefreshTokenRecord]:
+        """A new token of the family and the record to store for it."""
         expires_at = min(now + self._ttl, started + self._max_session_age)
         if expires_at <= now:
             raise AuthenticationError("session exceeded max_session_age")
         token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await self._repo.add(
-            RefreshTokenRecord(
-                token_hash=hash_refresh_token(token),
-                family_id=family_id,
-                user_id=user_id,
-                issued_at=now,
-                expires_at=expires_at,
-                family_started_at=started,
-            )
+        record = RefreshTokenRecord(
+            token_hash=hash_refresh_token(token),
+            family_id=family_id,
+            user_id=user_id,
+            issued_at=now,
+            expires_at=expires_at,
+            family_started_at=started,
         )
-        return IssuedRefreshToken(token, family_id, user_id, expires_at)
+        return token, record
 
     async def _revoke_for_reuse(self, record: RefreshTokenRecord, now: datetime) -> NoReturn:
         await self._repo.revoke_family(record.family_id, now)

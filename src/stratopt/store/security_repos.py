@@ -1,8 +1,10 @@
 """SQL implementations of the security core's storage Protocols, and the shared rate limiter.
 
-Each method is one short transaction. The compare-and-set operations (`mark_used`,
-`mark_rotated`, `revoke`) are single conditional UPDATEs checked by rowcount, so they stay
-atomic on SQLite and PostgreSQL alike without explicit locks.
+Each method is one short transaction. The compare-and-set operations (`exchange`,
+`mark_rotated`, `revoke`) are conditional UPDATEs checked by rowcount, so they stay atomic
+on SQLite and PostgreSQL alike without explicit locks; `exchange` inserts the successor in
+the same transaction, so a concurrent loser's UPDATE waits on the row lock until the
+successor is committed, and the family revocation that follows sees it.
 """
 
 from __future__ import annotations
@@ -185,31 +187,35 @@ def _refresh_record(row: models.RefreshToken) -> RefreshTokenRecord:
     )
 
 
+def _refresh_row(record: RefreshTokenRecord) -> models.RefreshToken:
+    return models.RefreshToken(
+        token_hash=record.token_hash,
+        family_id=record.family_id,
+        user_id=record.user_id,
+        issued_at=record.issued_at,
+        expires_at=record.expires_at,
+        family_started_at=record.family_started_at,
+        used_at=record.used_at,
+        revoked_at=record.revoked_at,
+    )
+
+
 class SqlRefreshTokenRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def add(self, record: RefreshTokenRecord) -> None:
         async with self.db.transaction() as s:
-            s.add(
-                models.RefreshToken(
-                    token_hash=record.token_hash,
-                    family_id=record.family_id,
-                    user_id=record.user_id,
-                    issued_at=record.issued_at,
-                    expires_at=record.expires_at,
-                    family_started_at=record.family_started_at,
-                    used_at=record.used_at,
-                    revoked_at=record.revoked_at,
-                )
-            )
+            s.add(_refresh_row(record))
 
     async def get(self, token_hash: str) -> RefreshTokenRecord | None:
         async with self.db.session() as s:
             row = await s.get(models.RefreshToken, token_hash)
             return _refresh_record(row) if row is not None else None
 
-    async def mark_used(self, token_hash: str, used_at: datetime) -> bool:
+    async def exchange(
+        self, token_hash: str, used_at: datetime, successor: RefreshTokenRecord
+    ) -> bool:
         R = models.RefreshToken
         stmt = (
             update(R)
@@ -217,7 +223,10 @@ class SqlRefreshTokenRepo:
             .values(used_at=used_at)
         )
         async with self.db.transaction() as s:
-            return _rowcount(await s.execute(stmt)) == 1
+            if _rowcount(await s.execute(stmt)) != 1:
+                return False
+            s.add(_refresh_row(successor))
+            return True
 
     async def revoke_family(self, family_id: str, revoked_at: datetime) -> int:
         R = models.RefreshToken

@@ -1,0 +1,82 @@
+"""LiveManager's notifications reach the owner in the order their events happened.
+
+A rule's alert is raised on a bar, and is sent without holding up the bar; the stop's
+status is sent as the stop ends. When writing the alert takes longer (a busy database),
+the stop's notification must still come after it: a user reading "stopped" and then an
+alert of that run would think the run still trades. Fails when the alert is sent on a task
+of its own and the status awaited directly (the order CI once saw).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from stratopt.engine.options import ExecutionOptions
+from stratopt.live.manager import LiveManager, RunSpec
+from stratopt.store import migrate, models
+from stratopt.store.db import Database
+from stratopt.store.live_repo import LiveRepo
+from tests.unit.live._replay import SYMBOL, live_bars, synthetic
+
+
+@pytest.fixture()
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'live.db'}")
+    await migrate.upgrade(database)
+    async with database.transaction() as s:
+        s.add(models.User(id="u", username="u", role="trader", password_hash="x"))
+        await s.flush()
+        s.add(
+            models.Strategy(
+                id="a", owner_id="u", name="a", name_key="a", strategy_type="roc_momentum",
+                category="momentum", risk_level="medium", status="active",
+            )
+        )  # fmt: skip
+    yield database
+    await database.dispose()
+
+
+async def test_a_slow_alert_notification_still_comes_before_the_stop(db: Database) -> None:
+    sent: list[str] = []
+
+    async def notify(
+        user_id: str, kind: str, severity: str, title: str, message: str, resource: str
+    ) -> None:
+        if kind == "strategy.alert":
+            await asyncio.sleep(0.3)  # a slow write: the stop is asked for meanwhile
+        sent.append(f"{kind}: {title}")
+
+    bars = synthetic(50)
+    repo = LiveRepo(db)
+    manager = LiveManager(repo, lambda _: bars, notify, commit_interval=0.05, runner="test")
+    feed = await repo.add_feed(
+        models.Feed(id="f", owner_id="u", kind="push", symbols=[SYMBOL], timeframe="1h")
+    )
+    spec = RunSpec(
+        strategy_id="a",
+        owner_id="u",
+        strategy_name="a",
+        feed_id=feed.id,
+        symbol=SYMBOL,
+        strategy_type="roc_momentum",
+        parameters={"period": 2, "threshold": 0.0},
+        execution=ExecutionOptions.from_dict({"direction": "both"}).resolved(),
+        alert_rules=({"metric": "bars_processed", "op": ">=", "threshold": 3},),
+    )
+    await manager.start()
+    try:
+        await manager.start_run(spec, feed)
+        await manager.push(feed, live_bars(bars)[:5], 0)
+        assert await manager.stop_run("a", close_position=False)
+    finally:
+        await manager.close()
+    assert [s.split(":")[0] for s in sent] == [
+        "strategy.status",
+        "strategy.alert",
+        "strategy.status",
+    ], sent
+    assert "started" in sent[0] and "stopped" in sent[2]
