@@ -705,10 +705,14 @@ def new_trader(live_server: LiveServer) -> tuple[str, str, Metadata]:
     return username, password, [("authorization", f"Bearer {token}")]
 
 
-def held_after_sequence(route: Route) -> int:
-    """The `after_sequence` of a held StreamNotifications request (one gRPC-Web frame)."""
+def held_request(route: Route) -> sys_pb.StreamNotificationsRequest:
+    """A held StreamNotifications request (one gRPC-Web frame)."""
     body = route.request.post_data_buffer or b""
-    return int(sys_pb.StreamNotificationsRequest.FromString(body[5:]).after_sequence)
+    return sys_pb.StreamNotificationsRequest.FromString(body[5:])
+
+
+def held_after_sequence(route: Route) -> int:
+    return int(held_request(route).after_sequence)
 
 
 def wait_held(held: list[Route], page: Page, timeout: float = 20) -> Route:
@@ -1136,9 +1140,8 @@ def test_a_first_sign_in_streams_notifications_after_the_listing(
 def test_a_user_with_no_notifications_misses_none_written_as_the_stream_opens(
     console: Console, live_server: LiveServer
 ) -> None:
-    """A user with none stored has no sequence to stream after (the listing's newest is 0,
-    and 0 asks for new ones only). One written before the stream starts is fetched by
-    listing again once it is open (or when a later one shows the gap): each arrives once."""
+    """A user with none stored streams after 0 with include_stored (0 alone asks for new
+    ones only): one written between the listing and the stream's start arrives, once."""
     page = console.page
     username, password, md = new_trader(live_server)
     held: list[Route] = []
@@ -1149,7 +1152,7 @@ def test_a_user_with_no_notifications_misses_none_written_as_the_stream_opens(
     page.route(NOTIFICATION_STREAM, hold)
     console.login(username, password)
     request = wait_held(held, page)
-    assert held_after_sequence(request) == 0
+    assert held_after_sequence(request) == 0 and held_request(request).include_stored
     meanwhile = notify_trader(live_server, md)
     request.continue_()
     page.unroute(NOTIFICATION_STREAM)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from stratopt.v1 import common_pb2 as c
 from stratopt.v1 import export_pb2 as epb
 from stratopt.v1 import export_pb2_grpc as epbg
 from stratopt.v1 import optimization_pb2_grpc as opbg
@@ -21,6 +22,7 @@ from stratopt.v1 import system_pb2_grpc as spbg
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.integration.jobs.helpers import make_dataset, start, wait_done
+from tests.integration.security.support import login, new_user
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +33,19 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def collect(
-    ch: grpc.Channel, md: list[tuple[str, str]], after: int, want: int
+    ch: grpc.Channel,
+    md: list[tuple[str, str]],
+    after: int,
+    want: int,
+    *,
+    include_stored: bool = False,
 ) -> tuple[list[spb.Notification], threading.Thread, threading.Event]:
     """Reads the stream in a thread until `want` notifications arrived."""
     got: list[spb.Notification] = []
     ready = threading.Event()
     stub = spbg.SystemServiceStub(ch)
-    call = stub.StreamNotifications(
-        spb.StreamNotificationsRequest(after_sequence=after), metadata=md, timeout=60
-    )
+    request = spb.StreamNotificationsRequest(after_sequence=after, include_stored=include_stored)
+    call = stub.StreamNotifications(request, metadata=md, timeout=60)
 
     def read() -> None:
         ready.set()
@@ -131,6 +137,29 @@ def test_the_list_is_newest_first_paged_and_a_stream_after_it_misses_nothing(
 
         viewer = system.ListNotifications(spb.ListNotificationsRequest(), metadata=md)
         assert list(viewer.notifications) == [], "notifications are per user"
+
+
+def test_a_user_with_none_listed_streams_from_the_first_with_include_stored(
+    srv: LiveServer,
+) -> None:
+    """ListNotifications answers newest_sequence 0 for a user with none; one written before
+    the stream opens comes with include_stored, and not with after_sequence 0 alone (only
+    new ones)."""
+    username, password, _ = new_user(srv, c.ROLE_TRADER, "firsts")  # none stored yet
+    md = [("authorization", f"Bearer {login(srv, username, password).access_token}")]
+    with srv.channel() as ch:
+        system = spbg.SystemServiceStub(ch)
+        listed = system.ListNotifications(spb.ListNotificationsRequest(), metadata=md)
+        assert listed.newest_sequence == 0
+        _export(ch, md)  # between the listing and the stream
+        all_of_them, first, _ = collect(ch, md, after=0, want=2, include_stored=True)
+        only_new, second, _ = collect(ch, md, after=0, want=1)
+        time.sleep(0.5)  # both streams are open
+        _export(ch, md)
+        first.join(30)
+        second.join(30)
+        assert [n.sequence for n in all_of_them] == [1, 2]
+        assert [n.sequence for n in only_new] == [2]
 
 
 @pytest.mark.parametrize(

@@ -17,19 +17,18 @@
 // last sequence this browser had shown for the user (kept in localStorage, across sign-outs)
 // came while the user was away: they are unread, summed up in one toast.
 //
-// `after_sequence` 0 sends only notifications written from then on, N first the stored ones
-// after N. The last sequence received is kept in localStorage for the user (every tab writes
-// it, so a new leader subscribes after the last one any tab saw) and, with the entries shown,
-// in this tab's sessionStorage, so a reload, a reconnect or a new leader subscribes after it:
-// what was written meanwhile comes once, and nothing comes twice. With no last sequence yet
-// the leader subscribes after the listing's `newest_sequence`, so nothing written between the
-// listing and the stream's start is lost. A user with no notifications at all has no sequence
-// to resume from (0 asks only for new ones): the sequences are numbered per user from 1 without
-// holes, so one the stream skipped is fetched by listing again, a few seconds after it opens
-// or as soon as a later one shows the gap. A stream that ends (the server ends streams when it
-// shuts down) or breaks is subscribed again with backoff; one refused as UNAUTHENTICATED (an
-// access token that expired while the laptop slept) after a refresh, as streams are not
-// retried by the auth interceptor.
+// The stream sends the stored notifications after `after_sequence`, then new ones (with
+// `include_stored`, also after 0: a user with none yet misses none written while it opens).
+// The last sequence received is kept in localStorage for the user (every tab writes it, so a
+// new leader subscribes after the last one any tab saw) and, with the entries shown, in this
+// tab's sessionStorage, so a reload, a reconnect or a new leader subscribes after it: what was
+// written meanwhile comes once, and nothing comes twice. With no last sequence yet the leader
+// subscribes after the listing's `newest_sequence`, so nothing written between the listing and
+// the stream's start is lost. The sequences are numbered per user from 1 without holes, so
+// ones the server dropped for a slow reader show as a gap, and are fetched by listing again.
+// A stream that ends (the server ends streams when it shuts down) or breaks is subscribed
+// again with backoff; one refused as UNAUTHENTICATED (an access token that expired while the
+// laptop slept) after a refresh, as streams are not retried by the auth interceptor.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NotificationSeverity, type Notification } from "@stratopt/api/stratopt/v1/system_pb";
@@ -203,27 +202,22 @@ async function follow(signal: AbortSignal): Promise<void> {
     // The server sends no headers before the first notification, so a stream that has not
     // failed for a few seconds is taken to be open.
     const steady = window.setTimeout(() => streamReconnecting(false), STEADY_MS);
-    let catchUp: number | undefined;
     try {
       // The menu's history first: its listing moves `after` on to the user's newest.
       if (history) await history;
       // After the last one this tab or (shared) any tab of this user received.
       after = maxBig(after, sharedAfter());
-      // None known (a first sign-in): after the newest stored one, from a listing, not "only
-      // new ones", which would miss those written before the stream opens.
+      // None known (a first sign-in): after the newest stored one, from a listing.
       if (after === 0n && !listed) await list(signal, false);
-      // Still none: the user has none stored, and 0 is all there is to ask. Once the stream
-      // is open, a listing fetches any written before it started (they would not come).
-      if (after === 0n) {
-        catchUp = window.setTimeout(() => void list(signal, true).catch(() => undefined), STEADY_MS);
-      }
-      for await (const r of api.system.streamNotifications({ afterSequence: after }, { signal })) {
+      // A position now, 0 included (none stored): every one after it comes.
+      const request = { afterSequence: after, includeStored: true };
+      for await (const r of api.system.streamNotifications(request, { signal })) {
         if (signal.aborted) return; // signed out meanwhile: nothing more for this session
         attempt = 0;
         streamReconnecting(false);
         if (!r.notification) continue;
-        // Numbered per user from 1 without holes: a jump (possible only after a subscription
-        // for new ones) means some were written before the stream started. List them first.
+        // Numbered per user from 1 without holes: a jump means the server dropped some for
+        // this reader (it read too slowly). List them first.
         if (r.notification.sequence > after + 1n) await list(signal, true);
         if (signal.aborted) return;
         deliver(toEntry(r.notification));
@@ -235,7 +229,6 @@ async function follow(signal: AbortSignal): Promise<void> {
       if (ConnectError.from(e).code === Code.Unauthenticated && !(await refresh())) return;
     } finally {
       window.clearTimeout(steady);
-      window.clearTimeout(catchUp);
     }
     if (signal.aborted) return;
     streamReconnecting(true);

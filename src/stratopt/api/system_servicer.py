@@ -60,7 +60,10 @@ class SystemServicer(pbg.SystemServiceServicer):
     async def StreamNotifications(
         self, request: pb.StreamNotificationsRequest, context: Ctx
     ) -> AsyncIterator[pb.StreamNotificationsResponse]:
-        async for row in self.notifications.stream(current_principal(), request.after_sequence):
+        rows = self.notifications.stream(
+            current_principal(), request.after_sequence, include_stored=request.include_stored
+        )
+        async for row in rows:
             yield pb.StreamNotificationsResponse(notification=notification_to_pb(row))
 
     async def CreateWebhook(

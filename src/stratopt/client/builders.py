@@ -190,7 +190,8 @@ class LiveCursor(SequenceCursor):
 
 
 class NotificationCursor(SequenceCursor):
-    """The caller's notifications."""
+    """The caller's notifications. `after` is always a position, 0 included: the first
+    notification a user gets, written while the stream opens, still comes."""
 
     def __init__(self, after: int) -> None:
         super().__init__("notification", after)
@@ -198,7 +199,7 @@ class NotificationCursor(SequenceCursor):
     def subscribe(self, stub: Any) -> Any:
         self.begin()
         return stub.StreamNotifications(
-            system_pb2.StreamNotificationsRequest(after_sequence=self.after)
+            system_pb2.StreamNotificationsRequest(after_sequence=self.after, include_stored=True)
         )
 
 

@@ -77,9 +77,9 @@ class Notifier:
         await self._send_to_webhooks(row)
         return row
 
-    async def stream(self, user_id: str, after: int) -> AsyncIterator[models.Notification]:
-        """Stored notifications after `after` (0: only new ones), as they are written."""
-        cursor = after if after > 0 else await self.repo.last_notification(user_id)
+    async def stream(self, user_id: str, after: int | None) -> AsyncIterator[models.Notification]:
+        """Stored notifications after `after` (None: only new ones), as they are written."""
+        cursor = after if after is not None else await self.repo.last_notification(user_id)
         sub = self.hub.subscribe(("notification", user_id))
         async with sub:
             while True:

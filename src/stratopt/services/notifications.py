@@ -59,10 +59,13 @@ class NotificationService:
         rows = rows[:size]
         return rows, encode_token(Cursor(rows[-1].sequence, str(newest)), qhash), newest
 
-    def stream(self, principal: Principal, after: int) -> AsyncIterator[models.Notification]:
+    def stream(
+        self, principal: Principal, after: int, *, include_stored: bool = False
+    ) -> AsyncIterator[models.Notification]:
+        """Notifications after `after`; with 0, only new ones unless `include_stored`."""
         if after < 0:
             raise InvalidArgument.field("after_sequence", "must not be negative")
-        return self.notifier.stream(principal.user_id, after)
+        return self.notifier.stream(principal.user_id, after if after or include_stored else None)
 
     async def create_webhook(
         self, principal: Principal, url: str, kinds: Sequence[str]

@@ -425,7 +425,8 @@ type ListNotificationsResponse struct {
 	Notifications []*Notification `protobuf:"bytes,1,rep,name=notifications,proto3" json:"notifications,omitempty"`
 	NextPageToken string          `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// The caller's newest notification when the first page was read (0: none yet). A
-	// StreamNotifications with after_sequence set to it sends everything written since.
+	// StreamNotifications with after_sequence set to it (and include_stored, for 0) sends
+	// everything written since.
 	NewestSequence int64 `protobuf:"varint,3,opt,name=newest_sequence,json=newestSequence,proto3" json:"newest_sequence,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -484,8 +485,13 @@ func (x *ListNotificationsResponse) GetNewestSequence() int64 {
 
 type StreamNotificationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Resume after this sequence number (0 = only new notifications).
+	// Resume after this sequence number (0 = only new notifications, unless include_stored).
 	AfterSequence int64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// With after_sequence 0: send every stored notification first, then new ones. A client
+	// that has seen none (ListNotifications answered newest_sequence 0) sets it, so that one
+	// written between its listing and its stream still comes. after_sequence N > 0 always
+	// sends the stored ones after N.
+	IncludeStored bool `protobuf:"varint,2,opt,name=include_stored,json=includeStored,proto3" json:"include_stored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +531,13 @@ func (x *StreamNotificationsRequest) GetAfterSequence() int64 {
 		return x.AfterSequence
 	}
 	return 0
+}
+
+func (x *StreamNotificationsRequest) GetIncludeStored() bool {
+	if x != nil {
+		return x.IncludeStored
+	}
+	return false
 }
 
 type StreamNotificationsResponse struct {
@@ -971,9 +984,10 @@ const file_stratopt_v1_system_proto_rawDesc = "" +
 	"\x19ListNotificationsResponse\x12?\n" +
 	"\rnotifications\x18\x01 \x03(\v2\x19.stratopt.v1.NotificationR\rnotifications\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12'\n" +
-	"\x0fnewest_sequence\x18\x03 \x01(\x03R\x0enewestSequence\"C\n" +
+	"\x0fnewest_sequence\x18\x03 \x01(\x03R\x0enewestSequence\"j\n" +
 	"\x1aStreamNotificationsRequest\x12%\n" +
-	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\"v\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\x12%\n" +
+	"\x0einclude_stored\x18\x02 \x01(\bR\rincludeStored\"v\n" +
 	"\x1bStreamNotificationsResponse\x12=\n" +
 	"\fnotification\x18\x01 \x01(\v2\x19.stratopt.v1.NotificationR\fnotification\x12\x18\n" +
 	"\adropped\x18\x02 \x01(\x03R\adropped\"\xab\x02\n" +

@@ -195,7 +195,8 @@ class ListNotificationsResponse(_message.Message):
     next_page_token: _builtins.str
     newest_sequence: _builtins.int
     """The caller's newest notification when the first page was read (0: none yet). A
-    StreamNotifications with after_sequence set to it sends everything written since.
+    StreamNotifications with after_sequence set to it (and include_stored, for 0) sends
+    everything written since.
     """
     @_builtins.property
     def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
@@ -221,16 +222,24 @@ class StreamNotificationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    INCLUDE_STORED_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
-    """Resume after this sequence number (0 = only new notifications)."""
+    """Resume after this sequence number (0 = only new notifications, unless include_stored)."""
+    include_stored: _builtins.bool
+    """With after_sequence 0: send every stored notification first, then new ones. A client
+    that has seen none (ListNotifications answered newest_sequence 0) sets it, so that one
+    written between its listing and its stream still comes. after_sequence N > 0 always
+    sends the stored ones after N.
+    """
     def __init__(
         self,
         *,
         after_sequence: _builtins.int = ...,
+        include_stored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "include_stored", b"include_stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

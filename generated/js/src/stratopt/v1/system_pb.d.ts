@@ -208,7 +208,8 @@ export declare type ListNotificationsResponse = Message<"stratopt.v1.ListNotific
 
   /**
    * The caller's newest notification when the first page was read (0: none yet). A
-   * StreamNotifications with after_sequence set to it sends everything written since.
+   * StreamNotifications with after_sequence set to it (and include_stored, for 0) sends
+   * everything written since.
    *
    * @generated from field: int64 newest_sequence = 3;
    */
@@ -226,11 +227,21 @@ export declare const ListNotificationsResponseSchema: GenMessage<ListNotificatio
  */
 export declare type StreamNotificationsRequest = Message<"stratopt.v1.StreamNotificationsRequest"> & {
   /**
-   * Resume after this sequence number (0 = only new notifications).
+   * Resume after this sequence number (0 = only new notifications, unless include_stored).
    *
    * @generated from field: int64 after_sequence = 1;
    */
   afterSequence: bigint;
+
+  /**
+   * With after_sequence 0: send every stored notification first, then new ones. A client
+   * that has seen none (ListNotifications answered newest_sequence 0) sets it, so that one
+   * written between its listing and its stream still comes. after_sequence N > 0 always
+   * sends the stored ones after N.
+   *
+   * @generated from field: bool include_stored = 2;
+   */
+  includeStored: boolean;
 };
 
 /**
