@@ -282,6 +282,22 @@ def test_an_ensemble_of_stored_strategies(cli: Run) -> None:
     made = run_json(cli, "strategies", "ensemble", "cli-ens json", "-m", a, "-m", b)
     assert isinstance(made, dict) and made["ensemble_method"] == "ENSEMBLE_METHOD_WEIGHTED_VOTE"
 
+    # Members and method are updated like any field: the members given replace the stored.
+    c = stored(cli, "cli-ens c")
+    out, _ = cli("strategies", "update", eid, "-m", f"{b}:3", "-m", c, "--method", "majority")
+    assert f"ensemble_members majority of {b} x3, {c} x1" in out, out
+    assert "ensemble_method majority" in out and "version 2" in out, out
+    s = shown(cli, eid)
+    assert s["ensemble_members"] == [
+        {"strategy_id": b, "weight": 3.0}, {"strategy_id": c, "weight": 1.0}
+    ]  # fmt: skip
+    assert s["ensemble_method"] == "ENSEMBLE_METHOD_MAJORITY" and s["tags"] == ["combo"]
+    _, err = cli("strategies", "update", eid, "-m", f"{b}:0", "-m", c, code=2)
+    assert "must be a number above 0" in err
+    _, err = cli("strategies", "update", eid, "-m", eid, "-m", c, code=1)
+    assert "INVALID_ARGUMENT" in err, err  # not a member of itself
+    assert shown(cli, eid)["version"] == 2
+
     _, err = cli("strategies", "ensemble", "cli-ens bad", "-m", a, "-m", f"{b}:heavy", code=2)
     assert "the weight 'heavy' must be a number above 0" in err
     _, err = cli("strategies", "ensemble", "cli-ens one", "-m", a, code=1)

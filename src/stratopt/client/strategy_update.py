@@ -4,8 +4,9 @@ Only what is given on the command line changes: the request's update mask names 
 those fields, because an empty mask would mean "every field" to the server and reset the
 rest. Parameters and execution options are merged over the stored ones (`-p fast=12`
 keeps `slow`; `--commission` keeps the stored slippage) unless `--reset-params` /
-`--reset-execution` ask to start from the type's and the engine's defaults; symbols, tags
-and alert rules given replace the stored lists (`--no-...` empties them).
+`--reset-execution` ask to start from the type's and the engine's defaults; symbols, tags,
+alert rules and an ensemble's members given replace the stored lists (`--no-...` empties
+them).
 
 The strategy is read first and its etag sent back with the change, so an update made by
 someone else in between is refused (ABORTED) instead of silently overwritten; `--etag`
@@ -32,13 +33,15 @@ from stratopt.client.args import (
 )
 from stratopt.client.output import CliError
 from stratopt.client.remote import Remote, add_server, param_to_pb, params_from_pb
-from stratopt.client.strategies import given_execution
+from stratopt.client.strategies import ENSEMBLE_METHODS, given_execution, members_text
 from stratopt.client.strategy_alerts import add_alert_flags, alerts_text, parse_alerts
+from stratopt.client.strategy_compare import parse_member
 from stratopt.v1 import strategy_pb2 as pb
 from stratopt.v1 import strategy_pb2_grpc as pbg
 
 STATUSES = o.enum_names(pb.StrategyStatus, "STRATEGY_STATUS_")
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+METHOD_NAMES = {v: k for k, v in ENSEMBLE_METHODS.items()}
 
 
 def add_verbs(verbs: Any) -> None:
@@ -74,6 +77,18 @@ def add_verbs(verbs: Any) -> None:
         help="drop the stored execution options; those not given take the engine's defaults",
     )
     add_alert_flags(p, clearable=True)
+    p.add_argument(
+        "-m",
+        "--member",
+        action="append",
+        default=[],
+        metavar="ID[:WEIGHT]",
+        help="an ensemble's member and its vote weight, default 1 (repeat, 2..10); "
+        "replaces the stored members",
+    )
+    p.add_argument(
+        "--method", choices=list(ENSEMBLE_METHODS), help="how an ensemble's members vote"
+    )
     p.add_argument(
         "--etag",
         default="",
@@ -144,6 +159,14 @@ SETTERS: dict[str, _Setter] = {
         lambda a, _, ch: setattr(ch, "status", STATUSES[a.status]),
     ),
     "execution": (lambda a: bool(execution_given(a)) or a.reset_execution, _set_execution),
+    "ensemble_members": (
+        lambda a: bool(a.member),
+        lambda a, _, ch: ch.ensemble_members.extend(parse_member(m) for m in a.member),
+    ),
+    "ensemble_method": (
+        lambda a: a.method is not None,
+        lambda a, _, ch: setattr(ch, "ensemble_method", ENSEMBLE_METHODS[a.method]),
+    ),
     "alert_rules": (
         lambda a: bool(a.alert) or a.no_alerts,
         lambda a, _, ch: ch.alert_rules.extend(parse_alerts(a.alert)),
@@ -157,7 +180,8 @@ def requested_paths(args: argparse.Namespace) -> list[str]:
     if not paths:
         raise CliError(
             "nothing to update: give at least one of --name, --description, -p, --symbol, "
-            "--timeframe, --tag, --status, an execution option, --alert or --no-alerts "
+            "--timeframe, --tag, --status, an execution option, --alert, --no-alerts, "
+            "--member or --method "
             "(see `stratopt strategies update --help`)"
         )
     return paths
@@ -177,8 +201,10 @@ def build_change(
 
 def cmd_update(args: argparse.Namespace) -> int:
     paths = requested_paths(args)
-    parse_alerts(args.alert)  # a malformed rule is a usage error before any call
+    parse_alerts(args.alert)  # a malformed rule or member is a usage error before any call
     parse_params(args.param)
+    for member in args.member:
+        parse_member(member)
     with Remote(args.server) as r:
         stub = _stub(r)
         stored = stub.GetStrategy(pb.GetStrategyRequest(strategy_id=args.strategy_id)).strategy
@@ -224,6 +250,10 @@ def field_text(s: pb.Strategy, path: str) -> str:
         return alerts_text(s.alert_rules)
     if path == "status":
         return STATUS_NAMES.get(s.status, "-")
+    if path == "ensemble_members":
+        return members_text(s)
+    if path == "ensemble_method":
+        return METHOD_NAMES.get(s.ensemble_method, "-")
     value = getattr(s, path)
     if isinstance(value, str):
         return repr(value) if path in ("name", "description") else value or "-"
