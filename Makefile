@@ -61,7 +61,7 @@ lint: install web/node_modules/.installed
 
 ## The whole suite: lint, contract drift, unit + integration + Go/JS client + Envoy e2e tests.
 test: install check-generated lint js-deps web
-	$(PY) -m pytest -q -p no:cacheprovider --durations=30
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=30
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not client and not e2e and not postgres"

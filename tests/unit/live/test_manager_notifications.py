@@ -10,34 +10,13 @@ of its own and the status awaited directly (the order CI once saw).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from stratopt.engine.options import ExecutionOptions
 from stratopt.live.manager import LiveManager, RunSpec
-from stratopt.store import migrate, models
+from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
 from tests.unit.live._replay import SYMBOL, live_bars, synthetic
-
-
-@pytest.fixture()
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'live.db'}")
-    await migrate.upgrade(database)
-    async with database.transaction() as s:
-        s.add(models.User(id="u", username="u", role="trader", password_hash="x"))
-        await s.flush()
-        s.add(
-            models.Strategy(
-                id="a", owner_id="u", name="a", name_key="a", strategy_type="roc_momentum",
-                category="momentum", risk_level="medium", status="active",
-            )
-        )  # fmt: skip
-    yield database
-    await database.dispose()
 
 
 async def test_a_slow_alert_notification_still_comes_before_the_stop(db: Database) -> None:

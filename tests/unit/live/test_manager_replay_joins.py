@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,30 +20,12 @@ import pytest
 from stratopt.engine.options import ExecutionOptions
 from stratopt.live import manager as manager_module
 from stratopt.live.manager import LiveManager, RunSpec
-from stratopt.store import migrate, models
+from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
 from tests.unit.live._replay import SYMBOL, synthetic
 
 BARS = 300
-
-
-@pytest.fixture()
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'live.db'}")
-    await migrate.upgrade(database)
-    async with database.transaction() as s:
-        s.add(models.User(id="u", username="u", role="trader", password_hash="x"))
-        await s.flush()
-        for sid in ("a", "b"):
-            s.add(
-                models.Strategy(
-                    id=sid, owner_id="u", name=sid, name_key=sid, strategy_type="sma_crossover",
-                    category="trend_following", risk_level="medium", status="active",
-                )
-            )  # fmt: skip
-    yield database
-    await database.dispose()
 
 
 def spec(strategy_id: str, feed: models.Feed) -> RunSpec:
