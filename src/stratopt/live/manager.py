@@ -80,6 +80,8 @@ log = logging.getLogger("stratopt.live")
 POLL_INTERVAL_S = 0.25
 HEARTBEAT_S = 2.0
 RUNNER_STALE_S = 15.0
+NOTICE_DRAIN_S = 2.0
+"""How long `close` waits for the notifications still being sent."""
 COMMIT_INTERVAL_S = 0.2
 END_RETRY_S = 0.5  # between attempts to record a run's end while the database fails
 STALL_SPACINGS = 3
@@ -390,6 +392,10 @@ class LiveManager:
         with contextlib.suppress(Exception):
             await self.repo.release(self.runner, [h.run_id for h in self.runs.values()])
         self.hub.close_all(SHUTTING_DOWN)
+        # The alerts of the last bars are told, not lost with the process (a resumed run
+        # does not raise them again); a database that hangs does not hold the shutdown.
+        if self._last_notice is not None:
+            await asyncio.wait([self._last_notice], timeout=NOTICE_DRAIN_S)
 
     # -- runs ----------------------------------------------------------------------------
 
