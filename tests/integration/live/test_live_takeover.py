@@ -22,15 +22,14 @@ import pytest
 from sqlalchemy import text, update
 
 from stratopt.data.bars import Bars
-from stratopt.engine.options import ExecutionOptions
 from stratopt.live import manager as manager_module
-from stratopt.live.manager import LiveManager, RunSpec
+from stratopt.live.manager import LiveManager
 from stratopt.live.runner import StrategyRun
 from stratopt.store import migrate, models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import EventRow, LiveRepo, RunProgress
 from tests.integration.jobs.test_postgres_scaleout import database, postgres_url
-from tests.unit.live._replay import SYMBOL, live_bars, synthetic
+from tests.unit.live._replay import SYMBOL, live_bars, spec, synthetic
 
 _ = (database, postgres_url)  # the PostgreSQL fixture shared with the jobs scale-out test
 
@@ -66,20 +65,6 @@ async def dbs(url: str) -> AsyncIterator[tuple[Database, Database]]:
         await db.dispose()
 
 
-def spec(feed: models.Feed) -> RunSpec:
-    return RunSpec(
-        strategy_id="a",
-        owner_id="u",
-        strategy_name="a",
-        feed_id=feed.id,
-        symbol=SYMBOL,
-        # A 2-bar rate of change, long and short: a signal every few bars.
-        strategy_type="roc_momentum",
-        parameters={"period": 2, "threshold": 0.0},
-        execution=ExecutionOptions.from_dict({"direction": "both"}).resolved(),
-    )
-
-
 async def add_feed(repo: LiveRepo, bars: Bars, rate: float = RATE) -> models.Feed:
     return await repo.add_feed(
         models.Feed(
@@ -91,7 +76,7 @@ async def add_feed(repo: LiveRepo, bars: Bars, rate: float = RATE) -> models.Fee
 
 def uninterrupted(bars: Bars, feed: models.Feed) -> tuple[list[Any], list[Any]]:
     """The signals and fills of the run over every bar, computed in one go."""
-    s = spec(feed)
+    s = spec("a", feed)
     run = StrategyRun(s.signal(), s.execution.resolved(), SYMBOL)
     results = [run.step(bar) for bar in live_bars(bars)]
     signals = [(r.ts, r.signal.bar_index, r.signal.target) for r in results if r.signal]
@@ -217,7 +202,7 @@ async def test_a_commit_of_the_former_runner_racing_the_claim_is_not_traded_agai
     repo_b.claim_runs = claim_then_let_a_commit_then_kill_it  # type: ignore[method-assign]
     await a.start()
     try:
-        await a.start_run(spec(feed), feed)
+        await a.start_run(spec("a", feed), feed)
         await until(lambda: a.runs["a"].run.bars_processed >= 60, "60 bars traded by A")
         await go_silent(dbs[0])
         await b.start()
@@ -243,7 +228,7 @@ async def test_a_runner_that_was_only_slow_lets_the_run_go_at_its_next_commit(
     repo_b, a, b, feed, want = r.repo_b, r.a, r.b, r.feed, r.want
     await a.start()
     try:
-        await a.start_run(spec(feed), feed)
+        await a.start_run(spec("a", feed), feed)
         await until(lambda: a.runs["a"].run.bars_processed >= 60, "60 bars traded by A")
         await go_silent(dbs[0])
         await b.start()
@@ -267,7 +252,7 @@ async def test_writes_of_a_runner_that_lost_its_run_are_refused(
     run = await repo.add_run(
         models.LiveRun(
             strategy_id="a", owner_id="u", feed_id=feed.id, symbol=SYMBOL, status="running",
-            spec=spec(feed).to_json(), state={}, runner="replica-a",
+            spec=spec("a", feed).to_json(), state={}, runner="replica-a",
             heartbeat_at=models.utcnow() - timedelta(hours=1),
         )
     )  # fmt: skip
@@ -307,7 +292,7 @@ async def test_a_run_started_while_a_heartbeat_is_under_way_is_not_let_go(
         beats += 1
         if beats == 1:
             assert list(run_ids) == []
-            starts.append(asyncio.create_task(manager.start_run(spec(feed), feed)))
+            starts.append(asyncio.create_task(manager.start_run(spec("a", feed), feed)))
             await until(lambda: "a" in manager.runs, "the run attached")
         return await heartbeat(runner, run_ids)
 
@@ -347,7 +332,7 @@ async def test_a_run_is_not_resumed_while_its_end_is_being_recorded(
     repo.end_run = claim_first  # type: ignore[method-assign]
     await manager.start()
     try:
-        await manager.start_run(spec(feed), feed)
+        await manager.start_run(spec("a", feed), feed)
         row = await until_ended(repo)
         await until(lambda: not manager.runs, "the run gone")
         assert (row.status, row.bars_processed) == ("stopped", BARS)
@@ -382,7 +367,7 @@ async def test_a_run_is_not_resumed_while_it_is_being_started(
     repo.add_run = recorded_then_claim  # type: ignore[method-assign]
     await manager.start()
     try:
-        await manager.start_run(spec(feed), feed)
+        await manager.start_run(spec("a", feed), feed)
         row = await until_ended(repo)
         await until(lambda: not manager.runs, "the run gone")
         assert (row.status, row.bars_processed) == ("stopped", BARS)
@@ -431,7 +416,7 @@ async def test_a_run_whose_end_fails_to_be_written_still_ends(
     setattr(repo, failing, refused_while_away)
     await manager.start()
     try:
-        await manager.start_run(spec(feed), feed)
+        await manager.start_run(spec("a", feed), feed)
         row = await until_ended(repo)
         await until(lambda: not manager.runs, "the run gone")
         assert (row.status, row.bars_processed) == ("stopped", BARS)
@@ -471,7 +456,7 @@ async def test_shutdown_during_a_heartbeat_still_commits_the_last_progress(
 
     repo.heartbeat = slow_heartbeat  # type: ignore[method-assign]
     await manager.start()
-    await manager.start_run(spec(feed), feed)
+    await manager.start_run(spec("a", feed), feed)
     await asyncio.wait_for(in_beat.wait(), 10)
     await asyncio.sleep(0.05)  # the count is under way in aiosqlite's thread
     bars_here = manager.runs["a"].run.bars_processed

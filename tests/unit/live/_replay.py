@@ -9,8 +9,11 @@ import numpy as np
 
 from stratopt.data.bars import Bars
 from stratopt.data.synthetic import generate_bars
+from stratopt.engine.options import ExecutionOptions
 from stratopt.live.bars import LiveBar
+from stratopt.live.manager import RunSpec
 from stratopt.live.runner import StepResult, StrategyRun
+from stratopt.store import models
 
 SYMBOL = "SYN"
 
@@ -26,6 +29,23 @@ def live_bars(bars: Bars, symbol: str = SYMBOL) -> list[LiveBar]:
             bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume, strict=True
         )
     ]
+
+
+def spec(strategy_id: str, feed: models.Feed) -> RunSpec:
+    """A run of `strategy_id` (owned by "u") on `feed`'s SYMBOL."""
+    return RunSpec(
+        strategy_id=strategy_id,
+        owner_id="u",
+        strategy_name=strategy_id,
+        feed_id=feed.id,
+        symbol=SYMBOL,
+        # A 2-bar rate of change: its target at a bar depends on exactly the bars before it
+        # (a crossover's depends on where the last cross was), so a warm-up reproduces it.
+        strategy_type="roc_momentum",
+        parameters={"period": 2, "threshold": 0.0},
+        # Long and short: the target is never flat, so a run's first bar always fills.
+        execution=ExecutionOptions.from_dict({"direction": "both"}).resolved(),
+    )
 
 
 def replay(run: StrategyRun, bars: Sequence[LiveBar]) -> list[StepResult]:

@@ -10,13 +10,13 @@ of its own and the status awaited directly (the order CI once saw).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from stratopt.engine.options import ExecutionOptions
-from stratopt.live.manager import LiveManager, RunSpec
+from stratopt.live.manager import LiveManager
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
-from tests.unit.live._replay import SYMBOL, live_bars, synthetic
+from tests.unit.live._replay import SYMBOL, live_bars, spec, synthetic
 
 
 class Slow:
@@ -41,19 +41,11 @@ async def start_alerting(db: Database, notify: Slow) -> LiveManager:
     feed = await repo.add_feed(
         models.Feed(id="f", owner_id="u", kind="push", symbols=[SYMBOL], timeframe="1h")
     )
-    spec = RunSpec(
-        strategy_id="a",
-        owner_id="u",
-        strategy_name="a",
-        feed_id=feed.id,
-        symbol=SYMBOL,
-        strategy_type="roc_momentum",
-        parameters={"period": 2, "threshold": 0.0},
-        execution=ExecutionOptions.from_dict({"direction": "both"}).resolved(),
-        alert_rules=({"metric": "bars_processed", "op": ">=", "threshold": 3},),
+    with_rule = replace(
+        spec("a", feed), alert_rules=({"metric": "bars_processed", "op": ">=", "threshold": 3},)
     )
     await manager.start()
-    await manager.start_run(spec, feed)
+    await manager.start_run(with_rule, feed)
     await manager.push(feed, live_bars(bars)[:5], 0)
     return manager
 

@@ -17,31 +17,14 @@ from typing import Any
 
 import pytest
 
-from stratopt.engine.options import ExecutionOptions
 from stratopt.live import manager as manager_module
-from stratopt.live.manager import LiveManager, RunSpec
+from stratopt.live.manager import LiveManager
 from stratopt.store import models
 from stratopt.store.db import Database
 from stratopt.store.live_repo import LiveRepo
-from tests.unit.live._replay import SYMBOL, synthetic
+from tests.unit.live._replay import SYMBOL, spec, synthetic
 
 BARS = 300
-
-
-def spec(strategy_id: str, feed: models.Feed) -> RunSpec:
-    return RunSpec(
-        strategy_id=strategy_id,
-        owner_id="u",
-        strategy_name=strategy_id,
-        feed_id=feed.id,
-        symbol=SYMBOL,
-        # A 2-bar rate of change: its target at a bar depends on exactly the bars before it
-        # (a crossover's depends on where the last cross was), so a warm-up reproduces it.
-        strategy_type="roc_momentum",
-        parameters={"period": 2, "threshold": 0.0},
-        # Long and short: the target is never flat, so a run's first bar always fills.
-        execution=ExecutionOptions.from_dict({"direction": "both"}).resolved(),
-    )
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
