@@ -73,6 +73,11 @@ def test_job_end_and_export_ready_are_notified_and_resumable(srv: LiveServer) ->
         dataset = make_dataset(ch, md, bars=2_000)
         job = start(opbg.OptimizationServiceStub(ch), md, dataset_id=dataset, trials=6)
         wait_done(opbg.OptimizationServiceStub(ch), md, job.id)
+        # The job's notification is written just after it reads as done: let it land before
+        # the export, whose notification would otherwise race it on a loaded machine.
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
         epbg.ExportServiceStub(ch).ExportPineScript(
             epb.ExportPineScriptRequest(strategy_type="sma_crossover"), metadata=md
         )
