@@ -195,28 +195,38 @@ def test_request_id_in_metadata_and_logs(server: tuple[LiveServer, Metrics]) -> 
         request = spb.ListStrategyTypesRequest()
         md = [*srv.md("trader"), ("x-request-id", "req-metrics-0001")]
         _, call = api.strategies.ListStrategyTypes.with_call(request, metadata=md)
-        assert ("x-request-id", "req-metrics-0001") in call.initial_metadata()
+        assert ("x-request-id", "req-metrics-0001") in call.trailing_metadata()
+        # gRPC clients read trailers: no separate send of initial metadata for a unary call.
+        assert not call.initial_metadata()
         # None offered, or one that is not a plain token: the server makes one.
         _, call = api.strategies.ListStrategyTypes.with_call(request, metadata=srv.md("trader"))
-        made = dict(call.initial_metadata())["x-request-id"]
+        made = dict(call.trailing_metadata())["x-request-id"]
         assert len(made) == 32 and int(made, 16) >= 0
         for bad in ("not a token", "x" * 129, "<script>"):
             offered = [*srv.md("trader"), ("x-request-id", bad)]
             _, call = api.strategies.ListStrategyTypes.with_call(request, metadata=offered)
-            assert len(dict(call.initial_metadata())["x-request-id"]) == 32
-        # Errors carry it in the trailing metadata (they send no initial metadata).
+            assert len(dict(call.trailing_metadata())["x-request-id"]) == 32
+        # Errors carry it in the trailing metadata too.
         err = call_error(
             api.strategies.GetStrategy,
             spb.GetStrategyRequest(strategy_id="no-such-id"),
             metadata=[*srv.md("trader"), ("x-request-id", "req-metrics-0002")],
         )
         assert ("x-request-id", "req-metrics-0002") in (err.trailing_metadata() or ())  # type: ignore[attr-defined]
-        # The rate-limit headers and the id travel together in one set of initial metadata.
+        # A call forwarded by Envoy's JSON transcoder (REST clients see only headers) gets
+        # the rate-limit headers and the id together in one set of initial metadata.
+        transcoded = ("x-envoy-original-path", "/v1/strategies")
         _, call = api.strategies.ListStrategies.with_call(
-            spb.ListStrategiesRequest(), metadata=[*srv.md("trader"), ("x-request-id", "r-3")]
+            spb.ListStrategiesRequest(),
+            metadata=[*srv.md("trader"), ("x-request-id", "r-3"), transcoded],
         )
         initial = dict(call.initial_metadata())
         assert initial["x-request-id"] == "r-3" and "x-ratelimit-remaining" in initial
+        # And a transcoded call without rate limits still gets its id as a header.
+        _, call = api.strategies.ListStrategyTypes.with_call(
+            request, metadata=[*srv.md("trader"), ("x-request-id", "r-4"), transcoded]
+        )
+        assert ("x-request-id", "r-4") in call.initial_metadata()
     finally:
         api.close()
     lines = _log_lines(srv.log_path, "req-metrics-0002", timeout=5)

@@ -1,11 +1,11 @@
 """Outermost interceptor: a request id for every call, and Prometheus metrics of every call.
 
 The request id (`api/request_id.py`) is set before any other interceptor runs, so every log
-line of the call carries it, and it goes back to the client in the initial metadata (an
-HTTP header through Envoy) and in the trailing metadata (where errors travel: a failed call
-sends no initial metadata of its own). Other interceptors may send initial metadata too (the
-rate-limit headers): the context handed down merges the id into whatever they send, because
-gRPC allows initial metadata to be sent only once.
+line of the call carries it, and it goes back to the client in the trailing metadata (where
+errors travel too), and in the initial metadata of server streams and of REST calls, whose
+clients only see headers (`api/response_headers.py`). Other interceptors may send or set
+metadata too (the rate-limit headers): the context handed down merges the id into whatever
+they send, because gRPC allows initial metadata to be sent only once.
 
 Metrics, on the registry the server exposes at STRATOPT_METRICS_ADDR (server/metrics.py):
 calls by service, method and status code; the latency of unary and client-streaming calls
@@ -26,6 +26,7 @@ from grpc_interceptor import AsyncServerInterceptor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stratopt.api.request_id import HEADER, accept_or_make, set_request_id
+from stratopt.api.response_headers import wants_initial_metadata
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -182,7 +183,8 @@ class MetricsInterceptor(AsyncServerInterceptor):
             m.done(ctx.code_name())
             m.latency.observe(time.perf_counter() - start)
             raise
-        await ctx.send_request_id()
+        if wants_initial_metadata(context):
+            await ctx.send_request_id()
         m.done("OK")
         m.latency.observe(time.perf_counter() - start)
         return response

@@ -1,11 +1,12 @@
 """Rate limits per principal and category, and a cap on concurrent streams per user.
 
 Every limited call answers `x-ratelimit-limit`, `x-ratelimit-remaining` and
-`x-ratelimit-reset` (seconds until the bucket is full again). Unary calls send them as
-*initial* metadata, which Envoy's JSON transcoder and gRPC-Web turn into HTTP response
-headers on successes and errors alike (the trailers of a successful unary REST call are
-dropped). Server streams send them with their first message and in the trailing metadata
-(see `_headers_with_first_message`). Over the limit the call fails with RESOURCE_EXHAUSTED
+`x-ratelimit-reset` (seconds until the bucket is full again). Unary calls carry them in the
+trailing metadata, on successes and errors alike, and REST calls also as initial metadata,
+which Envoy's JSON transcoder turns into HTTP response headers (it drops the trailers of a
+successful unary call; `api/response_headers.py` says why gRPC calls skip that send). Server
+streams send them with their first message and in the trailing metadata (see
+`_headers_with_first_message`). Over the limit the call fails with RESOURCE_EXHAUSTED
 carrying google.rpc.RetryInfo.
 
 Buckets are keyed by user (all of a user's API keys and sessions share one budget, so minting
@@ -28,6 +29,7 @@ from grpc_interceptor import AsyncServerInterceptor
 from stratopt.api.authz import Rule, contract_methods, method_path, rule_for
 from stratopt.api.context import optional_principal
 from stratopt.api.peer import client_ip
+from stratopt.api.response_headers import wants_initial_metadata
 from stratopt.errors import ResourceExhausted
 from stratopt.security.ratelimit import (
     Category,
@@ -97,9 +99,8 @@ class RateLimitInterceptor(AsyncServerInterceptor):
         decision = await self._acquire(rule.category, method_name, request_or_iterator, context)
         headers = rate_headers(decision)
         streaming = method_name in self._server_streaming
-        if streaming:
-            context.set_trailing_metadata(headers)
-        else:
+        context.set_trailing_metadata(headers)
+        if not streaming and wants_initial_metadata(context):
             await _send_headers(context, headers)
         if not decision.allowed:
             if self._refused is not None:

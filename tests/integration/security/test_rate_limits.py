@@ -36,7 +36,9 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def headers(call: grpc.Call | grpc.RpcError) -> dict[str, str]:
-    return {k: str(v) for k, v in (call.initial_metadata() or ()) if k.startswith("x-ratelimit")}  # type: ignore[union-attr]
+    """The rate-limit values a gRPC client reads: the trailers, on successes and errors."""
+    md = call.trailing_metadata() or ()  # type: ignore[union-attr]
+    return {k: str(v) for k, v in md if k.startswith("x-ratelimit")}
 
 
 def test_nth_plus_one_call_is_refused_with_retry_info_and_then_resets(
