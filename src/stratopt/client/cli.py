@@ -118,7 +118,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     db = Database(s.resolved_database_url)
     store = DatasetStore(s.data_dir / "datasets")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_workers(db, store, args.concurrency, name=args.name or "", config=config))
+        asyncio.run(
+            run_workers(
+                db,
+                store,
+                args.concurrency,
+                name=args.name or "",
+                config=config,
+                allow_private_webhooks=s.dev,
+            )
+        )
     return 0
 
 

@@ -42,8 +42,9 @@ from stratopt.data.importers import MemoryBudget
 from stratopt.security.tokens import TokenService
 from stratopt.server import bootstrap, datadir
 from stratopt.server.generic_handlers import GenericOnly
+from stratopt.server.job_notices import JobEndNotices
 from stratopt.server.jobs_assembly import OptimizationRuntime, build_optimization
-from stratopt.server.live_assembly import LiveRuntime, build_live, notify_job_ends
+from stratopt.server.live_assembly import LiveRuntime, build_live
 from stratopt.server.metrics import ServerMetrics
 from stratopt.server.security_assembly import STREAM_HEARTBEAT_S, SecurityServices
 from stratopt.server.settings import Settings
@@ -120,6 +121,7 @@ class Runtime:
     security: SecurityServices | None = None
     optimization: OptimizationRuntime | None = None
     live: LiveRuntime | None = None
+    job_notices: JobEndNotices | None = None
     upload_budget: MemoryBudget | None = None
 
 
@@ -217,7 +219,8 @@ class Server:
             # Stable across restarts of this server, distinct between replicas.
             runner=s.instance_id or f"{socket.gethostname()}:{s.data_dir.resolve()}",
         )
-        rt.optimization.bus.listen(notify_job_ends(rt.live.notifier))
+        rt.job_notices = JobEndNotices(rt.live.notifier)
+        rt.optimization.bus.listen(rt.job_notices)
         rt.optimization.bus.listen(self.metrics.on_job_event)
         rt.exports.notify = rt.live.notifier.notify
         if s.sample_data:
@@ -359,6 +362,8 @@ class Server:
         if self.runtime is not None:
             for t in self.runtime.background:
                 t.cancel()
+            if self.runtime.job_notices is not None:
+                await self.runtime.job_notices.drain(timeout=2.0)
             if self.runtime.live is not None:
                 await self.runtime.live.stop()
             if self.runtime.optimization is not None:

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from stratopt.data.storage import DatasetStore
 from stratopt.jobs.events import EventBus
 from stratopt.jobs.worker import DEFAULT_CONFIG, WorkerConfig, WorkerPool
+from stratopt.live.notify import Notifier
 from stratopt.optimize.rdb import StudyStorage
+from stratopt.server.job_notices import JobEndNotices
 from stratopt.services.datasets import DatasetCatalog
 from stratopt.services.optimization_jobs import OptimizationJobs
 from stratopt.store.db import Database
+from stratopt.store.live_repo import LiveRepo
 
 
 @dataclass
@@ -75,22 +78,30 @@ async def run_workers(
     *,
     name: str = "",
     config: WorkerConfig = DEFAULT_CONFIG,
+    allow_private_webhooks: bool = False,
 ) -> None:
-    """`stratopt worker`: claims and runs jobs until SIGTERM/SIGINT, then hands them back."""
+    """`stratopt worker`: claims and runs jobs until SIGTERM/SIGINT, then hands them back.
+    The owners of the jobs that end here are notified from here (server/job_notices.py)."""
     import signal
 
     from stratopt.store import migrate
 
     await migrate.upgrade(db)
     pool, studies = build_worker_pool(db, data_root, workers, name=name, config=config)
+    notifier = Notifier(LiveRepo(db), allow_private_webhooks=allow_private_webhooks)
+    notices = JobEndNotices(notifier)
+    pool.bus.listen(notices)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier.start()
     await pool.start()
     try:
         await stop.wait()
     finally:
         await pool.stop()
+        await notices.drain(timeout=2.0)
+        await notifier.stop()
         await asyncio.to_thread(studies.close)
         await db.dispose()

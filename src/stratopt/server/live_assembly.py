@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from stratopt.fanout import DEFAULT_MAXSIZE
-from stratopt.jobs.events import JobEvent
-from stratopt.jobs.views import CANCELLED, FAILED, SUCCEEDED
 from stratopt.live.manager import LiveManager
 from stratopt.live.notify import Notifier
 from stratopt.services.datasets import DatasetCatalog
@@ -46,35 +42,6 @@ class LiveRuntime:
         """`stop_runs` (if not done yet), then stops webhook delivery."""
         await self.manager.close()
         await self.notifier.stop()
-
-
-def notify_job_ends(notifier: Notifier) -> Callable[[JobEvent], None]:
-    """A job-event listener that tells a job's owner when it succeeded, failed or was
-    cancelled (jobs run by this server's workers; standalone workers' jobs show in
-    WatchJob and ListJobs)."""
-
-    def on_event(event: JobEvent) -> None:
-        job = event.job
-        if event.type != "state" or not job.terminal:
-            return
-        words = {SUCCEEDED: "finished", FAILED: "failed", CANCELLED: "was cancelled"}
-        severity = "error" if job.state == FAILED else "info"
-        detail = job.error if job.state == FAILED else _best(job.best_value)
-        task = asyncio.get_running_loop().create_task(
-            notifier.notify(
-                job.owner_id, f"job.{job.state}", severity,
-                f"Optimization {words.get(job.state, job.state)}",
-                f"{job.trials_completed}/{job.trials_total} trials. {detail}".strip(),
-                f"jobs/{job.id}",
-            )
-        )  # fmt: skip
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    return on_event
-
-
-def _best(value: float | None) -> str:
-    return "" if value is None else f"Best objective {value:.6g}."
 
 
 def build_live(

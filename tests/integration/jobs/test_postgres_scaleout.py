@@ -1,6 +1,6 @@
 """Scale-out on PostgreSQL: one server that only serves the API, two `stratopt worker`
 processes sharing one study; one worker is killed with SIGKILL mid-run and the job still
-completes with exactly the trials asked for.
+completes with exactly the trials asked for, and its owner is notified once.
 
 Needs the PostgreSQL that `.ci/postgres.sh` starts (it writes /tmp/stratopt-pg.env). Locally
 the test is skipped when that file is absent; in CI (CI=true) it fails instead.
@@ -16,10 +16,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from stratopt.v1 import optimization_pb2 as pb
 from stratopt.v1 import optimization_pb2_grpc as pbg
+from stratopt.v1 import system_pb2 as spb
+from stratopt.v1 import system_pb2_grpc as spbg
 
 from tests.conftest import ROOT, start_server, stop_server
 from tests.integration.jobs.helpers import make_dataset, start, wait_done
@@ -118,6 +121,25 @@ def study_id_of(db_url: str, job_id: str) -> int | None:
         engine.dispose()
 
 
+def job_notices(
+    ch: grpc.Channel, md: list[tuple[str, str]], job_id: str, timeout: float
+) -> list[spb.Notification]:
+    """The owner's notifications about one job, once there is one (and a moment for a
+    duplicate to show up)."""
+    stub = spbg.SystemServiceStub(ch)
+    deadline = time.monotonic() + timeout
+    found: list[spb.Notification] = []
+    while time.monotonic() < deadline:
+        page = stub.ListNotifications(spb.ListNotificationsRequest(page_size=200), metadata=md)
+        found = [n for n in page.notifications if n.resource == f"jobs/{job_id}"]
+        if found:
+            time.sleep(1.0)
+            page = stub.ListNotifications(spb.ListNotificationsRequest(page_size=200), metadata=md)
+            return [n for n in page.notifications if n.resource == f"jobs/{job_id}"]
+        time.sleep(0.2)
+    return found
+
+
 def test_two_workers_share_a_study_and_survive_losing_one(tmp_path: Path, database: str) -> None:
     srv = start_server(tmp_path, {"STRATOPT_DATABASE_URL": database, "STRATOPT_WORKERS": "0"})
     env = {**srv.env, "STRATOPT_LOG_LEVEL": "INFO"}
@@ -148,6 +170,10 @@ def test_two_workers_share_a_study_and_survive_losing_one(tmp_path: Path, databa
             assert {s for _, s in rows} == {"COMPLETE"}
             final = trials_by_worker(database, study_id_of(database, job.id) or -1)
             assert sum(final.values()) == TRIALS and all(final.values())
+            # The owner hears of the end once, from the worker that ended the job.
+            notices = job_notices(ch, md, job.id, timeout=15)
+            assert [n.kind for n in notices] == ["job.succeeded"], notices
+            assert f"{TRIALS}/{TRIALS} trials" in notices[0].message
     finally:
         for p in workers.values():
             if p.poll() is None:
