@@ -492,6 +492,35 @@ class BarePeer:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by these processes and their children, Envoy
+    excluded (what the Python servers spent)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    if "envoy" not in proc.name():
+                        t = proc.cpu_times()
+                        total += t.user + t.system
+    return total
+
+
+def measured(
+    pids: Sequence[int], srv: Server, go_load: Path, args: argparse.Namespace, addr: str, sid: str
+) -> tuple[dict[str, Any], float]:
+    """GetStrategy at c=64 on `addr`, and the servers' CPU milliseconds per call: a figure
+    that moves much less than throughput with what else the shared machine is doing."""
+    before = cpu_seconds(pids)
+    r = unary(srv, go_load, args, addr, "get_strategy", 64, sid)
+    spent = cpu_seconds(pids) - before
+    # The run includes a 0.5 s warm-up whose calls are not counted: scale to the calls made
+    # in it at the measured rate.
+    calls = r["throughput"] * (args.seconds + 0.5)
+    return r, (spent * 1000 / calls if calls else 0.0)
+
+
 def canned_response(srv: Server, sid: str) -> bytes:
     """stratopt's GetStrategy answer for `sid`, serialized: what the bare peer answers."""
     from stratopt.v1 import strategy_pb2, strategy_pb2_grpc
@@ -509,15 +538,16 @@ def processes_rows(
     """GetStrategy c=64 through Envoy on `n` processes, then the bare peer with as many."""
     unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)  # warm every process
     srv.reset_peak()
-    r = unary(srv, go_load, args, srv.gateway, "get_strategy", 64, sid)
+    r, cpu = measured([srv.proc.pid], srv, go_load, args, srv.gateway, sid)
     plural = "process" if n == 1 else "processes"
     ours = unary_row(f"{n} {plural}, GetStrategy c=64 Envoy", r, srv.peak_mib)
     with BarePeer(n, canned_response(srv, sid)) as peer:
         unary(srv, go_load, args, peer.addr, "get_strategy", 64, sid)
-        b = unary(srv, go_load, args, peer.addr, "get_strategy", 64, sid)
+        b, bare_cpu = measured([p.pid for p in peer.procs], srv, go_load, args, peer.addr, sid)
     share = r["throughput"] / b["throughput"] if b["throughput"] else 0.0
     ours.note = (ours.note + "; " if ours.note else "") + (
-        f"{share:.0%} of the bare grpc.aio peer's throughput"
+        f"{share:.0%} of the bare grpc.aio peer's throughput; server CPU {cpu:.3f} ms per "
+        f"call against the peer's {bare_cpu:.3f} ms"
     )
     bare = unary_row(f"bare grpc.aio peer, {n} {plural}, c=64 Envoy", b, 0.0)
     for row in (ours, bare):

@@ -108,6 +108,8 @@ def _trailers(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
 
 
 def _log_call(method: str, outcome: str, start: float, detail: str = "") -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return  # every call passes here: skip building a record nobody writes
     p = optional_principal()
     log.info(
         "rpc",

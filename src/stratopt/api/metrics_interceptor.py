@@ -114,16 +114,25 @@ def split_method(method_name: str) -> tuple[str, str]:
 
 
 class _Context:
-    """The servicer context with the request id merged into the metadata others send."""
+    """The servicer context with the request id merged into the metadata others send.
 
-    def __init__(self, inner: grpc.aio.ServicerContext, request_id: str) -> None:
+    It also keeps the request metadata: grpc.aio builds a new tuple of it on every
+    `invocation_metadata()`, and four interceptors read it on every call."""
+
+    def __init__(
+        self, inner: grpc.aio.ServicerContext, request_id: str, metadata: Metadata
+    ) -> None:
         self._inner = inner
+        self._metadata = metadata
         self._pair = (HEADER, request_id)
         self.initial_sent = False
         inner.set_trailing_metadata((self._pair,))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    def invocation_metadata(self) -> Metadata:
+        return self._metadata
 
     def _with_id(self, metadata: Metadata) -> tuple[tuple[str, str | bytes], ...]:
         return (*(kv for kv in metadata if kv[0] != HEADER), self._pair)
@@ -162,12 +171,11 @@ class MetricsInterceptor(AsyncServerInterceptor):
         context: grpc.aio.ServicerContext,
         method_name: str,
     ) -> Any:
-        offered = next(
-            (str(v) for k, v in context.invocation_metadata() or () if k == HEADER), None
-        )
+        metadata = context.invocation_metadata() or ()
+        offered = next((str(v) for k, v in metadata if k == HEADER), None)
         request_id = accept_or_make(offered)
         set_request_id(request_id)
-        ctx = _Context(context, request_id)
+        ctx = _Context(context, request_id, metadata)
         m = self.metrics.of(method_name)
         start = time.perf_counter()
         try:
@@ -183,7 +191,7 @@ class MetricsInterceptor(AsyncServerInterceptor):
             m.done(ctx.code_name())
             m.latency.observe(time.perf_counter() - start)
             raise
-        if wants_initial_metadata(context):
+        if wants_initial_metadata(ctx):
             await ctx.send_request_id()
         m.done("OK")
         m.latency.observe(time.perf_counter() - start)
