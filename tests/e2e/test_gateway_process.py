@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +116,20 @@ def test_several_gateways_run_side_by_side(
     assert proc.poll() is not None and second.proc is None
     assert refuses_connections(second.port)
     assert gateway.proc is not None and gateway.proc.poll() is None  # the other one is untouched
+
+
+def test_worker_threads_default_to_one_per_four_cores(
+    gateway: Gateway, live_server: LiveServer, tmp_path: Path
+) -> None:
+    def concurrency(g: Gateway) -> int:
+        with urllib.request.urlopen(f"{g.admin_url}/server_info", timeout=5) as r:
+            return int(json.load(r)["command_line_options"]["concurrency"])
+
+    assert concurrency(gateway) == gw.default_workers() == max(1, (os.cpu_count() or 1) // 4)
+    with Gateway("127.0.0.1:0", live_server.addr, tmp_path, workers=3) as three:
+        assert concurrency(three) == 3
+    with pytest.raises(GatewayError, match="gateway workers"):
+        Gateway("127.0.0.1:0", live_server.addr, tmp_path, workers=-1)
 
 
 def test_an_envoy_that_dies_at_start_is_reported(tmp_path: Path) -> None:

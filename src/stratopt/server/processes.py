@@ -183,6 +183,7 @@ class Supervisor:
             admin_port=s.gateway_admin_port,
             web_dir=Path(s.web_dir) if s.web_dir else None,
             upstream_addrs=self.own_addrs,
+            workers=s.gateway_workers,
         )
         try:
             await asyncio.to_thread(gateway.start)

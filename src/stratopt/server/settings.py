@@ -34,6 +34,8 @@ class Settings:
     gateway: bool = False
     gateway_addr: str = "127.0.0.1:8080"
     gateway_admin_port: int = 0
+    # Envoy worker threads; 0 = one per four cores, at least one (server/gateway.py says why).
+    gateway_workers: int = 0
     # The web console's build served at / by the gateway; empty = the checkout's web/dist.
     web_dir: str = ""
     # Prometheus /metrics on host:port; empty = no metrics endpoint.
@@ -153,6 +155,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "gateway": "also start the Envoy REST/gRPC-Web gateway",
     "gateway_addr": "gateway listen address",
     "gateway_admin_port": "Envoy admin port (0 = none)",
+    "gateway_workers": "Envoy worker threads (0 = one per four cores, at least one)",
     "web_dir": "the web console's build served at / by the gateway (default: web/dist)",
     "metrics_addr": "Prometheus /metrics listen address, host:port (empty = off)",
     "workers": "optimization workers in the server process",
