@@ -9,15 +9,16 @@ and measures, each phase for a few seconds:
   deliveries per second and how far behind the first subscriber the others get each signal;
 - 10 optimization jobs with 20 watchers each: trials per second and each job's wall time;
 - a 1,000,000-row CSV upload (ImportBars);
-- GetStrategy at concurrency 64 through Envoy with N = 1, 2, 4 server processes, each
+- GetStrategy at concurrency 64 through Envoy with N = 1, 2, 3, 4 server processes, each
   followed at once by its peer: N bare grpc.aio servers (bench/bare_server.py: the same
   answer, no interceptors, authentication or database) behind the same Envoy configuration.
-  The note gives stratopt's throughput as a share of the peer's, the figure that stays
-  comparable on a shared machine whose speed drifts between runs.
+  The note gives stratopt's throughput as a share of the peer's, and the servers' CPU
+  milliseconds per call beside the peer's: figures that stay comparable on a shared machine
+  whose speed drifts between runs (CPU per call moves least).
 
 Unary load comes from bench/go_load (Go: a Python asyncio client saturates at 1-2k calls/s
 by itself). "peak RSS" is the sum over the server's Python processes (not Envoy), sampled
-every 0.2 s during the phase. Run: ``python bench/load.py [--seconds 4] [--processes 1 2 4]``.
+every 0.2 s during the phase. Run: ``python bench/load.py [--seconds 4] [--processes 1 2 3 4]``.
 """
 
 from __future__ import annotations
@@ -621,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["unary", "streams", "jobs", "upload", "processes"],
         help="unary streams jobs upload processes",
     )
-    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=10)
     ap.add_argument("--watchers", type=int, default=20, help="watchers per job")
