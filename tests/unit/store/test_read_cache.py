@@ -161,3 +161,65 @@ async def test_dispose_closes_the_watch_connections(tmp_path: Path) -> None:
     assert open_on_file() == 0
     assert watch.current() is None
     cache.close()
+
+
+def statements_on(watch: GenerationWatch) -> list[str]:
+    """The SQL the watch's own connection runs from now on."""
+    ran: list[str] = []
+    assert watch._conn is not None
+    watch._conn.set_trace_callback(ran.append)
+    return ran
+
+
+async def test_while_nothing_is_committed_sqlite_is_not_asked(db: Database) -> None:
+    """The WAL-index header stands in for `PRAGMA data_version` until a commit changes it."""
+    watch = GenerationWatch(db, "strategies")
+    first = watch.current()
+    assert first is not None
+    assert watch.current() == first  # the header is read before a PRAGMA from now on
+    ran = statements_on(watch)
+    assert [watch.current() for _ in range(100)] == [first] * 100
+    assert ran == []
+    await execute(db, "UPDATE users SET role = 'analyst' WHERE id = 'u2'")  # another group
+    assert watch.current() == first
+    assert ran[0] == "PRAGMA data_version" and ran[1].startswith("SELECT generation")
+    assert len(ran) == 2
+    await execute(db, "UPDATE strategies SET name = 'again' WHERE id = 's1'")
+    assert watch.current() == first + 1
+    watch.close()
+
+
+async def test_a_commit_after_the_log_restarted_is_seen(db: Database) -> None:
+    """A checkpoint that empties the log, then commits from another connection: the header
+    cycles through new salts and frame counts, and every change is still noticed."""
+    watch = GenerationWatch(db, "strategies")
+    start = watch.current()
+    assert start is not None and watch.current() == start
+    path = db.url.split("///", 1)[1]
+    with sqlite3.connect(path) as other:
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert watch.current() == start  # a checkpoint changes no data
+    for n in range(1, 4):
+        with sqlite3.connect(path) as other:
+            other.execute(f"UPDATE strategies SET name = 'n{n}' WHERE id = 's1'")
+        assert watch.current() == start + n
+        with sqlite3.connect(path) as other:
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    watch.close()
+
+
+async def test_a_disposed_database_releases_the_shared_memory(tmp_path: Path) -> None:
+    path = tmp_path / "mapped.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(db)
+    watch = GenerationWatch(db, "strategies")
+    assert watch.current() is not None and watch.current() is not None
+
+    def mapped() -> bool:
+        return f"{path}-shm" in Path("/proc/self/maps").read_text()
+
+    assert mapped()
+    await db.dispose()
+    assert watch.current() is None
+    assert not mapped()
+    watch.close()
