@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,21 @@ sys.path.insert(0, str(BENCH))
 import bench_live  # noqa: E402  (its Api and the Go subscriber program)
 
 MB = 1024 * 1024
+WARMUP_S = 0.5  # unmeasured seconds at the start of each go_load run
+
+
+def over_servers(pids: Sequence[int], measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over these processes and their children, Envoy excluded (the Python
+    servers); a process that ends meanwhile counts for nothing."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    if "envoy" not in proc.name():
+                        total += measure(proc)
+    return total
 
 
 def free_port() -> int:
@@ -170,14 +185,7 @@ class Server:
 
     def rss(self) -> int:
         """Bytes resident in the server's Python processes (Envoy excluded)."""
-        total = 0
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.proc.pid)
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    if "envoy" not in p.name():
-                        total += p.memory_info().rss
-        return total
+        return int(over_servers([self.proc.pid], lambda p: p.memory_info().rss))
 
     def _sample(self) -> None:
         while self._sampling:
@@ -231,7 +239,7 @@ def unary(
         [
             str(go_load), "-addr", addr, "-token", srv.token, "-method", method, "-id", sid,
             "-c", str(c), "-conns", str(min(c, 8)), "-seconds", str(args.seconds),
-            "-warmup", "0.5",
+            "-warmup", str(WARMUP_S),
         ],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -494,18 +502,8 @@ class BarePeer:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds used so far by these processes and their children, Envoy
-    excluded (what the Python servers spent)."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    if "envoy" not in proc.name():
-                        t = proc.cpu_times()
-                        total += t.user + t.system
-    return total
+    """User + system CPU seconds the Python servers under `pids` used so far."""
+    return over_servers(pids, lambda p: p.cpu_times().user + p.cpu_times().system)
 
 
 def measured(
@@ -516,9 +514,9 @@ def measured(
     before = cpu_seconds(pids)
     r = unary(srv, go_load, args, addr, "get_strategy", 64, sid)
     spent = cpu_seconds(pids) - before
-    # The run includes a 0.5 s warm-up whose calls are not counted: scale to the calls made
-    # in it at the measured rate.
-    calls = r["throughput"] * (args.seconds + 0.5)
+    # The run includes a warm-up whose calls are not counted: scale to the calls made in it
+    # at the measured rate.
+    calls = r["throughput"] * (args.seconds + WARMUP_S)
     return r, (spent * 1000 / calls if calls else 0.0)
 
 
