@@ -363,7 +363,7 @@ class Server:
             for t in self.runtime.background:
                 t.cancel()
             if self.runtime.job_notices is not None:
-                await self.runtime.job_notices.drain(timeout=2.0)
+                await self.runtime.job_notices.drain()
             if self.runtime.live is not None:
                 await self.runtime.live.stop()
             if self.runtime.optimization is not None:

@@ -19,6 +19,8 @@ from stratopt.live.notify import Notifier
 log = logging.getLogger("stratopt.notify")
 
 ENDED = {SUCCEEDED: "finished", FAILED: "failed", CANCELLED: "was cancelled"}
+DRAIN_S = 2.0
+"""How long a stopping process waits for the notices still being written."""
 
 
 class JobEndNotices:
@@ -49,7 +51,7 @@ class JobEndNotices:
         if not task.cancelled() and (e := task.exception()) is not None:
             log.warning("job notification not written: %s", e)
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, timeout: float = DRAIN_S) -> None:
         """Waits for the notifications still being written (a process about to stop)."""
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=timeout)

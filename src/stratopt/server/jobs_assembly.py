@@ -101,7 +101,7 @@ async def run_workers(
         await stop.wait()
     finally:
         await pool.stop()
-        await notices.drain(timeout=2.0)
+        await notices.drain()
         await notifier.stop()
         await asyncio.to_thread(studies.close)
         await db.dispose()
